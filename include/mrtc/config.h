@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The daemon's configuration: one struct, filled from environment variables through one table
+ * that also drives --help and secret redaction. Validated completely at load; read-only after.
+ */
+#ifndef MRTC_CONFIG_H
+#define MRTC_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mrtc/buf.h"
+#include "mrtc/err.h"
+#include "mrtc/log.h"
+#include "mrtc/signing.h"
+
+enum mrtc_membership_backend {
+	MRTC_MEMBERSHIP_SYNAPSE_ADMIN,
+	MRTC_MEMBERSHIP_MSC4502,
+};
+
+enum mrtc_identity_format {
+	MRTC_IDENTITY_USER_DEVICE_MEMBER,
+	MRTC_IDENTITY_USER_MEMBER,
+};
+
+struct mrtc_hostport {
+	char host[256]; /* "" = every address; IPv6 without brackets */
+	uint16_t port;
+};
+
+struct mrtc_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	unsigned prefix;
+};
+
+struct mrtc_config {
+	bool legacy_only; /* none of the homeserver variables set: lk-jwt-service drop-in mode */
+	char *server_name;
+	char *homeserver_url;
+	char *signing_key_file;
+	struct mrtc_signing_key *signing_key; /* loaded from signing_key_file */
+	struct mrtc_hostport bind;
+	struct mrtc_hostport admin_bind;
+	char *livekit_url;
+	char *livekit_key;
+	char *livekit_secret;
+	char *livekit_api_url; /* derived from livekit_url when not set */
+	enum mrtc_membership_backend membership_backend;
+	char *homeserver_admin_token;
+	char *appservice_token;
+	uint64_t token_ttl_s;
+	enum mrtc_identity_format identity;
+	char *ca_file;
+	bool has_dns_server;
+	struct mrtc_hostport dns_server;
+	struct mrtc_cidr *allow_cidrs;
+	size_t n_allow_cidrs;
+	uint64_t auth_cache_ttl_s;
+	uint64_t membership_cache_ttl_s;
+	uint64_t rate_per_second;
+	uint64_t rate_burst;
+	uint64_t homeserver_timeout_s;
+	uint64_t livekit_timeout_s;
+	uint64_t federation_timeout_s;
+	char *livekit_service_url;
+	bool full_access_all;
+	char **full_access; /* server names */
+	size_t n_full_access;
+	int log_level;
+	enum mrtc_log_format log_format;
+};
+
+/* Returns the value of environment variable @name, or NULL. */
+typedef const char *(*mrtc_getenv_fn)(void *ctx, const char *name);
+
+/* An mrtc_getenv_fn reading the process environment. */
+const char *mrtc_config_process_env(void *ctx, const char *name);
+
+/*
+ * Builds the configuration from the variables @getenv returns. Every problem is appended to
+ * @problems as one line "NAME: what is wrong" and all of them are collected before returning
+ * MRTC_ERR_CONFIG. On success *ret_config is a new configuration (caller frees with
+ * mrtc_config_destroy()).
+ */
+enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_buf *problems,
+			       struct mrtc_config **ret_config);
+
+/* Frees @config, wiping its secrets; accepts NULL and half-built configurations. */
+void mrtc_config_destroy(struct mrtc_config *config);
+
+/*
+ * Writes the --help text to @out: every variable with its default, whether it is required,
+ * and its current value from @getenv (secrets only as "set"/"unset").
+ */
+void mrtc_config_print_help(FILE *out, const char *argv0, mrtc_getenv_fn getenv_fn, void *ctx);
+
+/* True if @ip (AF_INET 4 bytes / AF_INET6 16 bytes) lies in one of @config's allow ranges. */
+bool mrtc_config_cidr_contains(const struct mrtc_cidr *cidr, int family, const uint8_t *addr);
+
+/* Parses "host:port", "[v6]:port" or ":port". */
+bool mrtc_hostport_parse(const char *s, bool host_required, struct mrtc_hostport *ret);
+
+/* Parses "a.b.c.d/n" or "v6addr/n". */
+bool mrtc_cidr_parse(const char *s, struct mrtc_cidr *ret);
+
+#endif

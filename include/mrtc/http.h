@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The HTTP boundary: routing, the per-request context, JSON and Matrix error replies with CORS,
+ * request-body limits. This is the only place an enum mrtc_err becomes a status and errcode.
+ */
+#ifndef MRTC_HTTP_H
+#define MRTC_HTTP_H
+
+#include <event2/http.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mrtc/err.h"
+
+#define MRTC_HTTP_BODY_MAX (64 * 1024)
+#define MRTC_HTTP_HEADERS_MAX (16 * 1024)
+#define MRTC_REQUEST_ID_LEN 16
+
+struct mrtc_request;
+struct mrtc_server;
+
+typedef void (*mrtc_handler_fn)(struct mrtc_request *r);
+
+struct mrtc_route {
+	const char *path; /* exact, undecoded request path */
+	unsigned methods; /* bitmask of enum evhttp_cmd_type */
+	mrtc_handler_fn handler;
+	const char *name; /* short endpoint name for logs and metrics */
+};
+
+struct mrtc_request {
+	struct evhttp_request *req;
+	struct mrtc_server *server;
+	const struct mrtc_route *route;
+	char id[MRTC_REQUEST_ID_LEN + 1];
+	uint64_t start_ms;
+	bool cors;
+	bool replied;
+};
+
+enum mrtc_route_match {
+	MRTC_ROUTE_FOUND,
+	MRTC_ROUTE_NO_PATH,
+	MRTC_ROUTE_NO_METHOD,
+};
+
+/*
+ * Finds the route for (@path, @method) among @n @routes. *ret_route is written only for
+ * MRTC_ROUTE_FOUND.
+ */
+enum mrtc_route_match mrtc_route_find(const struct mrtc_route *routes, size_t n, const char *path,
+				      unsigned method, const struct mrtc_route **ret_route);
+
+/* HTTP status and Matrix errcode for @err. */
+int mrtc_http_status(enum mrtc_err err, const char **ret_errcode);
+
+/* The undecoded path of @uri (a request target): up to '?' or '#'. Caller frees. */
+char *mrtc_http_path_of(const char *uri);
+
+/*
+ * Adds the CORS headers PROTOCOL §2 requires to @headers.
+ */
+void mrtc_http_add_cors(struct evkeyvalq *headers);
+
+/*
+ * Sends @status with @body (borrowed; NULL sends no body) as application/json, plus the
+ * request id and (for CORS-enabled listeners) the CORS headers. Completes the request: @r is
+ * freed and must not be used afterwards.
+ */
+void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_object *body);
+
+/*
+ * Sends a Matrix error for @err with the human-readable @message, and frees @r.
+ */
+void mrtc_http_reply_error(struct mrtc_request *r, enum mrtc_err err, const char *message);
+
+/*
+ * Borrowed view of the request body. MRTC_ERR_TOO_LARGE over MRTC_HTTP_BODY_MAX.
+ * Valid until the request completes.
+ */
+enum mrtc_err mrtc_http_body(struct mrtc_request *r, const char **ret_body, size_t *ret_len);
+
+#endif

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The one logging call: syslog levels, a component tag, an optional request id, one line per
+ * event on stderr, as text or JSON. Never pass tokens, secrets or Authorization headers; quote
+ * untrusted strings with mrtc_quote().
+ */
+#ifndef MRTC_LOG_H
+#define MRTC_LOG_H
+
+#include <stdbool.h>
+#include <syslog.h>
+
+enum mrtc_log_format {
+	MRTC_LOG_TEXT,
+	MRTC_LOG_JSON,
+};
+
+/* Messages above @level (a syslog LOG_* value) are dropped. */
+void mrtc_log_setup(int level, enum mrtc_log_format format);
+int mrtc_log_level(void);
+
+/* Parses "debug", "info", "warn", "error" into a syslog level. */
+bool mrtc_log_level_parse(const char *name, int *ret_level);
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+void mrtc_log(int level, const char *component, const char *request_id, const char *fmt, ...);
+
+#endif

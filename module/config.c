@@ -1,0 +1,761 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Configuration from the environment. One table lists every variable with its type, default,
+ * flags and help; loading, validation, --help and redaction are all driven by it.
+ */
+#include "mrtc/config.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <errno.h>
+#include <event2/http.h>
+#include <fcntl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <sodium.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mrtc/servername.h"
+#include "mrtc/util.h"
+
+#define SECRET_FILE_MAX 4096
+
+enum var_type {
+	T_STRING,
+	T_SERVER_NAME,
+	T_HTTP_URL,  /* http or https */
+	T_HTTPS_URL, /* https only */
+	T_WS_URL,
+	T_FILE,
+	T_HOSTPORT,
+	T_IP_PORT,
+	T_UINT,
+	T_MEMBERSHIP,
+	T_IDENTITY,
+	T_CIDRS,
+	T_SERVER_LIST,
+	T_LOG_LEVEL,
+	T_LOG_FORMAT,
+	T_REFUSED,
+};
+
+enum var_flags {
+	F_SECRET = 1u << 0,	/* never printed; may come from NAME_FILE */
+	F_REQUIRED = 1u << 1,	/* required in every mode */
+	F_HOMESERVER = 1u << 2, /* one of the three homeserver-mode variables */
+	F_SPECIAL = 1u << 3,	/* read by code after the table loop */
+};
+
+struct var {
+	const char *name;
+	enum var_type type;
+	const char *def;
+	unsigned flags;
+	size_t offset;
+	uint64_t min, max;
+	const char *help;
+};
+
+#define OFF(field) offsetof(struct mrtc_config, field)
+
+static const struct var vars[] = {
+	{ "MRTC_SERVER_NAME", T_SERVER_NAME, NULL, F_HOMESERVER, OFF(server_name), 0, 0,
+	  "the homeserver's server name" },
+	{ "MRTC_HOMESERVER_URL", T_HTTP_URL, NULL, F_HOMESERVER, OFF(homeserver_url), 0, 0,
+	  "base URL of the homeserver's client-server API as reachable from the daemon" },
+	{ "MRTC_SIGNING_KEY_FILE", T_FILE, NULL, F_HOMESERVER, OFF(signing_key_file), 0, 0,
+	  "homeserver signing-key file ('ed25519 <version> <seed>'; first line used)" },
+	{ "MRTC_BIND", T_HOSTPORT, "127.0.0.1:8080", F_SPECIAL, OFF(bind), 0, 0,
+	  "client + federation listener, host:port (LIVEKIT_JWT_BIND accepted as fallback)" },
+	{ "MRTC_ADMIN_BIND", T_HOSTPORT, "127.0.0.1:8081", 0, OFF(admin_bind), 0, 0,
+	  "admin listener (/healthz, /readyz, /metrics), host:port" },
+	{ "LIVEKIT_URL", T_WS_URL, NULL, F_REQUIRED, OFF(livekit_url), 0, 0,
+	  "the SFU's public WebSocket URL (wss://...), the url clients send" },
+	{ "LIVEKIT_KEY", T_STRING, NULL, F_REQUIRED | F_SECRET | F_SPECIAL, OFF(livekit_key), 0, 0,
+	  "LiveKit API key (or LIVEKIT_KEY_FROM_FILE, or LIVEKIT_KEY_FILE as key:secret)" },
+	{ "LIVEKIT_SECRET", T_STRING, NULL, F_REQUIRED | F_SECRET | F_SPECIAL, OFF(livekit_secret),
+	  0, 0, "LiveKit API secret (or LIVEKIT_SECRET_FROM_FILE)" },
+	{ "MRTC_LIVEKIT_API_URL", T_HTTP_URL, NULL, 0, OFF(livekit_api_url), 0, 0,
+	  "where the daemon reaches the SFU's RoomService (default: LIVEKIT_URL, ws->http)" },
+	{ "MRTC_MEMBERSHIP_BACKEND", T_MEMBERSHIP, "synapse-admin", 0, OFF(membership_backend), 0,
+	  0, "synapse-admin or msc4502: how remote users' membership is checked" },
+	{ "MRTC_HOMESERVER_ADMIN_TOKEN", T_STRING, NULL, F_SECRET, OFF(homeserver_admin_token), 0,
+	  0, "admin access token for the synapse-admin backend" },
+	{ "MRTC_APPSERVICE_TOKEN", T_STRING, NULL, F_SECRET, OFF(appservice_token), 0, 0,
+	  "application-service token for the msc4502 backend" },
+	{ "MRTC_TOKEN_TTL", T_UINT, "3600", 0, OFF(token_ttl_s), 60, 86400,
+	  "LiveKit token lifetime, seconds" },
+	{ "MRTC_IDENTITY", T_IDENTITY, "user-device-member", 0, OFF(identity), 0, 0,
+	  "participant identity: user-device-member or user-member" },
+	{ "MRTC_CA_FILE", T_FILE, NULL, 0, OFF(ca_file), 0, 0,
+	  "extra PEM CA bundle trusted for outbound TLS" },
+	{ "MRTC_DNS_SERVER", T_IP_PORT, NULL, 0, OFF(dns_server), 0, 0,
+	  "ip[:port] of the DNS server to use (default: system resolver)" },
+	{ "MRTC_FEDERATION_ALLOW_CIDRS", T_CIDRS, NULL, 0, OFF(allow_cidrs), 0, 0,
+	  "comma-separated ranges exempt from the outbound private-address block" },
+	{ "MRTC_AUTH_CACHE_TTL", T_UINT, "60", 0, OFF(auth_cache_ttl_s), 0, 3600,
+	  "seconds a verified access token is remembered" },
+	{ "MRTC_MEMBERSHIP_CACHE_TTL", T_UINT, "5", 0, OFF(membership_cache_ttl_s), 0, 300,
+	  "seconds a membership answer is remembered" },
+	{ "MRTC_RATE_PER_SECOND", T_UINT, "5", 0, OFF(rate_per_second), 1, 1000000,
+	  "token-bucket refill per user / origin server, per second" },
+	{ "MRTC_RATE_BURST", T_UINT, "20", 0, OFF(rate_burst), 1, 1000000,
+	  "token-bucket size per user / origin server" },
+	{ "MRTC_HOMESERVER_TIMEOUT", T_UINT, "5", 0, OFF(homeserver_timeout_s), 1, 300,
+	  "seconds per homeserver call" },
+	{ "MRTC_LIVEKIT_TIMEOUT", T_UINT, "5", 0, OFF(livekit_timeout_s), 1, 300,
+	  "seconds per LiveKit RoomService call" },
+	{ "MRTC_FEDERATION_TIMEOUT", T_UINT, "10", 0, OFF(federation_timeout_s), 1, 300,
+	  "seconds for a whole federation get_token call" },
+	{ "MRTC_LIVEKIT_SERVICE_URL", T_HTTP_URL, NULL, 0, OFF(livekit_service_url), 0, 0,
+	  "public base URL of the legacy endpoints, advertised as livekit_service_url" },
+	{ "LIVEKIT_FULL_ACCESS_HOMESERVERS", T_SERVER_LIST, NULL, 0, OFF(full_access), 0, 0,
+	  "legacy endpoints: comma-separated servers whose users get full access ('*' = all)" },
+	{ "MRTC_LOG_LEVEL", T_LOG_LEVEL, "info", 0, OFF(log_level), 0, 0,
+	  "debug, info, warn or error" },
+	{ "MRTC_LOG_FORMAT", T_LOG_FORMAT, "text", 0, OFF(log_format), 0, 0, "text or json" },
+	{ "LIVEKIT_INSECURE_SKIP_VERIFY_TLS", T_REFUSED, NULL, 0, 0, 0, 0,
+	  "refused: TLS is always verified; trust a private CA with MRTC_CA_FILE instead" },
+};
+
+#define N_VARS (sizeof(vars) / sizeof(vars[0]))
+
+const char *mrtc_config_process_env(void *ctx, const char *name)
+{
+	(void)ctx;
+	return getenv(name);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void
+problem(struct mrtc_buf *problems, const char *name, const char *fmt, ...);
+
+static void problem(struct mrtc_buf *problems, const char *name, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	mrtc_buf_printf(problems, "%s: %s\n", name, msg);
+}
+
+static const char *env_value(mrtc_getenv_fn getenv_fn, void *ctx, const char *name)
+{
+	const char *v = getenv_fn(ctx, name);
+	return (v && v[0]) ? v : NULL;
+}
+
+/* Reads a small secret file, trimming trailing spaces, CR and LF. Caller frees (wipes). */
+static char *read_secret_file(const char *path, const char **ret_why)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		*ret_why = strerror(errno);
+		return NULL;
+	}
+	char *buf = calloc(1, SECRET_FILE_MAX + 1);
+	size_t len = 0;
+	if (!buf) {
+		close(fd);
+		*ret_why = "out of memory";
+		return NULL;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + len, SECRET_FILE_MAX - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*ret_why = strerror(errno);
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == SECRET_FILE_MAX) {
+			*ret_why = "file too large";
+			goto fail;
+		}
+	}
+	close(fd);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+		buf[--len] = '\0';
+	if (memchr(buf, '\0', len)) {
+		sodium_memzero(buf, SECRET_FILE_MAX);
+		free(buf);
+		*ret_why = "contains a NUL byte";
+		return NULL;
+	}
+	return buf;
+fail:
+	close(fd);
+	sodium_memzero(buf, SECRET_FILE_MAX);
+	free(buf);
+	return NULL;
+}
+
+static void free_secret(char *s)
+{
+	if (s) {
+		sodium_memzero(s, strlen(s));
+		free(s);
+	}
+}
+
+/* lk-jwt-service trims spaces, CR and LF around its key and secret. */
+static char *dup_trimmed(const char *s, size_t len)
+{
+	while (len && (*s == ' ' || *s == '\r' || *s == '\n')) {
+		s++;
+		len--;
+	}
+	while (len && (s[len - 1] == ' ' || s[len - 1] == '\r' || s[len - 1] == '\n'))
+		len--;
+	char *out = malloc(len + 1);
+	if (out) {
+		memcpy(out, s, len);
+		out[len] = '\0';
+	}
+	return out;
+}
+
+bool mrtc_hostport_parse(const char *s, bool host_required, struct mrtc_hostport *ret)
+{
+	struct mrtc_hostport hp = { .port = 0 };
+	const char *port;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close[1] != ':')
+			return false;
+		size_t n = (size_t)(close - s - 1);
+		if (n == 0 || n >= sizeof(hp.host))
+			return false;
+		memcpy(hp.host, s + 1, n);
+		hp.host[n] = '\0';
+		struct in6_addr a6;
+		if (inet_pton(AF_INET6, hp.host, &a6) != 1)
+			return false;
+		port = close + 2;
+	} else {
+		const char *colon = strrchr(s, ':');
+		if (!colon)
+			return false;
+		size_t n = (size_t)(colon - s);
+		if (n >= sizeof(hp.host) || memchr(s, ':', n))
+			return false;
+		memcpy(hp.host, s, n);
+		hp.host[n] = '\0';
+		if (n && !mrtc_server_name_is_valid(hp.host))
+			return false;
+		port = colon + 1;
+	}
+	if (host_required && !hp.host[0])
+		return false;
+	uint64_t p;
+	if (!mrtc_parse_u64(port, 1, 65535, &p))
+		return false;
+	hp.port = (uint16_t)p;
+	*ret = hp;
+	return true;
+}
+
+static bool ip_port_parse(const char *s, struct mrtc_hostport *ret)
+{
+	struct mrtc_hostport hp = { .port = 53 };
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (strlen(s) < sizeof(hp.host) &&
+	    (inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1)) {
+		memcpy(hp.host, s, strlen(s) + 1);
+		*ret = hp;
+		return true;
+	}
+	if (!mrtc_hostport_parse(s, true, &hp))
+		return false;
+	if (inet_pton(AF_INET, hp.host, &a4) != 1 && inet_pton(AF_INET6, hp.host, &a6) != 1)
+		return false;
+	*ret = hp;
+	return true;
+}
+
+bool mrtc_cidr_parse(const char *s, struct mrtc_cidr *ret)
+{
+	const char *slash = strchr(s, '/');
+	if (!slash)
+		return false;
+	char addr[64];
+	size_t n = (size_t)(slash - s);
+	if (n == 0 || n >= sizeof(addr))
+		return false;
+	memcpy(addr, s, n);
+	addr[n] = '\0';
+	struct mrtc_cidr c = { .prefix = 0 };
+	uint64_t prefix;
+	if (inet_pton(AF_INET, addr, c.addr) == 1) {
+		c.family = AF_INET;
+		if (!mrtc_parse_u64(slash + 1, 0, 32, &prefix))
+			return false;
+	} else if (inet_pton(AF_INET6, addr, c.addr) == 1) {
+		c.family = AF_INET6;
+		if (!mrtc_parse_u64(slash + 1, 0, 128, &prefix))
+			return false;
+	} else {
+		return false;
+	}
+	c.prefix = (unsigned)prefix;
+	*ret = c;
+	return true;
+}
+
+bool mrtc_config_cidr_contains(const struct mrtc_cidr *cidr, int family, const uint8_t *addr)
+{
+	if (cidr->family != family)
+		return false;
+	unsigned bits = cidr->prefix;
+	for (unsigned i = 0; bits > 0; i++) {
+		unsigned take = bits >= 8 ? 8 : bits;
+		uint8_t mask = (uint8_t)(0xff00u >> take);
+		if ((addr[i] & mask) != (cidr->addr[i] & mask))
+			return false;
+		bits -= take;
+	}
+	return true;
+}
+
+/* Calls @fn on each trimmed, non-empty comma-separated item of @list. */
+static bool each_item(const char *list, bool (*fn)(void *ctx, const char *item), void *ctx)
+{
+	const char *p = list;
+	while (*p) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		const char *s = p;
+		while (n && (*s == ' ' || *s == '\t')) {
+			s++;
+			n--;
+		}
+		while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+			n--;
+		if (n) {
+			char item[512];
+			if (n >= sizeof(item))
+				return false;
+			memcpy(item, s, n);
+			item[n] = '\0';
+			if (!fn(ctx, item))
+				return false;
+		}
+		p += comma ? (size_t)(comma - p) + 1 : strlen(p);
+	}
+	return true;
+}
+
+static bool add_cidr(void *ctx, const char *item)
+{
+	struct mrtc_config *c = ctx;
+	struct mrtc_cidr cidr;
+	if (!mrtc_cidr_parse(item, &cidr))
+		return false;
+	struct mrtc_cidr *n = realloc(c->allow_cidrs, (c->n_allow_cidrs + 1) * sizeof(*n));
+	if (!n)
+		return false;
+	c->allow_cidrs = n;
+	c->allow_cidrs[c->n_allow_cidrs++] = cidr;
+	return true;
+}
+
+static bool add_server(void *ctx, const char *item)
+{
+	struct mrtc_config *c = ctx;
+	if (strcmp(item, "*") == 0) {
+		c->full_access_all = true;
+		return true;
+	}
+	if (!mrtc_server_name_is_valid(item))
+		return false;
+	char **n = realloc(c->full_access, (c->n_full_access + 1) * sizeof(*n));
+	if (!n)
+		return false;
+	c->full_access = n;
+	c->full_access[c->n_full_access] = strdup(item);
+	return c->full_access[c->n_full_access++] != NULL;
+}
+
+/* Checks an absolute URL with one of the allowed schemes and a host. */
+static bool url_ok(const char *value, const char *const *schemes)
+{
+	struct evhttp_uri *u = evhttp_uri_parse_with_flags(value, 0);
+	if (!u)
+		return false;
+	bool ok = false;
+	const char *scheme = evhttp_uri_get_scheme(u);
+	const char *host = evhttp_uri_get_host(u);
+	for (size_t i = 0; scheme && schemes[i]; i++)
+		if (strcmp(scheme, schemes[i]) == 0)
+			ok = true;
+	if (!host || !host[0] || evhttp_uri_get_fragment(u) || evhttp_uri_get_userinfo(u))
+		ok = false;
+	if (mrtc_has_control(value, strlen(value)) || strchr(value, ' '))
+		ok = false;
+	evhttp_uri_free(u);
+	return ok;
+}
+
+static bool ca_file_ok(const char *path)
+{
+	X509_STORE *store = X509_STORE_new();
+	if (!store)
+		return false;
+	bool ok = X509_STORE_load_locations(store, path, NULL) == 1;
+	X509_STORE_free(store);
+	return ok;
+}
+
+static char **string_field(struct mrtc_config *c, const struct var *v)
+{
+	return (char **)((char *)c + v->offset);
+}
+
+/* Parses @value for @v into @c; returns false (after recording a problem) if invalid. */
+static void parse_var(struct mrtc_config *c, const struct var *v, const char *value,
+		      struct mrtc_buf *problems)
+{
+	static const char *const http_schemes[] = { "http", "https", NULL };
+	static const char *const https_schemes[] = { "https", NULL };
+	static const char *const ws_schemes[] = { "ws", "wss", NULL };
+	void *field = (char *)c + v->offset;
+	switch (v->type) {
+	case T_STRING:
+		break;
+	case T_SERVER_NAME:
+		if (!mrtc_server_name_is_valid(value)) {
+			problem(problems, v->name, "not a valid server name (hostname[:port])");
+			return;
+		}
+		break;
+	case T_HTTP_URL:
+	case T_HTTPS_URL:
+		if (!url_ok(value, v->type == T_HTTP_URL ? http_schemes : https_schemes)) {
+			problem(problems, v->name, "not a valid %s URL",
+				v->type == T_HTTP_URL ? "http(s)" : "https");
+			return;
+		}
+		break;
+	case T_WS_URL:
+		if (!url_ok(value, ws_schemes)) {
+			problem(problems, v->name, "not a valid ws:// or wss:// URL");
+			return;
+		}
+		break;
+	case T_FILE:
+		if (access(value, R_OK) != 0) {
+			problem(problems, v->name, "cannot read %s: %s", value, strerror(errno));
+			return;
+		}
+		break;
+	case T_HOSTPORT:
+		if (!mrtc_hostport_parse(value, false, field))
+			problem(problems, v->name, "expected host:port, [ipv6]:port or :port");
+		return;
+	case T_IP_PORT:
+		if (!ip_port_parse(value, field))
+			problem(problems, v->name, "expected an IP address with an optional :port");
+		else
+			c->has_dns_server = true;
+		return;
+	case T_UINT:
+		if (!mrtc_parse_u64(value, v->min, v->max, field))
+			problem(problems, v->name, "expected a whole number from %llu to %llu",
+				(unsigned long long)v->min, (unsigned long long)v->max);
+		return;
+	case T_MEMBERSHIP:
+		if (strcmp(value, "synapse-admin") == 0)
+			c->membership_backend = MRTC_MEMBERSHIP_SYNAPSE_ADMIN;
+		else if (strcmp(value, "msc4502") == 0)
+			c->membership_backend = MRTC_MEMBERSHIP_MSC4502;
+		else
+			problem(problems, v->name, "expected synapse-admin or msc4502");
+		return;
+	case T_IDENTITY:
+		if (strcmp(value, "user-device-member") == 0)
+			c->identity = MRTC_IDENTITY_USER_DEVICE_MEMBER;
+		else if (strcmp(value, "user-member") == 0)
+			c->identity = MRTC_IDENTITY_USER_MEMBER;
+		else
+			problem(problems, v->name, "expected user-device-member or user-member");
+		return;
+	case T_CIDRS:
+		if (!each_item(value, add_cidr, c))
+			problem(problems, v->name,
+				"expected comma-separated CIDR ranges (a.b.c.d/n, v6/n)");
+		return;
+	case T_SERVER_LIST:
+		if (!each_item(value, add_server, c))
+			problem(problems, v->name, "expected '*' or comma-separated server names");
+		return;
+	case T_LOG_LEVEL:
+		if (!mrtc_log_level_parse(value, &c->log_level))
+			problem(problems, v->name, "expected debug, info, warn or error");
+		return;
+	case T_LOG_FORMAT:
+		if (strcmp(value, "text") == 0)
+			c->log_format = MRTC_LOG_TEXT;
+		else if (strcmp(value, "json") == 0)
+			c->log_format = MRTC_LOG_JSON;
+		else
+			problem(problems, v->name, "expected text or json");
+		return;
+	case T_REFUSED:
+		problem(problems, v->name, "%s", v->help);
+		return;
+	}
+	char **s = string_field(c, v);
+	free(*s);
+	*s = strdup(value);
+	if (!*s)
+		problem(problems, v->name, "out of memory");
+}
+
+/* The value of a secret @name, from NAME or NAME_FILE; NULL if neither. Caller frees. */
+static char *secret_value(mrtc_getenv_fn getenv_fn, void *ctx, const char *name,
+			  struct mrtc_buf *problems)
+{
+	char file_var[128];
+	snprintf(file_var, sizeof(file_var), "%s_FILE", name);
+	const char *direct = env_value(getenv_fn, ctx, name);
+	const char *path = env_value(getenv_fn, ctx, file_var);
+	if (direct && path) {
+		problem(problems, name, "set both %s and %s; use one", name, file_var);
+		return NULL;
+	}
+	if (direct)
+		return strdup(direct);
+	if (!path)
+		return NULL;
+	const char *why = NULL;
+	char *s = read_secret_file(path, &why);
+	if (!s)
+		problem(problems, file_var, "cannot read %s: %s", path, why);
+	else if (!s[0]) {
+		problem(problems, file_var, "%s is empty", path);
+		free(s);
+		s = NULL;
+	}
+	return s;
+}
+
+/* LIVEKIT_KEY / LIVEKIT_SECRET with lk-jwt-service's file variants. */
+static void load_livekit_credentials(struct mrtc_config *c, mrtc_getenv_fn getenv_fn, void *ctx,
+				     struct mrtc_buf *problems)
+{
+	const char *pair = env_value(getenv_fn, ctx, "LIVEKIT_KEY_FILE");
+	if (pair) {
+		const char *why = NULL;
+		char *text = read_secret_file(pair, &why);
+		if (!text) {
+			problem(problems, "LIVEKIT_KEY_FILE", "cannot read %s: %s", pair, why);
+			return;
+		}
+		char *colon = strchr(text, ':');
+		if (!colon || strchr(colon + 1, ':')) {
+			problem(problems, "LIVEKIT_KEY_FILE", "expected one line 'key:secret'");
+		} else {
+			c->livekit_key = dup_trimmed(text, (size_t)(colon - text));
+			c->livekit_secret = dup_trimmed(colon + 1, strlen(colon + 1));
+		}
+		free_secret(text);
+	} else {
+		const char *names[2][2] = { { "LIVEKIT_KEY", "LIVEKIT_KEY_FROM_FILE" },
+					    { "LIVEKIT_SECRET", "LIVEKIT_SECRET_FROM_FILE" } };
+		char **dst[2] = { &c->livekit_key, &c->livekit_secret };
+		for (int i = 0; i < 2; i++) {
+			const char *path = env_value(getenv_fn, ctx, names[i][1]);
+			const char *direct = env_value(getenv_fn, ctx, names[i][0]);
+			if (path) {
+				const char *why = NULL;
+				char *text = read_secret_file(path, &why);
+				if (!text) {
+					problem(problems, names[i][1], "cannot read %s: %s", path,
+						why);
+					continue;
+				}
+				*dst[i] = dup_trimmed(text, strlen(text));
+				free_secret(text);
+			} else if (direct) {
+				*dst[i] = dup_trimmed(direct, strlen(direct));
+			}
+		}
+	}
+	if (!c->livekit_key || !c->livekit_key[0])
+		problem(problems, "LIVEKIT_KEY",
+			"required (or LIVEKIT_KEY_FROM_FILE, or LIVEKIT_KEY_FILE)");
+	if (!c->livekit_secret || !c->livekit_secret[0])
+		problem(problems, "LIVEKIT_SECRET", "required (or LIVEKIT_SECRET_FROM_FILE)");
+}
+
+static char *derive_api_url(const char *ws)
+{
+	const char *rest;
+	const char *scheme;
+	if (strncmp(ws, "wss://", 6) == 0) {
+		scheme = "https://";
+		rest = ws + 6;
+	} else {
+		scheme = "http://";
+		rest = ws + 5;
+	}
+	size_t n = strlen(rest);
+	while (n && rest[n - 1] == '/')
+		n--;
+	struct mrtc_buf b;
+	mrtc_buf_init(&b);
+	mrtc_buf_puts(&b, scheme);
+	mrtc_buf_append(&b, rest, n);
+	return mrtc_buf_steal(&b, NULL);
+}
+
+enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_buf *problems,
+			       struct mrtc_config **ret_config)
+{
+	struct mrtc_config *c = calloc(1, sizeof(*c));
+	if (!c)
+		return MRTC_ERR_NOMEM;
+	size_t problems_before = problems->len;
+
+	int hs_set = 0;
+	for (size_t i = 0; i < N_VARS; i++)
+		if ((vars[i].flags & F_HOMESERVER) && env_value(getenv_fn, ctx, vars[i].name))
+			hs_set++;
+	c->legacy_only = hs_set == 0;
+
+	for (size_t i = 0; i < N_VARS; i++) {
+		const struct var *v = &vars[i];
+		if (v->flags & F_SPECIAL && v->flags & F_SECRET)
+			continue;
+		const char *value = env_value(getenv_fn, ctx, v->name);
+		char *secret = NULL;
+		if (v->flags & F_SECRET) {
+			secret = secret_value(getenv_fn, ctx, v->name, problems);
+			value = secret;
+		}
+		if (!value && strcmp(v->name, "MRTC_BIND") == 0)
+			value = env_value(getenv_fn, ctx, "LIVEKIT_JWT_BIND");
+		if (!value && (v->flags & F_REQUIRED))
+			problem(problems, v->name, "required");
+		if (!value && (v->flags & F_HOMESERVER) && hs_set > 0)
+			problem(problems, v->name,
+				"required when any of MRTC_SERVER_NAME, MRTC_HOMESERVER_URL, "
+				"MRTC_SIGNING_KEY_FILE is set");
+		if (!value)
+			value = v->def;
+		if (value)
+			parse_var(c, v, value, problems);
+		free_secret(secret);
+	}
+	load_livekit_credentials(c, getenv_fn, ctx, problems);
+
+	if (c->signing_key_file && problems->len == problems_before) {
+		enum mrtc_err err =
+		    mrtc_signing_key_load_file(c->signing_key_file, &c->signing_key);
+		if (err != MRTC_OK)
+			problem(problems, "MRTC_SIGNING_KEY_FILE",
+				"%s is not a signing-key file 'ed25519 <version> <seed>' (%s)",
+				c->signing_key_file, mrtc_err_str(err));
+	}
+	if (c->ca_file && !ca_file_ok(c->ca_file))
+		problem(problems, "MRTC_CA_FILE", "%s holds no PEM certificate OpenSSL can load",
+			c->ca_file);
+	if (!c->legacy_only) {
+		if (c->membership_backend == MRTC_MEMBERSHIP_SYNAPSE_ADMIN &&
+		    !c->homeserver_admin_token)
+			problem(problems, "MRTC_HOMESERVER_ADMIN_TOKEN",
+				"required with MRTC_MEMBERSHIP_BACKEND=synapse-admin");
+		if (c->membership_backend == MRTC_MEMBERSHIP_MSC4502 && !c->appservice_token)
+			problem(problems, "MRTC_APPSERVICE_TOKEN",
+				"required with MRTC_MEMBERSHIP_BACKEND=msc4502");
+	}
+	if (c->bind.port && c->admin_bind.port == c->bind.port &&
+	    strcmp(c->bind.host, c->admin_bind.host) == 0)
+		problem(problems, "MRTC_ADMIN_BIND", "must differ from MRTC_BIND");
+	if (c->livekit_url && !c->livekit_api_url) {
+		c->livekit_api_url = derive_api_url(c->livekit_url);
+		if (!c->livekit_api_url)
+			problem(problems, "MRTC_LIVEKIT_API_URL", "out of memory");
+	}
+	if (problems->len != problems_before || problems->failed) {
+		mrtc_config_destroy(c);
+		return MRTC_ERR_CONFIG;
+	}
+	*ret_config = c;
+	return MRTC_OK;
+}
+
+void mrtc_config_destroy(struct mrtc_config *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < N_VARS; i++) {
+		const struct var *v = &vars[i];
+		switch (v->type) {
+		case T_STRING:
+		case T_SERVER_NAME:
+		case T_HTTP_URL:
+		case T_HTTPS_URL:
+		case T_WS_URL:
+		case T_FILE:
+			free_secret(*string_field(c, v));
+			break;
+		default:
+			break;
+		}
+	}
+	mrtc_signing_key_destroy(c->signing_key);
+	free(c->allow_cidrs);
+	for (size_t i = 0; i < c->n_full_access; i++)
+		free(c->full_access[i]);
+	free(c->full_access);
+	free(c);
+}
+
+void mrtc_config_print_help(FILE *out, const char *argv0, mrtc_getenv_fn getenv_fn, void *ctx)
+{
+	fprintf(
+	    out,
+	    "Usage: %s [--help | --version | --check-config]\n"
+	    "\n"
+	    "MatrixRTC LiveKit transport service (MSC4195) for a Matrix homeserver.\n"
+	    "Configuration comes from environment variables; secrets may also be read from a\n"
+	    "file named by NAME_FILE. (*) marks the homeserver variables: with none of them set\n"
+	    "the daemon serves only the lk-jwt-service compatible endpoints.\n"
+	    "\n"
+	    "  --help          this text, with the current value of every variable\n"
+	    "  --version       print the version and exit\n"
+	    "  --check-config  validate the configuration, print every problem, exit non-zero on "
+	    "any\n"
+	    "\n",
+	    argv0);
+	for (size_t i = 0; i < N_VARS; i++) {
+		const struct var *v = &vars[i];
+		const char *value = env_value(getenv_fn, ctx, v->name);
+		char shown[96];
+		if (v->flags & F_SECRET) {
+			char file_var[128];
+			snprintf(file_var, sizeof(file_var), "%s_FILE", v->name);
+			bool set = value || env_value(getenv_fn, ctx, file_var);
+			snprintf(shown, sizeof(shown), "%s", set ? "set" : "unset");
+		} else if (value) {
+			mrtc_quote(shown, sizeof(shown), value, 64);
+		} else {
+			snprintf(shown, sizeof(shown), "unset");
+		}
+		fprintf(out, "  %s%s\n      %s\n      default: %s%s; now: %s\n", v->name,
+			(v->flags & F_HOMESERVER) ? " (*)" : "", v->help, v->def ? v->def : "none",
+			(v->flags & F_REQUIRED) ? ", required" : "", shown);
+	}
+}

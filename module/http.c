@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Routing, replies and the error-to-status mapping of the HTTP boundary. */
+#include "mrtc/http.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mrtc/log.h"
+#include "mrtc/server.h"
+#include "mrtc/util.h"
+
+enum mrtc_route_match mrtc_route_find(const struct mrtc_route *routes, size_t n, const char *path,
+				      unsigned method, const struct mrtc_route **ret_route)
+{
+	bool path_known = false;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(routes[i].path, path) != 0)
+			continue;
+		path_known = true;
+		if (routes[i].methods & method) {
+			*ret_route = &routes[i];
+			return MRTC_ROUTE_FOUND;
+		}
+	}
+	return path_known ? MRTC_ROUTE_NO_METHOD : MRTC_ROUTE_NO_PATH;
+}
+
+int mrtc_http_status(enum mrtc_err err, const char **ret_errcode)
+{
+	const char *code = "M_UNKNOWN";
+	int status = 500;
+	switch (err) {
+	case MRTC_OK:
+		status = 200;
+		break;
+	case MRTC_ERR_NOT_JSON:
+		status = 400;
+		code = "M_NOT_JSON";
+		break;
+	case MRTC_ERR_BAD_JSON:
+		status = 400;
+		code = "M_BAD_JSON";
+		break;
+	case MRTC_ERR_INVALID_PARAM:
+		status = 400;
+		code = "M_INVALID_PARAM";
+		break;
+	case MRTC_ERR_TOO_LARGE:
+		status = 413;
+		code = "M_TOO_LARGE";
+		break;
+	case MRTC_ERR_MISSING_TOKEN:
+		status = 401;
+		code = "M_MISSING_TOKEN";
+		break;
+	case MRTC_ERR_UNKNOWN_TOKEN:
+		status = 401;
+		code = "M_UNKNOWN_TOKEN";
+		break;
+	case MRTC_ERR_FORBIDDEN:
+		status = 403;
+		code = "M_FORBIDDEN";
+		break;
+	case MRTC_ERR_AUTH_MALFORMED:
+		status = 400;
+		code = "M_UNAUTHORIZED";
+		break;
+	case MRTC_ERR_AUTH_MISSING:
+	case MRTC_ERR_BAD_SIGNATURE:
+	case MRTC_ERR_UNKNOWN_KEY:
+	case MRTC_ERR_KEY_EXPIRED:
+	case MRTC_ERR_WRONG_DESTINATION:
+	case MRTC_ERR_UNSUPPORTED:
+		status = 401;
+		code = "M_UNAUTHORIZED";
+		break;
+	case MRTC_ERR_NOT_FOUND:
+		status = 404;
+		code = "M_UNRECOGNIZED";
+		break;
+	case MRTC_ERR_METHOD:
+		status = 405;
+		code = "M_UNRECOGNIZED";
+		break;
+	case MRTC_ERR_LIMIT_EXCEEDED:
+		status = 429;
+		code = "M_LIMIT_EXCEEDED";
+		break;
+	case MRTC_ERR_UPSTREAM:
+	case MRTC_ERR_TIMEOUT:
+		status = 502;
+		break;
+	case MRTC_ERR_NOMEM:
+	case MRTC_ERR_IO:
+	case MRTC_ERR_CONFIG:
+	case MRTC_ERR_INTERNAL:
+	case MRTC_ERR__COUNT:
+		break;
+	}
+	if (ret_errcode)
+		*ret_errcode = code;
+	return status;
+}
+
+char *mrtc_http_path_of(const char *uri)
+{
+	size_t n = strcspn(uri, "?#");
+	char *p = malloc(n + 1);
+	if (p) {
+		memcpy(p, uri, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+void mrtc_http_add_cors(struct evkeyvalq *headers)
+{
+	evhttp_add_header(headers, "Access-Control-Allow-Origin", "*");
+	evhttp_add_header(headers, "Access-Control-Allow-Methods",
+			  "GET, POST, PUT, DELETE, OPTIONS");
+	evhttp_add_header(headers, "Access-Control-Allow-Headers",
+			  "X-Requested-With, Content-Type, Authorization");
+}
+
+static const char *reason_for(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 204:
+		return "No Content";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 413:
+		return "Payload Too Large";
+	case 429:
+		return "Too Many Requests";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return status < 400 ? "OK" : "Error";
+	}
+}
+
+void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_object *body)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
+	evhttp_add_header(out, "X-Request-Id", r->id);
+	evhttp_add_header(out, "Cache-Control", "no-store");
+	if (r->cors)
+		mrtc_http_add_cors(out);
+	struct evbuffer *buf = NULL;
+	if (body) {
+		evhttp_add_header(out, "Content-Type", "application/json");
+		buf = evbuffer_new();
+		const char *text = json_object_to_json_string_ext(
+		    (struct json_object *)body,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		if (buf && text)
+			evbuffer_add(buf, text, strlen(text));
+	}
+	evhttp_send_reply(r->req, status, reason_for(status), buf);
+	if (buf)
+		evbuffer_free(buf);
+	mrtc_server_request_done(r, status);
+}
+
+void mrtc_http_reply_error(struct mrtc_request *r, enum mrtc_err err, const char *message)
+{
+	const char *code;
+	int status = mrtc_http_status(err, &code);
+	struct json_object *body = json_object_new_object();
+	if (body) {
+		json_object_object_add(body, "errcode", json_object_new_string(code));
+		json_object_object_add(body, "error", json_object_new_string(message));
+	}
+	mrtc_http_reply_json(r, status, body);
+	json_object_put(body);
+}
+
+enum mrtc_err mrtc_http_body(struct mrtc_request *r, const char **ret_body, size_t *ret_len)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+	size_t len = evbuffer_get_length(in);
+	if (len > MRTC_HTTP_BODY_MAX)
+		return MRTC_ERR_TOO_LARGE;
+	const char *p = len ? (const char *)evbuffer_pullup(in, -1) : "";
+	if (!p)
+		return MRTC_ERR_NOMEM;
+	*ret_body = p;
+	*ret_len = len;
+	return MRTC_OK;
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mrtc-transportd: process entry. Reads and validates the configuration, opens the listeners,
+ * runs the event loop, and shuts down gracefully on SIGTERM/SIGINT.
+ */
+#include <event2/event.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mrtc-version.h"
+#include "mrtc/config.h"
+#include "mrtc/log.h"
+#include "mrtc/server.h"
+
+#define SHUTDOWN_DEADLINE_MS 10000
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	mrtc_log(LOG_INFO, "main", NULL, "received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	mrtc_server_shutdown(arg, SHUTDOWN_DEADLINE_MS);
+}
+
+int main(int argc, char **argv)
+{
+	bool check_only = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			mrtc_config_print_help(stdout, argv[0], mrtc_config_process_env, NULL);
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("mrtc-transportd %s\n", MRTC_VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "--check-config") == 0) {
+			check_only = true;
+		} else {
+			fprintf(stderr, "%s: unknown argument '%s' (see --help)\n", argv[0],
+				argv[i]);
+			return 2;
+		}
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "%s: libsodium failed to initialise\n", argv[0]);
+		return 1;
+	}
+	struct mrtc_buf problems;
+	mrtc_buf_init(&problems);
+	struct mrtc_config *config = NULL;
+	enum mrtc_err err = mrtc_config_load(mrtc_config_process_env, NULL, &problems, &config);
+	if (err != MRTC_OK) {
+		fprintf(stderr, "%s: invalid configuration:\n%s", argv[0],
+			problems.data ? problems.data : "out of memory\n");
+		mrtc_buf_finish(&problems);
+		return 1;
+	}
+	mrtc_buf_finish(&problems);
+	if (check_only) {
+		printf("configuration OK (%s mode)\n",
+		       config->legacy_only ? "lk-jwt-service drop-in" : "homeserver");
+		mrtc_config_destroy(config);
+		return 0;
+	}
+	mrtc_log_setup(config->log_level, config->log_format);
+	signal(SIGPIPE, SIG_IGN);
+
+	int rc = 1;
+	struct event_base *base = event_base_new();
+	struct mrtc_server *server = NULL;
+	struct event *sigterm = NULL, *sigint = NULL;
+	if (!base)
+		goto out;
+	if (mrtc_server_create(base, config, &server) != MRTC_OK)
+		goto out;
+	sigterm = evsignal_new(base, SIGTERM, on_signal, server);
+	sigint = evsignal_new(base, SIGINT, on_signal, server);
+	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) != 0 ||
+	    evsignal_add(sigint, NULL) != 0)
+		goto out;
+	mrtc_log(LOG_INFO, "main", NULL, "mrtc-transportd %s started in %s mode%s%s", MRTC_VERSION,
+		 config->legacy_only ? "lk-jwt-service drop-in" : "homeserver",
+		 config->legacy_only ? "" : " for ",
+		 config->legacy_only ? "" : config->server_name);
+	if (event_base_dispatch(base) < 0)
+		goto out;
+	mrtc_log(LOG_INFO, "main", NULL, "stopped");
+	rc = 0;
+out:
+	if (sigterm)
+		event_free(sigterm);
+	if (sigint)
+		event_free(sigint);
+	mrtc_server_destroy(server);
+	if (base)
+		event_base_free(base);
+	mrtc_config_destroy(config);
+	return rc;
+}

@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Listeners, dispatch through the route tables, per-request context and graceful shutdown.
+ * Endpoint logic lives in its own files and is reached through the route tables here.
+ */
+#include "mrtc/server.h"
+
+#include <event2/keyvalq_struct.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mrtc/log.h"
+#include "mrtc/util.h"
+
+#define CONNECTION_TIMEOUT_S 20
+#define HARD_BODY_MAX (256 * 1024)
+
+struct listener {
+	struct mrtc_server *server;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+	const struct mrtc_route *routes;
+	size_t n_routes;
+	bool cors;
+	const char *name;
+};
+
+struct mrtc_server {
+	struct event_base *base;
+	const struct mrtc_config *config;
+	struct listener main;
+	struct listener admin;
+	size_t inflight;
+	bool draining;
+	uint64_t drain_deadline_ms;
+	struct event *drain_timer;
+};
+
+static void handle_healthz(struct mrtc_request *r)
+{
+	struct json_object *body = json_object_new_object();
+	if (body)
+		json_object_object_add(body, "status", json_object_new_string("ok"));
+	mrtc_http_reply_json(r, 200, body);
+	json_object_put(body);
+}
+
+#define GET_HEAD (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)
+
+static const struct mrtc_route main_routes[] = {
+	{ "/healthz", GET_HEAD, handle_healthz, "healthz" },
+};
+
+static const struct mrtc_route admin_routes[] = {
+	{ "/healthz", GET_HEAD, handle_healthz, "healthz" },
+};
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_TRACE:
+		return "TRACE";
+	case EVHTTP_REQ_CONNECT:
+		return "CONNECT";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	}
+	return "?";
+}
+
+void mrtc_server_request_done(struct mrtc_request *r, int status)
+{
+	struct mrtc_server *s = r->server;
+	char path[160];
+	const char *uri = evhttp_request_get_uri(r->req);
+	char *raw = uri ? mrtc_http_path_of(uri) : NULL;
+	/* Only the path is logged: query strings can carry access tokens. */
+	mrtc_quote(path, sizeof(path), raw, 120);
+	free(raw);
+	mrtc_log(status >= 500 ? LOG_WARNING : LOG_INFO, "http", r->id, "%s %s %d %llums",
+		 method_name(evhttp_request_get_command(r->req)), path, status,
+		 (unsigned long long)(mrtc_monotonic_ms() - r->start_ms));
+	s->inflight--;
+	free(r);
+}
+
+static void dispatch(struct evhttp_request *req, void *arg)
+{
+	struct listener *l = arg;
+	struct mrtc_server *s = l->server;
+	struct mrtc_request *r = calloc(1, sizeof(*r));
+	if (!r) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	r->req = req;
+	r->server = s;
+	r->cors = l->cors;
+	r->start_ms = mrtc_monotonic_ms();
+	uint8_t rnd[MRTC_REQUEST_ID_LEN / 2];
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(r->id, sizeof(r->id), rnd, sizeof(rnd));
+	s->inflight++;
+	if (s->draining)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+
+	enum evhttp_cmd_type method = evhttp_request_get_command(req);
+	const char *uri = evhttp_request_get_uri(req);
+	char *path = uri ? mrtc_http_path_of(uri) : NULL;
+	if (!path) {
+		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+		return;
+	}
+	if (method == EVHTTP_REQ_OPTIONS && l->cors) {
+		free(path);
+		mrtc_http_reply_json(r, 204, NULL);
+		return;
+	}
+	const struct mrtc_route *route = NULL;
+	enum mrtc_route_match m = mrtc_route_find(l->routes, l->n_routes, path, method, &route);
+	free(path);
+	switch (m) {
+	case MRTC_ROUTE_FOUND:
+		r->route = route;
+		route->handler(r);
+		return;
+	case MRTC_ROUTE_NO_METHOD:
+		mrtc_http_reply_error(r, MRTC_ERR_METHOD, "Method not allowed");
+		return;
+	case MRTC_ROUTE_NO_PATH:
+		mrtc_http_reply_error(r, MRTC_ERR_NOT_FOUND, "Unrecognized request");
+		return;
+	}
+}
+
+static enum mrtc_err listener_open(struct mrtc_server *s, struct listener *l, const char *name,
+				   const struct mrtc_hostport *where,
+				   const struct mrtc_route *routes, size_t n, bool cors)
+{
+	l->server = s;
+	l->name = name;
+	l->routes = routes;
+	l->n_routes = n;
+	l->cors = cors;
+	l->http = evhttp_new(s->base);
+	if (!l->http)
+		return MRTC_ERR_NOMEM;
+	evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+						EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_max_headers_size(l->http, MRTC_HTTP_HEADERS_MAX);
+	/* Bodies above MRTC_HTTP_BODY_MAX get a Matrix 413 from mrtc_http_body(); far larger
+	 * ones are cut off by libevent before they are buffered. */
+	evhttp_set_max_body_size(l->http, HARD_BODY_MAX);
+	struct timeval tv = { .tv_sec = CONNECTION_TIMEOUT_S };
+	evhttp_set_timeout_tv(l->http, &tv);
+	evhttp_set_gencb(l->http, dispatch, l);
+	const char *host = where->host[0] ? where->host : "::";
+	l->bound = evhttp_bind_socket_with_handle(l->http, host, where->port);
+	if (!l->bound && !where->host[0])
+		l->bound = evhttp_bind_socket_with_handle(l->http, "0.0.0.0", where->port);
+	if (!l->bound) {
+		mrtc_log(LOG_ERR, "server", NULL, "cannot listen on %s port %u for the %s listener",
+			 host, where->port, name);
+		return MRTC_ERR_IO;
+	}
+	mrtc_log(LOG_INFO, "server", NULL, "%s listener on %s port %u", name, host, where->port);
+	return MRTC_OK;
+}
+
+enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_config *config,
+				 struct mrtc_server **ret_server)
+{
+	struct mrtc_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return MRTC_ERR_NOMEM;
+	s->base = base;
+	s->config = config;
+	enum mrtc_err err = listener_open(s, &s->main, "main", &config->bind, main_routes,
+					  sizeof(main_routes) / sizeof(main_routes[0]), true);
+	if (err == MRTC_OK)
+		err = listener_open(s, &s->admin, "admin", &config->admin_bind, admin_routes,
+				    sizeof(admin_routes) / sizeof(admin_routes[0]), false);
+	if (err != MRTC_OK) {
+		mrtc_server_destroy(s);
+		return err;
+	}
+	*ret_server = s;
+	return MRTC_OK;
+}
+
+static void drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct mrtc_server *s = arg;
+	if (s->inflight == 0 || mrtc_monotonic_ms() >= s->drain_deadline_ms) {
+		if (s->inflight)
+			mrtc_log(LOG_WARNING, "server", NULL,
+				 "shutdown deadline reached with %zu requests in flight",
+				 s->inflight);
+		event_base_loopexit(s->base, NULL);
+	}
+}
+
+void mrtc_server_shutdown(struct mrtc_server *s, uint64_t deadline_ms)
+{
+	if (s->draining)
+		return;
+	s->draining = true;
+	s->drain_deadline_ms = mrtc_monotonic_ms() + deadline_ms;
+	struct listener *ls[2] = { &s->main, &s->admin };
+	for (int i = 0; i < 2; i++) {
+		if (ls[i]->bound) {
+			evhttp_del_accept_socket(ls[i]->http, ls[i]->bound);
+			ls[i]->bound = NULL;
+		}
+	}
+	mrtc_log(LOG_INFO, "server", NULL, "shutting down: %zu requests in flight", s->inflight);
+	s->drain_timer = event_new(s->base, -1, EV_PERSIST, drain_check, s);
+	struct timeval tv = { .tv_usec = 20 * 1000 };
+	if (!s->drain_timer || event_add(s->drain_timer, &tv) != 0)
+		event_base_loopexit(s->base, NULL);
+	else
+		drain_check(-1, 0, s);
+}
+
+size_t mrtc_server_inflight(const struct mrtc_server *s)
+{
+	return s->inflight;
+}
+
+void mrtc_server_destroy(struct mrtc_server *s)
+{
+	if (!s)
+		return;
+	if (s->drain_timer)
+		event_free(s->drain_timer);
+	if (s->main.http)
+		evhttp_free(s->main.http);
+	if (s->admin.http)
+		evhttp_free(s->admin.http);
+	free(s);
+}
