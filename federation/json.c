@@ -522,7 +522,8 @@ static bool write_value(struct mrtc_buf *b, const struct json_object *v, int dep
 			if (k < n)
 				keys[k++] = key;
 		}
-		qsort(keys, k, sizeof(*keys), cmp_keys);
+		if (k > 1)
+			qsort(keys, k, sizeof(*keys), cmp_keys);
 		bool ok = true;
 		mrtc_buf_putc(b, '{');
 		for (size_t i = 0; i < k && ok; i++) {

@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Starts the real mrtc-transportd on loopback for integration tests and stops it cleanly.
+
+Each daemon gets free ports, its own log file (kept and printed when a test fails), and is
+stopped with SIGTERM; a daemon that does not exit in time is killed and the test fails.
+"""
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    def __init__(self, binary, env, name="mrtc"):
+        self.binary = binary
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "MRTC_BIND": f"127.0.0.1:{self.port}",
+            "MRTC_ADMIN_BIND": f"127.0.0.1:{self.admin_port}",
+        }
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if k in os.environ:
+                self.env[k] = os.environ[k]
+        self.env.update(env)
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        self.proc = subprocess.Popen([self.binary], env=self.env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                status, _, _ = self.request("GET", "/healthz", admin=True)
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon did not become healthy:\n{self.logs()}")
+
+    def request(self, method, path, body=None, headers=None, admin=False, timeout=10):
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port if admin else self.port,
+                                          timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def stop(self, timeout=15.0):
+        """SIGTERM, then wait; returns the exit code (kills and raises if it hangs)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"daemon ignored SIGTERM:\n{self.logs()}")
+
+    def logs(self):
+        self.log.flush()
+        with open(self.log.name, "r", errors="replace") as f:
+            return f.read()
+
+    def close(self):
+        try:
+            self.stop()
+        finally:
+            self.log.close()
+            os.unlink(self.log.name)

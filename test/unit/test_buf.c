@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The growable buffer: appends, formatting, limits and sticky failure. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mrtc/buf.h"
+#include "vectors.h"
+
+START_TEST(test_buf_append_and_steal)
+{
+	struct mrtc_buf b;
+	mrtc_buf_init(&b);
+	for (int i = 0; i < 1000; i++)
+		ck_assert(mrtc_buf_printf(&b, "%d,", i % 10));
+	ck_assert(mrtc_buf_append(&b, "\0x", 2));
+	ck_assert_uint_eq(b.len, 2002);
+	size_t len;
+	char *s = mrtc_buf_steal(&b, &len);
+	ck_assert_uint_eq(len, 2002);
+	ck_assert(memcmp(s, "0,1,2,", 6) == 0);
+	ck_assert_int_eq(s[len], '\0');
+	free(s);
+	ck_assert_ptr_null(b.data);
+	s = mrtc_buf_steal(&b, &len);
+	ck_assert_str_eq(s, "");
+	ck_assert_uint_eq(len, 0);
+	free(s);
+}
+END_TEST
+
+START_TEST(test_buf_max_is_sticky)
+{
+	struct mrtc_buf b;
+	mrtc_buf_init(&b);
+	b.max = 4;
+	ck_assert(mrtc_buf_puts(&b, "abcd"));
+	ck_assert(!mrtc_buf_putc(&b, 'e'));
+	ck_assert(b.failed);
+	ck_assert(!mrtc_buf_puts(&b, ""));
+	ck_assert_ptr_null(mrtc_buf_steal(&b, NULL));
+	mrtc_buf_finish(&b);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("buf");
+	const TTest *tests[] = { test_buf_append_and_steal, test_buf_max_is_sticky };
+	vectors_add_tests(s, "buf", tests, sizeof(tests) / sizeof(tests[0]));
+	return vectors_run_suite(s);
+}

@@ -1,0 +1,423 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Configuration loading: every variable, good and bad values, *_FILE, the problem list. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mrtc/config.h"
+#include "vectors.h"
+
+#define MAX_ENV 64
+
+struct env {
+	const char *names[MAX_ENV];
+	const char *values[MAX_ENV];
+	size_t n;
+};
+
+static const char *env_get(void *ctx, const char *name)
+{
+	struct env *e = ctx;
+	for (size_t i = 0; i < e->n; i++)
+		if (strcmp(e->names[i], name) == 0)
+			return e->values[i];
+	return NULL;
+}
+
+static void env_set(struct env *e, const char *name, const char *value)
+{
+	for (size_t i = 0; i < e->n; i++) {
+		if (strcmp(e->names[i], name) == 0) {
+			e->values[i] = value;
+			return;
+		}
+	}
+	ck_assert(e->n < MAX_ENV);
+	e->names[e->n] = name;
+	e->values[e->n++] = value;
+}
+
+static void legacy_env(struct env *e)
+{
+	*e = (struct env){ .n = 0 };
+	env_set(e, "LIVEKIT_URL", "wss://sfu.example.org");
+	env_set(e, "LIVEKIT_KEY", "devkey");
+	env_set(e, "LIVEKIT_SECRET", "devsecret");
+}
+
+static char *key_file(void)
+{
+	return vectors_temp_file("ed25519 1 YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1\n");
+}
+
+static void homeserver_env(struct env *e, const char *key_path)
+{
+	legacy_env(e);
+	env_set(e, "MRTC_SERVER_NAME", "hs1.test");
+	env_set(e, "MRTC_HOMESERVER_URL", "http://127.0.0.1:8008");
+	env_set(e, "MRTC_SIGNING_KEY_FILE", key_path);
+	env_set(e, "MRTC_HOMESERVER_ADMIN_TOKEN", "admintoken");
+}
+
+/* Loads; returns the problem text (caller frees) or NULL on success (config in *ret). */
+static char *load(struct env *e, struct mrtc_config **ret)
+{
+	struct mrtc_buf problems;
+	mrtc_buf_init(&problems);
+	*ret = NULL;
+	enum mrtc_err err = mrtc_config_load(env_get, e, &problems, ret);
+	if (err == MRTC_OK) {
+		ck_assert_uint_eq(problems.len, 0);
+		mrtc_buf_finish(&problems);
+		return NULL;
+	}
+	ck_assert_int_eq(err, MRTC_ERR_CONFIG);
+	ck_assert_ptr_null(*ret);
+	ck_assert_uint_gt(problems.len, 0);
+	return mrtc_buf_steal(&problems, NULL);
+}
+
+static void assert_problem(struct env *e, const char *name, const char *value, const char *want)
+{
+	env_set(e, name, value);
+	struct mrtc_config *c;
+	char *p = load(e, &c);
+	ck_assert_msg(p != NULL, "%s=%s accepted", name, value);
+	ck_assert_msg(strstr(p, want) != NULL, "%s=%s: problems were: %s", name, value, p);
+	free(p);
+}
+
+START_TEST(test_config_load_legacy_defaults)
+{
+	struct env e;
+	legacy_env(&e);
+	struct mrtc_config *c;
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert(c->legacy_only);
+	ck_assert_str_eq(c->bind.host, "127.0.0.1");
+	ck_assert_uint_eq(c->bind.port, 8080);
+	ck_assert_uint_eq(c->admin_bind.port, 8081);
+	ck_assert_uint_eq(c->token_ttl_s, 3600);
+	ck_assert_int_eq(c->identity, MRTC_IDENTITY_USER_DEVICE_MEMBER);
+	ck_assert_int_eq(c->membership_backend, MRTC_MEMBERSHIP_SYNAPSE_ADMIN);
+	ck_assert_uint_eq(c->auth_cache_ttl_s, 60);
+	ck_assert_uint_eq(c->membership_cache_ttl_s, 5);
+	ck_assert_uint_eq(c->rate_per_second, 5);
+	ck_assert_uint_eq(c->rate_burst, 20);
+	ck_assert_uint_eq(c->homeserver_timeout_s, 5);
+	ck_assert_uint_eq(c->livekit_timeout_s, 5);
+	ck_assert_uint_eq(c->federation_timeout_s, 10);
+	ck_assert_str_eq(c->livekit_api_url, "https://sfu.example.org");
+	ck_assert_str_eq(c->livekit_key, "devkey");
+	ck_assert_int_eq(c->log_level, LOG_INFO);
+	ck_assert(!c->has_dns_server);
+	mrtc_config_destroy(c);
+}
+END_TEST
+
+START_TEST(test_config_load_homeserver_full)
+{
+	char *kf = key_file();
+	struct env e;
+	homeserver_env(&e, kf);
+	env_set(&e, "MRTC_BIND", "[::1]:9000");
+	env_set(&e, "MRTC_ADMIN_BIND", ":9001");
+	env_set(&e, "LIVEKIT_URL", "ws://sfu.local:7880/");
+	env_set(&e, "MRTC_MEMBERSHIP_BACKEND", "msc4502");
+	env_set(&e, "MRTC_APPSERVICE_TOKEN", "astoken");
+	env_set(&e, "MRTC_TOKEN_TTL", "600");
+	env_set(&e, "MRTC_IDENTITY", "user-member");
+	env_set(&e, "MRTC_DNS_SERVER", "127.0.0.1:5353");
+	env_set(&e, "MRTC_FEDERATION_ALLOW_CIDRS", "127.0.0.0/8, ::1/128");
+	env_set(&e, "MRTC_AUTH_CACHE_TTL", "0");
+	env_set(&e, "MRTC_RATE_PER_SECOND", "100");
+	env_set(&e, "MRTC_LIVEKIT_SERVICE_URL", "https://jwt.example.org");
+	env_set(&e, "LIVEKIT_FULL_ACCESS_HOMESERVERS", "hs1.test, hs2.test:8448");
+	env_set(&e, "MRTC_LOG_LEVEL", "debug");
+	env_set(&e, "MRTC_LOG_FORMAT", "json");
+	struct mrtc_config *c;
+	char *p = load(&e, &c);
+	ck_assert_msg(p == NULL, "%s", p);
+	ck_assert(!c->legacy_only);
+	ck_assert_str_eq(c->server_name, "hs1.test");
+	ck_assert_str_eq(c->signing_key->key_id, "ed25519:1");
+	ck_assert_str_eq(c->bind.host, "::1");
+	ck_assert_uint_eq(c->bind.port, 9000);
+	ck_assert_str_eq(c->admin_bind.host, "");
+	ck_assert_str_eq(c->livekit_api_url, "http://sfu.local:7880");
+	ck_assert_int_eq(c->membership_backend, MRTC_MEMBERSHIP_MSC4502);
+	ck_assert_uint_eq(c->token_ttl_s, 600);
+	ck_assert_int_eq(c->identity, MRTC_IDENTITY_USER_MEMBER);
+	ck_assert(c->has_dns_server);
+	ck_assert_str_eq(c->dns_server.host, "127.0.0.1");
+	ck_assert_uint_eq(c->dns_server.port, 5353);
+	ck_assert_uint_eq(c->n_allow_cidrs, 2);
+	ck_assert_uint_eq(c->auth_cache_ttl_s, 0);
+	ck_assert_uint_eq(c->n_full_access, 2);
+	ck_assert_str_eq(c->full_access[1], "hs2.test:8448");
+	ck_assert(!c->full_access_all);
+	ck_assert_int_eq(c->log_level, LOG_DEBUG);
+	ck_assert_int_eq(c->log_format, MRTC_LOG_JSON);
+	mrtc_config_destroy(c);
+	unlink(kf);
+	free(kf);
+}
+END_TEST
+
+START_TEST(test_config_load_partial_homeserver_refused)
+{
+	struct env e;
+	legacy_env(&e);
+	env_set(&e, "MRTC_SERVER_NAME", "hs1.test");
+	struct mrtc_config *c;
+	char *p = load(&e, &c);
+	ck_assert_ptr_nonnull(strstr(p, "MRTC_HOMESERVER_URL: required"));
+	ck_assert_ptr_nonnull(strstr(p, "MRTC_SIGNING_KEY_FILE: required"));
+	free(p);
+}
+END_TEST
+
+START_TEST(test_config_load_reports_every_bad_value)
+{
+	char *kf = key_file();
+	struct env e;
+	homeserver_env(&e, kf);
+	struct {
+		const char *name, *value, *want;
+	} bad[] = {
+		{ "MRTC_SERVER_NAME", "bad name", "MRTC_SERVER_NAME: not a valid server name" },
+		{ "MRTC_HOMESERVER_URL", "ftp://x", "MRTC_HOMESERVER_URL: not a valid" },
+		{ "MRTC_SIGNING_KEY_FILE", "/nonexistent", "MRTC_SIGNING_KEY_FILE: cannot read" },
+		{ "MRTC_BIND", "8080", "MRTC_BIND: expected host:port" },
+		{ "MRTC_ADMIN_BIND", "127.0.0.1:99999", "MRTC_ADMIN_BIND: expected host:port" },
+		{ "LIVEKIT_URL", "https://sfu.example.org", "LIVEKIT_URL: not a valid ws" },
+		{ "MRTC_LIVEKIT_API_URL", "sfu", "MRTC_LIVEKIT_API_URL: not a valid" },
+		{ "MRTC_MEMBERSHIP_BACKEND", "ldap", "MRTC_MEMBERSHIP_BACKEND: expected" },
+		{ "MRTC_TOKEN_TTL", "59",
+		  "MRTC_TOKEN_TTL: expected a whole number from 60 to 86400" },
+		{ "MRTC_IDENTITY", "user", "MRTC_IDENTITY: expected" },
+		{ "MRTC_CA_FILE", "/nonexistent", "MRTC_CA_FILE: cannot read" },
+		{ "MRTC_DNS_SERVER", "dns.example", "MRTC_DNS_SERVER: expected an IP" },
+		{ "MRTC_FEDERATION_ALLOW_CIDRS", "10.0.0.0/33",
+		  "MRTC_FEDERATION_ALLOW_CIDRS: expected" },
+		{ "MRTC_AUTH_CACHE_TTL", "-1", "MRTC_AUTH_CACHE_TTL: expected" },
+		{ "MRTC_MEMBERSHIP_CACHE_TTL", "301", "MRTC_MEMBERSHIP_CACHE_TTL: expected" },
+		{ "MRTC_RATE_PER_SECOND", "0", "MRTC_RATE_PER_SECOND: expected" },
+		{ "MRTC_RATE_BURST", "1e3", "MRTC_RATE_BURST: expected" },
+		{ "MRTC_HOMESERVER_TIMEOUT", "0", "MRTC_HOMESERVER_TIMEOUT: expected" },
+		{ "MRTC_LIVEKIT_TIMEOUT", "5s", "MRTC_LIVEKIT_TIMEOUT: expected" },
+		{ "MRTC_FEDERATION_TIMEOUT", " 10", "MRTC_FEDERATION_TIMEOUT: expected" },
+		{ "MRTC_LIVEKIT_SERVICE_URL", "https://", "MRTC_LIVEKIT_SERVICE_URL: not a valid" },
+		{ "LIVEKIT_FULL_ACCESS_HOMESERVERS", "a.example,bad name",
+		  "LIVEKIT_FULL_ACCESS_HOMESERVERS: expected" },
+		{ "MRTC_LOG_LEVEL", "verbose", "MRTC_LOG_LEVEL: expected" },
+		{ "MRTC_LOG_FORMAT", "xml", "MRTC_LOG_FORMAT: expected" },
+		{ "LIVEKIT_INSECURE_SKIP_VERIFY_TLS", "YES_I_KNOW_WHAT_I_AM_DOING",
+		  "LIVEKIT_INSECURE_SKIP_VERIFY_TLS: refused" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct env one;
+		homeserver_env(&one, kf);
+		assert_problem(&one, bad[i].name, bad[i].value, bad[i].want);
+	}
+	/* All at once: every problem is listed, each on its own line. */
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (strcmp(bad[i].name, "MRTC_SIGNING_KEY_FILE") != 0)
+			env_set(&e, bad[i].name, bad[i].value);
+	struct mrtc_config *c;
+	char *p = load(&e, &c);
+	size_t lines = 0;
+	for (const char *q = p; *q; q++)
+		lines += *q == '\n';
+	ck_assert_uint_ge(lines, sizeof(bad) / sizeof(bad[0]) - 1);
+	ck_assert_ptr_nonnull(strstr(p, "MRTC_CA_FILE"));
+	free(p);
+	unlink(kf);
+	free(kf);
+}
+END_TEST
+
+START_TEST(test_config_load_bad_key_file_contents)
+{
+	char *kf = vectors_temp_file("ed25519 1 notbase64!\n");
+	struct env e;
+	homeserver_env(&e, kf);
+	struct mrtc_config *c;
+	char *p = load(&e, &c);
+	ck_assert_ptr_nonnull(strstr(p, "MRTC_SIGNING_KEY_FILE: "));
+	ck_assert_ptr_null(strstr(p, "notbase64")); /* the secret seed is never echoed */
+	free(p);
+	unlink(kf);
+	free(kf);
+}
+END_TEST
+
+START_TEST(test_config_load_secret_files)
+{
+	char *kf = key_file();
+	char *tok = vectors_temp_file("s3cret-admin\n");
+	struct env e;
+	homeserver_env(&e, kf);
+	env_set(&e, "MRTC_HOMESERVER_ADMIN_TOKEN", NULL);
+	env_set(&e, "MRTC_HOMESERVER_ADMIN_TOKEN_FILE", tok);
+	struct mrtc_config *c;
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert_str_eq(c->homeserver_admin_token, "s3cret-admin");
+	mrtc_config_destroy(c);
+	/* Both forms at once, or an unreadable file, are problems. */
+	env_set(&e, "MRTC_HOMESERVER_ADMIN_TOKEN", "x");
+	char *p = load(&e, &c);
+	ck_assert_ptr_nonnull(strstr(p, "MRTC_HOMESERVER_ADMIN_TOKEN: set both"));
+	free(p);
+	env_set(&e, "MRTC_HOMESERVER_ADMIN_TOKEN", NULL);
+	env_set(&e, "MRTC_HOMESERVER_ADMIN_TOKEN_FILE", "/nonexistent");
+	p = load(&e, &c);
+	ck_assert_ptr_nonnull(strstr(p, "MRTC_HOMESERVER_ADMIN_TOKEN_FILE: cannot read"));
+	free(p);
+	/* msc4502 needs its own token. */
+	homeserver_env(&e, kf);
+	env_set(&e, "MRTC_MEMBERSHIP_BACKEND", "msc4502");
+	p = load(&e, &c);
+	ck_assert_ptr_nonnull(strstr(p, "MRTC_APPSERVICE_TOKEN: required"));
+	free(p);
+	unlink(tok);
+	free(tok);
+	unlink(kf);
+	free(kf);
+}
+END_TEST
+
+START_TEST(test_config_load_livekit_credential_files)
+{
+	char *pair = vectors_temp_file(" pairkey : pairsecret \n");
+	char *k = vectors_temp_file("filekey\r\n");
+	char *s = vectors_temp_file("filesecret\n");
+	char *bad = vectors_temp_file("a:b:c\n");
+	struct env e;
+	legacy_env(&e);
+	env_set(&e, "LIVEKIT_KEY_FILE", pair);
+	struct mrtc_config *c;
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert_str_eq(c->livekit_key, "pairkey");
+	ck_assert_str_eq(c->livekit_secret, "pairsecret");
+	mrtc_config_destroy(c);
+
+	legacy_env(&e);
+	env_set(&e, "LIVEKIT_KEY", NULL);
+	env_set(&e, "LIVEKIT_SECRET", NULL);
+	env_set(&e, "LIVEKIT_KEY_FROM_FILE", k);
+	env_set(&e, "LIVEKIT_SECRET_FROM_FILE", s);
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert_str_eq(c->livekit_key, "filekey");
+	ck_assert_str_eq(c->livekit_secret, "filesecret");
+	mrtc_config_destroy(c);
+
+	legacy_env(&e);
+	env_set(&e, "LIVEKIT_KEY_FILE", bad);
+	char *p = load(&e, &c);
+	ck_assert_ptr_nonnull(strstr(p, "LIVEKIT_KEY_FILE: expected one line 'key:secret'"));
+	free(p);
+
+	legacy_env(&e);
+	env_set(&e, "LIVEKIT_SECRET", NULL);
+	env_set(&e, "LIVEKIT_URL", NULL);
+	p = load(&e, &c);
+	ck_assert_ptr_nonnull(strstr(p, "LIVEKIT_SECRET: required"));
+	ck_assert_ptr_nonnull(strstr(p, "LIVEKIT_URL: required"));
+	free(p);
+	const char *files[] = { pair, k, s, bad };
+	for (int i = 0; i < 4; i++) {
+		unlink(files[i]);
+		free((char *)files[i]);
+	}
+}
+END_TEST
+
+START_TEST(test_config_load_bind_fallback_and_clash)
+{
+	struct env e;
+	legacy_env(&e);
+	env_set(&e, "LIVEKIT_JWT_BIND", ":8090");
+	struct mrtc_config *c;
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert_str_eq(c->bind.host, "");
+	ck_assert_uint_eq(c->bind.port, 8090);
+	mrtc_config_destroy(c);
+	env_set(&e, "MRTC_BIND", "127.0.0.1:7000");
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert_uint_eq(c->bind.port, 7000);
+	mrtc_config_destroy(c);
+	assert_problem(&e, "MRTC_ADMIN_BIND", "127.0.0.1:7000", "must differ from MRTC_BIND");
+}
+END_TEST
+
+START_TEST(test_config_print_help_redacts_secrets)
+{
+	struct env e;
+	legacy_env(&e);
+	env_set(&e, "MRTC_HOMESERVER_ADMIN_TOKEN", "supersecret-admin");
+	env_set(&e, "LIVEKIT_URL", "wss://visible.example");
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	mrtc_config_print_help(f, "mrtc-transportd", env_get, &e);
+	fclose(f);
+	ck_assert_ptr_null(strstr(buf, "devsecret"));
+	ck_assert_ptr_null(strstr(buf, "supersecret-admin"));
+	ck_assert_ptr_nonnull(strstr(buf, "wss://visible.example"));
+	ck_assert_ptr_nonnull(strstr(buf, "LIVEKIT_SECRET"));
+	ck_assert_ptr_nonnull(strstr(buf, "now: set"));
+	ck_assert_ptr_nonnull(strstr(buf, "MRTC_FEDERATION_TIMEOUT"));
+	free(buf);
+}
+END_TEST
+
+START_TEST(test_config_cidr_and_hostport)
+{
+	struct mrtc_cidr c;
+	const uint8_t lo[4] = { 127, 0, 0, 9 }, ten[4] = { 10, 1, 2, 3 };
+	ck_assert(mrtc_cidr_parse("127.0.0.0/8", &c));
+	ck_assert(mrtc_config_cidr_contains(&c, AF_INET, lo));
+	ck_assert(!mrtc_config_cidr_contains(&c, AF_INET, ten));
+	ck_assert(mrtc_cidr_parse("10.1.2.3/32", &c));
+	ck_assert(mrtc_config_cidr_contains(&c, AF_INET, ten));
+	ck_assert(mrtc_cidr_parse("0.0.0.0/0", &c));
+	ck_assert(mrtc_config_cidr_contains(&c, AF_INET, ten));
+	ck_assert(mrtc_cidr_parse("fd00::/8", &c));
+	uint8_t v6[16] = { 0xfd, 1 };
+	ck_assert(mrtc_config_cidr_contains(&c, AF_INET6, v6));
+	ck_assert(!mrtc_config_cidr_contains(&c, AF_INET, ten));
+	static const char *const bad[] = { "127.0.0.1", "1.2.3.4/33", "::/129",	   "x/8",
+					   "/8",	"1.2.3.4/",   "1.2.3.4/08" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!mrtc_cidr_parse(bad[i], &c), "accepted %s", bad[i]);
+	struct mrtc_hostport hp;
+	ck_assert(mrtc_hostport_parse("localhost:80", true, &hp));
+	ck_assert(!mrtc_hostport_parse(":80", true, &hp));
+	ck_assert(!mrtc_hostport_parse("[::1]80", false, &hp));
+	ck_assert(!mrtc_hostport_parse("a:b:80", false, &hp));
+	ck_assert(!mrtc_hostport_parse("host:0", false, &hp));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("config");
+	const TTest *tests[] = {
+		test_config_load_legacy_defaults,
+		test_config_load_homeserver_full,
+		test_config_load_partial_homeserver_refused,
+		test_config_load_reports_every_bad_value,
+		test_config_load_bad_key_file_contents,
+		test_config_load_secret_files,
+		test_config_load_livekit_credential_files,
+		test_config_load_bind_fallback_and_clash,
+		test_config_print_help_redacts_secrets,
+		test_config_cidr_and_hostport,
+	};
+	vectors_add_tests(s, "config", tests, sizeof(tests) / sizeof(tests[0]));
+	return vectors_run_suite(s);
+}

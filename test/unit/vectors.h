@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Test helpers: loading ../shared/vectors files (not copies) and small fixtures. */
+#ifndef MRTC_TEST_VECTORS_H
+#define MRTC_TEST_VECTORS_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+/* Parses vectors file @name with json-c (independent of our parser); aborts the test if absent. */
+struct json_object *vectors_load(const char *name);
+
+/* Borrowed member @key of @obj; aborts the test if absent. */
+struct json_object *vectors_get(struct json_object *obj, const char *key);
+
+/* Writes @text to a new temporary file and returns its path (caller frees). */
+char *vectors_temp_file(const char *text);
+
+#include <check.h>
+
+/* Runs @suite (forked tests), prints Check's summary and returns the process exit status. */
+int vectors_run_suite(Suite *suite);
+
+/* One TCase named @name holding @n tests; added to @suite. */
+void vectors_add_tests(Suite *suite, const char *name, const TTest *const *tests, size_t n);
+
+#endif
