@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs the Debian 12 packages that building and testing mrtc-transport needs, when any is
+# missing. Sourced by test/run, test/demo and .ci/run; safe to run again.
+mrtc_packages=(
+  meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+  libevent-dev libjson-c-dev libsodium-dev libssl-dev check
+  python3 python3-signedjson python3-nacl python3-canonicaljson
+  curl ca-certificates
+)
+
+mrtc_install_deps() {
+  local missing=()
+  for p in "${mrtc_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${missing[*]} (run as root, or install them)" >&2
+    return 1
+  fi
+  echo "installing: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
