@@ -5,8 +5,8 @@
 mrtc_packages=(
   meson ninja-build pkg-config gcc clang libclang-rt-14-dev
   libevent-dev libjson-c-dev libsodium-dev libssl-dev check
-  python3 python3-signedjson python3-nacl python3-canonicaljson
-  curl ca-certificates
+  python3 python3-signedjson python3-nacl python3-canonicaljson python3-jwt
+  python3-unpaddedbase64 curl ca-certificates openssl nginx-light dnsmasq-base dnsutils
 )
 
 mrtc_install_deps() {
@@ -22,4 +22,21 @@ mrtc_install_deps() {
   echo "installing: ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Node.js and the testbed's npm packages (livekit-server-sdk, prom-client). Debian's nodejs and
+# npm are installed only when no node/npm is on PATH (the machine image may bring its own).
+mrtc_install_node_deps() {
+  local want=()
+  command -v node >/dev/null || want+=(nodejs)
+  command -v npm >/dev/null || want+=(npm)
+  if [ ${#want[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null
+  fi
+  local dir
+  dir="$(dirname "${BASH_SOURCE[0]}")/testbed"
+  if [ ! -d "$dir/node_modules/livekit-server-sdk" ]; then
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
+  fi
 }

@@ -1,0 +1,237 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""A small test homeserver: the parts of the Matrix client-server, admin and federation APIs that
+mrtc-transportd calls, with the real API's status codes and error shapes.
+
+State (users, rooms, memberships, ACLs, OpenID tokens, delayed events) comes from a JSON file and
+can be changed mid-test through /_test/* control endpoints. Every request is logged, so tests can
+assert what the daemon asked (and what it did not). Not product code.
+
+Usage: homeserver.py --port P --server-name NAME --signing-key FILE --state FILE
+"""
+import argparse
+import json
+import re
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from signedjson.key import encode_verify_key_base64, get_verify_key, read_signing_keys
+from signedjson.sign import sign_json
+
+LOCK = threading.Lock()
+STATE = {}
+MODE = {"mode": "normal", "delay": 0.0}
+REQUESTS = []
+ARGS = None
+KEY = None
+
+
+def matrix_error(status, errcode, error):
+    return status, {"errcode": errcode, "error": error}
+
+
+def bearer(headers, query):
+    auth = headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        return auth[7:]
+    return query.get("access_token", [None])[0]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # quiet; requests go to REQUESTS instead
+        pass
+
+    def send_json(self, status, body, raw=None):
+        data = raw if raw is not None else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def handle_any(self, method):
+        parsed = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(parsed.query)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = parsed.path
+        if path.startswith("/_test/"):
+            status, out = self.control(method, path, body)
+            return self.send_json(status, out)
+        with LOCK:
+            REQUESTS.append({"method": method, "path": path, "query": parsed.query,
+                             "time": time.time()})
+            mode, delay = MODE["mode"], MODE["delay"]
+        if mode == "down":
+            self.close_connection = True
+            self.connection.close()
+            return
+        if delay:
+            time.sleep(delay)
+        if mode == "500":
+            return self.send_json(500, {"errcode": "M_UNKNOWN", "error": "Internal error"})
+        if mode == "garbage":
+            return self.send_json(200, None, raw=b"{not json")
+        token = bearer(self.headers, query)
+        with LOCK:
+            status, out = self.route(method, path, query, token, body)
+        self.send_json(status, out)
+
+    do_GET = lambda self: self.handle_any("GET")  # noqa: E731
+    do_POST = lambda self: self.handle_any("POST")  # noqa: E731
+    do_PUT = lambda self: self.handle_any("PUT")  # noqa: E731
+
+    # -- control ---------------------------------------------------------------------------
+    def control(self, method, path, body):
+        with LOCK:
+            if path == "/_test/state" and method == "POST":
+                STATE.clear()
+                STATE.update(json.loads(body))
+                return 200, {}
+            if path == "/_test/state":
+                return 200, STATE
+            if path == "/_test/patch" and method == "POST":
+                # {"room": id, "member": user, "membership": m} or {"room": id, "acl": {...}|None}
+                p = json.loads(body)
+                room = STATE.setdefault("rooms", {}).setdefault(p["room"], {"members": {}})
+                if "member" in p:
+                    room["members"][p["member"]] = p["membership"]
+                if "acl" in p:
+                    room["acl"] = p["acl"]
+                return 200, {}
+            if path == "/_test/mode" and method == "POST":
+                MODE.update(json.loads(body))
+                return 200, MODE
+            if path == "/_test/requests":
+                out = list(REQUESTS)
+                if method == "POST":
+                    REQUESTS.clear()
+                return 200, {"requests": out}
+        return 404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}
+
+    # -- API ---------------------------------------------------------------------------------
+    def route(self, method, path, query, token, body):
+        users = STATE.get("users", {})
+        rooms = STATE.get("rooms", {})
+        if path == "/.well-known/matrix/server" and "well_known" in STATE:
+            return 200, STATE["well_known"]
+        if path == "/_matrix/key/v2/server":
+            return 200, self.server_keys()
+        if path == "/_matrix/federation/v1/openid/userinfo":
+            user = STATE.get("openid", {}).get(token or "")
+            if not user:
+                return matrix_error(401, "M_UNKNOWN_TOKEN", "Access Token unknown or expired")
+            return 200, {"sub": user}
+        if path == "/_matrix/client/v3/account/whoami":
+            if not token:
+                return matrix_error(401, "M_MISSING_TOKEN", "Missing access token")
+            u = users.get(token)
+            if not u:
+                return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
+            out = {"user_id": u["user_id"]}
+            if u.get("device_id"):
+                out["device_id"] = u["device_id"]
+            return 200, out
+        m = re.fullmatch(r"/_matrix/client/v3/rooms/([^/]+)/state/m\.room\.member/([^/]+)", path)
+        if m:
+            u = users.get(token or "")
+            if not u:
+                return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
+            room_id, user_id = (urllib.parse.unquote(x) for x in m.groups())
+            room = rooms.get(room_id)
+            me = room and room["members"].get(u["user_id"])
+            if not room or me not in ("join", "leave", "ban"):
+                return matrix_error(403, "M_FORBIDDEN",
+                                    f"User {u['user_id']} not in room {room_id}")
+            membership = room["members"].get(user_id)
+            if membership is None:
+                return matrix_error(404, "M_NOT_FOUND", "Event not found.")
+            return 200, {"membership": membership}
+        m = re.fullmatch(r"/_synapse/admin/v1/rooms/([^/]+)/(members|state)", path)
+        if m:
+            if token != STATE.get("admin_token"):
+                if token in users:
+                    return matrix_error(403, "M_FORBIDDEN", "You are not a server admin")
+                return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
+            room_id = urllib.parse.unquote(m.group(1))
+            room = rooms.get(room_id)
+            if room is None:
+                return matrix_error(404, "M_NOT_FOUND", "Room not found")
+            if m.group(2) == "members":
+                joined = [u for u, ms in room["members"].items() if ms == "join"]
+                return 200, {"members": joined, "total": len(joined)}
+            events = []
+            if room.get("acl") is not None and query.get("type", [""])[0] in ("", "m.room.server_acl"):
+                events.append({"type": "m.room.server_acl", "state_key": "",
+                               "content": room["acl"], "room_id": room_id})
+            return 200, {"state": events}
+        m = re.fullmatch(r"/_matrix/client/unstable/io\.element\.msc4502/rooms/([^/]+)/is_joined",
+                         path)
+        if m:
+            if token != STATE.get("appservice_token"):
+                return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
+            room = rooms.get(urllib.parse.unquote(m.group(1)), {"members": {}})
+            if "mxid" in query:
+                return 200, {"joined": room["members"].get(query["mxid"][0]) == "join"}
+            if "server_name" in query:
+                sn = query["server_name"][0]
+                return 200, {"joined": any(ms == "join" and u.split(":", 1)[1] == sn
+                                           for u, ms in room["members"].items())}
+            return matrix_error(400, "M_MISSING_PARAM", "mxid or server_name required")
+        m = re.fullmatch(r"/_matrix/client/(?:v1|unstable/org\.matrix\.msc4140)/delayed_events"
+                         r"(?:/([^/]+)/(restart|send|cancel))?", path)
+        if m:
+            u = users.get(token or "")
+            if not u:
+                return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
+            events = STATE.setdefault("delayed_events", {})
+            if not m.group(1):
+                mine = [dict(e, delay_id=k) for k, e in events.items()
+                        if e["user_id"] == u["user_id"] and e.get("state") == "scheduled"]
+                return 200, {"scheduled": mine}
+            ev = events.get(urllib.parse.unquote(m.group(1)))
+            if not ev or ev.get("state") != "scheduled" or ev["user_id"] != u["user_id"]:
+                return matrix_error(404, "M_NOT_FOUND", "Delayed event not found")
+            ev.setdefault("actions", []).append({"action": m.group(2), "time": time.time()})
+            if m.group(2) == "send":
+                ev["state"] = "sent"
+            elif m.group(2) == "cancel":
+                ev["state"] = "cancelled"
+            return 200, {}
+        return matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request")
+
+    def server_keys(self):
+        obj = {
+            "server_name": ARGS.server_name,
+            "verify_keys": {f"{KEY.alg}:{KEY.version}": {
+                "key": encode_verify_key_base64(get_verify_key(KEY))}},
+            "old_verify_keys": {},
+            "valid_until_ts": int(time.time() * 1000) + STATE.get("key_validity_ms", 3600000),
+        }
+        return sign_json(obj, ARGS.server_name, KEY)
+
+
+def main():
+    global ARGS, KEY
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--server-name", required=True)
+    p.add_argument("--signing-key", required=True)
+    p.add_argument("--state", required=True)
+    ARGS = p.parse_args()
+    with open(ARGS.signing_key) as f:
+        KEY = read_signing_keys(f)[0]
+    with open(ARGS.state) as f:
+        STATE.update(json.load(f))
+    server = ThreadingHTTPServer((ARGS.host, ARGS.port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

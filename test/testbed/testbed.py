@@ -1,0 +1,358 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""The federation testbed: two homeservers on one machine, with real DNS (dnsmasq), real TLS (a
+CA made at start with openssl), a real reverse proxy (nginx, with the operator configuration from
+module/deploy/), a test homeserver and a test SFU per server, and optionally mrtc-transportd per
+server. Integration tests, benchmarks and the demo start and stop it; `testbed.py up` runs it for
+manual use. Everything lives in one temporary folder that is removed on a clean stop and kept
+(with every log) when a test fails.
+
+Names (all resolved by the testbed's dnsmasq only):
+  hs1.test, hs2.test      A records, each on its own loopback address; nginx on 443 and 8448
+  wk.test                 .well-known on its own address delegates to hs2.test:8448
+  wknoport.test           .well-known delegates to srvtarget.test (no port) -> SRV -> hs2
+  srv.test                SRV _matrix-fed._tcp -> hs2.test:8448 (no well-known)
+  oldsrv.test             only the deprecated SRV _matrix._tcp -> hs2.test:8448
+  wrongcert.test          A record to hs2's address; the certificate does not name it
+  private.test            resolves to a private (10.x) address, for the outbound guard
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+DEPLOY = os.path.join(ROOT, "module", "deploy")
+PY = "/usr/bin/python3"
+LIVEKIT_KEY = "APItestbed"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, what, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+            last = e
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what} ({last})")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+class Server:
+    """One homeserver of the testbed and what stands beside it."""
+
+    def __init__(self, name, address):
+        self.name = name
+        self.address = address
+        self.hs_port = free_port()
+        self.sfu_port = free_port()
+        self.secret = "secret-" + name + "-" + os.urandom(8).hex()
+        self.admin_token = "admin-" + os.urandom(6).hex()
+        self.appservice_token = "as-" + os.urandom(6).hex()
+        self.mrtc = None  # harness.Daemon when started
+
+    @property
+    def hs_url(self):
+        return f"http://127.0.0.1:{self.hs_port}"
+
+    @property
+    def sfu_url(self):
+        return f"http://127.0.0.1:{self.sfu_port}"
+
+    @property
+    def livekit_url(self):
+        return f"wss://sfu.{self.name}"
+
+
+class Testbed:
+    def __init__(self, mrtc_binary=None, state=None, keep=False):
+        self.dir = tempfile.mkdtemp(prefix="mrtc-testbed-")
+        self.mrtc_binary = mrtc_binary
+        self.keep = keep
+        self.procs = []
+        base = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}."
+        self.base = base
+        self.servers = {"hs1.test": Server("hs1.test", base + "11"),
+                        "hs2.test": Server("hs2.test", base + "12")}
+        self.wk_address = base + "13"
+        self.dns_port = free_port()
+        self.state = state or {}
+        self.ca = os.path.join(self.dir, "ca.pem")
+
+    # -- helpers -----------------------------------------------------------------------------
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def spawn(self, name, cmd, env=None):
+        log = open(self.path(name + ".log"), "w")
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                             start_new_session=True)
+        self.procs.append((name, p, log))
+        return p
+
+    def hs(self, name):
+        return self.servers[name]
+
+    # -- parts -------------------------------------------------------------------------------
+    def make_pki(self):
+        names = ["hs1.test", "hs2.test", "wk.test", "wknoport.test", "srv.test", "oldsrv.test",
+                 "srvtarget.test", "sfu.hs1.test", "sfu.hs2.test"]
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "2", "-subj", "/CN=mrtc testbed CA", "-keyout",
+             self.path("ca.key"), "-out", self.ca])
+        san = ",".join(f"DNS:{n}" for n in names)
+        run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-subj", "/CN=hs.test", "-keyout", self.path("server.key"), "-out",
+             self.path("server.csr")])
+        with open(self.path("ext.cnf"), "w") as f:
+            f.write(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
+        run(["openssl", "x509", "-req", "-in", self.path("server.csr"), "-CA", self.ca,
+             "-CAkey", self.path("ca.key"), "-CAcreateserial", "-days", "2", "-extfile",
+             self.path("ext.cnf"), "-out", self.path("server.pem")])
+
+    def start_dns(self):
+        hs2 = self.hs("hs2.test").address
+        args = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--user=root",
+                "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={self.dns_port}",
+                "--local=/test/", "--log-queries", f"--log-facility={self.path('dns-queries.log')}",
+                f"--pid-file={self.path('dnsmasq.pid')}"]
+        for s in self.servers.values():
+            args.append(f"--host-record={s.name},{s.address}")
+            args.append(f"--host-record=sfu.{s.name},{s.address}")
+        args += [f"--host-record=wk.test,{self.wk_address}",
+                 f"--host-record=wknoport.test,{self.wk_address}",
+                 f"--host-record=srvtarget.test,{hs2}",
+                 f"--host-record=wrongcert.test,{hs2}",
+                 "--host-record=private.test,10.11.12.13",
+                 "--srv-host=_matrix-fed._tcp.srv.test,hs2.test,8448,10,5",
+                 "--srv-host=_matrix-fed._tcp.srvtarget.test,hs2.test,8448,10,5",
+                 "--srv-host=_matrix._tcp.oldsrv.test,hs2.test,8448,10,5"]
+        self.spawn("dnsmasq", args)
+        wait_for(lambda: self.dig("hs1.test") == [self.hs("hs1.test").address], "dnsmasq")
+
+    def dig(self, name, rtype="A"):
+        out = run(["dig", "+short", "+time=1", "+tries=1", f"@127.0.0.1", "-p",
+                   str(self.dns_port), name, rtype]).stdout
+        return [line for line in out.splitlines() if line]
+
+    def start_homeservers(self):
+        for s in self.servers.values():
+            key = self.path(f"{s.name}.signing.key")
+            with open(key, "w") as f:
+                f.write(f"ed25519 a_{s.name[:3]} " +
+                        __import__("base64").b64encode(os.urandom(32)).decode().rstrip("=") + "\n")
+            s.signing_key_file = key
+            state = {"users": {}, "rooms": {}, "openid": {}, "admin_token": s.admin_token,
+                     "appservice_token": s.appservice_token}
+            state.update(self.state.get(s.name, {}))
+            with open(self.path(f"{s.name}.state.json"), "w") as f:
+                json.dump(state, f)
+            self.spawn(f"homeserver-{s.name}", [PY, os.path.join(HERE, "homeserver.py"), "--port",
+                       str(s.hs_port), "--server-name", s.name, "--signing-key", key, "--state",
+                       self.path(f"{s.name}.state.json")])
+            self.spawn(f"sfu-{s.name}", ["node", os.path.join(HERE, "sfu.mjs"), "--port",
+                       str(s.sfu_port), "--key", LIVEKIT_KEY, "--secret", s.secret])
+        for s in self.servers.values():
+            wait_for(lambda s=s: urllib.request.urlopen(s.hs_url + "/_test/state").status == 200,
+                     f"homeserver {s.name}")
+            wait_for(lambda s=s: urllib.request.urlopen(s.sfu_url + "/_test/rooms").status == 200,
+                     f"SFU {s.name}")
+
+    def start_nginx(self):
+        """One nginx per homeserver, as each operator runs one, with module/deploy/ as is."""
+        wk = f"""
+    server {{
+        listen {self.wk_address}:443 ssl;
+        server_name wk.test wknoport.test;
+        ssl_certificate {self.path('server.pem')};
+        ssl_certificate_key {self.path('server.key')};
+        location = /.well-known/matrix/server {{
+            default_type application/json;
+            if ($host = wk.test) {{ return 200 '{{"m.server":"hs2.test:8448"}}'; }}
+            return 200 '{{"m.server":"srvtarget.test"}}';
+        }}
+    }}"""
+        for i, s in enumerate(self.servers.values()):
+            conf_dir = self.path(f"nginx-{s.name}")
+            os.makedirs(os.path.join(conf_dir, "tmp"))
+            for f in ("nginx-mrtc.conf", "mrtc-proxy-params.conf"):
+                shutil.copy(os.path.join(DEPLOY, f), conf_dir)
+            mrtc_port = s.mrtc.port if s.mrtc else free_port()  # no daemon: nginx answers 502
+            conf = f"""
+worker_processes 1;
+pid {conf_dir}/nginx.pid;
+error_log {conf_dir}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {conf_dir}/access.log;
+    client_body_temp_path {conf_dir}/tmp/body;
+    proxy_temp_path {conf_dir}/tmp/proxy;
+    fastcgi_temp_path {conf_dir}/tmp/fastcgi;
+    uwsgi_temp_path {conf_dir}/tmp/uwsgi;
+    scgi_temp_path {conf_dir}/tmp/scgi;
+    upstream homeserver {{ server 127.0.0.1:{s.hs_port}; keepalive 8; }}
+    upstream mrtc_transport {{ server 127.0.0.1:{mrtc_port}; keepalive 8; }}
+    server {{
+        listen {s.address}:443 ssl;
+        listen {s.address}:8448 ssl;
+        server_name {s.name} srv.test oldsrv.test srvtarget.test wrongcert.test;
+        ssl_certificate {self.path('server.pem')};
+        ssl_certificate_key {self.path('server.key')};
+        include nginx-mrtc.conf;
+        location / {{
+            proxy_pass http://homeserver;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }}
+    }}
+    {wk if i == 0 else ''}
+}}
+"""
+            path = os.path.join(conf_dir, "nginx.conf")
+            with open(path, "w") as f:
+                f.write(conf)
+            run(["nginx", "-t", "-p", conf_dir, "-c", path])
+            self.spawn(f"nginx-{s.name}", ["nginx", "-p", conf_dir, "-c", path, "-g",
+                                           "daemon off;"])
+        for s in self.servers.values():
+            wait_for(lambda s=s: self.curl(s.name, "/_test/state", port=443)[0] == 200,
+                     f"nginx for {s.name}")
+
+    def mrtc_env(self, s, **extra):
+        env = {
+            "MRTC_SERVER_NAME": s.name,
+            "MRTC_HOMESERVER_URL": s.hs_url,
+            "MRTC_SIGNING_KEY_FILE": s.signing_key_file,
+            "MRTC_HOMESERVER_ADMIN_TOKEN": s.admin_token,
+            "LIVEKIT_URL": s.livekit_url,
+            "LIVEKIT_KEY": LIVEKIT_KEY,
+            "LIVEKIT_SECRET": s.secret,
+            "MRTC_LIVEKIT_API_URL": s.sfu_url,
+            "MRTC_CA_FILE": self.ca,
+            "MRTC_DNS_SERVER": f"127.0.0.1:{self.dns_port}",
+            "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
+        }
+        env.update(extra)
+        return env
+
+    def start_daemons(self, **extra):
+        sys.path.insert(0, os.path.join(ROOT, "test", "integration"))
+        from harness import Daemon
+        for s in self.servers.values():
+            s.mrtc = Daemon(self.mrtc_binary, self.mrtc_env(s, **extra), name=f"mrtc-{s.name}")
+            s.mrtc.log.close()
+            s.mrtc.log = open(self.path(f"mrtc-{s.name}.log"), "w")
+            s.mrtc.start()
+
+    # -- client helpers ----------------------------------------------------------------------
+    def curl(self, name, path, port=443, method="GET", headers=(), data=None, address=None):
+        """HTTPS through nginx with the testbed CA; returns (status, body)."""
+        s = self.servers.get(name)
+        addr = address or (s.address if s else self.wk_address)
+        cmd = ["curl", "-sS", "--cacert", self.ca, "--max-time", "10", "-o", "-", "-w",
+               "\n%{http_code}", "-X", method, "--resolve", f"{name}:{port}:{addr}",
+               f"https://{name}:{port}{path}"]
+        for h in headers:
+            cmd += ["-H", h]
+        if data is not None:
+            cmd += ["--data-binary", data]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        body, _, code = r.stdout.rpartition("\n")
+        return int(code or 0), body
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, with_daemons=False, **daemon_env):
+        try:
+            self.make_pki()
+            self.start_dns()
+            self.start_homeservers()
+            if with_daemons:
+                self.start_daemons(**daemon_env)
+            self.start_nginx()
+        except Exception:
+            self.stop(failed=True)
+            raise
+        return self
+
+    def stop(self, failed=False):
+        for s in self.servers.values():
+            if s.mrtc:
+                try:
+                    s.mrtc.stop()
+                except RuntimeError:
+                    failed = True
+                s.mrtc.log.close()
+                s.mrtc = None
+        for name, p, log in reversed(self.procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+            log.close()
+        self.procs = []
+        if failed or self.keep:
+            print(f"testbed logs kept in {self.dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.stop(failed=exc_type is not None)
+
+
+def main():
+    """`testbed.py up [path/to/mrtc-transportd]`: run until Ctrl-C, printing how to reach it."""
+    if len(sys.argv) < 2 or sys.argv[1] != "up":
+        print(__doc__)
+        print("usage: testbed.py up [mrtc-transportd binary]")
+        return 2
+    binary = sys.argv[2] if len(sys.argv) > 2 else None
+    tb = Testbed(mrtc_binary=binary, keep=True).start(with_daemons=binary is not None)
+    h1, h2 = tb.hs("hs1.test"), tb.hs("hs2.test")
+    print(f"""testbed up in {tb.dir}
+  DNS        dig @127.0.0.1 -p {tb.dns_port} SRV _matrix-fed._tcp.srv.test
+  hs1.test   {h1.address} (nginx 443/8448)  homeserver {h1.hs_url}  SFU {h1.sfu_url}
+  hs2.test   {h2.address} (nginx 443/8448)  homeserver {h2.hs_url}  SFU {h2.sfu_url}
+  CA         {tb.ca}
+examples:
+  curl --cacert {tb.ca} --resolve hs1.test:443:{h1.address} https://hs1.test/_matrix/key/v2/server
+  curl --cacert {tb.ca} --resolve hs2.test:8448:{h2.address} https://hs2.test:8448/_matrix/federation/v1/openid/userinfo?access_token=x
+  curl -X POST {h1.hs_url}/_test/patch -d '{{"room":"!r:hs1.test","member":"@alice:hs1.test","membership":"join"}}'
+Ctrl-C stops everything.""")
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        tb.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
