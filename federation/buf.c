@@ -13,9 +13,17 @@ void mrtc_buf_init(struct mrtc_buf *b)
 	*b = (struct mrtc_buf){ 0 };
 }
 
+void mrtc_buf_init_with(struct mrtc_buf *b, char *storage, size_t size)
+{
+	*b = (struct mrtc_buf){ .data = storage, .cap = size, .external = true };
+	if (size)
+		storage[0] = '\0';
+}
+
 void mrtc_buf_finish(struct mrtc_buf *b)
 {
-	free(b->data);
+	if (!b->external)
+		free(b->data);
 	*b = (struct mrtc_buf){ 0 };
 }
 
@@ -33,11 +41,14 @@ static bool reserve(struct mrtc_buf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 64;
 	while (cap < need)
 		cap *= 2;
-	char *p = realloc(b->data, cap);
+	char *p = b->external ? malloc(cap) : realloc(b->data, cap);
 	if (!p) {
 		b->failed = true;
 		return false;
 	}
+	if (b->external && b->len)
+		memcpy(p, b->data, b->len + 1);
+	b->external = false;
 	b->data = p;
 	b->cap = cap;
 	return true;
@@ -98,6 +109,14 @@ char *mrtc_buf_steal(struct mrtc_buf *b, size_t *ret_len)
 	if (!b->len)
 		b->data[0] = '\0';
 	char *p = b->data;
+	if (b->external) {
+		p = malloc(b->len + 1);
+		if (!p) {
+			mrtc_buf_finish(b);
+			return NULL;
+		}
+		memcpy(p, b->data, b->len + 1);
+	}
 	if (ret_len)
 		*ret_len = b->len;
 	*b = (struct mrtc_buf){ 0 };

@@ -418,7 +418,7 @@ enum mrtc_err mrtc_json_parse(const char *text, size_t len, int max_depth,
 
 /* ---- canonical writer ---- */
 
-static bool write_string(struct mrtc_buf *b, const char *s, size_t len)
+bool mrtc_json_write_string(struct mrtc_buf *b, const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	mrtc_buf_putc(b, '"');
@@ -495,8 +495,8 @@ static bool write_value(struct mrtc_buf *b, const struct json_object *v, int dep
 	case json_type_double:
 		return false;
 	case json_type_string:
-		return write_string(b, json_object_get_string((struct json_object *)v),
-				    (size_t)json_object_get_string_len(v));
+		return mrtc_json_write_string(b, json_object_get_string((struct json_object *)v),
+					      (size_t)json_object_get_string_len(v));
 	case json_type_array: {
 		size_t n = json_object_array_length(v);
 		mrtc_buf_putc(b, '[');
@@ -531,7 +531,7 @@ static bool write_value(struct mrtc_buf *b, const struct json_object *v, int dep
 				mrtc_buf_putc(b, ',');
 			struct json_object *member = NULL;
 			json_object_object_get_ex(v, keys[i], &member);
-			ok = write_string(b, keys[i], strlen(keys[i])) &&
+			ok = mrtc_json_write_string(b, keys[i], strlen(keys[i])) &&
 			     (mrtc_buf_putc(b, ':'), true) && write_value(b, member, depth + 1);
 		}
 		mrtc_buf_putc(b, '}');

@@ -10,6 +10,7 @@
 #define MRTC_JSON_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,14 @@ enum mrtc_err mrtc_json_parse(const char *text, size_t len, int max_depth,
  */
 enum mrtc_err mrtc_json_canonical(const struct json_object *value, char **ret_text,
 				  size_t *ret_len);
+
+struct mrtc_buf;
+
+/*
+ * Appends @len bytes of UTF-8 @s to @b as a canonical JSON string (quotes included). Returns
+ * false (appending part of it) if @s is not valid UTF-8.
+ */
+bool mrtc_json_write_string(struct mrtc_buf *b, const char *s, size_t len);
 
 /* Borrowed string member @key of object @obj, or NULL if absent or not a string. */
 const char *mrtc_json_get_string(const struct json_object *obj, const char *key);

@@ -43,10 +43,34 @@ START_TEST(test_buf_max_is_sticky)
 }
 END_TEST
 
+START_TEST(test_buf_init_with_grows_to_heap)
+{
+	char stack[8];
+	struct mrtc_buf b;
+	mrtc_buf_init_with(&b, stack, sizeof(stack));
+	ck_assert(mrtc_buf_puts(&b, "abc"));
+	ck_assert_ptr_eq(b.data, stack);
+	char *small = mrtc_buf_steal(&b, NULL);
+	ck_assert_ptr_ne(small, stack);
+	ck_assert_str_eq(small, "abc");
+	free(small);
+	mrtc_buf_init_with(&b, stack, sizeof(stack));
+	ck_assert(mrtc_buf_puts(&b, "abc"));
+	ck_assert(mrtc_buf_puts(&b, "0123456789"));
+	ck_assert_ptr_ne(b.data, stack);
+	ck_assert_str_eq(b.data, "abc0123456789");
+	mrtc_buf_finish(&b);
+	mrtc_buf_init_with(&b, stack, sizeof(stack));
+	mrtc_buf_puts(&b, "x");
+	mrtc_buf_finish(&b); /* must not free the stack */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("buf");
-	const TTest *tests[] = { test_buf_append_and_steal, test_buf_max_is_sticky };
+	const TTest *tests[] = { test_buf_append_and_steal, test_buf_max_is_sticky,
+				 test_buf_init_with_grows_to_heap };
 	vectors_add_tests(s, "buf", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);
 }

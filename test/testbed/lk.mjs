@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+// livekit-server-sdk as an independent implementation for the token tests. One JSON command per
+// stdin line, one JSON answer per stdout line:
+//   {"op":"verify","token":T,"key":K,"secret":S}            -> {"ok":true,"claims":{...}} | {"ok":false,"error":E}
+//   {"op":"webhook","key":K,"secret":S,"body":B,"ttl":N}     -> {"token":T}  (LiveKit's webhook signing)
+import crypto from 'node:crypto';
+import readline from 'node:readline';
+import { AccessToken, TokenVerifier } from 'livekit-server-sdk';
+
+const rl = readline.createInterface({ input: process.stdin });
+for await (const line of rl) {
+  const cmd = JSON.parse(line);
+  let out;
+  if (cmd.op === 'verify') {
+    try {
+      out = { ok: true, claims: await new TokenVerifier(cmd.key, cmd.secret).verify(cmd.token) };
+    } catch (e) {
+      out = { ok: false, error: String(e.code || e.message || e) };
+    }
+  } else if (cmd.op === 'webhook') {
+    const at = new AccessToken(cmd.key, cmd.secret, { ttl: cmd.ttl || 600 });
+    at.sha256 = crypto.createHash('sha256').update(cmd.body).digest('base64');
+    out = { token: await at.toJwt() };
+  } else {
+    out = { error: 'unknown op' };
+  }
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
