@@ -284,50 +284,6 @@ static bool ip_port_parse(const char *s, struct mrtc_hostport *ret)
 	return true;
 }
 
-bool mrtc_cidr_parse(const char *s, struct mrtc_cidr *ret)
-{
-	const char *slash = strchr(s, '/');
-	if (!slash)
-		return false;
-	char addr[64];
-	size_t n = (size_t)(slash - s);
-	if (n == 0 || n >= sizeof(addr))
-		return false;
-	memcpy(addr, s, n);
-	addr[n] = '\0';
-	struct mrtc_cidr c = { .prefix = 0 };
-	uint64_t prefix;
-	if (inet_pton(AF_INET, addr, c.addr) == 1) {
-		c.family = AF_INET;
-		if (!mrtc_parse_u64(slash + 1, 0, 32, &prefix))
-			return false;
-	} else if (inet_pton(AF_INET6, addr, c.addr) == 1) {
-		c.family = AF_INET6;
-		if (!mrtc_parse_u64(slash + 1, 0, 128, &prefix))
-			return false;
-	} else {
-		return false;
-	}
-	c.prefix = (unsigned)prefix;
-	*ret = c;
-	return true;
-}
-
-bool mrtc_config_cidr_contains(const struct mrtc_cidr *cidr, int family, const uint8_t *addr)
-{
-	if (cidr->family != family)
-		return false;
-	unsigned bits = cidr->prefix;
-	for (unsigned i = 0; bits > 0; i++) {
-		unsigned take = bits >= 8 ? 8 : bits;
-		uint8_t mask = (uint8_t)(0xff00u >> take);
-		if ((addr[i] & mask) != (cidr->addr[i] & mask))
-			return false;
-		bits -= take;
-	}
-	return true;
-}
-
 /* Calls @fn on each trimmed, non-empty comma-separated item of @list. */
 static bool each_item(const char *list, bool (*fn)(void *ctx, const char *item), void *ctx)
 {

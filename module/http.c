@@ -90,6 +90,10 @@ int mrtc_http_status(enum mrtc_err err, const char **ret_errcode)
 		break;
 	case MRTC_ERR_UPSTREAM:
 	case MRTC_ERR_TIMEOUT:
+	case MRTC_ERR_DNS:
+	case MRTC_ERR_BLOCKED:
+	case MRTC_ERR_TLS:
+	case MRTC_ERR_CONNECT:
 		status = 502;
 		break;
 	case MRTC_ERR_NOMEM:

@@ -12,6 +12,7 @@
 
 #include "mrtc/buf.h"
 #include "mrtc/err.h"
+#include "mrtc/guard.h"
 #include "mrtc/log.h"
 #include "mrtc/signing.h"
 
@@ -28,12 +29,6 @@ enum mrtc_identity_format {
 struct mrtc_hostport {
 	char host[256]; /* "" = every address; IPv6 without brackets */
 	uint16_t port;
-};
-
-struct mrtc_cidr {
-	int family; /* AF_INET or AF_INET6 */
-	uint8_t addr[16];
-	unsigned prefix;
 };
 
 struct mrtc_config {
@@ -97,13 +92,7 @@ void mrtc_config_destroy(struct mrtc_config *config);
  */
 void mrtc_config_print_help(FILE *out, const char *argv0, mrtc_getenv_fn getenv_fn, void *ctx);
 
-/* True if @ip (AF_INET 4 bytes / AF_INET6 16 bytes) lies in one of @config's allow ranges. */
-bool mrtc_config_cidr_contains(const struct mrtc_cidr *cidr, int family, const uint8_t *addr);
-
 /* Parses "host:port", "[v6]:port" or ":port". */
 bool mrtc_hostport_parse(const char *s, bool host_required, struct mrtc_hostport *ret);
-
-/* Parses "a.b.c.d/n" or "v6addr/n". */
-bool mrtc_cidr_parse(const char *s, struct mrtc_cidr *ret);
 
 #endif

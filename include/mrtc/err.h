@@ -28,6 +28,10 @@ enum mrtc_err {
 	MRTC_ERR_LIMIT_EXCEEDED,    /* rate limited */
 	MRTC_ERR_UPSTREAM,	    /* an upstream server failed or was unreachable */
 	MRTC_ERR_TIMEOUT,	    /* an operation ran out of time */
+	MRTC_ERR_DNS,		    /* a name did not resolve */
+	MRTC_ERR_BLOCKED,	    /* an outbound address is in a blocked range */
+	MRTC_ERR_TLS,		    /* TLS handshake or certificate verification failed */
+	MRTC_ERR_CONNECT,	    /* the connection failed or broke */
 	MRTC_ERR_IO,		    /* local I/O failure (files, sockets) */
 	MRTC_ERR_CONFIG,	    /* configuration problem */
 	MRTC_ERR_INTERNAL,	    /* a bug or an impossible state */

@@ -20,8 +20,9 @@
 #define MRTC_LIVEKIT_SERVICE_TTL_S 300
 
 enum mrtc_identity_kind {
-	MRTC_IDENTITY_KIND_USER_DEVICE_MEMBER, /* [user_id, device_id, member_id] (matrix-js-sdk 43) */
-	MRTC_IDENTITY_KIND_USER_MEMBER,        /* [user_id, member_id] (newest MSC draft) */
+	MRTC_IDENTITY_KIND_USER_DEVICE_MEMBER, /* [user_id, device_id, member_id] (matrix-js-sdk 43)
+						*/
+	MRTC_IDENTITY_KIND_USER_MEMBER,	       /* [user_id, member_id] (newest MSC draft) */
 };
 
 /* Who a token is for: decides canPublish (PROTOCOL §4.3, §7). */
@@ -108,7 +109,7 @@ enum mrtc_webhook_event {
 
 struct mrtc_webhook {
 	enum mrtc_webhook_event event;
-	char room[MRTC_LIVEKIT_NAME_MAX + 1];     /* room.name, "" if absent */
+	char room[MRTC_LIVEKIT_NAME_MAX + 1];	  /* room.name, "" if absent */
 	char identity[MRTC_LIVEKIT_NAME_MAX + 1]; /* participant.identity, "" if absent */
 };
 

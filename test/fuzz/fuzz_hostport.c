@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (mrtc_cidr_parse(s, &c)) {
 		if ((c.family == AF_INET && c.prefix > 32) || c.prefix > 128)
 			abort();
-		if (!mrtc_config_cidr_contains(&c, c.family, c.addr))
+		if (!mrtc_cidr_contains(&c, c.family, c.addr))
 			abort();
 	}
 	free(s);

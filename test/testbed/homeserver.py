@@ -17,7 +17,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from signedjson.key import encode_verify_key_base64, get_verify_key, read_signing_keys
+from signedjson.key import (encode_verify_key_base64, generate_signing_key, get_verify_key,
+                            read_signing_keys)
 from signedjson.sign import sign_json
 
 LOCK = threading.Lock()
@@ -205,14 +206,22 @@ class Handler(BaseHTTPRequestHandler):
         return matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request")
 
     def server_keys(self):
+        """key_mode in the state: normal, expired (valid_until in the past), long (30 days),
+        forged (signature by another key), wrong_name (another server_name)."""
+        mode = STATE.get("key_mode", "normal")
+        validity = {"expired": -60000, "long": 30 * 86400 * 1000}.get(mode, 3600000)
+        name = "someone-else.test" if mode == "wrong_name" else ARGS.server_name
         obj = {
-            "server_name": ARGS.server_name,
+            "server_name": name,
             "verify_keys": {f"{KEY.alg}:{KEY.version}": {
                 "key": encode_verify_key_base64(get_verify_key(KEY))}},
             "old_verify_keys": {},
-            "valid_until_ts": int(time.time() * 1000) + STATE.get("key_validity_ms", 3600000),
+            "valid_until_ts": int(time.time() * 1000) + validity,
         }
-        return sign_json(obj, ARGS.server_name, KEY)
+        if mode == "forged":
+            other = generate_signing_key(KEY.version)
+            return sign_json(obj, name, other)
+        return sign_json(obj, name, KEY)
 
 
 def main():

@@ -13,6 +13,9 @@ Names (all resolved by the testbed's dnsmasq only):
   wknoport.test           .well-known delegates to srvtarget.test (no port) -> SRV -> hs2
   srv.test                SRV _matrix-fed._tcp -> hs2.test:8448 (no well-known)
   oldsrv.test             only the deprecated SRV _matrix._tcp -> hs2.test:8448
+  redirect.test           .well-known answers 302 to wk.test's
+  redirectpriv.test       .well-known answers 302 to https://private.test/ (must be refused)
+  bigwk.test              .well-known body over 50 KiB (must be ignored)
   wrongcert.test          A record to hs2's address; the certificate does not name it
   private.test            resolves to a private (10.x) address, for the outbound guard
 """
@@ -116,11 +119,13 @@ class Testbed:
     # -- parts -------------------------------------------------------------------------------
     def make_pki(self):
         names = ["hs1.test", "hs2.test", "wk.test", "wknoport.test", "srv.test", "oldsrv.test",
-                 "srvtarget.test", "sfu.hs1.test", "sfu.hs2.test"]
+                 "srvtarget.test", "sfu.hs1.test", "sfu.hs2.test", "redirect.test",
+                 "redirectpriv.test", "bigwk.test", "private.test"]
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
              "-nodes", "-days", "2", "-subj", "/CN=mrtc testbed CA", "-keyout",
              self.path("ca.key"), "-out", self.ca])
-        san = ",".join(f"DNS:{n}" for n in names)
+        san = ",".join([f"DNS:{n}" for n in names] +
+                       [f"IP:{s.address}" for s in self.servers.values()])
         run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
              "-subj", "/CN=hs.test", "-keyout", self.path("server.key"), "-out",
              self.path("server.csr")])
@@ -141,6 +146,9 @@ class Testbed:
             args.append(f"--host-record=sfu.{s.name},{s.address}")
         args += [f"--host-record=wk.test,{self.wk_address}",
                  f"--host-record=wknoport.test,{self.wk_address}",
+                 f"--host-record=redirect.test,{self.wk_address}",
+                 f"--host-record=redirectpriv.test,{self.wk_address}",
+                 f"--host-record=bigwk.test,{self.wk_address}",
                  f"--host-record=srvtarget.test,{hs2}",
                  f"--host-record=wrongcert.test,{hs2}",
                  "--host-record=private.test,10.11.12.13",
@@ -180,17 +188,23 @@ class Testbed:
 
     def start_nginx(self):
         """One nginx per homeserver, as each operator runs one, with module/deploy/ as is."""
+        with open(self.path("big-wellknown.json"), "w") as f:
+            f.write('{"m.server":"hs2.test:8448","padding":"' + "x" * 60000 + '"}')
         wk = f"""
     server {{
         listen {self.wk_address}:443 ssl;
-        server_name wk.test wknoport.test;
+        server_name wk.test wknoport.test redirect.test redirectpriv.test bigwk.test;
         ssl_certificate {self.path('server.pem')};
         ssl_certificate_key {self.path('server.key')};
         location = /.well-known/matrix/server {{
             default_type application/json;
             if ($host = wk.test) {{ return 200 '{{"m.server":"hs2.test:8448"}}'; }}
+            if ($host = redirect.test) {{ return 302 https://wk.test/.well-known/matrix/server; }}
+            if ($host = redirectpriv.test) {{ return 302 https://private.test/.well-known/matrix/server; }}
+            if ($host = bigwk.test) {{ rewrite ^ /big-wellknown.json last; }}
             return 200 '{{"m.server":"srvtarget.test"}}';
         }}
+        location = /big-wellknown.json {{ root {self.dir}; default_type application/json; }}
     }}"""
         for i, s in enumerate(self.servers.values()):
             conf_dir = self.path(f"nginx-{s.name}")

@@ -380,16 +380,16 @@ START_TEST(test_config_cidr_and_hostport)
 	struct mrtc_cidr c;
 	const uint8_t lo[4] = { 127, 0, 0, 9 }, ten[4] = { 10, 1, 2, 3 };
 	ck_assert(mrtc_cidr_parse("127.0.0.0/8", &c));
-	ck_assert(mrtc_config_cidr_contains(&c, AF_INET, lo));
-	ck_assert(!mrtc_config_cidr_contains(&c, AF_INET, ten));
+	ck_assert(mrtc_cidr_contains(&c, AF_INET, lo));
+	ck_assert(!mrtc_cidr_contains(&c, AF_INET, ten));
 	ck_assert(mrtc_cidr_parse("10.1.2.3/32", &c));
-	ck_assert(mrtc_config_cidr_contains(&c, AF_INET, ten));
+	ck_assert(mrtc_cidr_contains(&c, AF_INET, ten));
 	ck_assert(mrtc_cidr_parse("0.0.0.0/0", &c));
-	ck_assert(mrtc_config_cidr_contains(&c, AF_INET, ten));
+	ck_assert(mrtc_cidr_contains(&c, AF_INET, ten));
 	ck_assert(mrtc_cidr_parse("fd00::/8", &c));
 	uint8_t v6[16] = { 0xfd, 1 };
-	ck_assert(mrtc_config_cidr_contains(&c, AF_INET6, v6));
-	ck_assert(!mrtc_config_cidr_contains(&c, AF_INET, ten));
+	ck_assert(mrtc_cidr_contains(&c, AF_INET6, v6));
+	ck_assert(!mrtc_cidr_contains(&c, AF_INET, ten));
 	static const char *const bad[] = { "127.0.0.1", "1.2.3.4/33", "::/129",	   "x/8",
 					   "/8",	"1.2.3.4/",   "1.2.3.4/08" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)

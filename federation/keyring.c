@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Fetching, verifying and caching other servers' signing keys. */
+#include "mrtc/keyring.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mrtc/json.h"
+#include "mrtc/util.h"
+
+struct mrtc_keyring_op {
+	struct mrtc_keyring *kr;
+	struct server *srv;
+	char key_id[MRTC_KEY_ID_MAX + 1];
+	mrtc_keyring_fn cb;
+	void *ctx;
+	bool cancelled;
+	enum mrtc_err result;
+	struct event *ev; /* immediate answers */
+	struct mrtc_keyring_op *next;
+};
+
+struct server {
+	struct mrtc_keyring *kr;
+	char name[MRTC_SERVER_NAME_MAX + 1];
+	struct mrtc_verify_key keys[MRTC_SERVER_KEYS_MAX];
+	size_t n_keys;
+	uint64_t failed_until_ms;  /* monotonic: no fetch before, after a failure */
+	uint64_t fetched_until_ms; /* monotonic: no refetch for unknown key ids before */
+	uint64_t used;
+	struct mrtc_fed_call *fetch;
+	struct mrtc_keyring_op *waiters;
+	struct server *next;
+};
+
+struct mrtc_keyring {
+	struct event_base *base;
+	struct mrtc_keyring_config cfg;
+	struct server *servers;
+	size_t n_servers;
+	uint64_t tick;
+	struct mrtc_keyring_stats stats;
+};
+
+static struct server *find(struct mrtc_keyring *kr, const char *name)
+{
+	for (struct server *s = kr->servers; s; s = s->next)
+		if (strcmp(s->name, name) == 0) {
+			s->used = ++kr->tick;
+			return s;
+		}
+	return NULL;
+}
+
+static struct server *find_or_add(struct mrtc_keyring *kr, const char *name)
+{
+	struct server *s = find(kr, name);
+	if (s)
+		return s;
+	if (kr->n_servers >= kr->cfg.max_servers) {
+		/* Evict the least recently used server that is not being fetched. */
+		struct server **victim = NULL;
+		for (struct server **p = &kr->servers; *p; p = &(*p)->next)
+			if (!(*p)->fetch && (!victim || (*p)->used < (*victim)->used))
+				victim = p;
+		if (!victim)
+			return NULL;
+		struct server *v = *victim;
+		*victim = v->next;
+		free(v);
+		kr->n_servers--;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->kr = kr;
+	memcpy(s->name, name, strlen(name) + 1);
+	s->used = ++kr->tick;
+	s->next = kr->servers;
+	kr->servers = s;
+	kr->n_servers++;
+	return s;
+}
+
+static enum mrtc_err key_state(const struct server *s, const char *key_id, uint8_t *ret_pk)
+{
+	uint64_t now = mrtc_now_ms();
+	for (size_t i = 0; i < s->n_keys; i++) {
+		if (strcmp(s->keys[i].key_id, key_id) != 0)
+			continue;
+		if (s->keys[i].expires_ms < now)
+			return MRTC_ERR_KEY_EXPIRED;
+		if (ret_pk)
+			memcpy(ret_pk, s->keys[i].public_key, MRTC_ED25519_PK_LEN);
+		return MRTC_OK;
+	}
+	return MRTC_ERR_UNKNOWN_KEY;
+}
+
+enum mrtc_err mrtc_keyring_lookup(void *keyring, const char *origin, const char *key_id,
+				  uint8_t ret_public_key[MRTC_ED25519_PK_LEN])
+{
+	struct mrtc_keyring *kr = keyring;
+	struct server *s = find(kr, origin);
+	enum mrtc_err err = s ? key_state(s, key_id, ret_public_key) : MRTC_ERR_UNKNOWN_KEY;
+	if (err == MRTC_OK)
+		kr->stats.hits++;
+	return err;
+}
+
+void mrtc_keyring_add(struct mrtc_keyring *kr, const char *server,
+		      const struct mrtc_verify_key *keys, size_t n)
+{
+	struct server *s = find_or_add(kr, server);
+	if (!s)
+		return;
+	if (n > MRTC_SERVER_KEYS_MAX)
+		n = MRTC_SERVER_KEYS_MAX;
+	memcpy(s->keys, keys, n * sizeof(*keys));
+	s->n_keys = n;
+}
+
+static void op_free(struct mrtc_keyring_op *op)
+{
+	if (op->ev)
+		event_free(op->ev);
+	free(op);
+}
+
+static void answer_now(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct mrtc_keyring_op *op = arg;
+	if (!op->cancelled)
+		op->cb(op->ctx, op->result);
+	op_free(op);
+}
+
+static void on_keys(void *arg, const struct mrtc_http_response *resp)
+{
+	struct server *s = arg;
+	struct mrtc_keyring *kr = s->kr;
+	s->fetch = NULL;
+	enum mrtc_err err = resp->err;
+	if (err == MRTC_OK && resp->status != 200)
+		err = MRTC_ERR_UPSTREAM;
+	struct json_object *doc = NULL;
+	if (err == MRTC_OK && mrtc_json_parse(resp->body, resp->body_len, 16, &doc) != MRTC_OK)
+		err = MRTC_ERR_UPSTREAM;
+	if (err == MRTC_OK) {
+		struct mrtc_verify_key keys[MRTC_SERVER_KEYS_MAX];
+		size_t n = 0;
+		err = mrtc_server_keys_verify(doc, s->name, mrtc_now_ms(), keys,
+					      MRTC_SERVER_KEYS_MAX, &n);
+		if (err == MRTC_OK) {
+			memcpy(s->keys, keys, n * sizeof(keys[0]));
+			s->n_keys = n;
+			/* Unknown key ids do not trigger a new fetch per request. */
+			s->fetched_until_ms = mrtc_monotonic_ms() + kr->cfg.failure_ttl_ms;
+		}
+	}
+	json_object_put(doc);
+	struct mrtc_keyring_op *op = s->waiters;
+	s->waiters = NULL;
+	if (err != MRTC_OK) {
+		kr->stats.fetch_failures++;
+		s->failed_until_ms = mrtc_monotonic_ms() + kr->cfg.failure_ttl_ms;
+	}
+	while (op) {
+		struct mrtc_keyring_op *next = op->next;
+		enum mrtc_err e = err == MRTC_OK ? key_state(s, op->key_id, NULL) : err;
+		if (!op->cancelled)
+			op->cb(op->ctx, e);
+		op_free(op);
+		op = next;
+	}
+}
+
+struct mrtc_keyring_op *mrtc_keyring_ensure(struct mrtc_keyring *kr, const char *origin,
+					    const char *key_id, mrtc_keyring_fn cb, void *ctx)
+{
+	if (!mrtc_server_name_is_valid(origin) || strlen(key_id) > MRTC_KEY_ID_MAX)
+		return NULL;
+	struct mrtc_keyring_op *op = calloc(1, sizeof(*op));
+	if (!op)
+		return NULL;
+	op->kr = kr;
+	op->cb = cb;
+	op->ctx = ctx;
+	memcpy(op->key_id, key_id, strlen(key_id) + 1);
+	struct server *s = find_or_add(kr, origin);
+	if (!s) {
+		free(op);
+		return NULL;
+	}
+	enum mrtc_err state = key_state(s, key_id, NULL);
+	uint64_t now = mrtc_monotonic_ms();
+	bool recently_failed = s->failed_until_ms > now || s->fetched_until_ms > now;
+	if (state == MRTC_OK || (recently_failed && !s->fetch)) {
+		op->result = state == MRTC_OK ? MRTC_OK : MRTC_ERR_UNKNOWN_KEY;
+		if (state == MRTC_ERR_KEY_EXPIRED)
+			op->result = MRTC_ERR_KEY_EXPIRED;
+		op->ev = event_new(kr->base, -1, 0, answer_now, op);
+		if (!op->ev) {
+			free(op);
+			return NULL;
+		}
+		event_active(op->ev, 0, 0);
+		return op;
+	}
+	kr->stats.misses++;
+	op->srv = s;
+	op->next = s->waiters;
+	s->waiters = op;
+	if (!s->fetch) {
+		kr->stats.fetches++;
+		s->fetch =
+		    mrtc_fed_request(kr->cfg.fed, origin, "GET", "/_matrix/key/v2/server", NULL,
+				     false, kr->cfg.timeout_ms, MRTC_KEY_RESPONSE_MAX, on_keys, s);
+		if (!s->fetch) {
+			s->waiters = op->next;
+			free(op);
+			return NULL;
+		}
+	}
+	return op;
+}
+
+void mrtc_keyring_cancel(struct mrtc_keyring_op *op)
+{
+	if (op)
+		op->cancelled = true;
+}
+
+enum mrtc_err mrtc_keyring_create(struct event_base *base, const struct mrtc_keyring_config *cfg,
+				  struct mrtc_keyring **ret_keyring)
+{
+	struct mrtc_keyring *kr = calloc(1, sizeof(*kr));
+	if (!kr)
+		return MRTC_ERR_NOMEM;
+	kr->base = base;
+	kr->cfg = *cfg;
+	if (!kr->cfg.max_servers)
+		kr->cfg.max_servers = 4096;
+	if (!kr->cfg.failure_ttl_ms)
+		kr->cfg.failure_ttl_ms = 30000;
+	if (!kr->cfg.timeout_ms)
+		kr->cfg.timeout_ms = 10000;
+	*ret_keyring = kr;
+	return MRTC_OK;
+}
+
+void mrtc_keyring_get_stats(const struct mrtc_keyring *kr, struct mrtc_keyring_stats *ret)
+{
+	*ret = kr->stats;
+	ret->servers = kr->n_servers;
+}
+
+void mrtc_keyring_destroy(struct mrtc_keyring *kr)
+{
+	if (!kr)
+		return;
+	while (kr->servers) {
+		struct server *s = kr->servers;
+		kr->servers = s->next;
+		mrtc_fed_call_cancel(s->fetch);
+		while (s->waiters) {
+			struct mrtc_keyring_op *op = s->waiters;
+			s->waiters = op->next;
+			op_free(op);
+		}
+		free(s);
+	}
+	free(kr);
+}

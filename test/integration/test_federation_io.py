@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Federation I/O on the testbed (real dnsmasq, TLS with the generated CA, nginx): every
+resolution path of PROTOCOL §5.5, redirects, an oversized well-known, certificates for another
+name and from an untrusted CA, the outbound guard (blocked names, blocked redirects), a slow
+server, key fetching (cached, coalesced, wrong server name, forged, expired, over-long) and
+connection reuse. Uses test/tools/fedtool, which drives the library's resolver, HTTPS client,
+guard and keyring.
+
+Usage: test_federation_io.py <fedtool>
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
+from testbed import Testbed  # noqa: E402
+
+FEDTOOL = None
+
+
+def post(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+class FederationIO(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tb = Testbed().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tb.stop()
+
+    def tool(self, *args, ca=True, allow=True, timeout=3000):
+        cmd = [FEDTOOL, "--dns", f"127.0.0.1:{self.tb.dns_port}", "--timeout", str(timeout)]
+        if ca:
+            cmd += ["--ca", self.tb.ca]
+        if allow:
+            cmd += ["--allow", "127.0.0.0/8"]
+        r = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def resolve(self, name):
+        r = self.tool("resolve", name)
+        self.assertTrue(r["ok"], r)
+        return (r["host"], r["port"], r["tls_name"], r["host_header"], r["via_wellknown"],
+                r["via_srv"])
+
+    def key_requests(self, name):
+        hs = self.tb.hs(name)
+        with urllib.request.urlopen(hs.hs_url + "/_test/requests") as r:
+            return sum(1 for q in json.load(r)["requests"] if q["path"] == "/_matrix/key/v2/server")
+
+    def clear_requests(self, name):
+        post(self.tb.hs(name).hs_url + "/_test/requests", {})
+
+    def set_state(self, name, **kv):
+        hs = self.tb.hs(name)
+        with urllib.request.urlopen(hs.hs_url + "/_test/state") as r:
+            state = json.load(r)
+        state.update(kv)
+        post(hs.hs_url + "/_test/state", state)
+
+    # -- resolution ---------------------------------------------------------------------------
+    def test_resolution_paths(self):
+        hs2 = self.tb.hs("hs2.test").address
+        cases = {
+            # IP literal: that IP, port 8448, TLS checks the IP (no SNI)
+            f"{hs2}": (hs2, 8448, "", hs2, False, False),
+            # explicit port: no well-known, no SRV
+            "hs2.test:8448": ("hs2.test", 8448, "hs2.test", "hs2.test:8448", False, False),
+            # well-known with port
+            "wk.test": ("hs2.test", 8448, "hs2.test", "hs2.test:8448", True, False),
+            # well-known without port -> SRV of the delegated name; TLS name is the delegated
+            "wknoport.test": ("hs2.test", 8448, "srvtarget.test", "srvtarget.test", True, True),
+            # SRV without well-known; TLS name stays the server name, never the target
+            "srv.test": ("hs2.test", 8448, "srv.test", "srv.test", False, True),
+            # the deprecated _matrix._tcp
+            "oldsrv.test": ("hs2.test", 8448, "oldsrv.test", "oldsrv.test", False, True),
+            # nothing: port 8448
+            "hs1.test": ("hs1.test", 8448, "hs1.test", "hs1.test", False, False),
+            # a redirect that is followed
+            "redirect.test": ("hs2.test", 8448, "hs2.test", "hs2.test:8448", True, False),
+        }
+        for name, want in cases.items():
+            with self.subTest(name=name):
+                self.assertEqual(self.resolve(name), want)
+
+    def test_every_path_reaches_the_server_over_verified_tls(self):
+        for name, server in (("wk.test", "hs2.test"), ("srv.test", "hs2.test"),
+                             ("oldsrv.test", "hs2.test"), ("hs1.test", "hs1.test"),
+                             (self.tb.hs("hs2.test").address + ":8448", "hs2.test")):
+            with self.subTest(name=name):
+                r = self.tool("get", name, "/_matrix/key/v2/server")
+                self.assertEqual((r["ok"], r["status"]), (1, 200), r)
+
+    def test_redirect_to_blocked_address_refused(self):
+        # The redirect goes to private.test (10.x): refused, so no delegation is used.
+        self.assertEqual(self.resolve("redirectpriv.test")[4], False)
+        r = self.tool("fetch", "https://private.test/.well-known/matrix/server")
+        self.assertEqual(r["err"], "blocked address")
+
+    def test_wellknown_over_50k_ignored(self):
+        host, port, _, _, via_wk, _ = self.resolve("bigwk.test")
+        self.assertEqual((host, port, via_wk), ("bigwk.test", 8448, False))
+
+    # -- TLS and the guard --------------------------------------------------------------------
+    def test_certificate_for_another_name_refused(self):
+        r = self.tool("get", "wrongcert.test:8448", "/")
+        self.assertEqual(r["err"], "TLS failure")
+        self.assertIn("hostname mismatch", r["detail"])
+
+    def test_untrusted_ca_refused(self):
+        r = self.tool("get", "hs1.test", "/_matrix/key/v2/server", ca=False)
+        self.assertEqual(r["err"], "TLS failure")
+
+    def test_blocked_addresses_refused_unless_allowed(self):
+        self.assertEqual(self.tool("get", "private.test:8448", "/")["err"], "blocked address")
+        self.assertEqual(self.tool("get", "hs1.test", "/", allow=False)["err"], "blocked address")
+        self.assertEqual(self.tool("get", "hs1.test", "/_matrix/key/v2/server")["status"], 200)
+
+    def test_slow_server_times_out_within_limit(self):
+        post(self.tb.hs("hs1.test").hs_url + "/_test/mode", {"mode": "normal", "delay": 4})
+        try:
+            start = time.monotonic()
+            r = self.tool("get", "hs1.test:8448", "/_matrix/key/v2/server", timeout=1500)
+            elapsed = time.monotonic() - start
+        finally:
+            post(self.tb.hs("hs1.test").hs_url + "/_test/mode", {"mode": "normal", "delay": 0})
+        self.assertEqual(r["err"], "timeout")
+        self.assertLess(elapsed, 3.5)
+
+    def test_connection_reuse(self):
+        r = self.tool("get", "hs1.test", "/_matrix/key/v2/server", "20")
+        self.assertEqual(r["ok"], 20)
+        # One TLS connection for the well-known lookup (443), one for all 20 requests (8448).
+        self.assertEqual(r["tls_handshakes"], 2, r)
+        self.assertEqual(r["reused"], 19, r)
+
+    # -- keys ---------------------------------------------------------------------------------
+    def key_id(self, name):
+        with open(self.tb.hs(name).signing_key_file) as f:
+            alg, version, _ = f.read().split()
+        return f"{alg}:{version}"
+
+    def test_keys_cached_and_coalesced(self):
+        self.clear_requests("hs1.test")
+        r = self.tool("keys", "hs1.test", self.key_id("hs1.test"), "100")
+        self.assertEqual((r["ok"], r["again"], r["fetches"], r["lookup"]), (100, "ok", 1, "ok"), r)
+        self.assertEqual(self.key_requests("hs1.test"), 1)
+
+    def test_key_response_for_another_server_refused(self):
+        r = self.tool("keys", "srv.test", self.key_id("hs2.test"))
+        self.assertEqual((r["ok"], r["err"], r["lookup"]), (0, "forbidden", "unknown key"))
+
+    def test_bad_key_responses(self):
+        kid = self.key_id("hs2.test")
+        try:
+            for mode, err, lookup in (("forged", "bad signature", "unknown key"),
+                                      ("wrong_name", "forbidden", "unknown key"),
+                                      ("expired", "key expired", "key expired")):
+                with self.subTest(mode=mode):
+                    self.set_state("hs2.test", key_mode=mode)
+                    r = self.tool("keys", "hs2.test", kid)
+                    self.assertEqual((r["ok"], r["err"], r["lookup"]), (0, err, lookup), r)
+            # Valid for 30 days: accepted (the cache keeps it at most 7 days; unit-tested).
+            self.set_state("hs2.test", key_mode="long")
+            r = self.tool("keys", "hs2.test", kid)
+            self.assertEqual((r["ok"], r["lookup"]), (1, "ok"), r)
+        finally:
+            self.set_state("hs2.test", key_mode="normal")
+
+    def test_unknown_key_id(self):
+        r = self.tool("keys", "hs1.test", "ed25519:nope")
+        self.assertEqual((r["ok"], r["err"]), (0, "unknown key"))
+        self.assertEqual(r["fetches"], 1)  # the second ask did not refetch
+
+
+if __name__ == "__main__":
+    FEDTOOL = sys.argv.pop(1)
+    unittest.main(verbosity=2)
