@@ -4,8 +4,10 @@
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mrtc/log.h"
 #include "mrtc/server.h"
@@ -25,6 +27,31 @@ enum mrtc_route_match mrtc_route_find(const struct mrtc_route *routes, size_t n,
 		}
 	}
 	return path_known ? MRTC_ROUTE_NO_METHOD : MRTC_ROUTE_NO_PATH;
+}
+
+const char *mrtc_http_method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_TRACE:
+		return "TRACE";
+	case EVHTTP_REQ_CONNECT:
+		return "CONNECT";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	}
+	return "?";
 }
 
 int mrtc_http_status(enum mrtc_err err, const char **ret_errcode)
@@ -160,6 +187,11 @@ static const char *reason_for(int status)
 
 void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_object *body)
 {
+	if (!r->req) {
+		mrtc_server_request_done(r, status);
+		return;
+	}
+	evhttp_connection_set_closecb(evhttp_request_get_connection(r->req), NULL, NULL);
 	struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
 	evhttp_add_header(out, "X-Request-Id", r->id);
 	evhttp_add_header(out, "Cache-Control", "no-store");
@@ -192,6 +224,39 @@ void mrtc_http_reply_error(struct mrtc_request *r, enum mrtc_err err, const char
 	}
 	mrtc_http_reply_json(r, status, body);
 	json_object_put(body);
+}
+
+void mrtc_http_reply_limited(struct mrtc_request *r, uint64_t retry_after_ms)
+{
+	struct json_object *body = json_object_new_object();
+	if (body) {
+		json_object_object_add(body, "errcode", json_object_new_string("M_LIMIT_EXCEEDED"));
+		json_object_object_add(body, "error", json_object_new_string("Too many requests"));
+		json_object_object_add(body, "retry_after_ms",
+				       json_object_new_int64((int64_t)retry_after_ms));
+	}
+	if (r->req) {
+		char secs[24];
+		snprintf(secs, sizeof(secs), "%llu",
+			 (unsigned long long)((retry_after_ms + 999) / 1000));
+		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", secs);
+	}
+	mrtc_http_reply_json(r, 429, body);
+	json_object_put(body);
+}
+
+const char *mrtc_http_bearer(const struct mrtc_request *r)
+{
+	if (!r->req)
+		return NULL;
+	const char *h =
+	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return *h ? h : NULL;
 }
 
 enum mrtc_err mrtc_http_body(struct mrtc_request *r, const char **ret_body, size_t *ret_len)

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "mrtc/log.h"
+#include "mrtc/rtc.h"
+#include "mrtc/services.h"
 #include "mrtc/util.h"
 
 #define CONNECTION_TIMEOUT_S 20
@@ -26,9 +28,14 @@ struct listener {
 	const char *name;
 };
 
+#define MAX_ROUTES 32
+
 struct mrtc_server {
 	struct event_base *base;
 	const struct mrtc_config *config;
+	struct mrtc_services *services;
+	struct mrtc_route routes[MAX_ROUTES];
+	size_t n_routes;
 	struct listener main;
 	struct listener admin;
 	size_t inflight;
@@ -48,53 +55,68 @@ static void handle_healthz(struct mrtc_request *r)
 
 #define GET_HEAD (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)
 
-static const struct mrtc_route main_routes[] = {
-	{ "/healthz", GET_HEAD, handle_healthz, "healthz" },
+/* Routes of the main listener; homeserver_only ones are not mounted in drop-in mode. */
+static const struct {
+	struct mrtc_route route;
+	bool homeserver_only;
+} main_routes[] = {
+	{ { "/healthz", GET_HEAD, handle_healthz, "healthz" }, false },
+	{ { "/_matrix/client/v1/rtc/transports", EVHTTP_REQ_GET, mrtc_rtc_transports,
+	    "transports" },
+	  true },
+	{ { "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports", EVHTTP_REQ_GET,
+	    mrtc_rtc_transports, "transports" },
+	  true },
+	{ { "/_matrix/client/v1/rtc/livekit/get_token", EVHTTP_REQ_POST, mrtc_rtc_client_get_token,
+	    "client_get_token" },
+	  true },
+	{ { "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/get_token", EVHTTP_REQ_POST,
+	    mrtc_rtc_client_get_token, "client_get_token" },
+	  true },
+	{ { "/_matrix/federation/v1/rtc/livekit/get_token", EVHTTP_REQ_POST,
+	    mrtc_rtc_federation_get_token, "federation_get_token" },
+	  true },
+	{ { "/_matrix/federation/unstable/io.element.msc4195/rtc/livekit/get_token",
+	    EVHTTP_REQ_POST, mrtc_rtc_federation_get_token, "federation_get_token" },
+	  true },
 };
 
 static const struct mrtc_route admin_routes[] = {
 	{ "/healthz", GET_HEAD, handle_healthz, "healthz" },
 };
 
-static const char *method_name(enum evhttp_cmd_type m)
-{
-	switch (m) {
-	case EVHTTP_REQ_GET:
-		return "GET";
-	case EVHTTP_REQ_POST:
-		return "POST";
-	case EVHTTP_REQ_HEAD:
-		return "HEAD";
-	case EVHTTP_REQ_PUT:
-		return "PUT";
-	case EVHTTP_REQ_DELETE:
-		return "DELETE";
-	case EVHTTP_REQ_OPTIONS:
-		return "OPTIONS";
-	case EVHTTP_REQ_TRACE:
-		return "TRACE";
-	case EVHTTP_REQ_CONNECT:
-		return "CONNECT";
-	case EVHTTP_REQ_PATCH:
-		return "PATCH";
-	}
-	return "?";
-}
-
 void mrtc_server_request_done(struct mrtc_request *r, int status)
 {
 	struct mrtc_server *s = r->server;
 	char path[160];
+	if (!r->req) {
+		mrtc_log(LOG_INFO, "http", r->id, "client went away after %llums",
+			 (unsigned long long)(mrtc_monotonic_ms() - r->start_ms));
+		s->inflight--;
+		free(r);
+		return;
+	}
 	const char *uri = evhttp_request_get_uri(r->req);
 	char *raw = uri ? mrtc_http_path_of(uri) : NULL;
 	/* Only the path is logged: query strings can carry access tokens. */
 	mrtc_quote(path, sizeof(path), raw, 120);
 	free(raw);
 	mrtc_log(status >= 500 ? LOG_WARNING : LOG_INFO, "http", r->id, "%s %s %d %llums",
-		 method_name(evhttp_request_get_command(r->req)), path, status,
+		 mrtc_http_method_name(evhttp_request_get_command(r->req)), path, status,
 		 (unsigned long long)(mrtc_monotonic_ms() - r->start_ms));
 	s->inflight--;
 	free(r);
+}
+
+/* The client closed its connection while its request was being worked on. */
+static void client_gone(struct evhttp_connection *evcon, void *arg)
+{
+	(void)evcon;
+	struct mrtc_request *r = arg;
+	r->req = NULL;
+	if (r->on_abort)
+		r->on_abort(r);
+	mrtc_server_request_done(r, 499);
 }
 
 static void dispatch(struct evhttp_request *req, void *arg)
@@ -108,6 +130,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	}
 	r->req = req;
 	r->server = s;
+	r->services = s->services;
 	r->cors = l->cors;
 	r->start_ms = mrtc_monotonic_ms();
 	uint8_t rnd[MRTC_REQUEST_ID_LEN / 2];
@@ -135,6 +158,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	switch (m) {
 	case MRTC_ROUTE_FOUND:
 		r->route = route;
+		evhttp_connection_set_closecb(evhttp_request_get_connection(req), client_gone, r);
 		route->handler(r);
 		return;
 	case MRTC_ROUTE_NO_METHOD:
@@ -189,8 +213,15 @@ enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_conf
 		return MRTC_ERR_NOMEM;
 	s->base = base;
 	s->config = config;
-	enum mrtc_err err = listener_open(s, &s->main, "main", &config->bind, main_routes,
-					  sizeof(main_routes) / sizeof(main_routes[0]), true);
+	for (size_t i = 0; i < sizeof(main_routes) / sizeof(main_routes[0]); i++)
+		if (!main_routes[i].homeserver_only || !config->legacy_only)
+			s->routes[s->n_routes++] = main_routes[i].route;
+	enum mrtc_err err = mrtc_services_create(base, config, &s->services);
+	if (err != MRTC_OK) {
+		free(s);
+		return err;
+	}
+	err = listener_open(s, &s->main, "main", &config->bind, s->routes, s->n_routes, true);
 	if (err == MRTC_OK)
 		err = listener_open(s, &s->admin, "admin", &config->admin_bind, admin_routes,
 				    sizeof(admin_routes) / sizeof(admin_routes[0]), false);
@@ -253,5 +284,6 @@ void mrtc_server_destroy(struct mrtc_server *s)
 		evhttp_free(s->main.http);
 	if (s->admin.http)
 		evhttp_free(s->admin.http);
+	mrtc_services_destroy(s->services);
 	free(s);
 }

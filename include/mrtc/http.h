@@ -20,6 +20,7 @@
 
 struct mrtc_request;
 struct mrtc_server;
+struct mrtc_services;
 
 typedef void (*mrtc_handler_fn)(struct mrtc_request *r);
 
@@ -30,14 +31,22 @@ struct mrtc_route {
 	const char *name; /* short endpoint name for logs and metrics */
 };
 
+/*
+ * Called when the client goes away before the reply: the handler cancels its work and frees
+ * what it owns; the request itself is freed by the server afterwards.
+ */
+typedef void (*mrtc_abort_fn)(struct mrtc_request *r);
+
 struct mrtc_request {
-	struct evhttp_request *req;
+	struct evhttp_request *req; /* NULL once the client has gone */
 	struct mrtc_server *server;
+	struct mrtc_services *services;
 	const struct mrtc_route *route;
 	char id[MRTC_REQUEST_ID_LEN + 1];
 	uint64_t start_ms;
 	bool cors;
-	bool replied;
+	mrtc_abort_fn on_abort;
+	void *handler_ctx;
 };
 
 enum mrtc_route_match {
@@ -52,6 +61,9 @@ enum mrtc_route_match {
  */
 enum mrtc_route_match mrtc_route_find(const struct mrtc_route *routes, size_t n, const char *path,
 				      unsigned method, const struct mrtc_route **ret_route);
+
+/* "GET", "POST", ... for @method. */
+const char *mrtc_http_method_name(enum evhttp_cmd_type method);
 
 /* HTTP status and Matrix errcode for @err. */
 int mrtc_http_status(enum mrtc_err err, const char **ret_errcode);
@@ -75,6 +87,12 @@ void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_
  * Sends a Matrix error for @err with the human-readable @message, and frees @r.
  */
 void mrtc_http_reply_error(struct mrtc_request *r, enum mrtc_err err, const char *message);
+
+/* 429 M_LIMIT_EXCEEDED with Retry-After (seconds, rounded up) and retry_after_ms. */
+void mrtc_http_reply_limited(struct mrtc_request *r, uint64_t retry_after_ms);
+
+/* The token of an "Authorization: Bearer <token>" header (borrowed), or NULL. */
+const char *mrtc_http_bearer(const struct mrtc_request *r);
 
 /*
  * Borrowed view of the request body. MRTC_ERR_TOO_LARGE over MRTC_HTTP_BODY_MAX.

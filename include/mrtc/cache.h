@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A bounded map from byte keys to owned values with a lifetime per entry. Keys are hashed with
+ * SipHash under a random key (no hash flooding); when full, the oldest entry goes. Pure.
+ */
+#ifndef MRTC_CACHE_H
+#define MRTC_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mrtc_cache;
+
+typedef void (*mrtc_cache_free_fn)(void *value);
+
+struct mrtc_cache_stats {
+	uint64_t hits, misses, evictions;
+	size_t size, capacity;
+};
+
+/* @free_value (may be NULL) releases values the cache drops. NULL on OOM. */
+struct mrtc_cache *mrtc_cache_create(size_t capacity, mrtc_cache_free_fn free_value);
+void mrtc_cache_destroy(struct mrtc_cache *cache);
+
+/* The value for @key if present and not expired at @now_ms (borrowed), else NULL. */
+void *mrtc_cache_get(struct mrtc_cache *cache, const void *key, size_t key_len, uint64_t now_ms);
+
+/* Stores @value (takes ownership, also on failure) until @expires_ms, replacing any old one. */
+bool mrtc_cache_put(struct mrtc_cache *cache, const void *key, size_t key_len, void *value,
+		    uint64_t expires_ms);
+
+void mrtc_cache_remove(struct mrtc_cache *cache, const void *key, size_t key_len);
+
+void mrtc_cache_get_stats(const struct mrtc_cache *cache, struct mrtc_cache_stats *ret_stats);
+
+#endif

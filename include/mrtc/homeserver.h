@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The daemon's own homeserver (PROTOCOL §2.1, §6.1): who an access token belongs to (cached by
+ * its SHA-256, never the token), whether our user is joined to a room (asked with the user's
+ * own token), and for federated requests whether a remote user and any local user are joined
+ * and what the room's server ACL is (synapse-admin or msc4502 backend). Answers are cached
+ * briefly and bounded; failures are errors, never allows.
+ */
+#ifndef MRTC_HOMESERVER_H
+#define MRTC_HOMESERVER_H
+
+#include <json-c/json.h>
+
+#include "mrtc/config.h"
+#include "mrtc/httpclient.h"
+#include "mrtc/servername.h"
+
+struct mrtc_homeserver;
+struct mrtc_hs_op;
+
+struct mrtc_homeserver_config {
+	struct mrtc_http_client *http;
+	struct mrtc_dns *dns;
+	const char *base_url; /* MRTC_HOMESERVER_URL */
+	const char *server_name;
+	enum mrtc_membership_backend backend;
+	const char *admin_token;      /* synapse-admin */
+	const char *appservice_token; /* msc4502 */
+	uint64_t timeout_ms;
+	uint64_t auth_ttl_ms;
+	uint64_t membership_ttl_ms;
+	size_t cache_max; /* entries per cache (0: 100000) */
+};
+
+struct mrtc_whoami {
+	char user_id[MRTC_ID_MAX + 1];
+	char device_id[MRTC_ID_MAX + 1]; /* "" when the homeserver gave none */
+};
+
+struct mrtc_remote_membership {
+	bool user_joined;  /* the remote user is joined, as we see the room */
+	bool local_joined; /* at least one of our users is still joined */
+	bool acl_allows;   /* the room's server ACL allows the origin (true without ACL source) */
+};
+
+struct mrtc_homeserver_stats {
+	uint64_t calls, failures;
+	uint64_t last_ok_ms;	  /* monotonic time of the last good answer, 0 if none */
+	bool admin_misconfigured; /* the admin/appservice token was refused */
+	struct {
+		uint64_t hits, misses;
+		size_t size;
+	} auth, membership;
+};
+
+/* MRTC_OK, MRTC_ERR_UNKNOWN_TOKEN, or MRTC_ERR_UPSTREAM (homeserver unreachable/5xx/bad). */
+typedef void (*mrtc_whoami_fn)(void *ctx, enum mrtc_err err, const struct mrtc_whoami *who);
+/* MRTC_OK (with @joined), MRTC_ERR_UNKNOWN_TOKEN, or MRTC_ERR_UPSTREAM. */
+typedef void (*mrtc_joined_fn)(void *ctx, enum mrtc_err err, bool joined);
+/* MRTC_OK (with @m), or MRTC_ERR_UPSTREAM (including a refused admin token). */
+typedef void (*mrtc_remote_fn)(void *ctx, enum mrtc_err err,
+			       const struct mrtc_remote_membership *m);
+
+enum mrtc_err mrtc_homeserver_create(struct event_base *base,
+				     const struct mrtc_homeserver_config *config,
+				     struct mrtc_homeserver **ret_hs);
+void mrtc_homeserver_destroy(struct mrtc_homeserver *hs);
+void mrtc_homeserver_get_stats(const struct mrtc_homeserver *hs,
+			       struct mrtc_homeserver_stats *ret_stats);
+
+struct mrtc_hs_op *mrtc_hs_whoami(struct mrtc_homeserver *hs, const char *token, mrtc_whoami_fn cb,
+				  void *ctx);
+/* Our own user's membership, asked with their token; a 401 also forgets the token. */
+struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const char *token,
+					    const char *room_id, const char *user_id,
+					    mrtc_joined_fn cb, void *ctx);
+struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const char *room_id,
+					     const char *user_id, const char *origin,
+					     mrtc_remote_fn cb, void *ctx);
+/* The callback will not be called. Accepts NULL. */
+void mrtc_hs_op_cancel(struct mrtc_hs_op *op);
+
+#endif

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Everything the endpoints use, built once from the configuration: DNS, the HTTPS client, the
+ * Matrix resolver and federation client, the keyring, the homeserver client, the RoomService
+ * client and the rate limiters. Passed explicitly; read-only configuration.
+ */
+#ifndef MRTC_SERVICES_H
+#define MRTC_SERVICES_H
+
+#include "mrtc/cache.h"
+#include "mrtc/config.h"
+#include "mrtc/fedclient.h"
+#include "mrtc/homeserver.h"
+#include "mrtc/keyring.h"
+#include "mrtc/ratelimit.h"
+#include "mrtc/roomservice.h"
+
+struct mrtc_services {
+	struct event_base *base;
+	const struct mrtc_config *config;
+	struct mrtc_dns *dns;
+	struct mrtc_http_client *http;
+	struct mrtc_resolver *resolver;
+	struct mrtc_fedclient *fed;
+	struct mrtc_keyring *keyring;	    /* NULL in lk-jwt-service drop-in mode */
+	struct mrtc_homeserver *homeserver; /* NULL in lk-jwt-service drop-in mode */
+	struct mrtc_roomservice *rooms;
+	struct mrtc_ratelimit *user_limit;
+	struct mrtc_ratelimit *origin_limit;
+	struct mrtc_cache *fed_paths; /* destination -> which get_token path it serves */
+	struct {
+		uint64_t tokens_local, tokens_federated, tokens_legacy;
+		uint64_t fed_out_ok, fed_out_forbidden, fed_out_invalid, fed_out_failed;
+		uint64_t fed_in_ok, fed_in_refused;
+		uint64_t sig_ok, sig_bad;
+		uint64_t rate_limited;
+	} counters;
+};
+
+enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_config *config,
+				   struct mrtc_services **ret_services);
+void mrtc_services_destroy(struct mrtc_services *services);
+
+#endif

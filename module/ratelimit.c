@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Token buckets in milli-tokens on top of the bounded cache. */
+#include "mrtc/ratelimit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mrtc/cache.h"
+
+struct bucket {
+	uint64_t milli; /* tokens * 1000 */
+	uint64_t last_ms;
+};
+
+struct mrtc_ratelimit {
+	struct mrtc_cache *buckets;
+	uint64_t rate;	/* tokens per second = milli-tokens per millisecond */
+	uint64_t burst; /* tokens */
+};
+
+struct mrtc_ratelimit *mrtc_ratelimit_create(uint64_t per_second, uint64_t burst, size_t max_keys)
+{
+	struct mrtc_ratelimit *rl = calloc(1, sizeof(*rl));
+	if (!rl)
+		return NULL;
+	rl->rate = per_second ? per_second : 1;
+	rl->burst = burst ? burst : 1;
+	rl->buckets = mrtc_cache_create(max_keys, free);
+	if (!rl->buckets) {
+		free(rl);
+		return NULL;
+	}
+	return rl;
+}
+
+void mrtc_ratelimit_destroy(struct mrtc_ratelimit *rl)
+{
+	if (!rl)
+		return;
+	mrtc_cache_destroy(rl->buckets);
+	free(rl);
+}
+
+bool mrtc_ratelimit_take(struct mrtc_ratelimit *rl, const char *key, uint64_t now_ms,
+			 uint64_t *ret_retry_after_ms)
+{
+	size_t len = strlen(key);
+	const uint64_t full = rl->burst * 1000;
+	struct bucket *b = mrtc_cache_get(rl->buckets, key, len, now_ms);
+	struct bucket cur = { .milli = full, .last_ms = now_ms };
+	if (b) {
+		cur = *b;
+		uint64_t elapsed = now_ms > cur.last_ms ? now_ms - cur.last_ms : 0;
+		uint64_t add = elapsed * rl->rate;
+		cur.milli = (full - cur.milli < add) ? full : cur.milli + add;
+		cur.last_ms = now_ms;
+	}
+	bool ok = cur.milli >= 1000;
+	if (ok)
+		cur.milli -= 1000;
+	else if (ret_retry_after_ms)
+		*ret_retry_after_ms = (1000 - cur.milli + rl->rate - 1) / rl->rate;
+	/* The bucket can be forgotten once it would be full again. */
+	uint64_t refill_ms = (full - cur.milli + rl->rate - 1) / rl->rate;
+	if (b) {
+		*b = cur;
+		/* Keep it until it would be full again: re-store with the new lifetime. */
+		struct bucket *copy = malloc(sizeof(*copy));
+		if (copy) {
+			*copy = cur;
+			mrtc_cache_put(rl->buckets, key, len, copy, now_ms + refill_ms + 1);
+		}
+		return ok;
+	}
+	struct bucket *nb = malloc(sizeof(*nb));
+	if (nb) {
+		*nb = cur;
+		mrtc_cache_put(rl->buckets, key, len, nb, now_ms + refill_ms + 1);
+	}
+	return ok;
+}
+
+size_t mrtc_ratelimit_size(const struct mrtc_ratelimit *rl)
+{
+	struct mrtc_cache_stats s;
+	mrtc_cache_get_stats(rl->buckets, &s);
+	return s.size;
+}

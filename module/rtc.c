@@ -1,0 +1,736 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * MSC4195 endpoints. A request is a chain of asynchronous steps (whoami, membership, room
+ * creation, federation); each step keeps the handle of its outbound call so that a client that
+ * goes away cancels what is still running.
+ */
+#include "mrtc/rtc.h"
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mrtc/json.h"
+#include "mrtc/livekit.h"
+#include "mrtc/log.h"
+#include "mrtc/services.h"
+#include "mrtc/util.h"
+#include "mrtc/xmatrix.h"
+
+#define MAX_AUTH_HEADERS 8
+#define FED_RESPONSE_MAX (64 * 1024)
+#define FED_PATH_TTL_MS (3600ull * 1000)
+
+static const char *const fed_paths[2] = {
+	"/_matrix/federation/unstable/io.element.msc4195/rtc/livekit/get_token",
+	"/_matrix/federation/v1/rtc/livekit/get_token",
+};
+
+struct token_req {
+	struct mrtc_request *r;
+	struct mrtc_services *s;
+	char *token; /* the caller's access token (wiped on free) */
+	struct mrtc_whoami who;
+	struct mrtc_token_fields f;
+	char device[256];
+	char origin[MRTC_SERVER_NAME_MAX + 1];
+	struct json_object *body;
+	char *auth_headers[MAX_AUTH_HEADERS];
+	size_t n_auth;
+	int fed_path;
+	bool fed_retried;
+	char room_name[MRTC_LIVEKIT_HASH_LEN + 1];
+	char identity[MRTC_LIVEKIT_HASH_LEN + 1];
+	bool federated; /* answering another server */
+	/* the outbound call in progress, for cancellation */
+	struct mrtc_hs_op *hs_op;
+	struct mrtc_rs_call *rs_call;
+	struct mrtc_fed_call *fed_call;
+	struct mrtc_keyring_op *key_op;
+};
+
+/* ---- field validation (pure) ---- */
+
+bool mrtc_sfu_url_matches(const char *url, const char *configured)
+{
+	size_t a = strlen(url), b = strlen(configured);
+	if (a && url[a - 1] == '/')
+		a--;
+	if (b && configured[b - 1] == '/')
+		b--;
+	return a == b && memcmp(url, configured, a) == 0;
+}
+
+bool mrtc_jwt_is_well_formed(const char *jwt)
+{
+	int parts = 1;
+	size_t run = 0, len = strlen(jwt);
+	if (len == 0 || len > 16384)
+		return false;
+	for (const char *p = jwt; *p; p++) {
+		char c = *p;
+		if (c == '.') {
+			if (run == 0)
+				return false;
+			parts++;
+			run = 0;
+		} else if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			   (c >= '0' && c <= '9') || c == '-' || c == '_') {
+			run++;
+		} else {
+			return false;
+		}
+	}
+	return parts == 3 && run > 0;
+}
+
+/*
+ * A string member: MRTC_OK with its value (NULL when absent, null, or "" — empty counts as
+ * missing), MRTC_ERR_BAD_JSON when of another type.
+ */
+static enum mrtc_err opt_string(const struct json_object *obj, const char *key, const char **ret)
+{
+	struct json_object *v = NULL;
+	*ret = NULL;
+	if (!obj || !json_object_object_get_ex(obj, key, &v) || v == NULL)
+		return MRTC_OK;
+	if (!json_object_is_type(v, json_type_string))
+		return MRTC_ERR_BAD_JSON;
+	const char *s = json_object_get_string(v);
+	if (s[0] && strlen(s) == (size_t)json_object_get_string_len(v))
+		*ret = s;
+	else if (s[0])
+		return MRTC_ERR_INVALID_PARAM; /* a NUL inside */
+	return MRTC_OK;
+}
+
+static bool copy_field(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+	if (n >= size)
+		return false;
+	memcpy(dst, src, n + 1);
+	return true;
+}
+
+enum mrtc_err mrtc_token_fields_parse(const struct json_object *body, bool federation,
+				      struct mrtc_token_fields *ret, const char **msg)
+{
+	struct mrtc_token_fields f = { .url = "" };
+	if (!json_object_is_type(body, json_type_object)) {
+		*msg = "Body is not a JSON object";
+		return MRTC_ERR_NOT_JSON;
+	}
+	const char *url, *room, *slot, *member_id, *mid, *dev, *cuser, *server = NULL, *user = NULL;
+	struct json_object *member = NULL;
+	if (json_object_object_get_ex(body, "member", &member) && member &&
+	    !json_object_is_type(member, json_type_object)) {
+		*msg = "'member' must be an object";
+		return MRTC_ERR_BAD_JSON;
+	}
+	enum mrtc_err e;
+	if ((e = opt_string(body, "url", &url)) || (e = opt_string(body, "room_id", &room)) ||
+	    (e = opt_string(body, "slot_id", &slot)) ||
+	    (e = opt_string(body, "member_id", &member_id)) ||
+	    (e = opt_string(member, "id", &mid)) ||
+	    (e = opt_string(member, "claimed_device_id", &dev)) ||
+	    (e = opt_string(member, "claimed_user_id", &cuser)) ||
+	    (!federation && (e = opt_string(body, "server_name", &server))) ||
+	    (federation && (e = opt_string(body, "user_id", &user)))) {
+		*msg = e == MRTC_ERR_BAD_JSON ? "A field has the wrong type"
+					      : "A field contains a NUL character";
+		return e;
+	}
+	if (!url || !room || !slot || (!member_id && !mid) || (federation && !user)) {
+		*msg = federation ? "Missing url, room_id, slot_id, member id or user_id"
+				  : "Missing url, room_id, slot_id or member id";
+		return MRTC_ERR_BAD_JSON;
+	}
+	if (member_id && mid && strcmp(member_id, mid) != 0) {
+		*msg = "'member_id' and 'member.id' differ";
+		return MRTC_ERR_BAD_JSON;
+	}
+	const char *m = member_id ? member_id : mid;
+	*msg = "Invalid parameter";
+	if (!copy_field(f.url, sizeof(f.url), url)) {
+		*msg = "'url' is too long";
+		return MRTC_ERR_INVALID_PARAM;
+	}
+	if (!mrtc_room_id_is_valid(room)) {
+		*msg = "'room_id' is not a valid room id";
+		return MRTC_ERR_INVALID_PARAM;
+	}
+	if (!copy_field(f.room_id, sizeof(f.room_id), room) ||
+	    !copy_field(f.slot_id, sizeof(f.slot_id), slot) ||
+	    !copy_field(f.member_id, sizeof(f.member_id), m)) {
+		*msg = "'slot_id' or member id is too long";
+		return MRTC_ERR_INVALID_PARAM;
+	}
+	if ((dev && !copy_field(f.claimed_device_id, sizeof(f.claimed_device_id), dev)) ||
+	    (cuser && !copy_field(f.claimed_user_id, sizeof(f.claimed_user_id), cuser))) {
+		*msg = "A claimed id is too long";
+		return MRTC_ERR_INVALID_PARAM;
+	}
+	if (server && (!mrtc_server_name_is_valid(server) ||
+		       !copy_field(f.server_name, sizeof(f.server_name), server))) {
+		*msg = "'server_name' is not a valid server name";
+		return MRTC_ERR_INVALID_PARAM;
+	}
+	if (user &&
+	    (!mrtc_user_id_server(user) || !copy_field(f.user_id, sizeof(f.user_id), user))) {
+		*msg = "'user_id' is not a valid user id";
+		return MRTC_ERR_INVALID_PARAM;
+	}
+	*ret = f;
+	return MRTC_OK;
+}
+
+/* ---- request lifecycle ---- */
+
+static void tr_free(struct token_req *t)
+{
+	if (t->token) {
+		sodium_memzero(t->token, strlen(t->token));
+		free(t->token);
+	}
+	for (size_t i = 0; i < t->n_auth; i++)
+		free(t->auth_headers[i]);
+	json_object_put(t->body);
+	free(t);
+}
+
+static void tr_abort(struct mrtc_request *r)
+{
+	struct token_req *t = r->handler_ctx;
+	mrtc_hs_op_cancel(t->hs_op);
+	mrtc_rs_call_cancel(t->rs_call);
+	mrtc_fed_call_cancel(t->fed_call);
+	mrtc_keyring_cancel(t->key_op);
+	tr_free(t);
+}
+
+static struct token_req *tr_new(struct mrtc_request *r)
+{
+	struct token_req *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->r = r;
+	t->s = r->services;
+	r->handler_ctx = t;
+	r->on_abort = tr_abort;
+	return t;
+}
+
+static void fail(struct token_req *t, enum mrtc_err err, const char *msg)
+{
+	struct mrtc_request *r = t->r;
+	char who[300];
+	mrtc_quote(who, sizeof(who), t->federated ? t->origin : t->who.user_id, 255);
+	mrtc_log(LOG_INFO, "rtc", r->id, "%s refused for %s %s: %s (%s)",
+		 r->route ? r->route->name : "request", t->federated ? "origin" : "user", who, msg,
+		 mrtc_err_str(err));
+	r->on_abort = NULL;
+	tr_free(t);
+	mrtc_http_reply_error(r, err, msg);
+}
+
+static void limited(struct token_req *t, uint64_t retry_ms)
+{
+	struct mrtc_request *r = t->r;
+	t->s->counters.rate_limited++;
+	mrtc_log(LOG_INFO, "rtc", r->id, "rate limited");
+	r->on_abort = NULL;
+	tr_free(t);
+	mrtc_http_reply_limited(r, retry_ms);
+}
+
+static void reply_jwt(struct token_req *t, const char *jwt)
+{
+	struct mrtc_request *r = t->r;
+	struct json_object *body = json_object_new_object();
+	if (body)
+		json_object_object_add(body, "jwt", json_object_new_string(jwt));
+	r->on_abort = NULL;
+	tr_free(t);
+	mrtc_http_reply_json(r, 200, body);
+	json_object_put(body);
+}
+
+/* ---- minting (both paths) ---- */
+
+static void on_room(void *arg, enum mrtc_err err, const char *detail)
+{
+	struct token_req *t = arg;
+	t->rs_call = NULL;
+	if (err != MRTC_OK) {
+		mrtc_log(LOG_ERR, "livekit", t->r->id, "CreateRoom failed: %s",
+			 detail ? detail : "");
+		fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
+		return;
+	}
+	const struct mrtc_config *c = t->s->config;
+	struct mrtc_livekit_creds creds = { c->livekit_key, c->livekit_secret };
+	char *jwt = NULL;
+	err = mrtc_livekit_mint_participant(
+	    &creds, t->federated ? MRTC_GRANT_FEDERATED_USER : MRTC_GRANT_LOCAL_USER, t->identity,
+	    t->room_name, mrtc_now_ms() / 1000, c->token_ttl_s, &jwt);
+	if (err != MRTC_OK) {
+		fail(t, MRTC_ERR_INTERNAL, "Unable to mint a token");
+		return;
+	}
+	if (t->federated)
+		t->s->counters.tokens_federated++;
+	else
+		t->s->counters.tokens_local++;
+	reply_jwt(t, jwt);
+	sodium_memzero(jwt, strlen(jwt));
+	free(jwt);
+}
+
+/* Checks the url, derives names and makes sure the room exists, then mints. */
+static void mint_here(struct token_req *t, const char *user_id)
+{
+	const struct mrtc_config *c = t->s->config;
+	if (!mrtc_sfu_url_matches(t->f.url, c->livekit_url)) {
+		fail(t, MRTC_ERR_INVALID_PARAM,
+		     "The specified `url` is not a LiveKit SFU of this homeserver");
+		return;
+	}
+	enum mrtc_identity_kind kind = c->identity == MRTC_IDENTITY_USER_MEMBER
+					   ? MRTC_IDENTITY_KIND_USER_MEMBER
+					   : MRTC_IDENTITY_KIND_USER_DEVICE_MEMBER;
+	enum mrtc_err err = mrtc_livekit_room_name(t->f.room_id, t->f.slot_id, t->room_name);
+	if (err == MRTC_OK)
+		err = mrtc_livekit_identity(kind, user_id, t->device, t->f.member_id, t->identity);
+	if (err != MRTC_OK) {
+		fail(t, err == MRTC_ERR_BAD_JSON ? MRTC_ERR_BAD_JSON : MRTC_ERR_INTERNAL,
+		     err == MRTC_ERR_BAD_JSON ? "A device id is required" : "Cannot derive names");
+		return;
+	}
+	t->rs_call = mrtc_roomservice_create_room(t->s->rooms, t->room_name, on_room, t);
+	if (!t->rs_call)
+		fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
+}
+
+/* ---- client-server: transports ---- */
+
+static void transports_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
+{
+	struct token_req *t = arg;
+	t->hs_op = NULL;
+	if (err == MRTC_ERR_UNKNOWN_TOKEN) {
+		fail(t, err, "Unknown access token");
+		return;
+	}
+	if (err != MRTC_OK) {
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
+		return;
+	}
+	t->who = *who;
+	const struct mrtc_config *c = t->s->config;
+	struct json_object *body = json_object_new_object();
+	struct json_object *list = json_object_new_array();
+	struct json_object *lk = json_object_new_object();
+	if (body && list && lk) {
+		json_object_object_add(lk, "type", json_object_new_string("livekit"));
+		json_object_object_add(lk, "url", json_object_new_string(c->livekit_url));
+		if (c->livekit_service_url)
+			json_object_object_add(lk, "livekit_service_url",
+					       json_object_new_string(c->livekit_service_url));
+		json_object_array_add(list, lk);
+		json_object_object_add(body, "rtc_transports", list);
+	} else {
+		json_object_put(lk);
+		json_object_put(list);
+	}
+	struct mrtc_request *r = t->r;
+	r->on_abort = NULL;
+	tr_free(t);
+	mrtc_http_reply_json(r, body ? 200 : 500, body);
+	json_object_put(body);
+}
+
+/* Starts a client-server request: bearer token, then whoami. */
+static struct token_req *start_client(struct mrtc_request *r, mrtc_whoami_fn next)
+{
+	const char *token = mrtc_http_bearer(r);
+	if (!token) {
+		mrtc_http_reply_error(r, MRTC_ERR_MISSING_TOKEN, "Missing access token");
+		return NULL;
+	}
+	struct token_req *t = tr_new(r);
+	if (!t || !(t->token = strdup(token))) {
+		if (t) {
+			r->on_abort = NULL;
+			tr_free(t);
+		}
+		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+		return NULL;
+	}
+	t->hs_op = mrtc_hs_whoami(t->s->homeserver, t->token, next, t);
+	if (!t->hs_op) {
+		fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver");
+		return NULL;
+	}
+	return t;
+}
+
+void mrtc_rtc_transports(struct mrtc_request *r)
+{
+	start_client(r, transports_whoami);
+}
+
+/* ---- client-server: get_token ---- */
+
+static void relay_start(struct token_req *t);
+
+static void client_membership(void *arg, enum mrtc_err err, bool joined)
+{
+	struct token_req *t = arg;
+	t->hs_op = NULL;
+	if (err == MRTC_ERR_UNKNOWN_TOKEN) {
+		fail(t, err, "Unknown access token");
+		return;
+	}
+	if (err != MRTC_OK) {
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
+		return;
+	}
+	if (!joined) {
+		/* The same words whether or not the room exists. */
+		fail(t, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room");
+		return;
+	}
+	if (t->f.server_name[0] && strcmp(t->f.server_name, t->s->config->server_name) != 0)
+		relay_start(t);
+	else
+		mint_here(t, t->who.user_id);
+}
+
+static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
+{
+	struct token_req *t = arg;
+	t->hs_op = NULL;
+	if (err == MRTC_ERR_UNKNOWN_TOKEN) {
+		fail(t, err, "Unknown access token");
+		return;
+	}
+	if (err != MRTC_OK) {
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
+		return;
+	}
+	t->who = *who;
+	const struct mrtc_config *c = t->s->config;
+	const char *server = mrtc_user_id_server(who->user_id);
+	if (!server || strcmp(server, c->server_name) != 0) {
+		fail(t, MRTC_ERR_FORBIDDEN, "Only users of this homeserver can use this endpoint");
+		return;
+	}
+	const char *body;
+	size_t len;
+	const char *msg;
+	err = mrtc_http_body(t->r, &body, &len);
+	if (err != MRTC_OK) {
+		fail(t, err, "Request body too large");
+		return;
+	}
+	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &t->body) != MRTC_OK) {
+		fail(t, MRTC_ERR_NOT_JSON, "Body is not valid JSON");
+		return;
+	}
+	err = mrtc_token_fields_parse(t->body, false, &t->f, &msg);
+	if (err != MRTC_OK) {
+		fail(t, err, msg);
+		return;
+	}
+	if (t->f.claimed_user_id[0] && strcmp(t->f.claimed_user_id, who->user_id) != 0) {
+		fail(t, MRTC_ERR_INVALID_PARAM,
+		     "'member.claimed_user_id' is not the requesting user");
+		return;
+	}
+	if (who->device_id[0] && t->f.claimed_device_id[0] &&
+	    strcmp(who->device_id, t->f.claimed_device_id) != 0) {
+		fail(t, MRTC_ERR_INVALID_PARAM,
+		     "'member.claimed_device_id' is not the device of the access token");
+		return;
+	}
+	snprintf(t->device, sizeof(t->device), "%s",
+		 t->f.claimed_device_id[0] ? t->f.claimed_device_id : who->device_id);
+	if (!t->device[0] && c->identity == MRTC_IDENTITY_USER_DEVICE_MEMBER) {
+		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')");
+		return;
+	}
+	uint64_t retry;
+	if (!mrtc_ratelimit_take(t->s->user_limit, who->user_id, mrtc_monotonic_ms(), &retry)) {
+		limited(t, retry);
+		return;
+	}
+	t->hs_op = mrtc_hs_local_membership(t->s->homeserver, t->token, t->f.room_id, who->user_id,
+					    client_membership, t);
+	if (!t->hs_op)
+		fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver");
+}
+
+void mrtc_rtc_client_get_token(struct mrtc_request *r)
+{
+	start_client(r, client_whoami);
+}
+
+/* ---- relay to the resident server ---- */
+
+static void relay_send(struct token_req *t);
+
+static void relay_done(void *arg, const struct mrtc_http_response *resp)
+{
+	struct token_req *t = arg;
+	t->fed_call = NULL;
+	struct json_object *doc = NULL;
+	const char *errcode = NULL, *jwt = NULL;
+	if (resp->err == MRTC_OK &&
+	    mrtc_json_parse(resp->body, resp->body_len, 16, &doc) == MRTC_OK) {
+		errcode = mrtc_json_get_string(doc, "errcode");
+		jwt = mrtc_json_get_string(doc, "jwt");
+	}
+	char dest[300];
+	mrtc_quote(dest, sizeof(dest), t->f.server_name, 255);
+	if (resp->err == MRTC_OK && resp->status == 404 && !t->fed_retried &&
+	    (!errcode || strcmp(errcode, "M_UNRECOGNIZED") == 0)) {
+		/* The peer does not serve this path: try the other one once. */
+		t->fed_retried = true;
+		t->fed_path = 1 - t->fed_path;
+		json_object_put(doc);
+		relay_send(t);
+		return;
+	}
+	struct mrtc_services *s = t->s;
+	if (resp->err == MRTC_OK && resp->status == 200 && jwt && mrtc_jwt_is_well_formed(jwt)) {
+		int *path = malloc(sizeof(*path));
+		if (path) {
+			*path = t->fed_path;
+			mrtc_cache_put(s->fed_paths, t->f.server_name, strlen(t->f.server_name),
+				       path, mrtc_monotonic_ms() + FED_PATH_TTL_MS);
+		}
+		s->counters.fed_out_ok++;
+		mrtc_log(LOG_INFO, "federation", t->r->id, "token for %s obtained from %s",
+			 t->who.user_id, dest);
+		char *copy = strdup(jwt);
+		json_object_put(doc);
+		if (!copy) {
+			fail(t, MRTC_ERR_NOMEM, "Out of memory");
+			return;
+		}
+		reply_jwt(t, copy);
+		free(copy);
+		return;
+	}
+	enum mrtc_err err = MRTC_ERR_UPSTREAM;
+	const char *msg = "Unable to reach the specified homeserver";
+	if (resp->err == MRTC_OK && resp->status == 403 && errcode &&
+	    strcmp(errcode, "M_FORBIDDEN") == 0) {
+		err = MRTC_ERR_FORBIDDEN;
+		msg =
+		    "The requesting user is not a member of the room on the destination homeserver";
+		s->counters.fed_out_forbidden++;
+	} else if (resp->err == MRTC_OK && resp->status == 400 && errcode &&
+		   strcmp(errcode, "M_INVALID_PARAM") == 0) {
+		err = MRTC_ERR_INVALID_PARAM;
+		msg = "The destination homeserver rejected the specified `url`";
+		s->counters.fed_out_invalid++;
+	} else {
+		s->counters.fed_out_failed++;
+		char code[80];
+		mrtc_log(LOG_WARNING, "federation", t->r->id,
+			 "get_token at %s failed: %s%s%s, HTTP %d, errcode %s", dest,
+			 mrtc_err_str(resp->err), resp->detail ? ": " : "",
+			 resp->detail ? resp->detail : "", resp->err == MRTC_OK ? resp->status : 0,
+			 mrtc_quote(code, sizeof(code), errcode ? errcode : "none", 40));
+	}
+	json_object_put(doc);
+	fail(t, err, msg);
+}
+
+static void relay_send(struct token_req *t)
+{
+	struct json_object *body = json_object_new_object();
+	struct json_object *member = json_object_new_object();
+	if (!body || !member) {
+		json_object_put(body);
+		json_object_put(member);
+		fail(t, MRTC_ERR_NOMEM, "Out of memory");
+		return;
+	}
+	json_object_object_add(body, "user_id", json_object_new_string(t->who.user_id));
+	json_object_object_add(body, "url", json_object_new_string(t->f.url));
+	json_object_object_add(body, "room_id", json_object_new_string(t->f.room_id));
+	json_object_object_add(body, "slot_id", json_object_new_string(t->f.slot_id));
+	json_object_object_add(body, "member_id", json_object_new_string(t->f.member_id));
+	json_object_object_add(member, "id", json_object_new_string(t->f.member_id));
+	if (t->device[0])
+		json_object_object_add(member, "claimed_device_id",
+				       json_object_new_string(t->device));
+	json_object_object_add(body, "member", member);
+	t->fed_call = mrtc_fed_request(t->s->fed, t->f.server_name, "POST", fed_paths[t->fed_path],
+				       body, true, t->s->config->federation_timeout_s * 1000,
+				       FED_RESPONSE_MAX, relay_done, t);
+	json_object_put(body);
+	if (!t->fed_call)
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the specified homeserver");
+}
+
+static void relay_start(struct token_req *t)
+{
+	const int *known = mrtc_cache_get(t->s->fed_paths, t->f.server_name,
+					  strlen(t->f.server_name), mrtc_monotonic_ms());
+	t->fed_path = known ? *known : 0;
+	relay_send(t);
+}
+
+/* ---- federation: answering another server ---- */
+
+static void fed_remote_membership(void *arg, enum mrtc_err err,
+				  const struct mrtc_remote_membership *m)
+{
+	struct token_req *t = arg;
+	t->hs_op = NULL;
+	if (err != MRTC_OK) {
+		t->s->counters.fed_in_refused++;
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership");
+		return;
+	}
+	if (!m->acl_allows) {
+		t->s->counters.fed_in_refused++;
+		fail(t, MRTC_ERR_FORBIDDEN, "Server ACLs deny the requesting server");
+		return;
+	}
+	if (!m->user_joined || !m->local_joined) {
+		t->s->counters.fed_in_refused++;
+		fail(t, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room");
+		return;
+	}
+	t->s->counters.fed_in_ok++;
+	mint_here(t, t->f.user_id);
+}
+
+static void fed_verified(struct token_req *t)
+{
+	const char *msg;
+	enum mrtc_err err = mrtc_token_fields_parse(t->body, true, &t->f, &msg);
+	if (err != MRTC_OK) {
+		fail(t, err, msg);
+		return;
+	}
+	if (strcmp(mrtc_user_id_server(t->f.user_id), t->origin) != 0) {
+		fail(t, MRTC_ERR_FORBIDDEN, "'user_id' does not belong to the requesting server");
+		return;
+	}
+	snprintf(t->device, sizeof(t->device), "%s", t->f.claimed_device_id);
+	if (!t->device[0] && t->s->config->identity == MRTC_IDENTITY_USER_DEVICE_MEMBER) {
+		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')");
+		return;
+	}
+	uint64_t retry;
+	if (!mrtc_ratelimit_take(t->s->origin_limit, t->origin, mrtc_monotonic_ms(), &retry)) {
+		limited(t, retry);
+		return;
+	}
+	t->hs_op = mrtc_hs_remote_membership(t->s->homeserver, t->f.room_id, t->f.user_id,
+					     t->origin, fed_remote_membership, t);
+	if (!t->hs_op)
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership");
+}
+
+static void fed_verify(struct token_req *t)
+{
+	const struct mrtc_config *c = t->s->config;
+	char origin[MRTC_SERVER_NAME_MAX + 1];
+	enum mrtc_err err =
+	    mrtc_xmatrix_verify(mrtc_http_method_name(evhttp_request_get_command(t->r->req)),
+				evhttp_request_get_uri(t->r->req), t->body, c->server_name,
+				(const char *const *)t->auth_headers, t->n_auth,
+				mrtc_keyring_lookup, t->s->keyring, origin);
+	if (err != MRTC_OK) {
+		t->s->counters.sig_bad++;
+		fail(t, err == MRTC_ERR_AUTH_MALFORMED ? err : MRTC_ERR_BAD_SIGNATURE,
+		     "Request signature is not valid");
+		return;
+	}
+	t->s->counters.sig_ok++;
+	fed_verified(t);
+}
+
+static void fed_key_ready(void *arg, enum mrtc_err err)
+{
+	struct token_req *t = arg;
+	t->key_op = NULL;
+	if (!t->r->req) /* cannot happen: an abort cancels first */
+		return;
+	(void)err; /* verification below reports a missing or expired key */
+	fed_verify(t);
+}
+
+void mrtc_rtc_federation_get_token(struct mrtc_request *r)
+{
+	struct token_req *t = tr_new(r);
+	if (!t) {
+		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+		return;
+	}
+	t->federated = true;
+	const char *body;
+	size_t len;
+	enum mrtc_err err = mrtc_http_body(r, &body, &len);
+	if (err != MRTC_OK) {
+		fail(t, err, "Request body too large");
+		return;
+	}
+	/* The body is part of what is signed: it must be a JSON object before verification. */
+	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &t->body) != MRTC_OK ||
+	    !json_object_is_type(t->body, json_type_object)) {
+		fail(t, MRTC_ERR_NOT_JSON, "Body is not a JSON object");
+		return;
+	}
+	struct evkeyval *h;
+	const char *first_xmatrix = NULL;
+	for (h = evhttp_request_get_input_headers(r->req)->tqh_first; h; h = h->next.tqe_next) {
+		if (strcasecmp(h->key, "Authorization") != 0)
+			continue;
+		if (t->n_auth == MAX_AUTH_HEADERS) {
+			fail(t, MRTC_ERR_AUTH_MALFORMED, "Too many Authorization headers");
+			return;
+		}
+		t->auth_headers[t->n_auth] = strdup(h->value);
+		if (!t->auth_headers[t->n_auth]) {
+			fail(t, MRTC_ERR_NOMEM, "Out of memory");
+			return;
+		}
+		if (!first_xmatrix && strncasecmp(h->value, "X-Matrix ", 9) == 0)
+			first_xmatrix = t->auth_headers[t->n_auth];
+		t->n_auth++;
+	}
+	struct mrtc_xmatrix_auth a;
+	err = first_xmatrix ? mrtc_xmatrix_parse(first_xmatrix, &a) : MRTC_ERR_AUTH_MISSING;
+	if (err != MRTC_OK) {
+		fail(t, err,
+		     err == MRTC_ERR_AUTH_MISSING ? "Missing X-Matrix authorization"
+						  : "Malformed X-Matrix authorization");
+		return;
+	}
+	snprintf(t->origin, sizeof(t->origin), "%s", a.origin);
+	if (a.destination[0] && strcmp(a.destination, r->services->config->server_name) != 0) {
+		t->s->counters.sig_bad++;
+		fail(t, MRTC_ERR_WRONG_DESTINATION, "Request is addressed to another server");
+		return;
+	}
+	uint8_t pk[MRTC_ED25519_PK_LEN];
+	if (mrtc_keyring_lookup(t->s->keyring, a.origin, a.key, pk) == MRTC_OK) {
+		fed_verify(t);
+		return;
+	}
+	t->key_op = mrtc_keyring_ensure(t->s->keyring, a.origin, a.key, fed_key_ready, t);
+	if (!t->key_op)
+		fail(t, MRTC_ERR_UNKNOWN_KEY, "Unknown signing key");
+}

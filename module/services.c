@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Building and tearing down the components from the configuration. */
+#include "mrtc/services.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mrtc/log.h"
+
+#define RATE_KEYS_MAX 200000
+
+enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_config *cfg,
+				   struct mrtc_services **ret_services)
+{
+	struct mrtc_services *s = calloc(1, sizeof(*s));
+	if (!s)
+		return MRTC_ERR_NOMEM;
+	s->base = base;
+	s->config = cfg;
+	enum mrtc_err err;
+	char dns_server[300] = "";
+	if (cfg->has_dns_server)
+		snprintf(dns_server, sizeof(dns_server),
+			 strchr(cfg->dns_server.host, ':') ? "[%s]:%u" : "%s:%u",
+			 cfg->dns_server.host, cfg->dns_server.port);
+	err = mrtc_dns_create(base, cfg->has_dns_server ? dns_server : NULL, 2500, &s->dns);
+	if (err != MRTC_OK)
+		goto fail;
+	struct mrtc_http_client_config hc = { .ca_file = cfg->ca_file };
+	err = mrtc_http_client_create(base, &hc, &s->http);
+	if (err != MRTC_OK)
+		goto fail;
+	struct mrtc_resolver_config rc = {
+		.dns = s->dns,
+		.http = s->http,
+		.allow = cfg->allow_cidrs,
+		.n_allow = cfg->n_allow_cidrs,
+		.timeout_ms = cfg->federation_timeout_s * 1000,
+	};
+	err = mrtc_resolver_create(base, &rc, &s->resolver);
+	if (err != MRTC_OK)
+		goto fail;
+	struct mrtc_fedclient_config fc = {
+		.dns = s->dns,
+		.http = s->http,
+		.resolver = s->resolver,
+		.key = cfg->signing_key,
+		.origin = cfg->server_name,
+		.allow = cfg->allow_cidrs,
+		.n_allow = cfg->n_allow_cidrs,
+	};
+	err = mrtc_fedclient_create(base, &fc, &s->fed);
+	if (err != MRTC_OK)
+		goto fail;
+	struct mrtc_roomservice_config rsc = {
+		.http = s->http,
+		.dns = s->dns,
+		.api_url = cfg->livekit_api_url,
+		.creds = { cfg->livekit_key, cfg->livekit_secret },
+		.timeout_ms = cfg->livekit_timeout_s * 1000,
+		.empty_timeout_s = 300,
+		.departure_timeout_s = 20,
+	};
+	err = mrtc_roomservice_create(base, &rsc, &s->rooms);
+	if (err != MRTC_OK)
+		goto fail;
+	err = MRTC_ERR_NOMEM;
+	s->user_limit = mrtc_ratelimit_create(cfg->rate_per_second, cfg->rate_burst, RATE_KEYS_MAX);
+	s->origin_limit =
+	    mrtc_ratelimit_create(cfg->rate_per_second, cfg->rate_burst, RATE_KEYS_MAX);
+	s->fed_paths = mrtc_cache_create(4096, free);
+	if (!s->user_limit || !s->origin_limit || !s->fed_paths)
+		goto fail;
+	if (!cfg->legacy_only) {
+		struct mrtc_keyring_config kc = { .fed = s->fed,
+						  .timeout_ms = cfg->federation_timeout_s * 1000 };
+		err = mrtc_keyring_create(base, &kc, &s->keyring);
+		if (err != MRTC_OK)
+			goto fail;
+		struct mrtc_homeserver_config hsc = {
+			.http = s->http,
+			.dns = s->dns,
+			.base_url = cfg->homeserver_url,
+			.server_name = cfg->server_name,
+			.backend = cfg->membership_backend,
+			.admin_token = cfg->homeserver_admin_token,
+			.appservice_token = cfg->appservice_token,
+			.timeout_ms = cfg->homeserver_timeout_s * 1000,
+			.auth_ttl_ms = cfg->auth_cache_ttl_s * 1000,
+			.membership_ttl_ms = cfg->membership_cache_ttl_s * 1000,
+		};
+		err = mrtc_homeserver_create(base, &hsc, &s->homeserver);
+		if (err != MRTC_OK)
+			goto fail;
+	}
+	*ret_services = s;
+	return MRTC_OK;
+fail:
+	mrtc_log(LOG_ERR, "main", NULL, "cannot set up: %s", mrtc_err_str(err));
+	mrtc_services_destroy(s);
+	return err;
+}
+
+void mrtc_services_destroy(struct mrtc_services *s)
+{
+	if (!s)
+		return;
+	mrtc_homeserver_destroy(s->homeserver);
+	mrtc_keyring_destroy(s->keyring);
+	mrtc_cache_destroy(s->fed_paths);
+	mrtc_ratelimit_destroy(s->user_limit);
+	mrtc_ratelimit_destroy(s->origin_limit);
+	mrtc_roomservice_destroy(s->rooms);
+	mrtc_fedclient_destroy(s->fed);
+	mrtc_resolver_destroy(s->resolver);
+	mrtc_http_client_destroy(s->http);
+	mrtc_dns_destroy(s->dns);
+	free(s);
+}
