@@ -659,6 +659,7 @@ static void fed_verify(struct token_req *t)
 		return;
 	}
 	t->s->counters.sig_ok++;
+	mrtc_log(LOG_INFO, "federation", t->r->id, "verified X-Matrix signature of %s", origin);
 	fed_verified(t);
 }
 

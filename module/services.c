@@ -9,6 +9,7 @@
 #include "mrtc/log.h"
 
 #define RATE_KEYS_MAX 200000
+#define ORIGIN_FACTOR 10
 
 enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_config *cfg,
 				   struct mrtc_services **ret_services)
@@ -67,8 +68,9 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 		goto fail;
 	err = MRTC_ERR_NOMEM;
 	s->user_limit = mrtc_ratelimit_create(cfg->rate_per_second, cfg->rate_burst, RATE_KEYS_MAX);
-	s->origin_limit =
-	    mrtc_ratelimit_create(cfg->rate_per_second, cfg->rate_burst, RATE_KEYS_MAX);
+	/* One origin server speaks for many users: it gets ten times a user's allowance. */
+	s->origin_limit = mrtc_ratelimit_create(cfg->rate_per_second * ORIGIN_FACTOR,
+						cfg->rate_burst * ORIGIN_FACTOR, RATE_KEYS_MAX);
 	s->fed_paths = mrtc_cache_create(4096, free);
 	if (!s->user_limit || !s->origin_limit || !s->fed_paths)
 		goto fail;

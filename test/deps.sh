@@ -36,7 +36,7 @@ mrtc_install_node_deps() {
   fi
   local dir
   dir="$(dirname "${BASH_SOURCE[0]}")/testbed"
-  if [ ! -d "$dir/node_modules/livekit-server-sdk" ]; then
+  if [ ! -d "$dir/node_modules/livekit-server-sdk" ] || [ ! -d "$dir/node_modules/matrix-js-sdk" ]; then
     (cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
   fi
 }

@@ -85,3 +85,33 @@ class Daemon:
         finally:
             self.log.close()
             os.unlink(self.log.name)
+
+
+class HttpsTo:
+    """HTTPS to a testbed name at a chosen address, verifying the certificate for that name
+    with the testbed CA (the way a homeserver or client would, without touching /etc/hosts)."""
+
+    def __init__(self, ca, name, address, port):
+        import ssl
+        self.ctx = ssl.create_default_context(cafile=ca)
+        self.name, self.address, self.port = name, address, port
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        import ssl  # noqa: F401
+        conn = http.client.HTTPSConnection(self.name, self.port, context=self.ctx,
+                                           timeout=timeout)
+        conn.sock = self.ctx.wrap_socket(
+            socket.create_connection((self.address, self.port), timeout=timeout),
+            server_hostname=self.name)
+        try:
+            h = {"Host": self.name if self.port == 443 else f"{self.name}:{self.port}"}
+            h.update(headers or {})
+            if isinstance(body, (dict, list)):
+                import json
+                body = json.dumps(body)
+                h.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=body, headers=h)
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()

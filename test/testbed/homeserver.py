@@ -237,6 +237,7 @@ def main():
         KEY = read_signing_keys(f)[0]
     with open(ARGS.state) as f:
         STATE.update(json.load(f))
+    ThreadingHTTPServer.request_queue_size = 1024  # the default backlog of 5 drops bursts
     server = ThreadingHTTPServer((ARGS.host, ARGS.port), Handler)
     server.daemon_threads = True
     server.serve_forever()

@@ -3,9 +3,11 @@
 // stdin line, one JSON answer per stdout line:
 //   {"op":"verify","token":T,"key":K,"secret":S}            -> {"ok":true,"claims":{...}} | {"ok":false,"error":E}
 //   {"op":"webhook","key":K,"secret":S,"body":B,"ttl":N}     -> {"token":T}  (LiveKit's webhook signing)
+//   {"op":"identity","user":U,"device":D,"member":M}        -> {"identity":I}  (matrix-js-sdk 43 itself)
 import crypto from 'node:crypto';
 import readline from 'node:readline';
 import { AccessToken, TokenVerifier } from 'livekit-server-sdk';
+import { computeRtcIdentityRaw } from 'matrix-js-sdk/lib/matrixrtc/membershipData/rtc.js';
 
 const rl = readline.createInterface({ input: process.stdin });
 for await (const line of rl) {
@@ -21,6 +23,8 @@ for await (const line of rl) {
     const at = new AccessToken(cmd.key, cmd.secret, { ttl: cmd.ttl || 600 });
     at.sha256 = crypto.createHash('sha256').update(cmd.body).digest('base64');
     out = { token: await at.toJwt() };
+  } else if (cmd.op === 'identity') {
+    out = { identity: await computeRtcIdentityRaw(cmd.user, cmd.device, cmd.member) };
   } else {
     out = { error: 'unknown op' };
   }

@@ -16,6 +16,7 @@ Names (all resolved by the testbed's dnsmasq only):
   redirect.test           .well-known answers 302 to wk.test's
   redirectpriv.test       .well-known answers 302 to https://private.test/ (must be refused)
   bigwk.test              .well-known body over 50 KiB (must be ignored)
+  garbage.test            answers every federation request on 8448 with a body that is not JSON
   wrongcert.test          A record to hs2's address; the certificate does not name it
   private.test            resolves to a private (10.x) address, for the outbound guard
 """
@@ -120,7 +121,7 @@ class Testbed:
     def make_pki(self):
         names = ["hs1.test", "hs2.test", "wk.test", "wknoport.test", "srv.test", "oldsrv.test",
                  "srvtarget.test", "sfu.hs1.test", "sfu.hs2.test", "redirect.test",
-                 "redirectpriv.test", "bigwk.test", "private.test"]
+                 "redirectpriv.test", "bigwk.test", "private.test", "garbage.test"]
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
              "-nodes", "-days", "2", "-subj", "/CN=mrtc testbed CA", "-keyout",
              self.path("ca.key"), "-out", self.ca])
@@ -149,6 +150,7 @@ class Testbed:
                  f"--host-record=redirect.test,{self.wk_address}",
                  f"--host-record=redirectpriv.test,{self.wk_address}",
                  f"--host-record=bigwk.test,{self.wk_address}",
+                 f"--host-record=garbage.test,{self.wk_address}",
                  f"--host-record=srvtarget.test,{hs2}",
                  f"--host-record=wrongcert.test,{hs2}",
                  "--host-record=private.test,10.11.12.13",
@@ -205,6 +207,13 @@ class Testbed:
             return 200 '{{"m.server":"srvtarget.test"}}';
         }}
         location = /big-wellknown.json {{ root {self.dir}; default_type application/json; }}
+    }}
+    server {{
+        listen {self.wk_address}:8448 ssl;
+        server_name garbage.test;
+        ssl_certificate {self.path('server.pem')};
+        ssl_certificate_key {self.path('server.key')};
+        location / {{ default_type application/json; return 200 'this is {{ not json'; }}
     }}"""
         for i, s in enumerate(self.servers.values()):
             conf_dir = self.path(f"nginx-{s.name}")
@@ -310,14 +319,24 @@ http {{
         return self
 
     def stop(self, failed=False):
+        """Stops everything; raises if a daemon exited non-zero or a sanitizer reported."""
+        problems = []
         for s in self.servers.values():
             if s.mrtc:
                 try:
-                    s.mrtc.stop()
-                except RuntimeError:
-                    failed = True
+                    rc = s.mrtc.stop()
+                    if rc != 0:
+                        problems.append(f"mrtc-transportd for {s.name} exited with {rc}")
+                except RuntimeError as e:
+                    problems.append(str(e))
+                logs = s.mrtc.logs()
+                for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                               "runtime error:"):
+                    if marker in logs:
+                        problems.append(f"{marker} in the log of {s.name}")
                 s.mrtc.log.close()
                 s.mrtc = None
+        failed = failed or bool(problems)
         for name, p, log in reversed(self.procs):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -332,6 +351,8 @@ http {{
             print(f"testbed logs kept in {self.dir}", file=sys.stderr)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if problems:
+            raise RuntimeError("; ".join(problems))
 
     def __enter__(self):
         return self
