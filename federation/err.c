@@ -12,6 +12,7 @@ static const char *const names[MRTC_ERR__COUNT] = {
 	[MRTC_ERR_MISSING_TOKEN] = "missing token",
 	[MRTC_ERR_UNKNOWN_TOKEN] = "unknown token",
 	[MRTC_ERR_FORBIDDEN] = "forbidden",
+	[MRTC_ERR_UNAUTHORIZED] = "unauthorized",
 	[MRTC_ERR_AUTH_MISSING] = "missing authorization",
 	[MRTC_ERR_AUTH_MALFORMED] = "malformed authorization",
 	[MRTC_ERR_BAD_SIGNATURE] = "bad signature",

@@ -284,32 +284,24 @@ static bool ip_port_parse(const char *s, struct mrtc_hostport *ret)
 	return true;
 }
 
-/* Calls @fn on each trimmed, non-empty comma-separated item of @list. */
+/* Calls @fn on each non-empty item of @list, separated by commas and/or white space. */
 static bool each_item(const char *list, bool (*fn)(void *ctx, const char *item), void *ctx)
 {
 	const char *p = list;
-	while (*p) {
-		const char *comma = strchr(p, ',');
-		size_t n = comma ? (size_t)(comma - p) : strlen(p);
-		const char *s = p;
-		while (n && (*s == ' ' || *s == '\t')) {
-			s++;
-			n--;
-		}
-		while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-			n--;
-		if (n) {
-			char item[512];
-			if (n >= sizeof(item))
-				return false;
-			memcpy(item, s, n);
-			item[n] = '\0';
-			if (!fn(ctx, item))
-				return false;
-		}
-		p += comma ? (size_t)(comma - p) + 1 : strlen(p);
+	for (;;) {
+		p += strspn(p, ", \t\r\n");
+		if (!*p)
+			return true;
+		size_t n = strcspn(p, ", \t\r\n");
+		char item[512];
+		if (n >= sizeof(item))
+			return false;
+		memcpy(item, p, n);
+		item[n] = '\0';
+		if (!fn(ctx, item))
+			return false;
+		p += n;
 	}
-	return true;
 }
 
 static bool add_cidr(void *ctx, const char *item)
@@ -600,8 +592,21 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 			secret = secret_value(getenv_fn, ctx, v->name, problems);
 			value = secret;
 		}
-		if (!value && strcmp(v->name, "MRTC_BIND") == 0)
-			value = env_value(getenv_fn, ctx, "LIVEKIT_JWT_BIND");
+		char jwt_port_bind[16];
+		if (!value && strcmp(v->name, "MRTC_BIND") == 0) {
+			/* lk-jwt-service's names: LIVEKIT_JWT_BIND, or the older LIVEKIT_JWT_PORT.
+			 */
+			const char *jb = env_value(getenv_fn, ctx, "LIVEKIT_JWT_BIND");
+			const char *jp = env_value(getenv_fn, ctx, "LIVEKIT_JWT_PORT");
+			if (jb && jp)
+				problem(problems, "LIVEKIT_JWT_PORT",
+					"must not be set together with LIVEKIT_JWT_BIND");
+			value = jb;
+			if (!value && jp) {
+				snprintf(jwt_port_bind, sizeof(jwt_port_bind), ":%.8s", jp);
+				value = jwt_port_bind;
+			}
+		}
 		if (!value && (v->flags & F_REQUIRED))
 			problem(problems, v->name, "required");
 		if (!value && (v->flags & F_HOMESERVER) && hs_set > 0)

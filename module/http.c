@@ -94,6 +94,7 @@ int mrtc_http_status(enum mrtc_err err, const char **ret_errcode)
 		status = 400;
 		code = "M_UNAUTHORIZED";
 		break;
+	case MRTC_ERR_UNAUTHORIZED:
 	case MRTC_ERR_AUTH_MISSING:
 	case MRTC_ERR_BAD_SIGNATURE:
 	case MRTC_ERR_UNKNOWN_KEY:

@@ -82,6 +82,11 @@ int main(int argc, char **argv)
 		 config->legacy_only ? "lk-jwt-service drop-in" : "homeserver",
 		 config->legacy_only ? "" : " for ",
 		 config->legacy_only ? "" : config->server_name);
+	if (!config->full_access_all && config->n_full_access == 0)
+		mrtc_log(
+		    LOG_WARNING, "main", NULL,
+		    "LIVEKIT_FULL_ACCESS_HOMESERVERS is not set: users of the OpenID endpoints "
+		    "(/get_token, /sfu/get) can join existing rooms only");
 	if (event_base_dispatch(base) < 0)
 		goto out;
 	mrtc_log(LOG_INFO, "main", NULL, "stopped");

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mrtc/legacy.h"
 #include "mrtc/log.h"
 #include "mrtc/rtc.h"
 #include "mrtc/services.h"
@@ -61,6 +62,8 @@ static const struct {
 	bool homeserver_only;
 } main_routes[] = {
 	{ { "/healthz", GET_HEAD, handle_healthz, "healthz" }, false },
+	{ { "/get_token", EVHTTP_REQ_POST, mrtc_legacy_get_token, "legacy_get_token" }, false },
+	{ { "/sfu/get", EVHTTP_REQ_POST, mrtc_legacy_sfu_get, "legacy_sfu_get" }, false },
 	{ { "/_matrix/client/v1/rtc/transports", EVHTTP_REQ_GET, mrtc_rtc_transports,
 	    "transports" },
 	  true },

@@ -72,7 +72,8 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 	s->origin_limit = mrtc_ratelimit_create(cfg->rate_per_second * ORIGIN_FACTOR,
 						cfg->rate_burst * ORIGIN_FACTOR, RATE_KEYS_MAX);
 	s->fed_paths = mrtc_cache_create(4096, free);
-	if (!s->user_limit || !s->origin_limit || !s->fed_paths)
+	s->openid_cache = mrtc_cache_create(100000, free);
+	if (!s->user_limit || !s->origin_limit || !s->fed_paths || !s->openid_cache)
 		goto fail;
 	if (!cfg->legacy_only) {
 		struct mrtc_keyring_config kc = { .fed = s->fed,
@@ -111,6 +112,7 @@ void mrtc_services_destroy(struct mrtc_services *s)
 	mrtc_homeserver_destroy(s->homeserver);
 	mrtc_keyring_destroy(s->keyring);
 	mrtc_cache_destroy(s->fed_paths);
+	mrtc_cache_destroy(s->openid_cache);
 	mrtc_ratelimit_destroy(s->user_limit);
 	mrtc_ratelimit_destroy(s->origin_limit);
 	mrtc_roomservice_destroy(s->rooms);

@@ -16,6 +16,7 @@ enum mrtc_err {
 	MRTC_ERR_MISSING_TOKEN,	    /* no access token */
 	MRTC_ERR_UNKNOWN_TOKEN,	    /* access token not recognised */
 	MRTC_ERR_FORBIDDEN,	    /* authenticated but not allowed */
+	MRTC_ERR_UNAUTHORIZED,	    /* 401 M_UNAUTHORIZED: credentials not accepted */
 	MRTC_ERR_AUTH_MISSING,	    /* no X-Matrix authorization */
 	MRTC_ERR_AUTH_MALFORMED,    /* malformed X-Matrix authorization */
 	MRTC_ERR_BAD_SIGNATURE,	    /* a signature did not verify */

@@ -27,7 +27,8 @@ struct mrtc_services {
 	struct mrtc_roomservice *rooms;
 	struct mrtc_ratelimit *user_limit;
 	struct mrtc_ratelimit *origin_limit;
-	struct mrtc_cache *fed_paths; /* destination -> which get_token path it serves */
+	struct mrtc_cache *fed_paths;	 /* destination -> which get_token path it serves */
+	struct mrtc_cache *openid_cache; /* SHA-256(token, server) -> user id (legacy flow) */
 	struct {
 		uint64_t tokens_local, tokens_federated, tokens_legacy;
 		uint64_t fed_out_ok, fed_out_forbidden, fed_out_invalid, fed_out_failed;

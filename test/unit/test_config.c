@@ -211,7 +211,7 @@ START_TEST(test_config_load_reports_every_bad_value)
 		{ "MRTC_LIVEKIT_TIMEOUT", "5s", "MRTC_LIVEKIT_TIMEOUT: expected" },
 		{ "MRTC_FEDERATION_TIMEOUT", " 10", "MRTC_FEDERATION_TIMEOUT: expected" },
 		{ "MRTC_LIVEKIT_SERVICE_URL", "https://", "MRTC_LIVEKIT_SERVICE_URL: not a valid" },
-		{ "LIVEKIT_FULL_ACCESS_HOMESERVERS", "a.example,bad name",
+		{ "LIVEKIT_FULL_ACCESS_HOMESERVERS", "a.example,bad_name",
 		  "LIVEKIT_FULL_ACCESS_HOMESERVERS: expected" },
 		{ "MRTC_LOG_LEVEL", "verbose", "MRTC_LOG_LEVEL: expected" },
 		{ "MRTC_LOG_FORMAT", "xml", "MRTC_LOG_FORMAT: expected" },
@@ -351,6 +351,19 @@ START_TEST(test_config_load_bind_fallback_and_clash)
 	ck_assert_uint_eq(c->bind.port, 7000);
 	mrtc_config_destroy(c);
 	assert_problem(&e, "MRTC_ADMIN_BIND", "127.0.0.1:7000", "must differ from MRTC_BIND");
+	legacy_env(&e);
+	env_set(&e, "LIVEKIT_JWT_PORT", "8091");
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert_str_eq(c->bind.host, "");
+	ck_assert_uint_eq(c->bind.port, 8091);
+	mrtc_config_destroy(c);
+	assert_problem(&e, "LIVEKIT_JWT_BIND", ":8092", "LIVEKIT_JWT_PORT: must not be set");
+	legacy_env(&e);
+	env_set(&e, "LIVEKIT_FULL_ACCESS_HOMESERVERS", " a.example  b.example,c.example ");
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert_uint_eq(c->n_full_access, 3);
+	ck_assert_str_eq(c->full_access[2], "c.example");
+	mrtc_config_destroy(c);
 }
 END_TEST
 

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lk-jwt-service drop-in: the OpenID flow. Validation messages and statuses are lk-jwt-
+ * service's; unknown body keys are ignored rather than refused.
+ */
+#include "mrtc/legacy.h"
+
+#include <event2/http.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mrtc/json.h"
+#include "mrtc/livekit.h"
+#include "mrtc/log.h"
+#include "mrtc/services.h"
+#include "mrtc/util.h"
+
+#define USERINFO_MAX (16 * 1024)
+#define OPENID_TOKEN_MAX 1024
+#define OPENID_CACHE_TTL_MS 60000
+
+static const char unauthorised[] = "The request could not be authorised.";
+static const char delay_missing[] =
+    "The request body is missing `delay_id`, `delay_timeout` or `delay_cs_api_url`";
+
+struct legacy_req {
+	struct mrtc_request *r;
+	struct mrtc_services *s;
+	bool sfu_get;
+	char room_id[256], slot_id[256], member_id[256];
+	char claimed_user[256], device[256];
+	char server_name[MRTC_SERVER_NAME_MAX + 1];
+	char *access_token;
+	uint8_t cache_key[crypto_hash_sha256_BYTES];
+	char user_id[MRTC_ID_MAX + 1];
+	char room_name[MRTC_LIVEKIT_HASH_LEN + 1];
+	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
+	bool full_access;
+	struct mrtc_fed_call *fed_call;
+	struct mrtc_rs_call *rs_call;
+};
+
+bool mrtc_legacy_is_full_access(const struct mrtc_config *c, const char *server_name)
+{
+	if (c->full_access_all)
+		return true;
+	for (size_t i = 0; i < c->n_full_access; i++)
+		if (strcmp(c->full_access[i], server_name) == 0)
+			return true;
+	return false;
+}
+
+static void lr_free(struct legacy_req *l)
+{
+	if (l->access_token) {
+		sodium_memzero(l->access_token, strlen(l->access_token));
+		free(l->access_token);
+	}
+	free(l);
+}
+
+static void lr_abort(struct mrtc_request *r)
+{
+	struct legacy_req *l = r->handler_ctx;
+	mrtc_fed_call_cancel(l->fed_call);
+	mrtc_rs_call_cancel(l->rs_call);
+	lr_free(l);
+}
+
+static void lr_fail(struct legacy_req *l, enum mrtc_err err, const char *msg)
+{
+	struct mrtc_request *r = l->r;
+	char who[300];
+	mrtc_quote(who, sizeof(who), l->user_id[0] ? l->user_id : l->server_name, 255);
+	mrtc_log(LOG_INFO, "legacy", r->id, "%s refused (%s): %s", r->route->name, who, msg);
+	r->on_abort = NULL;
+	lr_free(l);
+	mrtc_http_reply_error(r, err, msg);
+}
+
+/* A string member; MRTC_ERR_NOT_JSON when of the wrong type (lk-jwt-service's decoder). */
+static bool str_member(struct json_object *obj, const char *key, char *out, size_t size)
+{
+	struct json_object *v = NULL;
+	out[0] = '\0';
+	if (!obj || !json_object_object_get_ex(obj, key, &v) || !v)
+		return true;
+	if (!json_object_is_type(v, json_type_string))
+		return false;
+	const char *s = json_object_get_string(v);
+	size_t n = (size_t)json_object_get_string_len(v);
+	if (n >= size || strlen(s) != n)
+		return false;
+	memcpy(out, s, n + 1);
+	return true;
+}
+
+static bool int_member(struct json_object *obj, const char *key, int64_t *out)
+{
+	struct json_object *v = NULL;
+	*out = 0;
+	if (!json_object_object_get_ex(obj, key, &v) || !v)
+		return true;
+	if (!json_object_is_type(v, json_type_int))
+		return false;
+	*out = json_object_get_int64(v);
+	return true;
+}
+
+static bool obj_member(struct json_object *obj, const char *key, struct json_object **out)
+{
+	*out = NULL;
+	if (!json_object_object_get_ex(obj, key, out) || !*out)
+		return true;
+	return json_object_is_type(*out, json_type_object);
+}
+
+static void reply_url_jwt(struct legacy_req *l, const char *jwt)
+{
+	struct mrtc_request *r = l->r;
+	struct json_object *body = json_object_new_object();
+	if (body) {
+		json_object_object_add(body, "url",
+				       json_object_new_string(l->s->config->livekit_url));
+		json_object_object_add(body, "jwt", json_object_new_string(jwt));
+	}
+	mrtc_log(LOG_INFO, "legacy", r->id, "token for %s (%s access)", l->user_id,
+		 l->full_access ? "full" : "restricted");
+	r->on_abort = NULL;
+	lr_free(l);
+	mrtc_http_reply_json(r, 200, body);
+	json_object_put(body);
+}
+
+static void mint(struct legacy_req *l)
+{
+	const struct mrtc_config *c = l->s->config;
+	struct mrtc_livekit_creds creds = { c->livekit_key, c->livekit_secret };
+	char *jwt = NULL;
+	enum mrtc_err err = mrtc_livekit_mint_participant(
+	    &creds, l->full_access ? MRTC_GRANT_LEGACY_FULL : MRTC_GRANT_LEGACY_RESTRICTED,
+	    l->identity, l->room_name, mrtc_now_ms() / 1000, c->token_ttl_s, &jwt);
+	if (err != MRTC_OK) {
+		lr_fail(l, MRTC_ERR_INTERNAL, "Internal Server Error");
+		return;
+	}
+	l->s->counters.tokens_legacy++;
+	reply_url_jwt(l, jwt);
+	sodium_memzero(jwt, strlen(jwt));
+	free(jwt);
+}
+
+static void on_room(void *arg, enum mrtc_err err, const char *detail)
+{
+	struct legacy_req *l = arg;
+	l->rs_call = NULL;
+	if (err != MRTC_OK) {
+		mrtc_log(LOG_ERR, "livekit", l->r->id, "CreateRoom failed: %s",
+			 detail ? detail : "");
+		lr_fail(l, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
+		return;
+	}
+	mint(l);
+}
+
+/* The user is known: names, rate limit, then room creation for full-access users. */
+static void authorised(struct legacy_req *l)
+{
+	const struct mrtc_config *c = l->s->config;
+	uint64_t retry;
+	if (!mrtc_ratelimit_take(l->s->user_limit, l->user_id, mrtc_monotonic_ms(), &retry)) {
+		struct mrtc_request *r = l->r;
+		l->s->counters.rate_limited++;
+		r->on_abort = NULL;
+		lr_free(l);
+		mrtc_http_reply_limited(r, retry);
+		return;
+	}
+	l->full_access = mrtc_legacy_is_full_access(c, l->server_name);
+	enum mrtc_err err = mrtc_livekit_room_name(l->room_id, l->slot_id, l->room_name);
+	if (err == MRTC_OK && l->sfu_get)
+		err = mrtc_livekit_legacy_identity(l->user_id, l->device, l->identity);
+	else if (err == MRTC_OK)
+		err = mrtc_livekit_identity(c->identity == MRTC_IDENTITY_USER_MEMBER
+						? MRTC_IDENTITY_KIND_USER_MEMBER
+						: MRTC_IDENTITY_KIND_USER_DEVICE_MEMBER,
+					    l->user_id, l->device, l->member_id, l->identity);
+	if (err != MRTC_OK) {
+		lr_fail(l, MRTC_ERR_BAD_JSON, "The participant identity is too long");
+		return;
+	}
+	if (!l->full_access) {
+		mint(l); /* restricted: may join a room that exists, never create one */
+		return;
+	}
+	l->rs_call = mrtc_roomservice_create_room(l->s->rooms, l->room_name, on_room, l);
+	if (!l->rs_call)
+		lr_fail(l, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
+}
+
+static void on_userinfo(void *arg, const struct mrtc_http_response *resp)
+{
+	struct legacy_req *l = arg;
+	l->fed_call = NULL;
+	struct json_object *doc = NULL;
+	const char *sub = NULL;
+	if (resp->err == MRTC_OK && resp->status == 200 &&
+	    mrtc_json_parse(resp->body, resp->body_len, 8, &doc) == MRTC_OK)
+		sub = mrtc_json_get_string(doc, "sub");
+	const char *server = sub ? mrtc_user_id_server(sub) : NULL;
+	char why[160];
+	if (!server || strcmp(server, l->server_name) != 0) {
+		if (resp->err != MRTC_OK)
+			snprintf(why, sizeof(why), "%s (%s)", mrtc_err_str(resp->err),
+				 resp->detail ? resp->detail : "");
+		else
+			snprintf(why, sizeof(why), "HTTP %d, %s", resp->status,
+				 sub ? "sub of another server" : "no valid sub");
+		mrtc_log(LOG_WARNING, "legacy", l->r->id, "OpenID token not accepted: %s", why);
+		json_object_put(doc);
+		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
+		return;
+	}
+	memcpy(l->user_id, sub, strlen(sub) + 1);
+	json_object_put(doc);
+	char *cached = strdup(l->user_id);
+	if (cached)
+		mrtc_cache_put(l->s->openid_cache, l->cache_key, sizeof(l->cache_key), cached,
+			       mrtc_monotonic_ms() + OPENID_CACHE_TTL_MS);
+	if (l->claimed_user[0] && strcmp(l->claimed_user, l->user_id) != 0) {
+		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
+		return;
+	}
+	authorised(l);
+}
+
+static void verify_openid(struct legacy_req *l)
+{
+	if (!mrtc_server_name_is_valid(l->server_name) ||
+	    strlen(l->access_token) > OPENID_TOKEN_MAX) {
+		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
+		return;
+	}
+	crypto_hash_sha256_state st;
+	crypto_hash_sha256_init(&st);
+	crypto_hash_sha256_update(&st, (const uint8_t *)l->access_token, strlen(l->access_token));
+	crypto_hash_sha256_update(&st, (const uint8_t *)"", 1);
+	crypto_hash_sha256_update(&st, (const uint8_t *)l->server_name, strlen(l->server_name));
+	crypto_hash_sha256_final(&st, l->cache_key);
+	const char *hit = mrtc_cache_get(l->s->openid_cache, l->cache_key, sizeof(l->cache_key),
+					 mrtc_monotonic_ms());
+	if (hit) {
+		memcpy(l->user_id, hit, strlen(hit) + 1);
+		if (l->claimed_user[0] && strcmp(l->claimed_user, l->user_id) != 0) {
+			lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
+			return;
+		}
+		authorised(l);
+		return;
+	}
+	char *enc = evhttp_uriencode(l->access_token, -1, 0);
+	if (!enc) {
+		lr_fail(l, MRTC_ERR_NOMEM, "Internal Server Error");
+		return;
+	}
+	size_t n = strlen(enc) + 64;
+	char *target = malloc(n);
+	if (target)
+		snprintf(target, n, "/_matrix/federation/v1/openid/userinfo?access_token=%s", enc);
+	sodium_memzero(enc, strlen(enc));
+	free(enc);
+	if (target)
+		l->fed_call = mrtc_fed_request(l->s->fed, l->server_name, "GET", target, NULL,
+					       false, l->s->config->federation_timeout_s * 1000,
+					       USERINFO_MAX, on_userinfo, l);
+	if (target)
+		sodium_memzero(target, strlen(target));
+	free(target);
+	if (!l->fed_call)
+		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
+}
+
+/*
+ * Parses the common parts. Returns false after replying. Delayed-event delegation (issue of
+ * a later release) is refused explicitly rather than silently ignored: a client that believes
+ * it delegated would stop refreshing its own delayed leave event.
+ */
+static bool parse(struct legacy_req *l, struct json_object **ret_doc)
+{
+	const char *body;
+	size_t len;
+	if (mrtc_http_body(l->r, &body, &len) != MRTC_OK) {
+		lr_fail(l, MRTC_ERR_TOO_LARGE, "Request body too large");
+		return false;
+	}
+	struct json_object *doc = NULL, *openid = NULL, *member = NULL;
+	char token[OPENID_TOKEN_MAX + 2];
+	int64_t delay_timeout;
+	char delay_id[256], delay_url[2049];
+	bool ok =
+	    mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &doc) == MRTC_OK &&
+	    json_object_is_type(doc, json_type_object) &&
+	    obj_member(doc, "openid_token", &openid) && obj_member(doc, "member", &member) &&
+	    str_member(openid, "access_token", token, sizeof(token)) &&
+	    str_member(openid, "matrix_server_name", l->server_name, sizeof(l->server_name)) &&
+	    str_member(doc, "delay_id", delay_id, sizeof(delay_id)) &&
+	    str_member(doc, "delay_cs_api_url", delay_url, sizeof(delay_url)) &&
+	    int_member(doc, "delay_timeout", &delay_timeout);
+	if (ok && l->sfu_get) {
+		ok = str_member(doc, "room", l->room_id, sizeof(l->room_id)) &&
+		     str_member(doc, "device_id", l->device, sizeof(l->device));
+		snprintf(l->slot_id, sizeof(l->slot_id), "m.call#ROOM");
+	} else if (ok) {
+		ok = str_member(doc, "room_id", l->room_id, sizeof(l->room_id)) &&
+		     str_member(doc, "slot_id", l->slot_id, sizeof(l->slot_id)) &&
+		     str_member(member, "id", l->member_id, sizeof(l->member_id)) &&
+		     str_member(member, "claimed_user_id", l->claimed_user,
+				sizeof(l->claimed_user)) &&
+		     str_member(member, "claimed_device_id", l->device, sizeof(l->device));
+	}
+	if (!ok) {
+		json_object_put(doc);
+		lr_fail(l, MRTC_ERR_NOT_JSON, "Error reading request");
+		return false;
+	}
+	*ret_doc = doc;
+	const char *msg = NULL;
+	if (l->sfu_get && !l->room_id[0])
+		msg = "Missing room parameter";
+	else if (l->sfu_get && (!token[0] || !l->server_name[0]))
+		msg = "Missing OpenID token parameters";
+	else if (!l->sfu_get && (!l->room_id[0] || !l->slot_id[0]))
+		msg = "The request body is missing `room_id` or `slot_id`";
+	else if (!l->sfu_get && (!l->member_id[0] || !l->claimed_user[0] || !l->device[0]))
+		msg = "The request body `member` is missing a `id`, `claimed_user_id` or "
+		      "`claimed_device_id`";
+	else if (!l->sfu_get && (!token[0] || !l->server_name[0]))
+		msg = "The request body `openid_token` is missing a `access_token` or "
+		      "`matrix_server_name`";
+	bool any_delay = delay_id[0] || delay_timeout > 0 || delay_url[0];
+	bool all_delay = delay_id[0] && delay_timeout > 0 && delay_url[0];
+	if (!msg && any_delay && !all_delay)
+		msg = delay_missing;
+	else if (!msg && all_delay)
+		msg = "Delegation of delayed events is not supported by this service";
+	if (msg) {
+		lr_fail(l, MRTC_ERR_BAD_JSON, msg);
+		return false;
+	}
+	l->access_token = strdup(token);
+	sodium_memzero(token, sizeof(token));
+	if (!l->access_token) {
+		lr_fail(l, MRTC_ERR_NOMEM, "Internal Server Error");
+		return false;
+	}
+	return true;
+}
+
+static void start(struct mrtc_request *r, bool sfu_get)
+{
+	struct legacy_req *l = calloc(1, sizeof(*l));
+	if (!l) {
+		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Internal Server Error");
+		return;
+	}
+	l->r = r;
+	l->s = r->services;
+	l->sfu_get = sfu_get;
+	r->handler_ctx = l;
+	r->on_abort = lr_abort;
+	struct json_object *doc = NULL;
+	if (!parse(l, &doc))
+		return;
+	json_object_put(doc);
+	verify_openid(l);
+}
+
+void mrtc_legacy_get_token(struct mrtc_request *r)
+{
+	start(r, false);
+}
+
+void mrtc_legacy_sfu_get(struct mrtc_request *r)
+{
+	start(r, true);
+}
