@@ -186,7 +186,7 @@ static const char *reason_for(int status)
 	}
 }
 
-void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_object *body)
+void mrtc_http_reply_raw(struct mrtc_request *r, int status, struct evbuffer *body)
 {
 	if (!r->req) {
 		mrtc_server_request_done(r, status);
@@ -198,9 +198,16 @@ void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_
 	evhttp_add_header(out, "Cache-Control", "no-store");
 	if (r->cors)
 		mrtc_http_add_cors(out);
+	evhttp_send_reply(r->req, status, reason_for(status), body);
+	mrtc_server_request_done(r, status);
+}
+
+void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_object *body)
+{
 	struct evbuffer *buf = NULL;
-	if (body) {
-		evhttp_add_header(out, "Content-Type", "application/json");
+	if (body && r->req) {
+		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
+				  "application/json");
 		buf = evbuffer_new();
 		const char *text = json_object_to_json_string_ext(
 		    (struct json_object *)body,
@@ -208,10 +215,9 @@ void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_
 		if (buf && text)
 			evbuffer_add(buf, text, strlen(text));
 	}
-	evhttp_send_reply(r->req, status, reason_for(status), buf);
+	mrtc_http_reply_raw(r, status, buf);
 	if (buf)
 		evbuffer_free(buf);
-	mrtc_server_request_done(r, status);
 }
 
 void mrtc_http_reply_error(struct mrtc_request *r, enum mrtc_err err, const char *message)

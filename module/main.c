@@ -19,6 +19,10 @@
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
+	if (sig == SIGHUP) {
+		mrtc_server_reload(arg);
+		return;
+	}
 	mrtc_log(LOG_INFO, "main", NULL, "received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	mrtc_server_shutdown(arg, SHUTDOWN_DEADLINE_MS);
 }
@@ -68,15 +72,16 @@ int main(int argc, char **argv)
 	int rc = 1;
 	struct event_base *base = event_base_new();
 	struct mrtc_server *server = NULL;
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	if (!base)
 		goto out;
 	if (mrtc_server_create(base, config, &server) != MRTC_OK)
 		goto out;
 	sigterm = evsignal_new(base, SIGTERM, on_signal, server);
 	sigint = evsignal_new(base, SIGINT, on_signal, server);
-	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) != 0 ||
-	    evsignal_add(sigint, NULL) != 0)
+	sighup = evsignal_new(base, SIGHUP, on_signal, server);
+	if (!sigterm || !sigint || !sighup || evsignal_add(sigterm, NULL) != 0 ||
+	    evsignal_add(sigint, NULL) != 0 || evsignal_add(sighup, NULL) != 0)
 		goto out;
 	mrtc_log(LOG_INFO, "main", NULL, "mrtc-transportd %s started in %s mode%s%s", MRTC_VERSION,
 		 config->legacy_only ? "lk-jwt-service drop-in" : "homeserver",
@@ -96,6 +101,8 @@ out:
 		event_free(sigterm);
 	if (sigint)
 		event_free(sigint);
+	if (sighup)
+		event_free(sighup);
 	mrtc_server_destroy(server);
 	if (base)
 		event_base_free(base);

@@ -257,6 +257,22 @@ struct mrtc_rs_call *mrtc_roomservice_remove_participant(struct mrtc_roomservice
 	return participant_call(rs, "RemoveParticipant", room, identity, cb, ctx);
 }
 
+struct mrtc_rs_call *mrtc_roomservice_probe(struct mrtc_roomservice *rs, mrtc_rs_fn cb, void *ctx)
+{
+	struct json_object *video = json_object_new_object();
+	struct json_object *body = json_object_new_object();
+	struct json_object *names = json_object_new_array();
+	if (video)
+		json_object_object_add(video, "roomList", json_object_new_boolean(1));
+	if (names)
+		json_object_array_add(names, json_object_new_string("mrtc-readiness-probe"));
+	if (body && names)
+		json_object_object_add(body, "names", names);
+	else
+		json_object_put(names);
+	return call(rs, "ListRooms", video, body, cb, ctx);
+}
+
 void mrtc_rs_call_cancel(struct mrtc_rs_call *c)
 {
 	if (c)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mrtc/admin.h"
 #include "mrtc/legacy.h"
 #include "mrtc/log.h"
 #include "mrtc/rtc.h"
@@ -86,15 +87,21 @@ static const struct {
 
 static const struct mrtc_route admin_routes[] = {
 	{ "/healthz", GET_HEAD, handle_healthz, "healthz" },
+	{ "/readyz", GET_HEAD, mrtc_admin_readyz, "readyz" },
+	{ "/metrics", EVHTTP_REQ_GET, mrtc_admin_metrics, "metrics" },
 };
 
 void mrtc_server_request_done(struct mrtc_request *r, int status)
 {
 	struct mrtc_server *s = r->server;
 	char path[160];
+	uint64_t elapsed = mrtc_monotonic_ms() - r->start_ms;
+	mrtc_metrics_observe(&s->services->metrics, r->route ? r->route->name : "unmatched", status,
+			     elapsed);
+	s->services->metrics.in_flight = s->inflight - 1;
 	if (!r->req) {
 		mrtc_log(LOG_INFO, "http", r->id, "client went away after %llums",
-			 (unsigned long long)(mrtc_monotonic_ms() - r->start_ms));
+			 (unsigned long long)elapsed);
 		s->inflight--;
 		free(r);
 		return;
@@ -140,6 +147,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(r->id, sizeof(r->id), rnd, sizeof(rnd));
 	s->inflight++;
+	s->services->metrics.in_flight = s->inflight;
 	if (s->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 
@@ -270,6 +278,19 @@ void mrtc_server_shutdown(struct mrtc_server *s, uint64_t deadline_ms)
 		event_base_loopexit(s->base, NULL);
 	else
 		drain_check(-1, 0, s);
+}
+
+void mrtc_server_reload(struct mrtc_server *s)
+{
+	const struct mrtc_config *c = s->config;
+	if (c->ca_file) {
+		enum mrtc_err err = mrtc_http_client_reload_ca(s->services->http, c->ca_file);
+		mrtc_log(err == MRTC_OK ? LOG_INFO : LOG_ERR, "server", NULL,
+			 "SIGHUP: %s the CA file %s",
+			 err == MRTC_OK ? "reloaded" : "could not reload", c->ca_file);
+	} else {
+		mrtc_log(LOG_INFO, "server", NULL, "SIGHUP: no CA file to reload");
+	}
 }
 
 size_t mrtc_server_inflight(const struct mrtc_server *s)

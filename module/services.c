@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mrtc/admin.h"
 #include "mrtc/log.h"
 
 #define RATE_KEYS_MAX 200000
@@ -97,6 +98,10 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 		if (err != MRTC_OK)
 			goto fail;
 	}
+	mrtc_metrics_init(&s->metrics);
+	err = mrtc_readiness_create(s, &s->readiness);
+	if (err != MRTC_OK)
+		goto fail;
 	*ret_services = s;
 	return MRTC_OK;
 fail:
@@ -109,6 +114,7 @@ void mrtc_services_destroy(struct mrtc_services *s)
 {
 	if (!s)
 		return;
+	mrtc_readiness_destroy(s->readiness);
 	mrtc_homeserver_destroy(s->homeserver);
 	mrtc_keyring_destroy(s->keyring);
 	mrtc_cache_destroy(s->fed_paths);

@@ -6,6 +6,7 @@
 #ifndef MRTC_HTTP_H
 #define MRTC_HTTP_H
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -82,6 +83,12 @@ void mrtc_http_add_cors(struct evkeyvalq *headers);
  * freed and must not be used afterwards.
  */
 void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_object *body);
+
+/*
+ * Sends @status with @body (borrowed; may be NULL) as is: the handler has set Content-Type.
+ * Adds the request id (and CORS where enabled) and frees @r.
+ */
+void mrtc_http_reply_raw(struct mrtc_request *r, int status, struct evbuffer *body);
 
 /*
  * Sends a Matrix error for @err with the human-readable @message, and frees @r.

@@ -51,6 +51,8 @@ struct mrtc_rs_call *mrtc_roomservice_get_participant(struct mrtc_roomservice *r
 struct mrtc_rs_call *mrtc_roomservice_remove_participant(struct mrtc_roomservice *rs,
 							 const char *room, const char *identity,
 							 mrtc_rs_fn cb, void *ctx);
+/* A cheap authenticated call (ListRooms of one unlikely name) that proves the SFU answers. */
+struct mrtc_rs_call *mrtc_roomservice_probe(struct mrtc_roomservice *rs, mrtc_rs_fn cb, void *ctx);
 void mrtc_rs_call_cancel(struct mrtc_rs_call *call);
 
 /*

@@ -28,6 +28,9 @@ enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_conf
  */
 void mrtc_server_shutdown(struct mrtc_server *server, uint64_t deadline_ms);
 
+/* SIGHUP: reloads what can change safely (the trusted CA file for new connections). */
+void mrtc_server_reload(struct mrtc_server *server);
+
 /* Number of requests received and not yet answered. */
 size_t mrtc_server_inflight(const struct mrtc_server *server);
 

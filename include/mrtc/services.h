@@ -12,6 +12,7 @@
 #include "mrtc/fedclient.h"
 #include "mrtc/homeserver.h"
 #include "mrtc/keyring.h"
+#include "mrtc/metrics.h"
 #include "mrtc/ratelimit.h"
 #include "mrtc/roomservice.h"
 
@@ -29,6 +30,8 @@ struct mrtc_services {
 	struct mrtc_ratelimit *origin_limit;
 	struct mrtc_cache *fed_paths;	 /* destination -> which get_token path it serves */
 	struct mrtc_cache *openid_cache; /* SHA-256(token, server) -> user id (legacy flow) */
+	struct mrtc_metrics metrics;
+	struct mrtc_readiness *readiness;
 	struct {
 		uint64_t tokens_local, tokens_federated, tokens_legacy;
 		uint64_t fed_out_ok, fed_out_forbidden, fed_out_invalid, fed_out_failed;

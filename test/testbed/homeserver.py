@@ -120,6 +120,8 @@ class Handler(BaseHTTPRequestHandler):
         rooms = STATE.get("rooms", {})
         if path == "/.well-known/matrix/server" and "well_known" in STATE:
             return 200, STATE["well_known"]
+        if path == "/_matrix/client/versions":
+            return 200, {"versions": ["v1.11"], "unstable_features": {}}
         if path == "/_matrix/key/v2/server":
             return 200, self.server_keys()
         if path == "/_matrix/federation/v1/openid/userinfo":

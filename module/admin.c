@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Readiness probes, /readyz, and /metrics over every component's statistics. */
+#include "mrtc/admin.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mrtc-version.h"
+#include "mrtc/log.h"
+#include "mrtc/services.h"
+#include "mrtc/util.h"
+
+struct mrtc_readiness {
+	struct mrtc_services *s;
+	struct event *timer;
+	uint64_t hs_ok_ms, sfu_ok_ms; /* monotonic time of the last good probe */
+	bool hs_probing, sfu_probing;
+	struct mrtc_http_call *hs_call;
+	struct mrtc_rs_call *sfu_call;
+};
+
+static void on_hs_probe(void *arg, const struct mrtc_http_response *resp)
+{
+	struct mrtc_readiness *rd = arg;
+	rd->hs_call = NULL;
+	rd->hs_probing = false;
+	if (resp->err == MRTC_OK && resp->status == 200)
+		rd->hs_ok_ms = mrtc_monotonic_ms();
+	else
+		mrtc_log(LOG_WARNING, "readiness", NULL, "homeserver probe failed: %s, HTTP %d",
+			 mrtc_err_str(resp->err), resp->err == MRTC_OK ? resp->status : 0);
+}
+
+static void on_sfu_probe(void *arg, enum mrtc_err err, const char *detail)
+{
+	struct mrtc_readiness *rd = arg;
+	rd->sfu_call = NULL;
+	rd->sfu_probing = false;
+	if (err == MRTC_OK)
+		rd->sfu_ok_ms = mrtc_monotonic_ms();
+	else
+		mrtc_log(LOG_WARNING, "readiness", NULL, "SFU probe failed: %s",
+			 detail ? detail : mrtc_err_str(err));
+}
+
+static void probe(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct mrtc_readiness *rd = arg;
+	const struct mrtc_config *c = rd->s->config;
+	if (c->homeserver_url && !rd->hs_probing) {
+		char url[2100];
+		snprintf(url, sizeof(url), "%s/_matrix/client/versions", c->homeserver_url);
+		struct mrtc_http_request req = { .method = "GET",
+						 .timeout_ms = c->homeserver_timeout_s * 1000,
+						 .max_body = 64 * 1024 };
+		rd->hs_call = mrtc_http_fetch(rd->s->http, rd->s->dns, url, &req, false, NULL, 0,
+					      on_hs_probe, rd);
+		rd->hs_probing = rd->hs_call != NULL;
+	}
+	if (!rd->sfu_probing) {
+		rd->sfu_call = mrtc_roomservice_probe(rd->s->rooms, on_sfu_probe, rd);
+		rd->sfu_probing = rd->sfu_call != NULL;
+	}
+}
+
+enum mrtc_err mrtc_readiness_create(struct mrtc_services *s, struct mrtc_readiness **ret)
+{
+	struct mrtc_readiness *rd = calloc(1, sizeof(*rd));
+	if (!rd)
+		return MRTC_ERR_NOMEM;
+	rd->s = s;
+	rd->timer = event_new(s->base, -1, EV_PERSIST, probe, rd);
+	struct timeval tv = { .tv_sec = (time_t)s->config->readiness_interval_s };
+	if (!rd->timer || event_add(rd->timer, &tv) != 0) {
+		mrtc_readiness_destroy(rd);
+		return MRTC_ERR_NOMEM;
+	}
+	probe(-1, 0, rd);
+	*ret = rd;
+	return MRTC_OK;
+}
+
+void mrtc_readiness_destroy(struct mrtc_readiness *rd)
+{
+	if (!rd)
+		return;
+	mrtc_http_call_cancel(rd->hs_call);
+	mrtc_rs_call_cancel(rd->sfu_call);
+	if (rd->timer)
+		event_free(rd->timer);
+	free(rd);
+}
+
+/* Whether something answered well within the last three probe intervals. */
+static bool recent(uint64_t ok_ms, uint64_t other_ms, uint64_t interval_s)
+{
+	uint64_t last = ok_ms > other_ms ? ok_ms : other_ms;
+	uint64_t window = 3 * interval_s * 1000 + 1000;
+	return last && mrtc_monotonic_ms() - last <= window;
+}
+
+void mrtc_admin_readyz(struct mrtc_request *r)
+{
+	struct mrtc_services *s = r->services;
+	const struct mrtc_config *c = s->config;
+	struct mrtc_readiness *rd = s->readiness;
+	struct json_object *body = json_object_new_object();
+	struct json_object *checks = json_object_new_object();
+	bool ready = true;
+	struct mrtc_roomservice_stats rss;
+	mrtc_roomservice_get_stats(s->rooms, &rss);
+	bool sfu = recent(rd ? rd->sfu_ok_ms : 0, rss.last_ok_ms, c->readiness_interval_s);
+	ready = ready && sfu;
+	if (checks)
+		json_object_object_add(checks, "sfu", json_object_new_boolean(sfu));
+	if (!c->legacy_only) {
+		struct mrtc_homeserver_stats hss;
+		mrtc_homeserver_get_stats(s->homeserver, &hss);
+		bool key = c->signing_key != NULL;
+		bool hs = recent(rd ? rd->hs_ok_ms : 0, hss.last_ok_ms, c->readiness_interval_s);
+		bool admin = !hss.admin_misconfigured;
+		ready = ready && key && hs && admin;
+		if (checks) {
+			json_object_object_add(checks, "signing_key", json_object_new_boolean(key));
+			json_object_object_add(checks, "homeserver", json_object_new_boolean(hs));
+			json_object_object_add(checks, "membership_token",
+					       json_object_new_boolean(admin));
+		}
+	}
+	if (body) {
+		json_object_object_add(body, "status",
+				       json_object_new_string(ready ? "ready" : "not ready"));
+		json_object_object_add(body, "checks", checks);
+	} else {
+		json_object_put(checks);
+	}
+	mrtc_http_reply_json(r, ready ? 200 : 503, body);
+	json_object_put(body);
+}
+
+static void cache_lines(struct mrtc_buf *b, const char *cache, uint64_t hits, uint64_t misses,
+			size_t size)
+{
+	mrtc_buf_printf(b, "mrtc_cache_hits_total{cache=\"%s\"} %llu\n", cache,
+			(unsigned long long)hits);
+	mrtc_buf_printf(b, "mrtc_cache_misses_total{cache=\"%s\"} %llu\n", cache,
+			(unsigned long long)misses);
+	mrtc_buf_printf(b, "mrtc_cache_entries{cache=\"%s\"} %zu\n", cache, size);
+}
+
+void mrtc_admin_metrics(struct mrtc_request *r)
+{
+	struct mrtc_services *s = r->services;
+	struct mrtc_buf b;
+	mrtc_buf_init(&b);
+	mrtc_metrics_write_requests(&s->metrics, &b);
+	mrtc_metrics_write_one(&b, "mrtc_build_info", "gauge", "Version of this build.",
+			       "version=\"" MRTC_VERSION "\"", 1);
+	mrtc_buf_puts(&b, "# HELP mrtc_tokens_minted_total LiveKit tokens minted, by kind.\n"
+			  "# TYPE mrtc_tokens_minted_total counter\n");
+	mrtc_buf_printf(&b,
+			"mrtc_tokens_minted_total{kind=\"local\"} %llu\n"
+			"mrtc_tokens_minted_total{kind=\"federated\"} %llu\n"
+			"mrtc_tokens_minted_total{kind=\"legacy\"} %llu\n",
+			(unsigned long long)s->counters.tokens_local,
+			(unsigned long long)s->counters.tokens_federated,
+			(unsigned long long)s->counters.tokens_legacy);
+	mrtc_buf_puts(&b, "# HELP mrtc_federation_requests_out_total Token requests relayed to "
+			  "other homeservers, by result.\n"
+			  "# TYPE mrtc_federation_requests_out_total counter\n");
+	mrtc_buf_printf(&b,
+			"mrtc_federation_requests_out_total{result=\"ok\"} %llu\n"
+			"mrtc_federation_requests_out_total{result=\"forbidden\"} %llu\n"
+			"mrtc_federation_requests_out_total{result=\"invalid_url\"} %llu\n"
+			"mrtc_federation_requests_out_total{result=\"failed\"} %llu\n",
+			(unsigned long long)s->counters.fed_out_ok,
+			(unsigned long long)s->counters.fed_out_forbidden,
+			(unsigned long long)s->counters.fed_out_invalid,
+			(unsigned long long)s->counters.fed_out_failed);
+	mrtc_buf_puts(&b, "# HELP mrtc_federation_requests_in_total Token requests from other "
+			  "homeservers past signature checks, by result.\n"
+			  "# TYPE mrtc_federation_requests_in_total counter\n");
+	mrtc_buf_printf(&b,
+			"mrtc_federation_requests_in_total{result=\"ok\"} %llu\n"
+			"mrtc_federation_requests_in_total{result=\"refused\"} %llu\n",
+			(unsigned long long)s->counters.fed_in_ok,
+			(unsigned long long)s->counters.fed_in_refused);
+	mrtc_buf_puts(&b, "# HELP mrtc_signature_verifications_total X-Matrix signatures checked, "
+			  "by result.\n# TYPE mrtc_signature_verifications_total counter\n");
+	mrtc_buf_printf(&b,
+			"mrtc_signature_verifications_total{result=\"ok\"} %llu\n"
+			"mrtc_signature_verifications_total{result=\"bad\"} %llu\n",
+			(unsigned long long)s->counters.sig_ok,
+			(unsigned long long)s->counters.sig_bad);
+	mrtc_metrics_write_one(&b, "mrtc_rate_limited_total", "counter",
+			       "Requests refused by a rate limit.", NULL,
+			       (double)s->counters.rate_limited);
+
+	struct mrtc_keyring_stats ks = { 0 };
+	if (s->keyring)
+		mrtc_keyring_get_stats(s->keyring, &ks);
+	mrtc_buf_puts(&b, "# HELP mrtc_key_fetches_total Server key fetches, by result.\n"
+			  "# TYPE mrtc_key_fetches_total counter\n");
+	mrtc_buf_printf(&b,
+			"mrtc_key_fetches_total{result=\"ok\"} %llu\n"
+			"mrtc_key_fetches_total{result=\"failed\"} %llu\n",
+			(unsigned long long)(ks.fetches - ks.fetch_failures),
+			(unsigned long long)ks.fetch_failures);
+
+	mrtc_buf_puts(&b, "# HELP mrtc_cache_hits_total Cache hits, by cache.\n"
+			  "# TYPE mrtc_cache_hits_total counter\n"
+			  "# HELP mrtc_cache_misses_total Cache misses, by cache.\n"
+			  "# TYPE mrtc_cache_misses_total counter\n"
+			  "# HELP mrtc_cache_entries Entries held, by cache.\n"
+			  "# TYPE mrtc_cache_entries gauge\n");
+	if (s->homeserver) {
+		struct mrtc_homeserver_stats hs;
+		mrtc_homeserver_get_stats(s->homeserver, &hs);
+		cache_lines(&b, "auth", hs.auth.hits, hs.auth.misses, hs.auth.size);
+		cache_lines(&b, "membership", hs.membership.hits, hs.membership.misses,
+			    hs.membership.size);
+	}
+	cache_lines(&b, "keys", ks.hits, ks.misses, ks.servers);
+	struct mrtc_resolver_stats res;
+	mrtc_resolver_get_stats(s->resolver, &res);
+	cache_lines(&b, "resolution", res.hits, res.misses, res.size);
+	struct mrtc_cache_stats oc;
+	mrtc_cache_get_stats(s->openid_cache, &oc);
+	cache_lines(&b, "openid", oc.hits, oc.misses, oc.size);
+
+	struct mrtc_http_client_stats cs;
+	mrtc_http_client_get_stats(s->http, &cs);
+	mrtc_metrics_write_one(&b, "mrtc_tls_handshakes_total", "counter",
+			       "Outbound TLS connections opened.", NULL, (double)cs.tls_handshakes);
+	mrtc_metrics_write_one(&b, "mrtc_outbound_connections_total", "counter",
+			       "Outbound connections opened.", NULL, (double)cs.connections);
+	mrtc_metrics_write_one(&b, "mrtc_outbound_connections_open", "gauge",
+			       "Outbound connections open now (in use or pooled).", NULL,
+			       (double)cs.open);
+	mrtc_metrics_write_one(&b, "mrtc_outbound_requests_reused_total", "counter",
+			       "Outbound requests sent on a pooled connection.", NULL,
+			       (double)cs.reused);
+
+	struct mrtc_roomservice_stats rs;
+	mrtc_roomservice_get_stats(s->rooms, &rs);
+	mrtc_buf_puts(&b, "# HELP mrtc_roomservice_calls_total LiveKit RoomService calls, by "
+			  "result.\n# TYPE mrtc_roomservice_calls_total counter\n");
+	mrtc_buf_printf(&b,
+			"mrtc_roomservice_calls_total{result=\"ok\"} %llu\n"
+			"mrtc_roomservice_calls_total{result=\"not_found\"} %llu\n"
+			"mrtc_roomservice_calls_total{result=\"failed\"} %llu\n",
+			(unsigned long long)rs.ok, (unsigned long long)rs.not_found,
+			(unsigned long long)rs.failed);
+	mrtc_metrics_write_one(&b, "mrtc_rooms_known_hits_total", "counter",
+			       "Tokens that needed no CreateRoom (room known to exist).", NULL,
+			       (double)rs.known_room_hits);
+
+	struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+	evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	struct evbuffer *out = evbuffer_new();
+	if (out && !b.failed)
+		evbuffer_add(out, b.data, b.len);
+	mrtc_buf_finish(&b);
+	mrtc_http_reply_raw(r, out ? 200 : 500, out);
+	if (out)
+		evbuffer_free(out);
+}
