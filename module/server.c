@@ -17,7 +17,6 @@
 #include "mrtc/services.h"
 #include "mrtc/util.h"
 
-#define CONNECTION_TIMEOUT_S 20
 #define HARD_BODY_MAX (256 * 1024)
 
 struct listener {
@@ -200,7 +199,7 @@ static enum mrtc_err listener_open(struct mrtc_server *s, struct listener *l, co
 	/* Bodies above MRTC_HTTP_BODY_MAX get a Matrix 413 from mrtc_http_body(); far larger
 	 * ones are cut off by libevent before they are buffered. */
 	evhttp_set_max_body_size(l->http, HARD_BODY_MAX);
-	struct timeval tv = { .tv_sec = CONNECTION_TIMEOUT_S };
+	struct timeval tv = { .tv_sec = (time_t)s->config->client_timeout_s };
 	evhttp_set_timeout_tv(l->http, &tv);
 	evhttp_set_gencb(l->http, dispatch, l);
 	const char *host = where->host[0] ? where->host : "::";

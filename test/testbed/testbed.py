@@ -17,6 +17,7 @@ Names (all resolved by the testbed's dnsmasq only):
   redirectpriv.test       .well-known answers 302 to https://private.test/ (must be refused)
   bigwk.test              .well-known body over 50 KiB (must be ignored)
   garbage.test            answers every federation request on 8448 with a body that is not JSON
+  huge.test               answers every federation request on 8448 with a 200 KiB JSON body
   wrongcert.test          A record to hs2's address; the certificate does not name it
   private.test            resolves to a private (10.x) address, for the outbound guard
 """
@@ -91,6 +92,7 @@ class Server:
 class Testbed:
     def __init__(self, mrtc_binary=None, state=None, keep=False):
         self.dir = tempfile.mkdtemp(prefix="mrtc-testbed-")
+        os.chmod(self.dir, 0o755)  # nginx workers (user nobody) serve files from it
         self.mrtc_binary = mrtc_binary
         self.keep = keep
         self.procs = []
@@ -121,7 +123,7 @@ class Testbed:
     def make_pki(self):
         names = ["hs1.test", "hs2.test", "wk.test", "wknoport.test", "srv.test", "oldsrv.test",
                  "srvtarget.test", "sfu.hs1.test", "sfu.hs2.test", "redirect.test",
-                 "redirectpriv.test", "bigwk.test", "private.test", "garbage.test"]
+                 "redirectpriv.test", "bigwk.test", "private.test", "garbage.test", "huge.test"]
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
              "-nodes", "-days", "2", "-subj", "/CN=mrtc testbed CA", "-keyout",
              self.path("ca.key"), "-out", self.ca])
@@ -151,6 +153,7 @@ class Testbed:
                  f"--host-record=redirectpriv.test,{self.wk_address}",
                  f"--host-record=bigwk.test,{self.wk_address}",
                  f"--host-record=garbage.test,{self.wk_address}",
+                 f"--host-record=huge.test,{self.wk_address}",
                  f"--host-record=srvtarget.test,{hs2}",
                  f"--host-record=wrongcert.test,{hs2}",
                  "--host-record=private.test,10.11.12.13",
@@ -192,6 +195,8 @@ class Testbed:
         """One nginx per homeserver, as each operator runs one, with module/deploy/ as is."""
         with open(self.path("big-wellknown.json"), "w") as f:
             f.write('{"m.server":"hs2.test:8448","padding":"' + "x" * 60000 + '"}')
+        with open(self.path("huge.json"), "w") as f:
+            f.write('{"jwt":"a.b.c","padding":"' + "x" * 200000 + '"}')
         wk = f"""
     server {{
         listen {self.wk_address}:443 ssl;
@@ -214,6 +219,17 @@ class Testbed:
         ssl_certificate {self.path('server.pem')};
         ssl_certificate_key {self.path('server.key')};
         location / {{ default_type application/json; return 200 'this is {{ not json'; }}
+    }}
+    server {{
+        listen {self.wk_address}:8448 ssl;
+        server_name huge.test;
+        ssl_certificate {self.path('server.pem')};
+        ssl_certificate_key {self.path('server.key')};
+        root {self.dir};
+        default_type application/json;
+        location = /huge.json {{ }}
+        # POST to a static file is 405: error_page redirects internally as GET.
+        location / {{ error_page 405 =200 /huge.json; try_files /huge.json =404; }}
     }}"""
         for i, s in enumerate(self.servers.values()):
             conf_dir = self.path(f"nginx-{s.name}")
