@@ -10,6 +10,8 @@
 #include "mrtc/buf.h"
 #include "mrtc/json.h"
 
+#include <sodium.h>
+
 #define MAX_XMATRIX_HEADERS 8
 
 static bool is_sp(char c)
@@ -199,10 +201,11 @@ enum mrtc_err mrtc_xmatrix_sign(const char *method, const char *uri, const char 
 	return MRTC_OK;
 }
 
-enum mrtc_err mrtc_xmatrix_verify(const char *method, const char *uri,
-				  const struct json_object *content, const char *our_name,
-				  const char *const *headers, size_t n_headers,
-				  mrtc_key_lookup_fn lookup, void *lookup_ctx, char *ret_origin)
+enum mrtc_err mrtc_xmatrix_prepare(const char *method, const char *uri,
+				   const struct json_object *content, const char *our_name,
+				   const char *const *headers, size_t n_headers,
+				   mrtc_key_lookup_fn lookup, void *lookup_ctx,
+				   struct mrtc_xmatrix_check *ret_check)
 {
 	struct mrtc_xmatrix_auth auths[MAX_XMATRIX_HEADERS];
 	size_t n = 0;
@@ -225,32 +228,71 @@ enum mrtc_err mrtc_xmatrix_verify(const char *method, const char *uri,
 		if (auths[i].destination[0] && strcmp(auths[i].destination, our_name) != 0)
 			return MRTC_ERR_WRONG_DESTINATION;
 	}
-	char *text = NULL;
-	size_t len;
-	enum mrtc_err err =
-	    mrtc_xmatrix_signed_bytes(method, uri, auths[0].origin, our_name, content, &text, &len);
-	if (err != MRTC_OK)
-		return err;
-	enum mrtc_err first_err = MRTC_OK;
-	bool ok = false;
-	for (size_t i = 0; i < n && !ok; i++) {
+	struct mrtc_xmatrix_check c = { .first_err = MRTC_OK };
+	for (size_t i = 0; i < n; i++) {
 		enum mrtc_err e;
 		uint8_t pk[MRTC_ED25519_PK_LEN];
+		uint8_t sig[MRTC_ED25519_SIG_LEN + 3];
+		size_t sig_len, b64_len = strlen(auths[i].sig);
 		if (!mrtc_key_id_is_valid(auths[i].key))
 			e = strncmp(auths[i].key, "ed25519:", 8) == 0 ? MRTC_ERR_AUTH_MALFORMED
 								      : MRTC_ERR_UNSUPPORTED;
 		else
 			e = lookup(lookup_ctx, auths[i].origin, auths[i].key, pk);
-		if (e == MRTC_OK)
-			e = mrtc_ed25519_verify_b64(auths[i].sig, (const uint8_t *)text, len, pk);
-		if (e == MRTC_OK)
-			ok = true;
-		else if (first_err == MRTC_OK)
-			first_err = e;
+		if (e == MRTC_OK &&
+		    (!mrtc_base64_decode(auths[i].sig, b64_len, sig, sizeof(sig), &sig_len) ||
+		     sig_len != MRTC_ED25519_SIG_LEN))
+			e = MRTC_ERR_BAD_SIGNATURE;
+		if (e != MRTC_OK) {
+			if (c.first_err == MRTC_OK)
+				c.first_err = e;
+			continue;
+		}
+		memcpy(c.public_keys[c.n], pk, sizeof(pk));
+		memcpy(c.sigs[c.n], sig, MRTC_ED25519_SIG_LEN);
+		c.n++;
 	}
-	free(text);
-	if (!ok)
-		return first_err;
-	memcpy(ret_origin, auths[0].origin, strlen(auths[0].origin) + 1);
+	if (c.n == 0)
+		return c.first_err;
+	if (c.first_err == MRTC_OK)
+		c.first_err = MRTC_ERR_BAD_SIGNATURE;
+	enum mrtc_err err = mrtc_xmatrix_signed_bytes(method, uri, auths[0].origin, our_name,
+						      content, &c.signed_bytes, &c.signed_len);
+	if (err != MRTC_OK)
+		return err;
+	memcpy(c.origin, auths[0].origin, strlen(auths[0].origin) + 1);
+	*ret_check = c;
 	return MRTC_OK;
+}
+
+enum mrtc_err mrtc_xmatrix_check_run(const struct mrtc_xmatrix_check *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (crypto_sign_verify_detached(c->sigs[i], (const uint8_t *)c->signed_bytes,
+						c->signed_len, c->public_keys[i]) == 0)
+			return MRTC_OK;
+	return c->first_err;
+}
+
+void mrtc_xmatrix_check_finish(struct mrtc_xmatrix_check *c)
+{
+	free(c->signed_bytes);
+	c->signed_bytes = NULL;
+}
+
+enum mrtc_err mrtc_xmatrix_verify(const char *method, const char *uri,
+				  const struct json_object *content, const char *our_name,
+				  const char *const *headers, size_t n_headers,
+				  mrtc_key_lookup_fn lookup, void *lookup_ctx, char *ret_origin)
+{
+	struct mrtc_xmatrix_check c;
+	enum mrtc_err err = mrtc_xmatrix_prepare(method, uri, content, our_name, headers, n_headers,
+						 lookup, lookup_ctx, &c);
+	if (err != MRTC_OK)
+		return err;
+	err = mrtc_xmatrix_check_run(&c);
+	if (err == MRTC_OK)
+		memcpy(ret_origin, c.origin, strlen(c.origin) + 1);
+	mrtc_xmatrix_check_finish(&c);
+	return err;
 }

@@ -111,6 +111,8 @@ static const struct var vars[] = {
 	  "seconds per LiveKit RoomService call" },
 	{ "MRTC_FEDERATION_TIMEOUT", T_UINT, "10", 0, OFF(federation_timeout_s), 1, 300,
 	  "seconds for a whole federation get_token call" },
+	{ "MRTC_VERIFY_THREADS", T_UINT, "2", 0, OFF(verify_threads), 0, 64,
+	  "threads verifying federation signatures (0: on the event loop)" },
 	{ "MRTC_CLIENT_TIMEOUT", T_UINT, "20", 0, OFF(client_timeout_s), 1, 600,
 	  "seconds an inbound connection may stay idle or slow before it is closed" },
 	{ "MRTC_READINESS_INTERVAL", T_UINT, "10", 0, OFF(readiness_interval_s), 1, 3600,

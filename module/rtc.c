@@ -51,6 +51,7 @@ struct token_req {
 	struct mrtc_rs_call *rs_call;
 	struct mrtc_fed_call *fed_call;
 	struct mrtc_keyring_op *key_op;
+	struct mrtc_verify_job *verify_job;
 };
 
 /* ---- field validation (pure) ---- */
@@ -210,6 +211,7 @@ static void tr_abort(struct mrtc_request *r)
 	mrtc_rs_call_cancel(t->rs_call);
 	mrtc_fed_call_cancel(t->fed_call);
 	mrtc_keyring_cancel(t->key_op);
+	mrtc_verify_job_cancel(t->verify_job);
 	tr_free(t);
 }
 
@@ -643,24 +645,39 @@ static void fed_verified(struct token_req *t)
 		fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership");
 }
 
+static void fed_checked(void *arg, enum mrtc_err err, const char *origin)
+{
+	struct token_req *t = arg;
+	t->verify_job = NULL;
+	if (err != MRTC_OK) {
+		t->s->counters.sig_bad++;
+		fail(t, MRTC_ERR_BAD_SIGNATURE, "Request signature is not valid");
+		return;
+	}
+	t->s->counters.sig_ok++;
+	mrtc_log(LOG_INFO, "federation", t->r->id, "verified X-Matrix signature of %s", origin);
+	fed_verified(t);
+}
+
+/* Everything but the Ed25519 checks here; those run on the verifier's threads. */
 static void fed_verify(struct token_req *t)
 {
 	const struct mrtc_config *c = t->s->config;
-	char origin[MRTC_SERVER_NAME_MAX + 1];
+	struct mrtc_xmatrix_check check;
 	enum mrtc_err err =
-	    mrtc_xmatrix_verify(mrtc_http_method_name(evhttp_request_get_command(t->r->req)),
-				evhttp_request_get_uri(t->r->req), t->body, c->server_name,
-				(const char *const *)t->auth_headers, t->n_auth,
-				mrtc_keyring_lookup, t->s->keyring, origin);
+	    mrtc_xmatrix_prepare(mrtc_http_method_name(evhttp_request_get_command(t->r->req)),
+				 evhttp_request_get_uri(t->r->req), t->body, c->server_name,
+				 (const char *const *)t->auth_headers, t->n_auth,
+				 mrtc_keyring_lookup, t->s->keyring, &check);
 	if (err != MRTC_OK) {
 		t->s->counters.sig_bad++;
 		fail(t, err == MRTC_ERR_AUTH_MALFORMED ? err : MRTC_ERR_BAD_SIGNATURE,
 		     "Request signature is not valid");
 		return;
 	}
-	t->s->counters.sig_ok++;
-	mrtc_log(LOG_INFO, "federation", t->r->id, "verified X-Matrix signature of %s", origin);
-	fed_verified(t);
+	t->verify_job = mrtc_verifier_submit(t->s->verifier, &check, fed_checked, t);
+	if (!t->verify_job)
+		fail(t, MRTC_ERR_NOMEM, "Out of memory");
 }
 
 static void fed_key_ready(void *arg, enum mrtc_err err)

@@ -77,6 +77,9 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 	if (!s->user_limit || !s->origin_limit || !s->fed_paths || !s->openid_cache)
 		goto fail;
 	if (!cfg->legacy_only) {
+		err = mrtc_verifier_create(base, (unsigned)cfg->verify_threads, &s->verifier);
+		if (err != MRTC_OK)
+			goto fail;
 		struct mrtc_keyring_config kc = { .fed = s->fed,
 						  .timeout_ms = cfg->federation_timeout_s * 1000 };
 		err = mrtc_keyring_create(base, &kc, &s->keyring);
@@ -117,6 +120,7 @@ void mrtc_services_destroy(struct mrtc_services *s)
 	mrtc_readiness_destroy(s->readiness);
 	mrtc_homeserver_destroy(s->homeserver);
 	mrtc_keyring_destroy(s->keyring);
+	mrtc_verifier_destroy(s->verifier);
 	mrtc_cache_destroy(s->fed_paths);
 	mrtc_cache_destroy(s->openid_cache);
 	mrtc_ratelimit_destroy(s->user_limit);

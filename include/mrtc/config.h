@@ -62,6 +62,7 @@ struct mrtc_config {
 	uint64_t federation_timeout_s;
 	uint64_t readiness_interval_s;
 	uint64_t client_timeout_s;
+	uint64_t verify_threads;
 	char *livekit_service_url;
 	bool full_access_all;
 	char **full_access; /* server names */

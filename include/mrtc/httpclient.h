@@ -24,7 +24,7 @@ struct mrtc_http_call;
 
 struct mrtc_http_client_config {
 	const char *ca_file;	  /* extra PEM bundle, or NULL */
-	size_t max_idle_per_dest; /* idle keep-alive connections kept per destination (0: 4) */
+	size_t max_idle_per_dest; /* idle keep-alive connections kept per destination (0: 32) */
 	size_t max_dests;	  /* destinations with idle connections (0: 256) */
 };
 

@@ -15,6 +15,7 @@
 #include "mrtc/metrics.h"
 #include "mrtc/ratelimit.h"
 #include "mrtc/roomservice.h"
+#include "mrtc/verifier.h"
 
 struct mrtc_services {
 	struct event_base *base;
@@ -23,7 +24,8 @@ struct mrtc_services {
 	struct mrtc_http_client *http;
 	struct mrtc_resolver *resolver;
 	struct mrtc_fedclient *fed;
-	struct mrtc_keyring *keyring;	    /* NULL in lk-jwt-service drop-in mode */
+	struct mrtc_keyring *keyring; /* NULL in lk-jwt-service drop-in mode */
+	struct mrtc_verifier *verifier;
 	struct mrtc_homeserver *homeserver; /* NULL in lk-jwt-service drop-in mode */
 	struct mrtc_roomservice *rooms;
 	struct mrtc_ratelimit *user_limit;

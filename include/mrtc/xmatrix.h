@@ -77,4 +77,38 @@ enum mrtc_err mrtc_xmatrix_verify(const char *method, const char *uri,
 				  const char *const *headers, size_t n_headers,
 				  mrtc_key_lookup_fn lookup, void *lookup_ctx, char *ret_origin);
 
+/*
+ * The same verification in two steps, so that the Ed25519 work can run on another thread:
+ * mrtc_xmatrix_prepare() does everything but the signature checks (parsing, destination and
+ * origin rules, key lookups, the signed bytes); mrtc_xmatrix_check_run() is pure and
+ * thread-safe. A check is finished with mrtc_xmatrix_check_finish().
+ */
+#define MRTC_XMATRIX_MAX_CANDIDATES 8
+
+struct mrtc_xmatrix_check {
+	char origin[MRTC_SERVER_NAME_MAX + 1];
+	char *signed_bytes;
+	size_t signed_len;
+	size_t n;
+	uint8_t public_keys[MRTC_XMATRIX_MAX_CANDIDATES][MRTC_ED25519_PK_LEN];
+	uint8_t sigs[MRTC_XMATRIX_MAX_CANDIDATES][MRTC_ED25519_SIG_LEN];
+	enum mrtc_err first_err; /* the reason if no candidate verifies */
+};
+
+/*
+ * Errors as mrtc_xmatrix_verify() for everything decided before the signatures are checked.
+ * On MRTC_OK, @ret_check holds at least one candidate; finish it with
+ * mrtc_xmatrix_check_finish().
+ */
+enum mrtc_err mrtc_xmatrix_prepare(const char *method, const char *uri,
+				   const struct json_object *content, const char *our_name,
+				   const char *const *headers, size_t n_headers,
+				   mrtc_key_lookup_fn lookup, void *lookup_ctx,
+				   struct mrtc_xmatrix_check *ret_check);
+
+/* MRTC_OK if a candidate verifies, else check->first_err. Pure; safe on any thread. */
+enum mrtc_err mrtc_xmatrix_check_run(const struct mrtc_xmatrix_check *check);
+
+void mrtc_xmatrix_check_finish(struct mrtc_xmatrix_check *check);
+
 #endif
