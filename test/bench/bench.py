@@ -88,7 +88,8 @@ def main():
     binary = os.path.join(build, "mrtc-transportd")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), "?")
-    print(f"machine: {os.cpu_count()} cores, {cpu}; one wrk thread, daemon on one event loop")
+    print(f"machine: {os.cpu_count()} cores, {cpu}; one wrk thread; the daemon: one event loop "
+          "plus MRTC_VERIFY_THREADS=2 signature threads")
     tb = Testbed(mrtc_binary=binary, state=STATE).start(
         with_daemons=True, MRTC_RATE_PER_SECOND="1000000", MRTC_RATE_BURST="1000000",
         MRTC_LOG_LEVEL="warn", MRTC_MEMBERSHIP_CACHE_TTL="300", MRTC_AUTH_CACHE_TTL="3600")
