@@ -287,7 +287,7 @@ static void verify_openid(struct legacy_req *l)
  * a later release) is refused explicitly rather than silently ignored: a client that believes
  * it delegated would stop refreshing its own delayed leave event.
  */
-static bool parse(struct legacy_req *l, struct json_object **ret_doc)
+static bool parse(struct legacy_req *l)
 {
 	const char *body;
 	size_t len;
@@ -325,7 +325,7 @@ static bool parse(struct legacy_req *l, struct json_object **ret_doc)
 		lr_fail(l, MRTC_ERR_NOT_JSON, "Error reading request");
 		return false;
 	}
-	*ret_doc = doc;
+	json_object_put(doc); /* everything needed has been copied out */
 	const char *msg = NULL;
 	if (l->sfu_get && !l->room_id[0])
 		msg = "Missing room parameter";
@@ -370,10 +370,8 @@ static void start(struct mrtc_request *r, bool sfu_get)
 	l->sfu_get = sfu_get;
 	r->handler_ctx = l;
 	r->on_abort = lr_abort;
-	struct json_object *doc = NULL;
-	if (!parse(l, &doc))
+	if (!parse(l))
 		return;
-	json_object_put(doc);
 	verify_openid(l);
 }
 
