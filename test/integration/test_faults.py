@@ -129,6 +129,23 @@ class Faults(unittest.TestCase):
                 self.healthy()
         self.assertIn("CreateRoom failed", self.hs1.mrtc.logs())
 
+    def test_wrong_sfu_secret_is_a_clear_error(self):
+        from harness import Daemon
+        env = self.tb.mrtc_env(self.hs1, LIVEKIT_SECRET="not-the-sfu-secret-0123456789abcdef")
+        d = Daemon(BINARY, env, name="mrtc-badsecret").start()
+        try:
+            status, _, data = d.request("POST", PATH, body=json.dumps(self.body(fresh=True)),
+                                        headers={"Authorization": "Bearer tok_3"})
+            self.assertEqual((status, json.loads(data)["error"]),
+                             (500, "Unable to create room on SFU"))
+            time.sleep(0.2)
+            logs = d.logs()
+            self.assertIn("SFU refused our credentials (401 text/plain", logs)
+            self.assertNotIn("not-the-sfu-secret", logs)
+            self.assertEqual(d.stop(), 0)
+        finally:
+            d.close()
+
     # -- DNS ----------------------------------------------------------------------------------
     def test_dns_not_answering(self):
         dns = next(p for name, p, _ in self.tb.procs if name == "dnsmasq")
