@@ -140,6 +140,15 @@ void mrtc_cache_remove(struct mrtc_cache *c, const void *key, size_t len)
 		unlink_node(c, slot);
 }
 
+void mrtc_cache_foreach(struct mrtc_cache *c, uint64_t now_ms,
+			void (*fn)(void *ctx, const void *key, size_t key_len, void *value),
+			void *ctx)
+{
+	for (struct node *n = c->oldest; n; n = n->newer)
+		if (n->expires_ms > now_ms)
+			fn(ctx, n->key, n->key_len, n->value);
+}
+
 void mrtc_cache_get_stats(const struct mrtc_cache *c, struct mrtc_cache_stats *ret)
 {
 	*ret = c->stats;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "mrtc/servername.h"
+#include "mrtc/store.h"
 #include "mrtc/util.h"
 
 #define SECRET_FILE_MAX 4096
@@ -41,6 +42,7 @@ enum var_type {
 	T_LOG_LEVEL,
 	T_LOG_FORMAT,
 	T_REFUSED,
+	T_STORE,
 };
 
 enum var_flags {
@@ -111,6 +113,16 @@ static const struct var vars[] = {
 	  "seconds per LiveKit RoomService call" },
 	{ "MRTC_FEDERATION_TIMEOUT", T_UINT, "10", 0, OFF(federation_timeout_s), 1, 300,
 	  "seconds for a whole federation get_token call" },
+	{ "MRTC_STORE", T_STORE, NULL, 0, OFF(store), 0, 0,
+	  "sqlite:<path> or redis://host[:port][/db]: enables delegate_delayed_leave" },
+	{ "MRTC_DELAYED_POLL_MS", T_UINT, "2000", 0, OFF(delayed_poll_ms), 100, 60000,
+	  "milliseconds between GetParticipant checks of a delegated job" },
+	{ "MRTC_DELAYED_CONNECT_WAIT", T_UINT, "60", 0, OFF(delayed_connect_wait_s), 1, 3600,
+	  "seconds a delegated job waits for the participant before sending the leave" },
+	{ "MRTC_LEASE_TTL_MS", T_UINT, "10000", 0, OFF(lease_ttl_ms), 500, 600000,
+	  "milliseconds a daemon holds a job of a shared (Redis) store without renewing" },
+	{ "MRTC_MEMBERSHIP_RECHECK", T_UINT, "30", 0, OFF(membership_recheck_s), 1, 3600,
+	  "seconds between membership re-checks of admitted participants" },
 	{ "MRTC_VERIFY_THREADS", T_UINT, "2", 0, OFF(verify_threads), 0, 64,
 	  "threads verifying federation signatures (0: on the event loop)" },
 	{ "MRTC_CLIENT_TIMEOUT", T_UINT, "20", 0, OFF(client_timeout_s), 1, 600,
@@ -468,6 +480,13 @@ static void parse_var(struct mrtc_config *c, const struct var *v, const char *va
 	case T_REFUSED:
 		problem(problems, v->name, "%s", v->help);
 		return;
+	case T_STORE:
+		if (!mrtc_store_spec_is_valid(value)) {
+			problem(problems, v->name,
+				"expected sqlite:<path> or redis://host[:port][/db]");
+			return;
+		}
+		break;
 	}
 	char **s = string_field(c, v);
 	free(*s);
@@ -676,6 +695,7 @@ void mrtc_config_destroy(struct mrtc_config *c)
 		case T_HTTPS_URL:
 		case T_WS_URL:
 		case T_FILE:
+		case T_STORE:
 			free_secret(*string_field(c, v));
 			break;
 		default:

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mrtc/delayed.h"
 #include "mrtc/json.h"
 #include "mrtc/livekit.h"
 #include "mrtc/log.h"
@@ -288,6 +289,8 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 		t->s->counters.tokens_federated++;
 	else
 		t->s->counters.tokens_local++;
+	mrtc_delayed_admitted(t->s->delayed, t->f.room_id, t->room_name, t->identity,
+			      t->federated ? t->f.user_id : t->who.user_id, c->token_ttl_s);
 	reply_jwt(t, jwt);
 	sodium_memzero(jwt, strlen(jwt));
 	free(jwt);

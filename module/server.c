@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "mrtc/admin.h"
+#include "mrtc/delayed.h"
 #include "mrtc/legacy.h"
 #include "mrtc/log.h"
 #include "mrtc/rtc.h"
@@ -64,6 +65,7 @@ static const struct {
 	{ { "/healthz", GET_HEAD, handle_healthz, "healthz" }, false },
 	{ { "/get_token", EVHTTP_REQ_POST, mrtc_legacy_get_token, "legacy_get_token" }, false },
 	{ { "/sfu/get", EVHTTP_REQ_POST, mrtc_legacy_sfu_get, "legacy_sfu_get" }, false },
+	{ { "/sfu_webhook", EVHTTP_REQ_POST, mrtc_delayed_webhook, "sfu_webhook" }, false },
 	{ { "/_matrix/client/v1/rtc/transports", EVHTTP_REQ_GET, mrtc_rtc_transports,
 	    "transports" },
 	  true },
@@ -226,6 +228,16 @@ enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_conf
 	for (size_t i = 0; i < sizeof(main_routes) / sizeof(main_routes[0]); i++)
 		if (!main_routes[i].homeserver_only || !config->legacy_only)
 			s->routes[s->n_routes++] = main_routes[i].route;
+	/* Delegated delayed leave needs a store; without one the paths stay unknown (404). */
+	static const struct mrtc_route delegate[] = {
+		{ "/_matrix/client/v1/rtc/livekit/delegate_delayed_leave", EVHTTP_REQ_POST,
+		  mrtc_delayed_delegate, "delegate_delayed_leave" },
+		{ "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/delegate_delayed_leave",
+		  EVHTTP_REQ_POST, mrtc_delayed_delegate, "delegate_delayed_leave" },
+	};
+	if (config->store && !config->legacy_only)
+		for (size_t i = 0; i < 2; i++)
+			s->routes[s->n_routes++] = delegate[i];
 	enum mrtc_err err = mrtc_services_create(base, config, &s->services);
 	if (err != MRTC_OK) {
 		free(s);

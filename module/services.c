@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mrtc/admin.h"
+#include "mrtc/delayed.h"
 #include "mrtc/log.h"
 
 #define RATE_KEYS_MAX 200000
@@ -105,6 +106,9 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 	err = mrtc_readiness_create(s, &s->readiness);
 	if (err != MRTC_OK)
 		goto fail;
+	err = mrtc_delayed_create(s, &s->delayed);
+	if (err != MRTC_OK)
+		goto fail;
 	*ret_services = s;
 	return MRTC_OK;
 fail:
@@ -117,6 +121,7 @@ void mrtc_services_destroy(struct mrtc_services *s)
 {
 	if (!s)
 		return;
+	mrtc_delayed_destroy(s->delayed);
 	mrtc_readiness_destroy(s->readiness);
 	mrtc_homeserver_destroy(s->homeserver);
 	mrtc_keyring_destroy(s->keyring);

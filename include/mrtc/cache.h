@@ -32,6 +32,11 @@ bool mrtc_cache_put(struct mrtc_cache *cache, const void *key, size_t key_len, v
 
 void mrtc_cache_remove(struct mrtc_cache *cache, const void *key, size_t key_len);
 
+/* Calls @fn for every unexpired entry, oldest first. @fn must not change the cache. */
+void mrtc_cache_foreach(struct mrtc_cache *cache, uint64_t now_ms,
+			void (*fn)(void *ctx, const void *key, size_t key_len, void *value),
+			void *ctx);
+
 void mrtc_cache_get_stats(const struct mrtc_cache *cache, struct mrtc_cache_stats *ret_stats);
 
 #endif

@@ -63,6 +63,11 @@ struct mrtc_config {
 	uint64_t readiness_interval_s;
 	uint64_t client_timeout_s;
 	uint64_t verify_threads;
+	char *store;
+	uint64_t delayed_poll_ms;
+	uint64_t delayed_connect_wait_s;
+	uint64_t lease_ttl_ms;
+	uint64_t membership_recheck_s;
 	char *livekit_service_url;
 	bool full_access_all;
 	char **full_access; /* server names */

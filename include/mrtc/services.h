@@ -34,6 +34,7 @@ struct mrtc_services {
 	struct mrtc_cache *openid_cache; /* SHA-256(token, server) -> user id (legacy flow) */
 	struct mrtc_metrics metrics;
 	struct mrtc_readiness *readiness;
+	struct mrtc_delayed *delayed;
 	struct {
 		uint64_t tokens_local, tokens_federated, tokens_legacy;
 		uint64_t fed_out_ok, fed_out_forbidden, fed_out_invalid, fed_out_failed;

@@ -115,6 +115,15 @@ class Handler(BaseHTTPRequestHandler):
                 if "acl" in p:
                     room["acl"] = p["acl"]
                 return 200, {}
+            if path == "/_test/delayed" and method == "POST":
+                # {"delay_id": id, "user_id": u, "delay": ms[, "state": s]}
+                p = json.loads(body)
+                ev = STATE.setdefault("delayed_events", {}).setdefault(p["delay_id"], {})
+                ev.update({"user_id": p["user_id"], "delay": p["delay"],
+                           "state": p.get("state", "scheduled")})
+                return 200, ev
+            if path == "/_test/delayed":
+                return 200, STATE.get("delayed_events", {})
             if path == "/_test/mode" and method == "POST":
                 MODE.update(json.loads(body))
                 return 200, MODE
@@ -201,16 +210,23 @@ class Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/_matrix/client/(?:v1|unstable/org\.matrix\.msc4140)/delayed_events"
                          r"(?:/([^/]+)/(restart|send|cancel))?", path)
         if m:
-            u = users.get(token or "")
-            if not u:
-                return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
             events = STATE.setdefault("delayed_events", {})
             if not m.group(1):
-                mine = [dict(e, delay_id=k) for k, e in events.items()
+                # Listing needs the owner's access token.
+                u = users.get(token or "")
+                if not u:
+                    return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
+                mine = [{"delay_id": k, "delay": e["delay"], "room_id": e.get("room_id", ""),
+                         "type": "org.matrix.msc3401.call.member", "state_key": "",
+                         "running_since": int(time.time() * 1000), "content": {}}
+                        for k, e in events.items()
                         if e["user_id"] == u["user_id"] and e.get("state") == "scheduled"]
                 return 200, {"scheduled": mine}
+            if method != "POST":
+                return matrix_error(405, "M_UNRECOGNIZED", "Unrecognized request")
+            # MSC4140: the delay_id is the capability; no access token is needed.
             ev = events.get(urllib.parse.unquote(m.group(1)))
-            if not ev or ev.get("state") != "scheduled" or ev["user_id"] != u["user_id"]:
+            if not ev or ev.get("state") != "scheduled":
                 return matrix_error(404, "M_NOT_FOUND", "Delayed event not found")
             ev.setdefault("actions", []).append({"action": m.group(2), "time": time.time()})
             if m.group(2) == "send":

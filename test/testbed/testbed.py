@@ -321,6 +321,16 @@ http {{
         return int(code or 0), body
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def start_redis(self):
+        """A Redis server on a free loopback port (shared job store tests)."""
+        self.redis_port = free_port()
+        self.spawn("redis", ["redis-server", "--port", str(self.redis_port), "--bind",
+                             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir])
+        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"],
+                                        capture_output=True, text=True).stdout.strip() == "PONG",
+                 "redis")
+        return f"redis://127.0.0.1:{self.redis_port}"
+
     def start(self, with_daemons=False, **daemon_env):
         try:
             self.make_pki()

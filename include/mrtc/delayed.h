@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Delegated delayed leave (PROTOCOL §2.4) and the SFU side of membership: jobs that keep a
+ * user's MSC4140 delayed leave event alive while their participant is on our SFU and send it
+ * when they leave; verified LiveKit webhooks that drive the jobs; and a periodic re-check of
+ * the participants we admitted, removing from the SFU those no longer joined to the room.
+ */
+#ifndef MRTC_DELAYED_H
+#define MRTC_DELAYED_H
+
+#include "mrtc/http.h"
+
+struct mrtc_services;
+struct mrtc_delayed;
+
+/* Opens the store (when configured), resumes its jobs, starts the membership watch. */
+enum mrtc_err mrtc_delayed_create(struct mrtc_services *services,
+				  struct mrtc_delayed **ret_delayed);
+void mrtc_delayed_destroy(struct mrtc_delayed *delayed);
+
+/* Remembers a participant we minted a token for, for the membership watch. */
+void mrtc_delayed_admitted(struct mrtc_delayed *delayed, const char *room_id, const char *room_name,
+			   const char *identity, const char *user_id, uint64_t ttl_s);
+
+void mrtc_delayed_delegate(struct mrtc_request *r); /* POST …/rtc/livekit/delegate_delayed_leave */
+void mrtc_delayed_webhook(struct mrtc_request *r);  /* POST /sfu_webhook */
+
+#endif

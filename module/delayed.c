@@ -1,0 +1,839 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Delayed-leave jobs. Each job is a small state machine driven by one timer: poll the SFU for
+ * the participant, restart the delayed event at 80 % of its delay, and send it once the
+ * participant is gone (webhook or poll) or never came. Homeserver calls retry with backoff
+ * (1 s, x1.5, jitter, at most 60 s) and honour 429. Jobs are written to the store on every
+ * change of state; with a shared store each job is driven only by the daemon holding its lease.
+ */
+#include "mrtc/delayed.h"
+
+#include <event2/http.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mrtc/json.h"
+#include "mrtc/log.h"
+#include "mrtc/rtc.h"
+#include "mrtc/services.h"
+#include "mrtc/store.h"
+#include "mrtc/util.h"
+
+#define MAX_JOBS 100000
+#define BACKOFF_START_MS 1000
+#define BACKOFF_CAP_MS 60000
+#define WATCH_MAX 100000
+#define WATCH_PER_ROUND 2000
+#define HS_RESPONSE_MAX (256 * 1024)
+#define WATCH_KEY_MAX (2 * MRTC_LIVEKIT_NAME_MAX + 2)
+
+static const char *const de_paths[2] = {
+	"/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
+	"/_matrix/client/v1/delayed_events",
+};
+
+struct job {
+	struct mrtc_delayed *d;
+	struct mrtc_job_record rec;
+	struct event *timer;
+	uint64_t next_restart_ms, next_poll_ms, wait_deadline_ms, retry_at_ms;
+	uint64_t backoff_ms;
+	bool busy, send_pending;
+	int path;
+	struct mrtc_http_call *http;
+	struct mrtc_rs_call *rs;
+	struct job *prev, *next;
+};
+
+struct watched {
+	char room_id[256];
+	char room_name[MRTC_LIVEKIT_HASH_LEN + 1];
+	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
+	char user_id[256];
+	bool checking;
+};
+
+struct mrtc_delayed {
+	struct mrtc_services *s;
+	struct mrtc_store *store;
+	struct job *jobs;
+	size_t n_jobs;
+	char owner[33];
+	struct event *scan;  /* shared store: take over jobs whose lease ran out */
+	struct event *watch; /* membership re-checks */
+	struct mrtc_cache *admitted;
+};
+
+/* ---- jobs ---- */
+
+static void job_tick(struct job *j);
+
+static struct job *find_job(struct mrtc_delayed *d, const char *key)
+{
+	for (struct job *j = d->jobs; j; j = j->next)
+		if (strcmp(j->rec.key, key) == 0)
+			return j;
+	return NULL;
+}
+
+static void job_unlink_free(struct job *j)
+{
+	struct mrtc_delayed *d = j->d;
+	mrtc_http_call_cancel(j->http);
+	mrtc_rs_call_cancel(j->rs);
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		d->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	d->n_jobs--;
+	if (j->timer)
+		event_free(j->timer);
+	sodium_memzero(j->rec.delay_id, sizeof(j->rec.delay_id));
+	free(j);
+}
+
+/* The job is over: forget it everywhere. */
+static void job_done(struct job *j, const char *why)
+{
+	struct mrtc_delayed *d = j->d;
+	mrtc_log(LOG_INFO, "delayed", NULL, "job for %s in %s ended: %s", j->rec.user_id,
+		 j->rec.room_id, why);
+	d->store->ops->del(d->store->self, j->rec.key);
+	d->store->ops->release(d->store->self, j->rec.key, d->owner);
+	job_unlink_free(j);
+}
+
+static void save(struct job *j)
+{
+	if (j->d->store->ops->put(j->d->store->self, &j->rec) != MRTC_OK)
+		mrtc_log(LOG_ERR, "delayed", NULL, "cannot write the job for %s to the store",
+			 j->rec.user_id);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	job_tick(arg);
+}
+
+static void arm(struct job *j, uint64_t at_ms)
+{
+	uint64_t now = mrtc_monotonic_ms();
+	uint64_t in = at_ms > now ? at_ms - now : 0;
+	struct timeval tv = { .tv_sec = (time_t)(in / 1000),
+			      .tv_usec = (suseconds_t)(in % 1000) * 1000 };
+	evtimer_add(j->timer, &tv);
+}
+
+static void backoff(struct job *j)
+{
+	uint64_t jitter = randombytes_uniform((uint32_t)(j->backoff_ms / 4 + 1));
+	j->retry_at_ms = mrtc_monotonic_ms() + j->backoff_ms + jitter;
+	j->backoff_ms = j->backoff_ms * 3 / 2;
+	if (j->backoff_ms > BACKOFF_CAP_MS)
+		j->backoff_ms = BACKOFF_CAP_MS;
+}
+
+/* Milliseconds a 429 asks us to wait: retry_after_ms in the body, else Retry-After. */
+static uint64_t retry_after(const struct mrtc_http_response *resp)
+{
+	struct json_object *doc = NULL, *ms = NULL;
+	uint64_t v = 0;
+	if (mrtc_json_parse(resp->body, resp->body_len, 8, &doc) == MRTC_OK &&
+	    json_object_object_get_ex(doc, "retry_after_ms", &ms) &&
+	    json_object_is_type(ms, json_type_int) && json_object_get_int64(ms) > 0)
+		v = (uint64_t)json_object_get_int64(ms);
+	json_object_put(doc);
+	if (!v && resp->retry_after && mrtc_parse_u64(resp->retry_after, 0, 86400, &v))
+		v *= 1000;
+	return v ? v : BACKOFF_START_MS;
+}
+
+static void on_action(void *arg, const struct mrtc_http_response *resp, bool sending)
+{
+	struct job *j = arg;
+	j->http = NULL;
+	j->busy = false;
+	struct json_object *doc = NULL;
+	const char *errcode = NULL;
+	if (resp->err == MRTC_OK && mrtc_json_parse(resp->body, resp->body_len, 8, &doc) == MRTC_OK)
+		errcode = mrtc_json_get_string(doc, "errcode");
+	bool unrecognized = errcode && strcmp(errcode, "M_UNRECOGNIZED") == 0;
+	json_object_put(doc);
+	if (resp->err == MRTC_OK && resp->status == 404 && unrecognized && j->path == 0) {
+		j->path = 1; /* the homeserver only serves the stable path */
+		job_tick(j);
+		return;
+	}
+	if (resp->err == MRTC_OK && resp->status == 200) {
+		j->backoff_ms = BACKOFF_START_MS;
+		if (sending) {
+			job_done(j, "leave event sent");
+			return;
+		}
+		j->next_restart_ms = mrtc_monotonic_ms() + j->rec.delay_ms * 8 / 10;
+	} else if (resp->err == MRTC_OK && resp->status == 404) {
+		job_done(j, sending ? "leave event already sent" : "delayed event gone");
+		return;
+	} else if (resp->err == MRTC_OK && resp->status == 429) {
+		j->retry_at_ms = mrtc_monotonic_ms() + retry_after(resp);
+	} else {
+		mrtc_log(LOG_WARNING, "delayed", NULL, "%s for %s failed (%s, HTTP %d): retrying",
+			 sending ? "send" : "restart", j->rec.user_id, mrtc_err_str(resp->err),
+			 resp->err == MRTC_OK ? resp->status : 0);
+		backoff(j);
+	}
+	job_tick(j);
+}
+
+static void on_restart(void *arg, const struct mrtc_http_response *resp)
+{
+	on_action(arg, resp, false);
+}
+
+static void on_send(void *arg, const struct mrtc_http_response *resp)
+{
+	on_action(arg, resp, true);
+}
+
+static void act(struct job *j, const char *action)
+{
+	char url[3000];
+	char *id = evhttp_uriencode(j->rec.delay_id, -1, 0);
+	if (!id)
+		return;
+	snprintf(url, sizeof(url), "%s%s/%s/%s", j->rec.cs_api_url, de_paths[j->path], id, action);
+	sodium_memzero(id, strlen(id));
+	free(id);
+	struct mrtc_http_request req = {
+		.method = "POST",
+		.content_type = "application/json",
+		.body = "{}",
+		.body_len = 2,
+		.timeout_ms = j->d->s->config->homeserver_timeout_s * 1000,
+		.max_body = HS_RESPONSE_MAX,
+	};
+	/* The delay_id is the capability: MSC4140 needs no access token for these. */
+	j->http = mrtc_http_fetch(j->d->s->http, j->d->s->dns, url, &req, false, NULL, 0,
+				  strcmp(action, "send") == 0 ? on_send : on_restart, j);
+	sodium_memzero(url, sizeof(url));
+	if (j->http)
+		j->busy = true;
+	else
+		backoff(j);
+}
+
+static void on_poll(void *arg, enum mrtc_err err, const char *detail)
+{
+	(void)detail;
+	struct job *j = arg;
+	j->rs = NULL;
+	j->busy = false;
+	j->next_poll_ms = mrtc_monotonic_ms() + j->d->s->config->delayed_poll_ms;
+	if (err == MRTC_OK && j->rec.state == MRTC_JOB_WAITING) {
+		mrtc_log(LOG_INFO, "delayed", NULL, "participant of %s is on the SFU",
+			 j->rec.user_id);
+		j->rec.state = MRTC_JOB_CONNECTED;
+		save(j);
+	} else if (err == MRTC_ERR_NOT_FOUND && j->rec.state == MRTC_JOB_CONNECTED) {
+		mrtc_log(LOG_INFO, "delayed", NULL, "participant of %s left the SFU",
+			 j->rec.user_id);
+		j->send_pending = true;
+	}
+	job_tick(j);
+}
+
+static void job_tick(struct job *j)
+{
+	struct mrtc_delayed *d = j->d;
+	if (j->busy)
+		return;
+	uint64_t now = mrtc_monotonic_ms();
+	if (d->store->shared && !d->store->ops->lease(d->store->self, j->rec.key, d->owner,
+						      d->s->config->lease_ttl_ms)) {
+		mrtc_log(LOG_INFO, "delayed", NULL, "job for %s is driven by another daemon now",
+			 j->rec.user_id);
+		job_unlink_free(j);
+		return;
+	}
+	if (j->retry_at_ms > now) {
+		arm(j, j->retry_at_ms);
+		return;
+	}
+	if (j->rec.state == MRTC_JOB_WAITING && now >= j->wait_deadline_ms && !j->send_pending) {
+		mrtc_log(LOG_INFO, "delayed", NULL,
+			 "participant of %s never came: sending the leave", j->rec.user_id);
+		j->send_pending = true;
+	}
+	if (j->send_pending) {
+		act(j, "send");
+		if (!j->busy)
+			arm(j, j->retry_at_ms);
+		return;
+	}
+	if (now >= j->next_restart_ms) {
+		act(j, "restart");
+		if (!j->busy)
+			arm(j, j->retry_at_ms);
+		return;
+	}
+	if (now >= j->next_poll_ms) {
+		j->rs = mrtc_roomservice_get_participant(d->s->rooms, j->rec.room_name,
+							 j->rec.identity, on_poll, j);
+		j->busy = j->rs != NULL;
+		if (!j->busy)
+			j->next_poll_ms = now + d->s->config->delayed_poll_ms;
+		else
+			return;
+	}
+	uint64_t at = j->next_restart_ms < j->next_poll_ms ? j->next_restart_ms : j->next_poll_ms;
+	if (j->rec.state == MRTC_JOB_WAITING && j->wait_deadline_ms < at)
+		at = j->wait_deadline_ms;
+	arm(j, at);
+}
+
+/* Starts driving @rec here. The restart comes at once: when it last ran is unknown. */
+static struct job *job_start(struct mrtc_delayed *d, const struct mrtc_job_record *rec)
+{
+	if (d->n_jobs >= MAX_JOBS)
+		return NULL;
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	j->d = d;
+	j->rec = *rec;
+	j->backoff_ms = BACKOFF_START_MS;
+	j->timer = evtimer_new(d->s->base, on_timer, j);
+	if (!j->timer) {
+		free(j);
+		return NULL;
+	}
+	uint64_t now = mrtc_monotonic_ms(), wall = mrtc_now_ms();
+	uint64_t wait_end = rec->created_ms + d->s->config->delayed_connect_wait_s * 1000;
+	j->wait_deadline_ms = now + (wait_end > wall ? wait_end - wall : 0);
+	j->next_restart_ms = now;
+	j->next_poll_ms = now;
+	j->next = d->jobs;
+	if (d->jobs)
+		d->jobs->prev = j;
+	d->jobs = j;
+	d->n_jobs++;
+	job_tick(j);
+	return j;
+}
+
+static void resume_one(void *ctx, const struct mrtc_job_record *rec)
+{
+	struct mrtc_delayed *d = ctx;
+	if (find_job(d, rec->key))
+		return;
+	if (d->store->shared &&
+	    !d->store->ops->lease(d->store->self, rec->key, d->owner, d->s->config->lease_ttl_ms))
+		return;
+	mrtc_log(LOG_INFO, "delayed", NULL, "taking up the job for %s in %s", rec->user_id,
+		 rec->room_id);
+	job_start(d, rec);
+}
+
+static void on_scan(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct mrtc_delayed *d = arg;
+	/* Renew what we hold (a busy job does not tick), then take up orphans. */
+	for (struct job *j = d->jobs, *next; j; j = next) {
+		next = j->next;
+		if (!d->store->ops->lease(d->store->self, j->rec.key, d->owner,
+					  d->s->config->lease_ttl_ms) &&
+		    !j->busy) {
+			mrtc_log(LOG_INFO, "delayed", NULL, "lost the lease on the job for %s",
+				 j->rec.user_id);
+			job_unlink_free(j);
+		}
+	}
+	d->store->ops->each(d->store->self, resume_one, d);
+}
+
+/* ---- membership watch ---- */
+
+struct recheck {
+	struct mrtc_delayed *d;
+	char key[WATCH_KEY_MAX];
+	struct watched w;
+};
+
+static void on_removed(void *arg, enum mrtc_err err, const char *detail)
+{
+	struct recheck *c = arg;
+	if (err == MRTC_OK || err == MRTC_ERR_NOT_FOUND)
+		mrtc_log(LOG_INFO, "watch", NULL,
+			 "%s is no longer joined to %s: removed from the SFU%s", c->w.user_id,
+			 c->w.room_id, err == MRTC_OK ? "" : " (was not connected)");
+	else
+		mrtc_log(LOG_WARNING, "watch", NULL, "cannot remove %s from the SFU: %s",
+			 c->w.user_id, detail ? detail : mrtc_err_str(err));
+	free(c);
+}
+
+static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote_membership *m)
+{
+	struct recheck *c = arg;
+	struct watched *w =
+	    mrtc_cache_get(c->d->admitted, c->key, strlen(c->key), mrtc_monotonic_ms());
+	if (w)
+		w->checking = false;
+	if (err != MRTC_OK || m->user_joined) {
+		free(c);
+		return;
+	}
+	mrtc_cache_remove(c->d->admitted, c->key, strlen(c->key));
+	if (!mrtc_roomservice_remove_participant(c->d->s->rooms, c->w.room_name, c->w.identity,
+						 on_removed, c))
+		free(c);
+}
+
+static void check_one(struct mrtc_delayed *d, const char *key, struct watched *w)
+{
+	if (w->checking)
+		return;
+	struct recheck *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->d = d;
+	snprintf(c->key, sizeof(c->key), "%s", key);
+	c->w = *w;
+	const char *server = mrtc_user_id_server(w->user_id);
+	w->checking = true;
+	if (!server || !mrtc_hs_remote_membership(d->s->homeserver, w->room_id, w->user_id, server,
+						  on_membership, c)) {
+		w->checking = false;
+		free(c);
+	}
+}
+
+struct round {
+	struct mrtc_delayed *d;
+	size_t n;
+	char (*keys)[WATCH_KEY_MAX];
+};
+
+static void collect(void *ctx, const void *key, size_t len, void *value)
+{
+	(void)value;
+	struct round *r = ctx;
+	if (r->n < WATCH_PER_ROUND && len < sizeof(r->keys[0])) {
+		memcpy(r->keys[r->n], key, len);
+		r->keys[r->n][len] = '\0';
+		r->n++;
+	}
+}
+
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct mrtc_delayed *d = arg;
+	struct round r = { .d = d, .keys = calloc(WATCH_PER_ROUND, sizeof(*r.keys)) };
+	if (!r.keys)
+		return;
+	uint64_t now = mrtc_monotonic_ms();
+	mrtc_cache_foreach(d->admitted, now, collect, &r);
+	for (size_t i = 0; i < r.n; i++) {
+		struct watched *w = mrtc_cache_get(d->admitted, r.keys[i], strlen(r.keys[i]), now);
+		if (w)
+			check_one(d, r.keys[i], w);
+	}
+	free(r.keys);
+}
+
+static void watch_key(char *out, size_t size, const char *room_name, const char *identity)
+{
+	snprintf(out, size, "%s|%s", room_name, identity);
+}
+
+void mrtc_delayed_admitted(struct mrtc_delayed *d, const char *room_id, const char *room_name,
+			   const char *identity, const char *user_id, uint64_t ttl_s)
+{
+	if (!d || !d->admitted)
+		return;
+	struct watched *w = calloc(1, sizeof(*w));
+	if (!w)
+		return;
+	snprintf(w->room_id, sizeof(w->room_id), "%s", room_id);
+	snprintf(w->room_name, sizeof(w->room_name), "%s", room_name);
+	snprintf(w->identity, sizeof(w->identity), "%s", identity);
+	snprintf(w->user_id, sizeof(w->user_id), "%s", user_id);
+	char key[WATCH_KEY_MAX];
+	watch_key(key, sizeof(key), room_name, identity);
+	mrtc_cache_put(d->admitted, key, strlen(key), w, mrtc_monotonic_ms() + ttl_s * 1000);
+}
+
+/* ---- webhooks ---- */
+
+void mrtc_delayed_webhook(struct mrtc_request *r)
+{
+	struct mrtc_services *s = r->services;
+	const char *body;
+	size_t len;
+	if (mrtc_http_body(r, &body, &len) != MRTC_OK) {
+		mrtc_http_reply_error(r, MRTC_ERR_TOO_LARGE, "Request body too large");
+		return;
+	}
+	const char *auth =
+	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
+	struct mrtc_livekit_creds creds = { s->config->livekit_key, s->config->livekit_secret };
+	struct mrtc_webhook hook;
+	enum mrtc_err err =
+	    auth ? mrtc_livekit_webhook_verify(&creds, auth, body, len, mrtc_now_ms() / 1000, &hook)
+		 : MRTC_ERR_AUTH_MISSING;
+	if (err != MRTC_OK) {
+		mrtc_log(LOG_WARNING, "webhook", r->id, "refused an SFU webhook: %s",
+			 mrtc_err_str(err));
+		mrtc_http_reply_error(r,
+				      err == MRTC_ERR_NOT_JSON || err == MRTC_ERR_BAD_JSON
+					  ? err
+					  : MRTC_ERR_UNAUTHORIZED,
+				      "Webhook not accepted");
+		return;
+	}
+	struct mrtc_delayed *d = s->delayed;
+	if (d && hook.room[0]) {
+		for (struct job *j = d->jobs, *next; j; j = next) {
+			next = j->next;
+			if (strcmp(j->rec.room_name, hook.room) != 0)
+				continue;
+			bool mine = strcmp(j->rec.identity, hook.identity) == 0;
+			if (mine && hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED &&
+			    j->rec.state == MRTC_JOB_WAITING) {
+				j->rec.state = MRTC_JOB_CONNECTED;
+				save(j);
+			} else if ((mine &&
+				    (hook.event == MRTC_WEBHOOK_PARTICIPANT_LEFT ||
+				     hook.event == MRTC_WEBHOOK_PARTICIPANT_CONNECTION_ABORTED)) ||
+				   hook.event == MRTC_WEBHOOK_ROOM_FINISHED) {
+				j->send_pending = true;
+				if (!j->busy) {
+					evtimer_del(j->timer);
+					job_tick(j);
+				}
+			}
+		}
+		if (hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED && d->admitted) {
+			char key[WATCH_KEY_MAX];
+			watch_key(key, sizeof(key), hook.room, hook.identity);
+			struct watched *w =
+			    mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms());
+			if (w)
+				check_one(d, key, w);
+		}
+	}
+	struct json_object *ok = json_object_new_object();
+	mrtc_http_reply_json(r, 200, ok);
+	json_object_put(ok);
+}
+
+/* ---- the delegation endpoint ---- */
+
+struct delegation {
+	struct mrtc_request *r;
+	struct mrtc_services *s;
+	char *token;
+	struct mrtc_whoami who;
+	struct mrtc_token_fields f;
+	char delay_id[256];
+	char device[256];
+	int path;
+	struct mrtc_hs_op *hs_op;
+	struct mrtc_http_call *http;
+};
+
+static void dl_free(struct delegation *g)
+{
+	if (g->token) {
+		sodium_memzero(g->token, strlen(g->token));
+		free(g->token);
+	}
+	sodium_memzero(g->delay_id, sizeof(g->delay_id));
+	free(g);
+}
+
+static void dl_abort(struct mrtc_request *r)
+{
+	struct delegation *g = r->handler_ctx;
+	mrtc_hs_op_cancel(g->hs_op);
+	mrtc_http_call_cancel(g->http);
+	dl_free(g);
+}
+
+static void dl_fail(struct delegation *g, enum mrtc_err err, const char *msg)
+{
+	struct mrtc_request *r = g->r;
+	mrtc_log(LOG_INFO, "delayed", r->id, "delegation refused for %s: %s", g->who.user_id, msg);
+	r->on_abort = NULL;
+	dl_free(g);
+	mrtc_http_reply_error(r, err, msg);
+}
+
+static void dl_list(struct delegation *g);
+
+static void on_list(void *arg, const struct mrtc_http_response *resp)
+{
+	struct delegation *g = arg;
+	g->http = NULL;
+	struct json_object *doc = NULL, *list = NULL;
+	if (resp->err == MRTC_OK)
+		mrtc_json_parse(resp->body, resp->body_len, 32, &doc);
+	const char *errcode = mrtc_json_get_string(doc, "errcode");
+	if (resp->err == MRTC_OK && resp->status == 404 && g->path == 0 && errcode &&
+	    strcmp(errcode, "M_UNRECOGNIZED") == 0) {
+		json_object_put(doc);
+		g->path = 1;
+		dl_list(g);
+		return;
+	}
+	if (resp->err != MRTC_OK || resp->status != 200 ||
+	    !json_object_object_get_ex(doc, "scheduled", &list) ||
+	    !json_object_is_type(list, json_type_array)) {
+		json_object_put(doc);
+		dl_fail(g,
+			resp->err == MRTC_OK && resp->status == 401 ? MRTC_ERR_UNKNOWN_TOKEN
+								    : MRTC_ERR_UPSTREAM,
+			resp->err == MRTC_OK && resp->status == 401
+			    ? "Unknown access token"
+			    : "Unable to reach the homeserver");
+		return;
+	}
+	uint64_t delay = 0;
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *e = json_object_array_get_idx(list, i), *dv = NULL;
+		const char *id = mrtc_json_get_string(e, "delay_id");
+		if (id && strcmp(id, g->delay_id) == 0 &&
+		    json_object_object_get_ex(e, "delay", &dv) &&
+		    json_object_is_type(dv, json_type_int) && json_object_get_int64(dv) > 0)
+			delay = (uint64_t)json_object_get_int64(dv);
+	}
+	json_object_put(doc);
+	if (!delay) {
+		dl_fail(g, MRTC_ERR_INVALID_PARAM, "Unknown `delay_id`");
+		return;
+	}
+	struct mrtc_delayed *d = g->s->delayed;
+	const struct mrtc_config *c = g->s->config;
+	struct mrtc_job_record rec = { .delay_ms = delay, .created_ms = mrtc_now_ms() };
+	const char *parts[] = { g->f.room_id, g->f.slot_id, g->f.member_id, g->who.user_id };
+	enum mrtc_identity_kind kind = c->identity == MRTC_IDENTITY_USER_MEMBER
+					   ? MRTC_IDENTITY_KIND_USER_MEMBER
+					   : MRTC_IDENTITY_KIND_USER_DEVICE_MEMBER;
+	if (mrtc_livekit_hash(parts, 4, rec.key) != MRTC_OK ||
+	    mrtc_livekit_room_name(g->f.room_id, g->f.slot_id, rec.room_name) != MRTC_OK ||
+	    mrtc_livekit_identity(kind, g->who.user_id, g->device, g->f.member_id, rec.identity) !=
+		MRTC_OK) {
+		dl_fail(g, MRTC_ERR_BAD_JSON,
+			"A device id is required ('member.claimed_device_id')");
+		return;
+	}
+	snprintf(rec.user_id, sizeof(rec.user_id), "%s", g->who.user_id);
+	snprintf(rec.room_id, sizeof(rec.room_id), "%s", g->f.room_id);
+	snprintf(rec.delay_id, sizeof(rec.delay_id), "%s", g->delay_id);
+	snprintf(rec.cs_api_url, sizeof(rec.cs_api_url), "%s", c->homeserver_url);
+	/* One job per (room, slot, member, user): the new delegation replaces the old. */
+	struct job *old = find_job(d, rec.key);
+	if (old)
+		job_unlink_free(old);
+	if (d->store->ops->put(d->store->self, &rec) != MRTC_OK) {
+		sodium_memzero(&rec, sizeof(rec));
+		dl_fail(g, MRTC_ERR_INTERNAL, "Unable to store the delegation");
+		return;
+	}
+	struct job *j = job_start(d, &rec);
+	sodium_memzero(&rec, sizeof(rec));
+	if (!j) {
+		dl_fail(g, MRTC_ERR_INTERNAL, "Unable to take the delegation");
+		return;
+	}
+	mrtc_log(LOG_INFO, "delayed", g->r->id, "delayed leave of %s in %s delegated%s",
+		 g->who.user_id, g->f.room_id, old ? " (replacing the previous one)" : "");
+	struct mrtc_request *r = g->r;
+	r->on_abort = NULL;
+	dl_free(g);
+	struct json_object *empty = json_object_new_object();
+	mrtc_http_reply_json(r, 200, empty);
+	json_object_put(empty);
+}
+
+static void dl_list(struct delegation *g)
+{
+	char url[2200];
+	snprintf(url, sizeof(url), "%s%s", g->s->config->homeserver_url, de_paths[g->path]);
+	size_t al = strlen(g->token) + 8;
+	char *auth = malloc(al);
+	if (!auth) {
+		dl_fail(g, MRTC_ERR_NOMEM, "Out of memory");
+		return;
+	}
+	snprintf(auth, al, "Bearer %s", g->token);
+	struct mrtc_http_request req = { .method = "GET",
+					 .authorization = auth,
+					 .timeout_ms = g->s->config->homeserver_timeout_s * 1000,
+					 .max_body = HS_RESPONSE_MAX };
+	g->http = mrtc_http_fetch(g->s->http, g->s->dns, url, &req, false, NULL, 0, on_list, g);
+	sodium_memzero(auth, al);
+	free(auth);
+	if (!g->http)
+		dl_fail(g, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
+}
+
+static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
+{
+	struct delegation *g = arg;
+	g->hs_op = NULL;
+	if (err != MRTC_OK) {
+		dl_fail(g, err == MRTC_ERR_UNKNOWN_TOKEN ? err : MRTC_ERR_UPSTREAM,
+			err == MRTC_ERR_UNKNOWN_TOKEN ? "Unknown access token"
+						      : "Unable to reach the homeserver");
+		return;
+	}
+	g->who = *who;
+	const struct mrtc_config *c = g->s->config;
+	const char *server = mrtc_user_id_server(who->user_id);
+	if (!server || strcmp(server, c->server_name) != 0) {
+		dl_fail(g, MRTC_ERR_FORBIDDEN,
+			"Only users of this homeserver can use this endpoint");
+		return;
+	}
+	const char *body, *msg;
+	size_t len;
+	struct json_object *doc = NULL;
+	if (mrtc_http_body(g->r, &body, &len) != MRTC_OK) {
+		dl_fail(g, MRTC_ERR_TOO_LARGE, "Request body too large");
+		return;
+	}
+	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &doc) != MRTC_OK) {
+		dl_fail(g, MRTC_ERR_NOT_JSON, "Body is not valid JSON");
+		return;
+	}
+	err = mrtc_token_fields_parse(doc, false, &g->f, &msg);
+	struct json_object *dv = NULL;
+	if (err == MRTC_OK &&
+	    (!json_object_object_get_ex(doc, "delay_id", &dv) ||
+	     !json_object_is_type(dv, json_type_string) || !json_object_get_string_len(dv))) {
+		err = MRTC_ERR_BAD_JSON;
+		msg = "Missing `delay_id`";
+	} else if (err == MRTC_OK &&
+		   (size_t)json_object_get_string_len(dv) >= sizeof(g->delay_id)) {
+		err = MRTC_ERR_INVALID_PARAM;
+		msg = "`delay_id` is too long";
+	} else if (err == MRTC_OK) {
+		snprintf(g->delay_id, sizeof(g->delay_id), "%s", json_object_get_string(dv));
+	}
+	json_object_put(doc);
+	if (err != MRTC_OK) {
+		dl_fail(g, err, msg);
+		return;
+	}
+	if ((g->f.server_name[0] && strcmp(g->f.server_name, c->server_name) != 0) ||
+	    !mrtc_sfu_url_matches(g->f.url, c->livekit_url)) {
+		dl_fail(g, MRTC_ERR_INVALID_PARAM,
+			"Only calls on this homeserver's SFU can be delegated here");
+		return;
+	}
+	if (who->device_id[0] && g->f.claimed_device_id[0] &&
+	    strcmp(who->device_id, g->f.claimed_device_id) != 0) {
+		dl_fail(g, MRTC_ERR_INVALID_PARAM,
+			"'member.claimed_device_id' is not the device of the access token");
+		return;
+	}
+	snprintf(g->device, sizeof(g->device), "%s",
+		 g->f.claimed_device_id[0] ? g->f.claimed_device_id : who->device_id);
+	uint64_t retry;
+	if (!mrtc_ratelimit_take(g->s->user_limit, who->user_id, mrtc_monotonic_ms(), &retry)) {
+		struct mrtc_request *r = g->r;
+		r->on_abort = NULL;
+		dl_free(g);
+		mrtc_http_reply_limited(r, retry);
+		return;
+	}
+	dl_list(g);
+}
+
+void mrtc_delayed_delegate(struct mrtc_request *r)
+{
+	const char *token = mrtc_http_bearer(r);
+	if (!token) {
+		mrtc_http_reply_error(r, MRTC_ERR_MISSING_TOKEN, "Missing access token");
+		return;
+	}
+	struct delegation *g = calloc(1, sizeof(*g));
+	if (!g || !(g->token = strdup(token))) {
+		free(g);
+		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+		return;
+	}
+	g->r = r;
+	g->s = r->services;
+	r->handler_ctx = g;
+	r->on_abort = dl_abort;
+	g->hs_op = mrtc_hs_whoami(g->s->homeserver, g->token, dl_whoami, g);
+	if (!g->hs_op)
+		dl_fail(g, MRTC_ERR_INTERNAL, "Cannot ask the homeserver");
+}
+
+/* ---- lifecycle ---- */
+
+enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed **ret)
+{
+	struct mrtc_delayed *d = calloc(1, sizeof(*d));
+	if (!d)
+		return MRTC_ERR_NOMEM;
+	d->s = s;
+	uint8_t rnd[16];
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(d->owner, sizeof(d->owner), rnd, sizeof(rnd));
+	const struct mrtc_config *c = s->config;
+	enum mrtc_err err = MRTC_ERR_NOMEM;
+	if (s->homeserver) {
+		d->admitted = mrtc_cache_create(WATCH_MAX, free);
+		d->watch = event_new(s->base, -1, EV_PERSIST, on_watch, d);
+		struct timeval tv = { .tv_sec = (time_t)c->membership_recheck_s };
+		if (!d->admitted || !d->watch || event_add(d->watch, &tv) != 0)
+			goto fail;
+	}
+	if (c->store) {
+		err = mrtc_store_open(c->store, &d->store);
+		if (err != MRTC_OK)
+			goto fail;
+		err = MRTC_ERR_NOMEM;
+		d->scan = event_new(s->base, -1, EV_PERSIST, on_scan, d);
+		struct timeval tv = { .tv_sec = (time_t)(c->lease_ttl_ms / 3000),
+				      .tv_usec =
+					  (suseconds_t)((c->lease_ttl_ms / 3) % 1000) * 1000 };
+		if (!d->scan || (d->store->shared && event_add(d->scan, &tv) != 0))
+			goto fail;
+		d->store->ops->each(d->store->self, resume_one, d);
+	}
+	*ret = d;
+	return MRTC_OK;
+fail:
+	mrtc_delayed_destroy(d);
+	return err;
+}
+
+void mrtc_delayed_destroy(struct mrtc_delayed *d)
+{
+	if (!d)
+		return;
+	while (d->jobs)
+		job_unlink_free(d->jobs); /* they stay in the store for the next start */
+	if (d->scan)
+		event_free(d->scan);
+	if (d->watch)
+		event_free(d->watch);
+	mrtc_cache_destroy(d->admitted);
+	mrtc_store_close(d->store);
+	free(d);
+}

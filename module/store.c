@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The job stores: SQLite (WAL, one row per job) and Redis (a hash per job, leases by SET NX). */
+#include "mrtc/store.h"
+
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "mrtc/log.h"
+#include "mrtc/servername.h"
+#include "mrtc/util.h"
+
+/* ---- SQLite ---- */
+
+struct sq {
+	sqlite3 *db;
+};
+
+static const char *const sq_schema =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=FULL;"
+    "CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, user_id TEXT, room_id TEXT,"
+    " room_name TEXT, identity TEXT, delay_id TEXT, cs_api_url TEXT, delay_ms INTEGER,"
+    " created_ms INTEGER, state INTEGER);";
+
+static enum mrtc_err sq_put(void *self, const struct mrtc_job_record *j)
+{
+	struct sq *s = self;
+	sqlite3_stmt *st = NULL;
+	enum mrtc_err err = MRTC_ERR_IO;
+	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return err;
+	const char *texts[] = { j->key,	     j->user_id,  j->room_id,	j->room_name,
+				j->identity, j->delay_id, j->cs_api_url };
+	for (int i = 0; i < 7; i++)
+		sqlite3_bind_text(st, i + 1, texts[i], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, (sqlite3_int64)j->delay_ms);
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)j->created_ms);
+	sqlite3_bind_int(st, 10, j->state);
+	if (sqlite3_step(st) == SQLITE_DONE)
+		err = MRTC_OK;
+	sqlite3_finalize(st);
+	return err;
+}
+
+static enum mrtc_err sq_del(void *self, const char *key)
+{
+	struct sq *s = self;
+	sqlite3_stmt *st = NULL;
+	enum mrtc_err err = MRTC_ERR_IO;
+	if (sqlite3_prepare_v2(s->db, "DELETE FROM jobs WHERE key = ?", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_DONE)
+			err = MRTC_OK;
+	}
+	sqlite3_finalize(st);
+	return err;
+}
+
+static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+	snprintf(dst, size, "%s", t ? (const char *)t : "");
+}
+
+static void sq_row(sqlite3_stmt *st, struct mrtc_job_record *j)
+{
+	memset(j, 0, sizeof(*j));
+	copy_col(j->key, sizeof(j->key), st, 0);
+	copy_col(j->user_id, sizeof(j->user_id), st, 1);
+	copy_col(j->room_id, sizeof(j->room_id), st, 2);
+	copy_col(j->room_name, sizeof(j->room_name), st, 3);
+	copy_col(j->identity, sizeof(j->identity), st, 4);
+	copy_col(j->delay_id, sizeof(j->delay_id), st, 5);
+	copy_col(j->cs_api_url, sizeof(j->cs_api_url), st, 6);
+	j->delay_ms = (uint64_t)sqlite3_column_int64(st, 7);
+	j->created_ms = (uint64_t)sqlite3_column_int64(st, 8);
+	j->state = sqlite3_column_int(st, 9);
+}
+
+static enum mrtc_err sq_get(void *self, const char *key, struct mrtc_job_record *ret)
+{
+	struct sq *s = self;
+	sqlite3_stmt *st = NULL;
+	enum mrtc_err err = MRTC_ERR_IO;
+	if (sqlite3_prepare_v2(s->db, "SELECT * FROM jobs WHERE key = ?", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			sq_row(st, ret);
+			err = MRTC_OK;
+		} else if (rc == SQLITE_DONE) {
+			err = MRTC_ERR_NOT_FOUND;
+		}
+	}
+	sqlite3_finalize(st);
+	return err;
+}
+
+static enum mrtc_err sq_each(void *self, mrtc_store_each_fn fn, void *ctx)
+{
+	struct sq *s = self;
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(s->db, "SELECT * FROM jobs", -1, &st, NULL) != SQLITE_OK)
+		return MRTC_ERR_IO;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct mrtc_job_record j;
+		sq_row(st, &j);
+		fn(ctx, &j);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? MRTC_OK : MRTC_ERR_IO;
+}
+
+static bool sq_lease(void *self, const char *key, const char *owner, uint64_t ttl_ms)
+{
+	(void)self;
+	(void)key;
+	(void)owner;
+	(void)ttl_ms;
+	return true; /* one daemon per database file */
+}
+
+static void sq_release(void *self, const char *key, const char *owner)
+{
+	(void)self;
+	(void)key;
+	(void)owner;
+}
+
+static void sq_destroy(void *self)
+{
+	struct sq *s = self;
+	sqlite3_close(s->db);
+	free(s);
+}
+
+static const struct mrtc_store_ops sq_ops = {
+	sq_put, sq_del, sq_get, sq_each, sq_lease, sq_release, sq_destroy,
+};
+
+static enum mrtc_err sq_open(const char *path, struct mrtc_store *store)
+{
+	struct sq *s = calloc(1, sizeof(*s));
+	if (!s)
+		return MRTC_ERR_NOMEM;
+	char *msg = NULL;
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+		SQLITE_OK ||
+	    sqlite3_busy_timeout(s->db, 250) != SQLITE_OK ||
+	    sqlite3_exec(s->db, sq_schema, NULL, NULL, &msg) != SQLITE_OK) {
+		mrtc_log(LOG_ERR, "store", NULL, "cannot open the SQLite store: %s",
+			 msg ? msg : sqlite3_errmsg(s->db));
+		sqlite3_free(msg);
+		sqlite3_close(s->db);
+		free(s);
+		return MRTC_ERR_IO;
+	}
+	store->ops = &sq_ops;
+	store->self = s;
+	return MRTC_OK;
+}
+
+/* ---- Redis ---- */
+
+struct rd {
+	redisContext *c;
+	char host[256];
+	int port, db;
+};
+
+#define RD_JOBS "mrtc:jobs"
+
+static bool rd_connect(struct rd *r)
+{
+	if (r->c && !r->c->err)
+		return true;
+	if (r->c)
+		redisFree(r->c);
+	struct timeval tv = { .tv_usec = 250000 };
+	r->c = redisConnectWithTimeout(r->host, r->port, tv);
+	if (!r->c || r->c->err)
+		return false;
+	redisSetTimeout(r->c, tv);
+	if (r->db) {
+		redisReply *rep = redisCommand(r->c, "SELECT %d", r->db);
+		bool ok = rep && rep->type == REDIS_REPLY_STATUS;
+		if (rep)
+			freeReplyObject(rep);
+		return ok;
+	}
+	return true;
+}
+
+/* One command; NULL (and a reconnect next time) on failure. Caller frees the reply. */
+static redisReply *rd_cmd(struct rd *r, const char *fmt, ...)
+{
+	if (!rd_connect(r))
+		return NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *rep = redisvCommand(r->c, fmt, ap);
+	va_end(ap);
+	if (!rep || rep->type == REDIS_REPLY_ERROR) {
+		if (rep)
+			freeReplyObject(rep);
+		if (r->c->err) {
+			redisFree(r->c);
+			r->c = NULL;
+		}
+		return NULL;
+	}
+	return rep;
+}
+
+static enum mrtc_err rd_put(void *self, const struct mrtc_job_record *j)
+{
+	struct rd *r = self;
+	redisReply *rep = rd_cmd(
+	    r,
+	    "HSET mrtc:job:%s user_id %s room_id %s room_name %s identity %s delay_id %s "
+	    "cs_api_url %s delay_ms %llu created_ms %llu state %d",
+	    j->key, j->user_id, j->room_id, j->room_name, j->identity, j->delay_id, j->cs_api_url,
+	    (unsigned long long)j->delay_ms, (unsigned long long)j->created_ms, j->state);
+	if (!rep)
+		return MRTC_ERR_IO;
+	freeReplyObject(rep);
+	rep = rd_cmd(r, "SADD " RD_JOBS " %s", j->key);
+	if (!rep)
+		return MRTC_ERR_IO;
+	freeReplyObject(rep);
+	return MRTC_OK;
+}
+
+static enum mrtc_err rd_del(void *self, const char *key)
+{
+	struct rd *r = self;
+	redisReply *rep = rd_cmd(r, "DEL mrtc:job:%s", key);
+	if (!rep)
+		return MRTC_ERR_IO;
+	freeReplyObject(rep);
+	rep = rd_cmd(r, "SREM " RD_JOBS " %s", key);
+	if (rep)
+		freeReplyObject(rep);
+	return rep ? MRTC_OK : MRTC_ERR_IO;
+}
+
+static void field(redisReply *rep, const char *name, char *dst, size_t size)
+{
+	for (size_t i = 0; i + 1 < rep->elements; i += 2)
+		if (rep->element[i]->str && strcmp(rep->element[i]->str, name) == 0 &&
+		    rep->element[i + 1]->str) {
+			snprintf(dst, size, "%s", rep->element[i + 1]->str);
+			return;
+		}
+	dst[0] = '\0';
+}
+
+static enum mrtc_err rd_get(void *self, const char *key, struct mrtc_job_record *ret)
+{
+	struct rd *r = self;
+	redisReply *rep = rd_cmd(r, "HGETALL mrtc:job:%s", key);
+	if (!rep)
+		return MRTC_ERR_IO;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) {
+		freeReplyObject(rep);
+		return MRTC_ERR_NOT_FOUND;
+	}
+	struct mrtc_job_record j = { .state = 0 };
+	char num[32];
+	snprintf(j.key, sizeof(j.key), "%s", key);
+	field(rep, "user_id", j.user_id, sizeof(j.user_id));
+	field(rep, "room_id", j.room_id, sizeof(j.room_id));
+	field(rep, "room_name", j.room_name, sizeof(j.room_name));
+	field(rep, "identity", j.identity, sizeof(j.identity));
+	field(rep, "delay_id", j.delay_id, sizeof(j.delay_id));
+	field(rep, "cs_api_url", j.cs_api_url, sizeof(j.cs_api_url));
+	field(rep, "delay_ms", num, sizeof(num));
+	mrtc_parse_u64(num, 0, UINT64_MAX, &j.delay_ms);
+	field(rep, "created_ms", num, sizeof(num));
+	mrtc_parse_u64(num, 0, UINT64_MAX, &j.created_ms);
+	field(rep, "state", num, sizeof(num));
+	j.state = strcmp(num, "1") == 0 ? MRTC_JOB_CONNECTED : MRTC_JOB_WAITING;
+	freeReplyObject(rep);
+	*ret = j;
+	return MRTC_OK;
+}
+
+static enum mrtc_err rd_each(void *self, mrtc_store_each_fn fn, void *ctx)
+{
+	struct rd *r = self;
+	redisReply *rep = rd_cmd(r, "SMEMBERS " RD_JOBS);
+	if (!rep)
+		return MRTC_ERR_IO;
+	for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+		struct mrtc_job_record j;
+		if (rep->element[i]->str && strlen(rep->element[i]->str) < sizeof(j.key) &&
+		    rd_get(r, rep->element[i]->str, &j) == MRTC_OK)
+			fn(ctx, &j);
+	}
+	freeReplyObject(rep);
+	return MRTC_OK;
+}
+
+/* Renews our lease, or takes a free one: one atomic script. */
+static const char lease_script[] =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) "
+    "elseif redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 "
+    "else return 0 end";
+static const char release_script[] =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
+    "else return 0 end";
+
+static bool rd_lease(void *self, const char *key, const char *owner, uint64_t ttl_ms)
+{
+	struct rd *r = self;
+	char ttl[24];
+	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
+	redisReply *rep = rd_cmd(r, "EVAL %s 1 mrtc:lease:%s %s %s", lease_script, key, owner, ttl);
+	bool ok = rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+	if (rep)
+		freeReplyObject(rep);
+	return ok;
+}
+
+static void rd_release(void *self, const char *key, const char *owner)
+{
+	struct rd *r = self;
+	redisReply *rep = rd_cmd(r, "EVAL %s 1 mrtc:lease:%s %s", release_script, key, owner);
+	if (rep)
+		freeReplyObject(rep);
+}
+
+static void rd_destroy(void *self)
+{
+	struct rd *r = self;
+	if (r->c)
+		redisFree(r->c);
+	free(r);
+}
+
+static const struct mrtc_store_ops rd_ops = {
+	rd_put, rd_del, rd_get, rd_each, rd_lease, rd_release, rd_destroy,
+};
+
+/* "redis://host[:port][/db]" */
+static bool rd_parse(const char *spec, struct rd *r)
+{
+	if (strncmp(spec, "redis://", 8) != 0)
+		return false;
+	const char *h = spec + 8;
+	size_t hl = strcspn(h, ":/");
+	if (hl == 0 || hl >= sizeof(r->host))
+		return false;
+	memcpy(r->host, h, hl);
+	r->host[hl] = '\0';
+	if (!mrtc_server_name_is_valid(r->host))
+		return false;
+	const char *p = h + hl;
+	uint64_t v;
+	r->port = 6379;
+	r->db = 0;
+	if (*p == ':') {
+		size_t n = strcspn(p + 1, "/");
+		if (!mrtc_parse_u64_n(p + 1, n, 1, 65535, &v))
+			return false;
+		r->port = (int)v;
+		p += 1 + n;
+	}
+	if (*p == '/') {
+		if (!mrtc_parse_u64(p + 1, 0, 1000, &v))
+			return false;
+		r->db = (int)v;
+	} else if (*p) {
+		return false;
+	}
+	return true;
+}
+
+bool mrtc_store_spec_is_valid(const char *spec)
+{
+	struct rd r;
+	if (strncmp(spec, "sqlite:", 7) == 0)
+		return spec[7] != '\0';
+	return rd_parse(spec, &r);
+}
+
+enum mrtc_err mrtc_store_open(const char *spec, struct mrtc_store **ret)
+{
+	struct mrtc_store *st = calloc(1, sizeof(*st));
+	if (!st)
+		return MRTC_ERR_NOMEM;
+	enum mrtc_err err = MRTC_ERR_CONFIG;
+	if (strncmp(spec, "sqlite:", 7) == 0 && spec[7]) {
+		err = sq_open(spec + 7, st);
+	} else {
+		struct rd *r = calloc(1, sizeof(*r));
+		if (r && rd_parse(spec, r)) {
+			st->ops = &rd_ops;
+			st->self = r;
+			st->shared = true;
+			err = rd_connect(r) ? MRTC_OK : MRTC_ERR_IO;
+			if (err != MRTC_OK)
+				mrtc_log(LOG_WARNING, "store", NULL,
+					 "Redis at %s:%d does not answer yet; retrying on use",
+					 r->host, r->port);
+			err = MRTC_OK; /* a shared store may come up after us */
+		} else {
+			free(r);
+		}
+	}
+	if (err != MRTC_OK) {
+		free(st);
+		return err;
+	}
+	*ret = st;
+	return MRTC_OK;
+}
+
+void mrtc_store_close(struct mrtc_store *st)
+{
+	if (!st)
+		return;
+	st->ops->destroy(st->self);
+	free(st);
+}

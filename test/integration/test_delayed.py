@@ -1,0 +1,293 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Delegated delayed leave, SFU webhooks and the membership watch on the testbed, with a real
+SQLite file and a real Redis server as the job stores. The test homeserver records every
+restart and send of a delayed event; the test SFU holds participants, records RemoveParticipant
+and signs webhooks with livekit-server-sdk.
+
+Usage: test_delayed.py <mrtc-transportd>
+"""
+import base64
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
+sys.path.insert(0, HERE)
+from harness import Daemon  # noqa: E402
+from testbed import Testbed  # noqa: E402
+
+BINARY = None
+PATH = "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/delegate_delayed_leave"
+USERS = {f"tok_{n}": {"user_id": f"@{n}:hs1.test", "device_id": f"DEV_{n}"}
+         for n in ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan")}
+STATE = {"hs1.test": {"users": USERS, "rooms": {"!call:hs1.test": {"members": {
+    u["user_id"]: "join" for u in USERS.values()}}}}}
+FAST = {"MRTC_DELAYED_POLL_MS": "300", "MRTC_DELAYED_CONNECT_WAIT": "3",
+        "MRTC_MEMBERSHIP_RECHECK": "1", "MRTC_MEMBERSHIP_CACHE_TTL": "0",
+        "MRTC_RATE_BURST": "1000"}
+
+
+def lk_hash(*parts):
+    data = json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
+
+
+def post(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)
+
+
+class Delayed(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tb = Testbed(state=STATE).start()
+        cls.hs1 = cls.tb.hs("hs1.test")
+        cls.redis = cls.tb.start_redis()
+        cls.db = cls.tb.path("jobs.db")
+        cls.daemons = []
+        cls.d = cls.daemon(MRTC_STORE=f"sqlite:{cls.db}")
+
+    @classmethod
+    def daemon(cls, **env):
+        e = cls.tb.mrtc_env(cls.hs1, **FAST)
+        e.update(env)
+        d = Daemon(BINARY, e, name="mrtc-delayed").start()
+        cls.daemons.append(d)
+        return d
+
+    @classmethod
+    def tearDownClass(cls):
+        problems = []
+        for d in cls.daemons:
+            rc = d.stop()
+            logs = d.logs()
+            if rc not in (0, -9, None):
+                problems.append(f"exit {rc}")
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                if marker in logs:
+                    problems.append(marker)
+            if "de_" in logs:
+                problems.append("a delay_id reached the log")
+            d.close()
+        cls.tb.stop()
+        assert not problems, problems
+
+    # -- helpers ------------------------------------------------------------------------------
+    def user(self, name):
+        return USERS[f"tok_{name}"]
+
+    def delayed_event(self, delay_id, name, delay=2000, state="scheduled"):
+        post(self.hs1.hs_url + "/_test/delayed", {"delay_id": delay_id, "delay": delay,
+                                                  "user_id": self.user(name)["user_id"],
+                                                  "state": state})
+
+    def actions(self, delay_id):
+        ev = get(self.hs1.hs_url + "/_test/delayed").get(delay_id, {})
+        return [a["action"] for a in ev.get("actions", [])], ev
+
+    def delegate(self, name, delay_id, member="m1", d=None, **extra):
+        body = {"url": "wss://sfu.hs1.test", "room_id": "!call:hs1.test",
+                "slot_id": "m.call#ROOM", "member": {"id": member}, "delay_id": delay_id}
+        body.update(extra)
+        status, _, data = (d or self.d).request("POST", PATH, body=json.dumps(body),
+                                               headers={"Authorization": f"Bearer tok_{name}"})
+        return status, json.loads(data)
+
+    def ident(self, name, member="m1"):
+        u = self.user(name)
+        return lk_hash(u["user_id"], u["device_id"], member)
+
+    ROOM = lk_hash("!call:hs1.test", "m.call#ROOM")
+
+    def participant(self, name, present, member="m1"):
+        post(self.hs1.sfu_url + "/_test/participant",
+             {"room": self.ROOM, "identity": self.ident(name, member), "present": present})
+
+    def webhook(self, event, name, member="m1", d=None, **kw):
+        body = {"event": event, "room": {"name": self.ROOM},
+                "participant": {"identity": self.ident(name, member)}}
+        return post(self.hs1.sfu_url + "/_test/webhook",
+                    dict({"url": f"http://127.0.0.1:{(d or self.d).port}/sfu_webhook",
+                          "event": body}, **kw))
+
+    def wait_for(self, cond, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            time.sleep(0.1)
+        return cond()
+
+    # -- tests --------------------------------------------------------------------------------
+    def test_connects_then_leaves_sent_once(self):
+        self.delayed_event("de_a", "alice")
+        self.assertEqual(self.delegate("alice", "de_a"), (200, {}))
+        self.participant("alice", True)
+        self.assertTrue(self.wait_for(lambda: "restart" in self.actions("de_a")[0]))
+        time.sleep(0.8)
+        self.participant("alice", False)
+        self.assertEqual(self.webhook("participant_left", "alice")["status"], 200)
+        self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_a")[0]))
+        time.sleep(1.0)
+        acts, ev = self.actions("de_a")
+        self.assertEqual(acts.count("send"), 1)
+        self.assertEqual(ev["state"], "sent")
+
+    def test_never_connects_sent_after_wait(self):
+        self.delayed_event("de_b", "bob", delay=10000)
+        start = time.monotonic()
+        self.assertEqual(self.delegate("bob", "de_b")[0], 200)
+        self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_b")[0], timeout=8))
+        self.assertGreaterEqual(time.monotonic() - start, 2.5)  # MRTC_DELAYED_CONNECT_WAIT=3
+
+    def test_connection_aborted(self):
+        self.delayed_event("de_c", "carol", delay=10000)
+        self.assertEqual(self.delegate("carol", "de_c")[0], 200)
+        self.participant("carol", True)
+        self.assertTrue(self.wait_for(lambda: self.actions("de_c")[0].count("restart") >= 1))
+        time.sleep(0.5)  # seen as connected by a poll
+        self.webhook("participant_connection_aborted", "carol")
+        self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_c")[0], timeout=3))
+
+    def test_already_sent_elsewhere_ends_job(self):
+        self.delayed_event("de_d", "dave", delay=1500)
+        self.assertEqual(self.delegate("dave", "de_d")[0], 200)
+        self.participant("dave", True)
+        self.assertTrue(self.wait_for(lambda: "restart" in self.actions("de_d")[0]))
+        self.delayed_event("de_d", "dave", delay=1500, state="sent")  # sent by someone else
+        time.sleep(2.5)
+        acts, _ = self.actions("de_d")
+        self.assertNotIn("send", acts)
+        self.assertIn("delayed event gone", self.d.logs())
+
+    def test_restarts_at_80_percent(self):
+        self.delayed_event("de_e", "erin", delay=1500)
+        self.assertEqual(self.delegate("erin", "de_e")[0], 200)
+        self.participant("erin", True)
+        self.assertTrue(self.wait_for(lambda: self.actions("de_e")[0].count("restart") >= 4,
+                                      timeout=10))
+        _, ev = self.actions("de_e")
+        times = [a["time"] for a in ev["actions"] if a["action"] == "restart"]
+        gaps = [b - a for a, b in zip(times[1:], times[2:])]
+        for g in gaps:
+            self.assertAlmostEqual(g, 1.2, delta=0.25)  # 80 % of 1.5 s
+        self.participant("erin", False)
+        self.webhook("participant_left", "erin")
+
+    def test_newer_delegation_replaces(self):
+        self.delayed_event("de_f1", "frank", delay=1500)
+        self.delayed_event("de_f2", "frank", delay=1500)
+        self.assertEqual(self.delegate("frank", "de_f1")[0], 200)
+        self.participant("frank", True)
+        self.assertTrue(self.wait_for(lambda: "restart" in self.actions("de_f1")[0]))
+        self.assertEqual(self.delegate("frank", "de_f2")[0], 200)
+        n1 = len(self.actions("de_f1")[0])
+        self.assertTrue(self.wait_for(lambda: self.actions("de_f2")[0].count("restart") >= 2))
+        self.assertEqual(len(self.actions("de_f1")[0]), n1)  # the old job stopped
+        self.participant("frank", False)
+        self.webhook("participant_left", "frank")
+        self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_f2")[0]))
+        self.assertNotIn("send", self.actions("de_f1")[0])
+
+    def test_refusals(self):
+        self.delayed_event("de_g", "grace")
+        self.assertEqual(self.delegate("heidi", "de_g")[1]["errcode"], "M_INVALID_PARAM")
+        self.assertEqual(self.delegate("grace", "de_nope")[1]["errcode"], "M_INVALID_PARAM")
+        self.assertEqual(self.delegate("grace", "de_g", url="wss://elsewhere")[1]["errcode"],
+                         "M_INVALID_PARAM")
+        status, _, data = self.d.request("POST", PATH, body="{}",
+                                         headers={"Authorization": "Bearer tok_grace"})
+        self.assertEqual((status, json.loads(data)["errcode"]), (400, "M_BAD_JSON"))
+        status, _, data = self.d.request("POST", PATH, body="{}")
+        self.assertEqual(status, 401)
+
+    def test_bad_webhooks_refused_and_change_nothing(self):
+        self.delayed_event("de_h", "heidi", delay=10000)
+        self.assertEqual(self.delegate("heidi", "de_h")[0], 200)
+        self.participant("heidi", True)
+        time.sleep(0.8)
+        self.assertEqual(self.webhook("participant_left", "heidi", secret="wrong")["status"], 401)
+        self.assertEqual(self.webhook("participant_left", "heidi", tamper=True)["status"], 401)
+        self.assertEqual(self.webhook("participant_left", "heidi", ttl=-120)["status"], 401)
+        time.sleep(1.0)
+        self.assertNotIn("send", self.actions("de_h")[0])
+        self.participant("heidi", False)
+        self.webhook("participant_left", "heidi")
+        self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_h")[0]))
+
+    def test_kicked_user_removed_from_sfu(self):
+        post(self.hs1.sfu_url + "/_test/calls", {})
+        body = {"url": "wss://sfu.hs1.test", "room_id": "!call:hs1.test",
+                "slot_id": "m.call#ROOM", "member": {"id": "m1"}}
+        status, _, _ = self.d.request("POST", "/_matrix/client/v1/rtc/livekit/get_token",
+                                      body=json.dumps(body),
+                                      headers={"Authorization": "Bearer tok_ivan"})
+        self.assertEqual(status, 200)
+        self.participant("ivan", True)
+        post(self.hs1.hs_url + "/_test/patch", {"room": "!call:hs1.test",
+                                                "member": "@ivan:hs1.test", "membership": "leave"})
+        start = time.monotonic()
+
+        def removed():
+            calls = get(self.hs1.sfu_url + "/_test/calls")["calls"]
+            return any(c["method"] == "RemoveParticipant" and c["body"] and
+                       c["body"].get("identity") == self.ident("ivan") for c in calls)
+        self.assertTrue(self.wait_for(removed, timeout=5))
+        self.assertLess(time.monotonic() - start, 3.0)  # MRTC_MEMBERSHIP_RECHECK=1
+
+    def test_sigkill_mid_job_resumes_from_sqlite(self):
+        self.delayed_event("de_k", "alice", delay=1500)
+        self.assertEqual(self.delegate("alice", "de_k", member="mk")[0], 200)
+        self.participant("alice", True, member="mk")
+        self.assertTrue(self.wait_for(lambda: "restart" in self.actions("de_k")[0]))
+        time.sleep(0.5)
+        self.d.proc.send_signal(signal.SIGKILL)
+        self.d.proc.wait()
+        self.d.start()
+        self.assertIn("taking up the job", self.d.logs())
+        n = self.actions("de_k")[0].count("restart")
+        self.assertTrue(self.wait_for(lambda: self.actions("de_k")[0].count("restart") > n))
+        self.participant("alice", False, member="mk")  # leaves; the poll notices
+        self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_k")[0]))
+        time.sleep(0.8)
+        self.assertEqual(self.actions("de_k")[0].count("send"), 1)
+
+    def test_redis_takeover_sends_exactly_once(self):
+        a = self.daemon(MRTC_STORE=self.redis, MRTC_LEASE_TTL_MS="1500")
+        b = self.daemon(MRTC_STORE=self.redis, MRTC_LEASE_TTL_MS="1500")
+        self.delayed_event("de_r", "bob", delay=1500)
+        self.assertEqual(self.delegate("bob", "de_r", member="mr", d=a)[0], 200)
+        self.participant("bob", True, member="mr")
+        self.assertTrue(self.wait_for(lambda: "restart" in self.actions("de_r")[0]))
+        time.sleep(0.5)
+        self.assertNotIn("taking up the job", b.logs())  # A holds it
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        self.assertTrue(self.wait_for(lambda: "taking up the job" in b.logs(), timeout=6))
+        self.participant("bob", False, member="mr")
+        self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_r")[0]))
+        time.sleep(1.5)
+        self.assertEqual(self.actions("de_r")[0].count("send"), 1)
+
+    def test_without_store_the_path_is_unknown(self):
+        d = self.daemon()  # no MRTC_STORE
+        status, _, data = d.request("POST", PATH, body="{}",
+                                    headers={"Authorization": "Bearer tok_alice"})
+        self.assertEqual((status, json.loads(data)["errcode"]), (404, "M_UNRECOGNIZED"))
+
+
+if __name__ == "__main__":
+    BINARY = sys.argv.pop(1)
+    unittest.main(verbosity=2)
