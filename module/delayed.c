@@ -218,8 +218,11 @@ static void act(struct job *j, const char *action)
 		.timeout_ms = j->d->s->config->homeserver_timeout_s * 1000,
 		.max_body = HS_RESPONSE_MAX,
 	};
-	/* The delay_id is the capability: MSC4140 needs no access token for these. */
-	j->http = mrtc_http_fetch(j->d->s->http, j->d->s->dns, url, &req, false, NULL, 0,
+	/* The delay_id is the capability: MSC4140 needs no access token for these. A URL a
+	 * client gave us (legacy delegation) goes through the outbound guard. */
+	const struct mrtc_config *c = j->d->s->config;
+	j->http = mrtc_http_fetch(j->d->s->http, j->d->s->dns, url, &req, j->rec.guarded,
+				  c->allow_cidrs, c->n_allow_cidrs,
 				  strcmp(action, "send") == 0 ? on_send : on_restart, j);
 	sodium_memzero(url, sizeof(url));
 	if (j->http)
@@ -537,6 +540,28 @@ void mrtc_delayed_webhook(struct mrtc_request *r)
 	json_object_put(ok);
 }
 
+bool mrtc_delayed_enabled(const struct mrtc_delayed *d)
+{
+	return d && d->store;
+}
+
+enum mrtc_err mrtc_delayed_start_job(struct mrtc_delayed *d, const struct mrtc_job_record *rec)
+{
+	if (!mrtc_delayed_enabled(d))
+		return MRTC_ERR_INTERNAL;
+	/* One job per (room, slot, member, user): the new delegation replaces the old. */
+	struct job *old = find_job(d, rec->key);
+	if (old)
+		job_unlink_free(old);
+	if (d->store->ops->put(d->store->self, rec) != MRTC_OK)
+		return MRTC_ERR_INTERNAL;
+	if (!job_start(d, rec))
+		return MRTC_ERR_INTERNAL;
+	mrtc_log(LOG_INFO, "delayed", NULL, "delayed leave of %s in %s delegated%s", rec->user_id,
+		 rec->room_id, old ? " (replacing the previous one)" : "");
+	return MRTC_OK;
+}
+
 /* ---- the delegation endpoint ---- */
 
 struct delegation {
@@ -641,23 +666,12 @@ static void on_list(void *arg, const struct mrtc_http_response *resp)
 	snprintf(rec.room_id, sizeof(rec.room_id), "%s", g->f.room_id);
 	snprintf(rec.delay_id, sizeof(rec.delay_id), "%s", g->delay_id);
 	snprintf(rec.cs_api_url, sizeof(rec.cs_api_url), "%s", c->homeserver_url);
-	/* One job per (room, slot, member, user): the new delegation replaces the old. */
-	struct job *old = find_job(d, rec.key);
-	if (old)
-		job_unlink_free(old);
-	if (d->store->ops->put(d->store->self, &rec) != MRTC_OK) {
-		sodium_memzero(&rec, sizeof(rec));
-		dl_fail(g, MRTC_ERR_INTERNAL, "Unable to store the delegation");
-		return;
-	}
-	struct job *j = job_start(d, &rec);
+	enum mrtc_err err = mrtc_delayed_start_job(d, &rec);
 	sodium_memzero(&rec, sizeof(rec));
-	if (!j) {
-		dl_fail(g, MRTC_ERR_INTERNAL, "Unable to take the delegation");
+	if (err != MRTC_OK) {
+		dl_fail(g, err, "Unable to take the delegation");
 		return;
 	}
-	mrtc_log(LOG_INFO, "delayed", g->r->id, "delayed leave of %s in %s delegated%s",
-		 g->who.user_id, g->f.room_id, old ? " (replacing the previous one)" : "");
 	struct mrtc_request *r = g->r;
 	r->on_abort = NULL;
 	dl_free(g);

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mrtc/delayed.h"
 #include "mrtc/json.h"
+#include "mrtc/store.h"
 #include "mrtc/livekit.h"
 #include "mrtc/log.h"
 #include "mrtc/services.h"
@@ -29,6 +31,11 @@ struct legacy_req {
 	struct mrtc_request *r;
 	struct mrtc_services *s;
 	bool sfu_get;
+	bool delegate_only; /* POST /delegate_delayed_leave: no token, a job */
+	bool delegation;    /* delay_* parameters given */
+	char delay_id[256];
+	char delay_url[2049];
+	uint64_t delay_ms;
 	char room_id[256], slot_id[256], member_id[256];
 	char claimed_user[256], device[256];
 	char server_name[MRTC_SERVER_NAME_MAX + 1];
@@ -54,6 +61,7 @@ bool mrtc_legacy_is_full_access(const struct mrtc_config *c, const char *server_
 
 static void lr_free(struct legacy_req *l)
 {
+	sodium_memzero(l->delay_id, sizeof(l->delay_id));
 	if (l->access_token) {
 		sodium_memzero(l->access_token, strlen(l->access_token));
 		free(l->access_token);
@@ -134,6 +142,30 @@ static void reply_url_jwt(struct legacy_req *l, const char *jwt)
 	json_object_put(body);
 }
 
+/* Hands the delayed leave event over to a job (full-access users only; checked before). */
+static bool start_delegation(struct legacy_req *l)
+{
+	struct mrtc_job_record rec = { .delay_ms = l->delay_ms,
+				       .created_ms = mrtc_now_ms(),
+				       .guarded = true };
+	const char *parts[] = { l->room_id, l->slot_id, l->member_id, l->user_id };
+	bool ok = mrtc_livekit_hash(parts, 4, rec.key) == MRTC_OK;
+	memcpy(rec.room_name, l->room_name, sizeof(rec.room_name));
+	snprintf(rec.identity, sizeof(rec.identity), "%s", l->identity);
+	snprintf(rec.user_id, sizeof(rec.user_id), "%s", l->user_id);
+	snprintf(rec.room_id, sizeof(rec.room_id), "%s", l->room_id);
+	snprintf(rec.delay_id, sizeof(rec.delay_id), "%s", l->delay_id);
+	size_t n = strlen(l->delay_url);
+	while (n && l->delay_url[n - 1] == '/')
+		n--;
+	snprintf(rec.cs_api_url, sizeof(rec.cs_api_url), "%.*s", (int)n, l->delay_url);
+	ok = ok && mrtc_delayed_start_job(l->s->delayed, &rec) == MRTC_OK;
+	sodium_memzero(&rec, sizeof(rec));
+	if (!ok)
+		lr_fail(l, MRTC_ERR_INTERNAL, "Unable to schedule the delayed event delegation");
+	return ok;
+}
+
 static void mint(struct legacy_req *l)
 {
 	const struct mrtc_config *c = l->s->config;
@@ -147,6 +179,11 @@ static void mint(struct legacy_req *l)
 		return;
 	}
 	l->s->counters.tokens_legacy++;
+	if (l->delegation && !start_delegation(l)) {
+		sodium_memzero(jwt, strlen(jwt));
+		free(jwt);
+		return;
+	}
 	reply_url_jwt(l, jwt);
 	sodium_memzero(jwt, strlen(jwt));
 	free(jwt);
@@ -179,6 +216,11 @@ static void authorised(struct legacy_req *l)
 		return;
 	}
 	l->full_access = mrtc_legacy_is_full_access(c, l->server_name);
+	if (l->delegation && !l->full_access) {
+		lr_fail(l, l->delegate_only ? MRTC_ERR_FORBIDDEN : MRTC_ERR_BAD_JSON,
+			"Delegation of delayed events is only supported for full access users");
+		return;
+	}
 	enum mrtc_err err = mrtc_livekit_room_name(l->room_id, l->slot_id, l->room_name);
 	if (err == MRTC_OK && l->sfu_get)
 		err = mrtc_livekit_legacy_identity(l->user_id, l->device, l->identity);
@@ -189,6 +231,18 @@ static void authorised(struct legacy_req *l)
 					    l->user_id, l->device, l->member_id, l->identity);
 	if (err != MRTC_OK) {
 		lr_fail(l, MRTC_ERR_BAD_JSON, "The participant identity is too long");
+		return;
+	}
+	if (l->delegate_only) {
+		/* The client is on the SFU already: no token, no room creation. */
+		if (!start_delegation(l))
+			return;
+		struct mrtc_request *r = l->r;
+		r->on_abort = NULL;
+		lr_free(l);
+		struct json_object *empty = json_object_new_object();
+		mrtc_http_reply_json(r, 200, empty);
+		json_object_put(empty);
 		return;
 	}
 	if (!l->full_access) {
@@ -334,17 +388,31 @@ static bool parse(struct legacy_req *l)
 	else if (!l->sfu_get && (!l->room_id[0] || !l->slot_id[0]))
 		msg = "The request body is missing `room_id` or `slot_id`";
 	else if (!l->sfu_get && (!l->member_id[0] || !l->claimed_user[0] || !l->device[0]))
-		msg = "The request body `member` is missing a `id`, `claimed_user_id` or "
-		      "`claimed_device_id`";
+		msg = l->delegate_only ? "The request body `member` is missing `id`, "
+					 "`claimed_user_id` or `claimed_device_id`"
+				       : "The request body `member` is missing a `id`, "
+					 "`claimed_user_id` or `claimed_device_id`";
 	else if (!l->sfu_get && (!token[0] || !l->server_name[0]))
-		msg = "The request body `openid_token` is missing a `access_token` or "
-		      "`matrix_server_name`";
+		msg = l->delegate_only
+			  ? "The request body `openid_token` is missing `access_token` "
+			    "or `matrix_server_name`"
+			  : "The request body `openid_token` is missing a "
+			    "`access_token` or `matrix_server_name`";
 	bool any_delay = delay_id[0] || delay_timeout > 0 || delay_url[0];
 	bool all_delay = delay_id[0] && delay_timeout > 0 && delay_url[0];
-	if (!msg && any_delay && !all_delay)
+	if (!msg && (any_delay || l->delegate_only) && !all_delay)
 		msg = delay_missing;
-	else if (!msg && all_delay)
+	else if (!msg && all_delay && !mrtc_delayed_enabled(l->s->delayed))
 		msg = "Delegation of delayed events is not supported by this service";
+	else if (!msg && all_delay && strncmp(delay_url, "https://", 8) != 0)
+		msg = "`delay_cs_api_url` must be an https:// URL";
+	if (!msg && all_delay) {
+		l->delegation = true;
+		l->delay_ms = (uint64_t)delay_timeout;
+		snprintf(l->delay_id, sizeof(l->delay_id), "%s", delay_id);
+		snprintf(l->delay_url, sizeof(l->delay_url), "%s", delay_url);
+	}
+	sodium_memzero(delay_id, sizeof(delay_id));
 	if (msg) {
 		lr_fail(l, MRTC_ERR_BAD_JSON, msg);
 		return false;
@@ -358,7 +426,7 @@ static bool parse(struct legacy_req *l)
 	return true;
 }
 
-static void start(struct mrtc_request *r, bool sfu_get)
+static void start(struct mrtc_request *r, bool sfu_get, bool delegate_only)
 {
 	struct legacy_req *l = calloc(1, sizeof(*l));
 	if (!l) {
@@ -368,6 +436,7 @@ static void start(struct mrtc_request *r, bool sfu_get)
 	l->r = r;
 	l->s = r->services;
 	l->sfu_get = sfu_get;
+	l->delegate_only = delegate_only;
 	r->handler_ctx = l;
 	r->on_abort = lr_abort;
 	if (!parse(l))
@@ -377,10 +446,15 @@ static void start(struct mrtc_request *r, bool sfu_get)
 
 void mrtc_legacy_get_token(struct mrtc_request *r)
 {
-	start(r, false);
+	start(r, false, false);
 }
 
 void mrtc_legacy_sfu_get(struct mrtc_request *r)
 {
-	start(r, true);
+	start(r, true, false);
+}
+
+void mrtc_legacy_delegate(struct mrtc_request *r)
+{
+	start(r, false, true);
 }

@@ -238,6 +238,11 @@ enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_conf
 	if (config->store && !config->legacy_only)
 		for (size_t i = 0; i < 2; i++)
 			s->routes[s->n_routes++] = delegate[i];
+	static const struct mrtc_route legacy_delegate = { "/delegate_delayed_leave",
+							   EVHTTP_REQ_POST, mrtc_legacy_delegate,
+							   "legacy_delegate_delayed_leave" };
+	if (config->store)
+		s->routes[s->n_routes++] = legacy_delegate;
 	enum mrtc_err err = mrtc_services_create(base, config, &s->services);
 	if (err != MRTC_OK) {
 		free(s);

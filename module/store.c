@@ -25,14 +25,14 @@ static const char *const sq_schema =
     "PRAGMA synchronous=FULL;"
     "CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, user_id TEXT, room_id TEXT,"
     " room_name TEXT, identity TEXT, delay_id TEXT, cs_api_url TEXT, delay_ms INTEGER,"
-    " created_ms INTEGER, state INTEGER);";
+    " created_ms INTEGER, state INTEGER, guarded INTEGER);";
 
 static enum mrtc_err sq_put(void *self, const struct mrtc_job_record *j)
 {
 	struct sq *s = self;
 	sqlite3_stmt *st = NULL;
 	enum mrtc_err err = MRTC_ERR_IO;
-	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?)",
+	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
 			       -1, &st, NULL) != SQLITE_OK)
 		return err;
 	const char *texts[] = { j->key,	     j->user_id,  j->room_id,	j->room_name,
@@ -42,6 +42,7 @@ static enum mrtc_err sq_put(void *self, const struct mrtc_job_record *j)
 	sqlite3_bind_int64(st, 8, (sqlite3_int64)j->delay_ms);
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)j->created_ms);
 	sqlite3_bind_int(st, 10, j->state);
+	sqlite3_bind_int(st, 11, j->guarded ? 1 : 0);
 	if (sqlite3_step(st) == SQLITE_DONE)
 		err = MRTC_OK;
 	sqlite3_finalize(st);
@@ -82,6 +83,7 @@ static void sq_row(sqlite3_stmt *st, struct mrtc_job_record *j)
 	j->delay_ms = (uint64_t)sqlite3_column_int64(st, 7);
 	j->created_ms = (uint64_t)sqlite3_column_int64(st, 8);
 	j->state = sqlite3_column_int(st, 9);
+	j->guarded = sqlite3_column_int(st, 10) != 0;
 }
 
 static enum mrtc_err sq_get(void *self, const char *key, struct mrtc_job_record *ret)
@@ -289,6 +291,8 @@ static enum mrtc_err rd_get(void *self, const char *key, struct mrtc_job_record 
 	mrtc_parse_u64(num, 0, UINT64_MAX, &j.created_ms);
 	field(rep, "state", num, sizeof(num));
 	j.state = strcmp(num, "1") == 0 ? MRTC_JOB_CONNECTED : MRTC_JOB_WAITING;
+	field(rep, "guarded", num, sizeof(num));
+	j.guarded = strcmp(num, "0") != 0; /* unknown: guard */
 	freeReplyObject(rep);
 	*ret = j;
 	return MRTC_OK;

@@ -22,6 +22,18 @@ void mrtc_delayed_destroy(struct mrtc_delayed *delayed);
 void mrtc_delayed_admitted(struct mrtc_delayed *delayed, const char *room_id, const char *room_name,
 			   const char *identity, const char *user_id, uint64_t ttl_s);
 
+struct mrtc_job_record;
+
+/* True when delegation is possible (a store is configured). */
+bool mrtc_delayed_enabled(const struct mrtc_delayed *delayed);
+
+/*
+ * Stores and starts the job @rec, replacing the job of the same key. Logs without the
+ * delay_id. MRTC_ERR_INTERNAL if it cannot be stored or started.
+ */
+enum mrtc_err mrtc_delayed_start_job(struct mrtc_delayed *delayed,
+				     const struct mrtc_job_record *rec);
+
 void mrtc_delayed_delegate(struct mrtc_request *r); /* POST …/rtc/livekit/delegate_delayed_leave */
 void mrtc_delayed_webhook(struct mrtc_request *r);  /* POST /sfu_webhook */
 

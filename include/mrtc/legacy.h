@@ -12,6 +12,8 @@
 
 void mrtc_legacy_get_token(struct mrtc_request *r);
 void mrtc_legacy_sfu_get(struct mrtc_request *r);
+/* POST /delegate_delayed_leave (full-access users; needs MRTC_STORE). */
+void mrtc_legacy_delegate(struct mrtc_request *r);
 
 /* True if users of @server_name get full access under LIVEKIT_FULL_ACCESS_HOMESERVERS. */
 struct mrtc_config;

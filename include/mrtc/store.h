@@ -33,6 +33,7 @@ struct mrtc_job_record {
 	uint64_t delay_ms;
 	uint64_t created_ms; /* wall clock */
 	int state;
+	bool guarded; /* cs_api_url came from a client: the outbound guard applies */
 };
 
 typedef void (*mrtc_store_each_fn)(void *ctx, const struct mrtc_job_record *job);

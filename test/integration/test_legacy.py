@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import urllib.request
 
@@ -59,6 +60,10 @@ class Legacy(unittest.TestCase):
             "MRTC_CA_FILE": cls.tb.ca,
             "MRTC_DNS_SERVER": f"127.0.0.1:{cls.tb.dns_port}",
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
+            # delegated delayed leave
+            "MRTC_STORE": "sqlite:" + cls.tb.path("legacy-jobs.db"),
+            "MRTC_DELAYED_CONNECT_WAIT": "2",
+            "MRTC_DELAYED_POLL_MS": "300",
         }
         cls.d = Daemon(BINARY, env, name="mrtc-legacy")
         del cls.d.env["MRTC_BIND"]
@@ -74,7 +79,7 @@ class Legacy(unittest.TestCase):
         cls.tb.stop()
         assert rc == 0, rc
         assert "lk-jwt-service drop-in mode" in logs
-        for secret in ("oid_alice", "oid_carol", cls.tb.hs("hs1.test").secret):
+        for secret in ("oid_alice", "oid_carol", "de_leg", cls.tb.hs("hs1.test").secret):
             assert secret not in logs, f"{secret} reached the log"
 
     def post(self, path, body):
@@ -168,6 +173,8 @@ class Legacy(unittest.TestCase):
              "`matrix_server_name`"),
             ("/get_token", dict(b, delay_id="d1"),
              "The request body is missing `delay_id`, `delay_timeout` or `delay_cs_api_url`"),
+            ("/get_token", dict(b, delay_id="d1", delay_timeout=10, delay_cs_api_url="ftp://x"),
+             "`delay_cs_api_url` must be an https:// URL"),
             ("/sfu/get", {"openid_token": {"access_token": "x", "matrix_server_name": "hs1.test"}},
              "Missing room parameter"),
             ("/sfu/get", {"room": "!r:hs1.test", "openid_token": {"access_token": "x"}},
@@ -197,6 +204,65 @@ class Legacy(unittest.TestCase):
         # The MSC4195 paths are not mounted in drop-in mode.
         status, _, data = self.d.request("GET", "/_matrix/client/v1/rtc/transports")
         self.assertEqual((status, json.loads(data)["errcode"]), (404, "M_UNRECOGNIZED"))
+
+    def delayed(self, delay_id, user):
+        hs = self.tb.hs("hs1.test").hs_url
+        req = urllib.request.Request(hs + "/_test/delayed", method="POST", data=json.dumps(
+            {"delay_id": delay_id, "user_id": user, "delay": 5000}).encode())
+        urllib.request.urlopen(req).close()
+
+    def delayed_actions(self, delay_id):
+        with urllib.request.urlopen(self.tb.hs("hs1.test").hs_url + "/_test/delayed") as r:
+            return [a["action"] for a in json.load(r).get(delay_id, {}).get("actions", [])]
+
+    def delegation(self, **kw):
+        b = self.get_token_body(**kw)
+        b.update(delay_id="de_leg", delay_timeout=5000, delay_cs_api_url="https://hs1.test")
+        return b
+
+    def test_delegate_delayed_leave(self):
+        self.delayed("de_leg", "@alice:hs1.test")
+        self.assertEqual(self.post("/delegate_delayed_leave", self.delegation()), (200, {}))
+        deadline = time.monotonic() + 8
+        while "send" not in self.delayed_actions("de_leg") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        acts = self.delayed_actions("de_leg")
+        self.assertIn("restart", acts)  # kept alive while waiting for the participant
+        self.assertEqual(acts.count("send"), 1)  # who never came: sent after the wait
+
+    def test_delegation_refusals(self):
+        restricted = self.delegation(token="oid_carol", server="hs2.test",
+                                     user="@carol:hs2.test")
+        self.assertEqual(self.post("/delegate_delayed_leave", restricted), (403, {
+            "errcode": "M_FORBIDDEN",
+            "error": "Delegation of delayed events is only supported for full access users"}))
+        self.assertEqual(self.post("/get_token", restricted), (400, {
+            "errcode": "M_BAD_JSON",
+            "error": "Delegation of delayed events is only supported for full access users"}))
+        b = self.delegation()
+        del b["delay_timeout"]
+        self.assertEqual(self.post("/delegate_delayed_leave", b)[1]["error"],
+                         "The request body is missing `delay_id`, `delay_timeout` or "
+                         "`delay_cs_api_url`")
+        b = self.delegation()
+        b["member"] = {"id": "x"}
+        self.assertEqual(self.post("/delegate_delayed_leave", b)[1]["error"],
+                         "The request body `member` is missing `id`, `claimed_user_id` or "
+                         "`claimed_device_id`")
+        b = self.delegation()
+        b["delay_cs_api_url"] = "http://hs1.test"
+        self.assertEqual(self.post("/delegate_delayed_leave", b)[0], 400)
+
+    def test_get_token_with_delegation(self):
+        self.delayed("de_leg2", "@alice:hs1.test")
+        b = self.get_token_body(room="!withdel:hs1.test")
+        b.update(delay_id="de_leg2", delay_timeout=5000, delay_cs_api_url="https://hs1.test/")
+        status, doc = self.post("/get_token", b)
+        self.assertEqual(status, 200, doc)
+        deadline = time.monotonic() + 5
+        while "restart" not in self.delayed_actions("de_leg2") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertIn("restart", self.delayed_actions("de_leg2"))
 
     def test_lk_jwt_service_environment_checks(self):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LIVEKIT_URL": "wss://x.example",
