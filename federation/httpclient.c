@@ -319,17 +319,25 @@ fail:
 
 /* ---- calls ---- */
 
-static void call_free(struct mrtc_http_call *call)
+/* Takes @call off the list of fetches waiting for DNS (for destroy), if it is on it. */
+static void fetch_list_remove(struct mrtc_http_call *call)
 {
 	struct mrtc_http_client *c = call->client;
-	if (call->in_fetch_list) {
-		if (call->fetch_prev)
-			call->fetch_prev->fetch_next = call->fetch_next;
-		else
-			c->fetches = call->fetch_next;
-		if (call->fetch_next)
-			call->fetch_next->fetch_prev = call->fetch_prev;
-	}
+	if (!call->in_fetch_list)
+		return;
+	if (call->fetch_prev)
+		call->fetch_prev->fetch_next = call->fetch_next;
+	else
+		c->fetches = call->fetch_next;
+	if (call->fetch_next)
+		call->fetch_next->fetch_prev = call->fetch_prev;
+	call->fetch_prev = call->fetch_next = NULL;
+	call->in_fetch_list = false;
+}
+
+static void call_free(struct mrtc_http_call *call)
+{
+	fetch_list_remove(call);
 	if (call->timer)
 		event_free(call->timer);
 	free(call->f_method);
@@ -652,16 +660,7 @@ static void fetch_resolved(void *arg, enum mrtc_err err, const struct sockaddr_s
 		return;
 	}
 	/* Leave the DNS list: from here the call is an ordinary request. */
-	if (call->in_fetch_list) {
-		struct mrtc_http_client *c = call->client;
-		if (call->fetch_prev)
-			call->fetch_prev->fetch_next = call->fetch_next;
-		else
-			c->fetches = call->fetch_next;
-		if (call->fetch_next)
-			call->fetch_next->fetch_prev = call->fetch_prev;
-		call->in_fetch_list = false;
-	}
+	fetch_list_remove(call);
 	struct mrtc_http_target t = {
 		.addr = *chosen,
 		.tls = call->f_tls,

@@ -22,10 +22,6 @@ enum op_kind {
 	OP_REMOTE,
 };
 
-struct remote_value {
-	struct mrtc_remote_membership m;
-};
-
 struct mrtc_hs_op {
 	struct mrtc_homeserver *hs;
 	enum op_kind kind;
@@ -55,6 +51,17 @@ struct mrtc_homeserver {
 	struct mrtc_cache *membership; /* "L|room|user" -> bool, "R|room|user|origin" -> remote */
 	struct mrtc_homeserver_stats stats;
 };
+
+/* Stores a copy of @size bytes of @value in @cache for @ttl_ms (0: not at all). */
+static void remember(struct mrtc_cache *cache, const void *key, size_t key_len, const void *value,
+		     size_t size, uint64_t ttl_ms)
+{
+	void *copy = ttl_ms ? malloc(size) : NULL;
+	if (!copy)
+		return;
+	memcpy(copy, value, size);
+	mrtc_cache_put(cache, key, key_len, copy, mrtc_monotonic_ms() + ttl_ms);
+}
 
 static void op_free(struct mrtc_hs_op *op)
 {
@@ -218,14 +225,8 @@ static void whoami_step(struct mrtc_hs_op *op, const struct mrtc_http_response *
 	memcpy(op->who.user_id, user, strlen(user) + 1);
 	if (device)
 		memcpy(op->who.device_id, device, strlen(device) + 1);
-	struct mrtc_whoami *v = malloc(sizeof(*v));
-	if (v && op->hs->cfg.auth_ttl_ms) {
-		*v = op->who;
-		mrtc_cache_put(op->hs->auth, op->token_digest, sizeof(op->token_digest), v,
-			       mrtc_monotonic_ms() + op->hs->cfg.auth_ttl_ms);
-	} else {
-		free(v);
-	}
+	remember(op->hs->auth, op->token_digest, sizeof(op->token_digest), &op->who,
+		 sizeof(op->who), op->hs->cfg.auth_ttl_ms);
 }
 
 struct mrtc_hs_op *mrtc_hs_whoami(struct mrtc_homeserver *hs, const char *token, mrtc_whoami_fn cb,
@@ -279,14 +280,8 @@ static void local_step(struct mrtc_hs_op *op, const struct mrtc_http_response *r
 		op->err = MRTC_ERR_UPSTREAM;
 		return;
 	}
-	bool *v = malloc(sizeof(*v));
-	if (v && op->hs->cfg.membership_ttl_ms) {
-		*v = op->joined;
-		mrtc_cache_put(op->hs->membership, op->cache_key, op->cache_key_len, v,
-			       mrtc_monotonic_ms() + op->hs->cfg.membership_ttl_ms);
-	} else {
-		free(v);
-	}
+	remember(op->hs->membership, op->cache_key, op->cache_key_len, &op->joined,
+		 sizeof(op->joined), op->hs->cfg.membership_ttl_ms);
 }
 
 struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const char *token,
@@ -437,14 +432,9 @@ static void finish_if_done(struct mrtc_hs_op *op)
 {
 	if (op->pending > 0)
 		return;
-	if (op->kind == OP_REMOTE && op->err == MRTC_OK && op->hs->cfg.membership_ttl_ms) {
-		struct remote_value *v = malloc(sizeof(*v));
-		if (v) {
-			v->m = op->remote;
-			mrtc_cache_put(op->hs->membership, op->cache_key, op->cache_key_len, v,
-				       mrtc_monotonic_ms() + op->hs->cfg.membership_ttl_ms);
-		}
-	}
+	if (op->kind == OP_REMOTE && op->err == MRTC_OK)
+		remember(op->hs->membership, op->cache_key, op->cache_key_len, &op->remote,
+			 sizeof(op->remote), op->hs->cfg.membership_ttl_ms);
 	deliver(op);
 }
 
@@ -462,13 +452,13 @@ struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const c
 	int n =
 	    snprintf(op->cache_key, sizeof(op->cache_key), "R|%s|%s|%s", room_id, user_id, origin);
 	op->cache_key_len = (size_t)n;
-	const struct remote_value *hit =
+	const struct mrtc_remote_membership *hit =
 	    (n > 0 && (size_t)n < sizeof(op->cache_key))
 		? mrtc_cache_get(hs->membership, op->cache_key, op->cache_key_len,
 				 mrtc_monotonic_ms())
 		: NULL;
 	if (hit) {
-		op->remote = hit->m;
+		op->remote = *hit;
 		return answer_later(op);
 	}
 	char room_e[3 * MRTC_ID_MAX + 1], q_e[3 * MRTC_ID_MAX + 1], path[8 * MRTC_ID_MAX];

@@ -321,20 +321,26 @@ static void mint_here(struct token_req *t, const char *user_id)
 		fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
 }
 
+/* Answers a failed homeserver call (whoami, membership) and returns true; false if @err is OK. */
+static bool homeserver_failed(struct token_req *t, enum mrtc_err err)
+{
+	if (err == MRTC_OK)
+		return false;
+	if (err == MRTC_ERR_UNKNOWN_TOKEN)
+		fail(t, err, "Unknown access token");
+	else
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
+	return true;
+}
+
 /* ---- client-server: transports ---- */
 
 static void transports_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
 {
 	struct token_req *t = arg;
 	t->hs_op = NULL;
-	if (err == MRTC_ERR_UNKNOWN_TOKEN) {
-		fail(t, err, "Unknown access token");
+	if (homeserver_failed(t, err))
 		return;
-	}
-	if (err != MRTC_OK) {
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
-		return;
-	}
 	t->who = *who;
 	const struct mrtc_config *c = t->s->config;
 	struct json_object *body = json_object_new_object();
@@ -397,14 +403,8 @@ static void client_membership(void *arg, enum mrtc_err err, bool joined)
 {
 	struct token_req *t = arg;
 	t->hs_op = NULL;
-	if (err == MRTC_ERR_UNKNOWN_TOKEN) {
-		fail(t, err, "Unknown access token");
+	if (homeserver_failed(t, err))
 		return;
-	}
-	if (err != MRTC_OK) {
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
-		return;
-	}
 	if (!joined) {
 		/* The same words whether or not the room exists. */
 		fail(t, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room");
@@ -420,14 +420,8 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 {
 	struct token_req *t = arg;
 	t->hs_op = NULL;
-	if (err == MRTC_ERR_UNKNOWN_TOKEN) {
-		fail(t, err, "Unknown access token");
+	if (homeserver_failed(t, err))
 		return;
-	}
-	if (err != MRTC_OK) {
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
-		return;
-	}
 	t->who = *who;
 	const struct mrtc_config *c = t->s->config;
 	const char *server = mrtc_user_id_server(who->user_id);

@@ -32,7 +32,7 @@ struct mrtc_verifier {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
-	struct mrtc_verify_job *todo, *todo_tail, *done;
+	struct mrtc_verify_job *queue, *queue_tail, *done;
 	int pipe_fds[2];
 	struct event *wake;
 };
@@ -50,14 +50,14 @@ static void *worker(void *arg)
 	struct mrtc_verifier *v = arg;
 	pthread_mutex_lock(&v->mu);
 	for (;;) {
-		while (!v->todo && !v->stop)
+		while (!v->queue && !v->stop)
 			pthread_cond_wait(&v->cv, &v->mu);
 		if (v->stop)
 			break;
-		struct mrtc_verify_job *j = v->todo;
-		v->todo = j->next;
-		if (!v->todo)
-			v->todo_tail = NULL;
+		struct mrtc_verify_job *j = v->queue;
+		v->queue = j->next;
+		if (!v->queue)
+			v->queue_tail = NULL;
 		pthread_mutex_unlock(&v->mu);
 		j->result = mrtc_xmatrix_check_run(&j->check);
 		pthread_mutex_lock(&v->mu);
@@ -130,7 +130,7 @@ void mrtc_verifier_destroy(struct mrtc_verifier *v)
 	pthread_mutex_unlock(&v->mu);
 	for (unsigned i = 0; i < v->n_threads; i++)
 		pthread_join(v->threads[i], NULL);
-	struct mrtc_verify_job *lists[2] = { v->todo, v->done };
+	struct mrtc_verify_job *lists[2] = { v->queue, v->done };
 	for (int i = 0; i < 2; i++) {
 		while (lists[i]) {
 			struct mrtc_verify_job *next = lists[i]->next;
@@ -174,11 +174,11 @@ struct mrtc_verify_job *mrtc_verifier_submit(struct mrtc_verifier *v,
 		while (write(v->pipe_fds[1], &one, 1) < 0 && errno == EINTR)
 			;
 	} else {
-		if (v->todo_tail)
-			v->todo_tail->next = j;
+		if (v->queue_tail)
+			v->queue_tail->next = j;
 		else
-			v->todo = j;
-		v->todo_tail = j;
+			v->queue = j;
+		v->queue_tail = j;
 		pthread_cond_signal(&v->cv);
 	}
 	pthread_mutex_unlock(&v->mu);

@@ -13,6 +13,22 @@ import tempfile
 import time
 
 
+def post_json(url, body):
+    """POST @body as JSON to a test server's URL; returns the decoded answer."""
+    import json
+    import urllib.request
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+def get_json(url):
+    import json
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

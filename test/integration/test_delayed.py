@@ -14,12 +14,11 @@ import signal
 import sys
 import time
 import unittest
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
 sys.path.insert(0, HERE)
-from harness import Daemon  # noqa: E402
+from harness import Daemon, post_json as post, get_json as get  # noqa: E402
 from testbed import Testbed  # noqa: E402
 
 BINARY = None
@@ -38,15 +37,6 @@ def lk_hash(*parts):
     return base64.b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
 
 
-def post(url, body):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)
-
-
-def get(url):
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.load(r)
 
 
 class Delayed(unittest.TestCase):

@@ -18,15 +18,12 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
+sys.path.insert(0, HERE)
+from harness import post_json as post  # noqa: E402
 from testbed import Testbed  # noqa: E402
 
 FEDTOOL = None
 
-
-def post(url, body):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)
 
 
 class FederationIO(unittest.TestCase):

@@ -12,14 +12,13 @@ import signal
 import sys
 import time
 import unittest
-import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
 sys.path.insert(0, HERE)
-from harness import HttpsTo  # noqa: E402
+from harness import HttpsTo, post_json as post  # noqa: E402
 from testbed import Testbed  # noqa: E402
 
 BINARY = None
@@ -31,11 +30,6 @@ STATE = {
                                                        "@c:hs2.test": "join"}}}},
 }
 
-
-def post(url, body):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)
 
 
 class Operations(unittest.TestCase):

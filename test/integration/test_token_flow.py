@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TESTBED = os.path.join(os.path.dirname(HERE), "testbed")
 sys.path.insert(0, TESTBED)
 sys.path.insert(0, HERE)
-from harness import HttpsTo  # noqa: E402
+from harness import HttpsTo, post_json, get_json  # noqa: E402
 from testbed import Testbed  # noqa: E402
 
 BINARY = None
@@ -86,15 +86,6 @@ def claims_of(token):
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def post_json(url, body):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)
-
-
-def get_json(url):
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.load(r)
 
 
 class TokenFlow(unittest.TestCase):
