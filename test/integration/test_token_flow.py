@@ -434,22 +434,26 @@ class TokenFlow(unittest.TestCase):
             start = time.monotonic()
             status, _, data = self.c1.request("POST", UNSTABLE, body=body,
                                               headers={"Authorization": f"Bearer tok_u{i}"})
-            return remote, status, time.monotonic() - start, json.loads(data)
+            return remote, status, time.monotonic() - start, json.loads(data), time.monotonic()
 
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=N_USERS) as ex:
                 results = list(ex.map(one, range(N_USERS)))
         finally:
             self.set_mode("hs2.test")
-        bad = [(r, s, d) for r, s, _, d in results if s != 200]
+        bad = [(r, s, d) for r, s, _, d, _ in results if s != 200]
         self.assertEqual(bad, [])
-        local = sorted(t for r, _, t, _ in results if not r)
-        remote = sorted(t for r, _, t, _ in results if r)
+        local = sorted(t for r, _, t, _, _ in results if not r)
+        remote = sorted(t for r, _, t, _, _ in results if r)
         self.assertEqual((len(local), len(remote)), (150, 50))
         self.assertGreaterEqual(remote[0], 2.0)
-        # The slow remote server does not hold the local requests up.
-        self.assertLess(local[-1], 1.5, f"slowest local {local[-1]:.2f}s")
-        for r, _, _, d in results:
+        # The slow remote server does not hold the local requests up: (nearly) all of them are
+        # answered before the first remote one, however loaded the machine (ASan, parallel
+        # suites) makes each of them.
+        first_remote = min(done for r, _, _, _, done in results if r)
+        before = sum(1 for r, _, _, _, done in results if not r and done < first_remote)
+        self.assertGreaterEqual(before, 140, f"local p50 {local[75]:.2f}s, max {local[-1]:.2f}s")
+        for r, _, _, d, _ in results:
             self.assertIs(claims_of(d["jwt"])["video"]["canPublish"], not r)
 
 
