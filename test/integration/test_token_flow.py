@@ -93,7 +93,7 @@ class TokenFlow(unittest.TestCase):
     def setUpClass(cls):
         cls.tb = Testbed(mrtc_binary=BINARY, state=users_state()).start(
             with_daemons=True, MRTC_MEMBERSHIP_CACHE_TTL="1", MRTC_FEDERATION_TIMEOUT="4",
-            MRTC_HOMESERVER_TIMEOUT="3")
+            MRTC_HOMESERVER_TIMEOUT="5")
         hs1, hs2 = cls.tb.hs("hs1.test"), cls.tb.hs("hs2.test")
         cls.c1 = HttpsTo(cls.tb.ca, "hs1.test", hs1.address, 443)
         cls.f2 = HttpsTo(cls.tb.ca, "hs2.test", hs2.address, 8448)
