@@ -61,6 +61,7 @@ struct mrtc_http_client {
 	struct conn *conns;
 	struct mrtc_http_call *fetches; /* fetches waiting for DNS, for destroy */
 	struct mrtc_http_client_stats stats;
+	size_t live_calls;
 };
 
 struct mrtc_http_call {
@@ -131,6 +132,11 @@ enum mrtc_err mrtc_http_client_reload_ca(struct mrtc_http_client *c, const char 
 	SSL_CTX_free(c->ssl_ctx); /* connections keep their own reference */
 	c->ssl_ctx = ctx;
 	return MRTC_OK;
+}
+
+size_t mrtc_http_client_live_calls(const struct mrtc_http_client *c)
+{
+	return c->live_calls;
 }
 
 void mrtc_http_client_get_stats(const struct mrtc_http_client *c,
@@ -337,6 +343,7 @@ static void fetch_list_remove(struct mrtc_http_call *call)
 
 static void call_free(struct mrtc_http_call *call)
 {
+	call->client->live_calls--;
 	fetch_list_remove(call);
 	if (call->timer)
 		event_free(call->timer);
@@ -588,13 +595,12 @@ static struct mrtc_http_call *call_new(struct mrtc_http_client *c, uint64_t time
 	call->client = c;
 	call->done = done;
 	call->ctx = ctx;
+	c->live_calls++;
 	call->timer = evtimer_new(c->base, on_timeout, call);
 	struct timeval tv = { .tv_sec = (time_t)(timeout_ms / 1000),
 			      .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000 };
 	if (!call->timer || evtimer_add(call->timer, &tv) != 0) {
-		if (call->timer)
-			event_free(call->timer);
-		free(call);
+		call_free(call);
 		return NULL;
 	}
 	return call;

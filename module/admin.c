@@ -85,6 +85,18 @@ enum mrtc_err mrtc_readiness_create(struct mrtc_services *s, struct mrtc_readine
 	return MRTC_OK;
 }
 
+void mrtc_readiness_quiesce(struct mrtc_readiness *rd)
+{
+	if (!rd)
+		return;
+	if (rd->timer)
+		event_del(rd->timer);
+	mrtc_http_call_cancel(rd->hs_call);
+	mrtc_rs_call_cancel(rd->sfu_call);
+	rd->hs_call = NULL;
+	rd->sfu_call = NULL;
+}
+
 void mrtc_readiness_destroy(struct mrtc_readiness *rd)
 {
 	if (!rd)

@@ -837,6 +837,18 @@ fail:
 	return err;
 }
 
+void mrtc_delayed_quiesce(struct mrtc_delayed *d)
+{
+	if (!d)
+		return;
+	while (d->jobs)
+		job_unlink_free(d->jobs); /* they stay in the store for the next start */
+	if (d->scan)
+		event_del(d->scan);
+	if (d->watch)
+		event_del(d->watch);
+}
+
 void mrtc_delayed_destroy(struct mrtc_delayed *d)
 {
 	if (!d)

@@ -94,6 +94,7 @@ int main(int argc, char **argv)
 		    "(/get_token, /sfu/get) can join existing rooms only");
 	if (event_base_dispatch(base) < 0)
 		goto out;
+	mrtc_server_quiesce(server, SHUTDOWN_DEADLINE_MS);
 	mrtc_log(LOG_INFO, "main", NULL, "stopped");
 	rc = 0;
 out:

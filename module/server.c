@@ -296,6 +296,19 @@ void mrtc_server_shutdown(struct mrtc_server *s, uint64_t deadline_ms)
 		drain_check(-1, 0, s);
 }
 
+void mrtc_server_quiesce(struct mrtc_server *s, uint64_t deadline_ms)
+{
+	mrtc_delayed_quiesce(s->services->delayed);
+	mrtc_readiness_quiesce(s->services->readiness);
+	/* Outbound calls still running (re-checks, key fetches) end by their own timeouts. */
+	uint64_t end = mrtc_monotonic_ms() + deadline_ms;
+	while (mrtc_http_client_live_calls(s->services->http) > 0 && mrtc_monotonic_ms() < end)
+		event_base_loop(s->base, EVLOOP_ONCE);
+	size_t left = mrtc_http_client_live_calls(s->services->http);
+	if (left)
+		mrtc_log(LOG_WARNING, "server", NULL, "%zu outbound calls abandoned at exit", left);
+}
+
 void mrtc_server_reload(struct mrtc_server *s)
 {
 	const struct mrtc_config *c = s->config;

@@ -16,6 +16,8 @@ struct mrtc_readiness;
 enum mrtc_err mrtc_readiness_create(struct mrtc_services *services,
 				    struct mrtc_readiness **ret_readiness);
 void mrtc_readiness_destroy(struct mrtc_readiness *readiness);
+/* Shutdown: no more probes. */
+void mrtc_readiness_quiesce(struct mrtc_readiness *readiness);
 
 void mrtc_admin_readyz(struct mrtc_request *r);
 void mrtc_admin_metrics(struct mrtc_request *r);

@@ -17,6 +17,8 @@ struct mrtc_delayed;
 enum mrtc_err mrtc_delayed_create(struct mrtc_services *services,
 				  struct mrtc_delayed **ret_delayed);
 void mrtc_delayed_destroy(struct mrtc_delayed *delayed);
+/* Shutdown: stops the jobs (they stay stored) and the periodic work. */
+void mrtc_delayed_quiesce(struct mrtc_delayed *delayed);
 
 /* Remembers a participant we minted a token for, for the membership watch. */
 void mrtc_delayed_admitted(struct mrtc_delayed *delayed, const char *room_id, const char *room_name,

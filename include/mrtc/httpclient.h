@@ -86,6 +86,9 @@ enum mrtc_err mrtc_http_client_reload_ca(struct mrtc_http_client *client, const 
 void mrtc_http_client_get_stats(const struct mrtc_http_client *client,
 				struct mrtc_http_client_stats *ret_stats);
 
+/* Calls started and not yet finished or cancelled (shutdown waits for them). */
+size_t mrtc_http_client_live_calls(const struct mrtc_http_client *client);
+
 /* Sends @req to @target (both borrowed for the duration of this call only). */
 struct mrtc_http_call *mrtc_http_send(struct mrtc_http_client *client,
 				      const struct mrtc_http_target *target,

@@ -28,6 +28,12 @@ enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_conf
  */
 void mrtc_server_shutdown(struct mrtc_server *server, uint64_t deadline_ms);
 
+/*
+ * After the loop has exited: stops background work (delayed-leave jobs stay stored, probes)
+ * and runs the loop until outbound calls have finished, at most @deadline_ms.
+ */
+void mrtc_server_quiesce(struct mrtc_server *server, uint64_t deadline_ms);
+
 /* SIGHUP: reloads what can change safely (the trusted CA file for new connections). */
 void mrtc_server_reload(struct mrtc_server *server);
 
