@@ -317,8 +317,10 @@ static void mint_here(struct token_req *t, const char *user_id)
 		return;
 	}
 	t->rs_call = mrtc_roomservice_create_room(t->s->rooms, t->room_name, on_room, t);
-	if (!t->rs_call)
+	if (!t->rs_call) {
+		mrtc_log(LOG_ERR, "livekit", t->r->id, "CreateRoom could not start");
 		fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
+	}
 }
 
 /* Answers a failed homeserver call (whoami, membership) and returns true; false if @err is OK. */

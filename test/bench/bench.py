@@ -58,9 +58,9 @@ end
     return f.name
 
 
-def wrk(port, script, conns, seconds):
+def wrk(port, script, conns, seconds, host="127.0.0.1"):
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", script,
-                          f"http://127.0.0.1:{port}"], capture_output=True, text=True).stdout
+                          f"http://{host}:{port}"], capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
     lat = {}
     for p in ("50", "99"):
@@ -77,7 +77,7 @@ def rss_mib(pid):
 
 
 def metric(d, name):
-    with urllib.request.urlopen(f"http://127.0.0.1:{d.admin_port}/metrics") as r:
+    with urllib.request.urlopen(f"http://{d.host}:{d.admin_port}/metrics") as r:
         text = r.read().decode()
     return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name))
 
@@ -105,11 +105,11 @@ def main():
                                       "Content-Type": "application/json"})
         scripts.append(s_local)
         idle = {n: rss_mib(tb.hs(n).mrtc.proc.pid) for n in ("hs1.test", "hs2.test")}
-        wrk(hs1.mrtc.port, s_local, 1, 1)  # warm the caches
+        wrk(hs1.mrtc.port, s_local, 1, 1, host=hs1.mrtc.host)  # warm the caches
         print(f"\n{'measurement':58} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}")
         for c in (1, 64, 512):
             b = wrk(bare_port, s_local, c, secs)
-            d = wrk(hs1.mrtc.port, s_local, c, secs)
+            d = wrk(hs1.mrtc.port, s_local, c, secs, host=hs1.mrtc.host)
             assert d[3] == 0, f"{d[3]} non-2xx answers"
             print(f"{'bare libevent handler, fixed JSON, %d conn' % c:58} {b[0]:9.0f} "
                   f"{b[1]:8.3f} {b[2]:8.3f}")
@@ -129,11 +129,11 @@ def main():
                 f'key=\\"ed25519:{key.version}\\",sig=\\"{sig}\\"')
         s_fed = lua(FED, fed_body, {"Authorization": auth, "Content-Type": "application/json"})
         scripts.append(s_fed)
-        wrk(hs2.mrtc.port, s_fed, 1, 1)
+        wrk(hs2.mrtc.port, s_fed, 1, 1, host=hs2.mrtc.host)
         raw = subprocess.run([os.path.join(build, "test/bench/bench_verify"), str(secs)],
                              capture_output=True, text=True).stdout
         raw_rate = float(re.search(r"raw crypto_sign_verify_detached\s+([0-9]+)", raw).group(1))
-        f = wrk(hs2.mrtc.port, s_fed, 64, secs)
+        f = wrk(hs2.mrtc.port, s_fed, 64, secs, host=hs2.mrtc.host)
         assert f[3] == 0, f"{f[3]} non-2xx answers"
         print(f"{'raw Ed25519 verify (libsodium), one core':58} {raw_rate:9.0f}")
         print(f"{'resident federation get_token, 64 conn':58} {f[0]:9.0f} {f[1]:8.3f} "
@@ -144,9 +144,9 @@ def main():
         s_e2e = lua(CLIENT, remote, {"Authorization": "Bearer tok_b",
                                      "Content-Type": "application/json"})
         scripts.append(s_e2e)
-        wrk(hs1.mrtc.port, s_e2e, 1, 1)
+        wrk(hs1.mrtc.port, s_e2e, 1, 1, host=hs1.mrtc.host)
         for c in (1, 64):
-            e = wrk(hs1.mrtc.port, s_e2e, c, secs)
+            e = wrk(hs1.mrtc.port, s_e2e, c, secs, host=hs1.mrtc.host)
             assert e[3] == 0, f"{e[3]} non-2xx answers"
             print(f"{'end-to-end federated get_token, %d conn' % c:58} {e[0]:9.0f} "
                   f"{e[1]:8.3f} {e[2]:8.3f}")
@@ -154,7 +154,7 @@ def main():
         s_fill = lua(CLIENT, local, {}, distinct=True)
         scripts.append(s_fill)
         fill_secs = int(os.environ.get("MRTC_BENCH_FILL_SECONDS", "60"))
-        wrk(hs1.mrtc.port, s_fill, 64, fill_secs)
+        wrk(hs1.mrtc.port, s_fill, 64, fill_secs, host=hs1.mrtc.host)
         auth_n = metric(hs1.mrtc, 'mrtc_cache_entries{cache="auth"}')
         memb_n = metric(hs1.mrtc, 'mrtc_cache_entries{cache="membership"}')
         print(f"\nRSS of mrtc-transportd (hs1.test): {idle['hs1.test']:.1f} MiB idle, "

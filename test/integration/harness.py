@@ -29,21 +29,24 @@ def get_json(url):
         return json.load(r)
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
 class Daemon:
-    def __init__(self, binary, env, name="mrtc"):
+    def __init__(self, binary, env, name="mrtc", host="127.0.0.1"):
+        # A testbed gives each of its daemons its own loopback address: a port picked here is
+        # free only until the daemon binds it, and suites run in parallel.
         self.binary = binary
-        self.port = free_port()
-        self.admin_port = free_port()
+        self.host = host
+        self.port = free_port(host)
+        self.admin_port = free_port(host)
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "MRTC_BIND": f"127.0.0.1:{self.port}",
-            "MRTC_ADMIN_BIND": f"127.0.0.1:{self.admin_port}",
+            "MRTC_BIND": f"{host}:{self.port}",
+            "MRTC_ADMIN_BIND": f"{host}:{self.admin_port}",
         }
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:
@@ -69,7 +72,7 @@ class Daemon:
         raise RuntimeError(f"daemon did not become healthy:\n{self.logs()}")
 
     def request(self, method, path, body=None, headers=None, admin=False, timeout=10):
-        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port if admin else self.port,
+        conn = http.client.HTTPConnection(self.host, self.admin_port if admin else self.port,
                                           timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})

@@ -53,7 +53,7 @@ class Delayed(unittest.TestCase):
     def daemon(cls, **env):
         e = cls.tb.mrtc_env(cls.hs1, **FAST)
         e.update(env)
-        d = Daemon(BINARY, e, name="mrtc-delayed").start()
+        d = Daemon(BINARY, e, name="mrtc-delayed", host=cls.tb.svc).start()
         cls.daemons.append(d)
         return d
 
@@ -109,7 +109,7 @@ class Delayed(unittest.TestCase):
         body = {"event": event, "room": {"name": self.ROOM},
                 "participant": {"identity": self.ident(name, member)}}
         return post(self.hs1.sfu_url + "/_test/webhook",
-                    dict({"url": f"http://127.0.0.1:{(d or self.d).port}/sfu_webhook",
+                    dict({"url": f"http://{(d or self.d).host}:{(d or self.d).port}/sfu_webhook",
                           "event": body}, **kw))
 
     def wait_for(self, cond, timeout=10):

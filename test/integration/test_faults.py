@@ -77,10 +77,10 @@ class Faults(unittest.TestCase):
         return doc
 
     def healthy(self):
-        got, doc, _ = self.call(self.body())
-        self.assertEqual(got, 200, doc)
-        got, doc, _ = self.call(self.body(remote="hs2.test"))
-        self.assertEqual(got, 200, doc)
+        for body in (self.body(), self.body(remote="hs2.test")):
+            got, doc, _ = self.call(body)
+            tail = "\n".join(self.hs1.mrtc.logs().splitlines()[-25:])
+            self.assertEqual(got, 200, f"{doc}\nlast log lines of hs1's daemon:\n{tail}")
 
     def mode(self, url, **m):
         post(url + "/_test/mode", dict({"mode": "normal", "delay": 0}, **m))
@@ -126,7 +126,7 @@ class Faults(unittest.TestCase):
     def test_wrong_sfu_secret_is_a_clear_error(self):
         from harness import Daemon
         env = self.tb.mrtc_env(self.hs1, LIVEKIT_SECRET="not-the-sfu-secret-0123456789abcdef")
-        d = Daemon(BINARY, env, name="mrtc-badsecret").start()
+        d = Daemon(BINARY, env, name="mrtc-badsecret", host=self.tb.svc).start()
         try:
             status, _, data = d.request("POST", PATH, body=json.dumps(self.body(fresh=True)),
                                         headers={"Authorization": "Bearer tok_3"})
@@ -155,7 +155,7 @@ class Faults(unittest.TestCase):
 
     # -- clients ------------------------------------------------------------------------------
     def direct(self):
-        return socket.create_connection(("127.0.0.1", self.hs1.mrtc.port), timeout=10)
+        return socket.create_connection((self.hs1.mrtc.host, self.hs1.mrtc.port), timeout=10)
 
     def test_slowloris_clients_are_cut_off(self):
         socks = []
@@ -207,7 +207,8 @@ class Faults(unittest.TestCase):
 
         def churn(n):
             for i in range(n):
-                s = socket.create_connection(("127.0.0.1", self.hs1.mrtc.port), timeout=5)
+                s = socket.create_connection((self.hs1.mrtc.host, self.hs1.mrtc.port),
+                                             timeout=5)
                 if i % 3 == 0:
                     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
                 elif i % 3 == 1:

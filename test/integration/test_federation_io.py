@@ -36,7 +36,7 @@ class FederationIO(unittest.TestCase):
         cls.tb.stop()
 
     def tool(self, *args, ca=True, allow=True, timeout=3000):
-        cmd = [FEDTOOL, "--dns", f"127.0.0.1:{self.tb.dns_port}", "--timeout", str(timeout)]
+        cmd = [FEDTOOL, "--dns", f"{self.tb.svc}:{self.tb.dns_port}", "--timeout", str(timeout)]
         if ca:
             cmd += ["--ca", self.tb.ca]
         if allow:

@@ -58,16 +58,16 @@ class Legacy(unittest.TestCase):
             # the testbed: its SFU's API, CA, DNS, and loopback addresses as peers
             "MRTC_LIVEKIT_API_URL": hs1.sfu_url,
             "MRTC_CA_FILE": cls.tb.ca,
-            "MRTC_DNS_SERVER": f"127.0.0.1:{cls.tb.dns_port}",
+            "MRTC_DNS_SERVER": f"{cls.tb.svc}:{cls.tb.dns_port}",
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
             # delegated delayed leave
             "MRTC_STORE": "sqlite:" + cls.tb.path("legacy-jobs.db"),
             "MRTC_DELAYED_CONNECT_WAIT": "2",
             "MRTC_DELAYED_POLL_MS": "300",
         }
-        cls.d = Daemon(BINARY, env, name="mrtc-legacy")
+        cls.d = Daemon(BINARY, env, name="mrtc-legacy", host=cls.tb.svc)
         del cls.d.env["MRTC_BIND"]
-        cls.d.env["LIVEKIT_JWT_BIND"] = f"127.0.0.1:{cls.d.port}"
+        cls.d.env["LIVEKIT_JWT_BIND"] = f"{cls.tb.svc}:{cls.d.port}"
         cls.d.start()
 
     @classmethod

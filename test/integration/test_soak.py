@@ -90,7 +90,7 @@ class Soak(unittest.TestCase):
                 _, d, method, path, body, auth, want = plan[i % len(plan)]
                 c = conns.get(d.name)
                 if c is None:
-                    c = conns[d.name] = http.client.HTTPConnection("127.0.0.1", d.mrtc.port,
+                    c = conns[d.name] = http.client.HTTPConnection(d.mrtc.host, d.mrtc.port,
                                                                    timeout=30)
                 headers = {}
                 if auth:

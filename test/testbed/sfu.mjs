@@ -146,4 +146,4 @@ http.createServer(async (req, res) => {
   } catch (e) {
     twirpError(res, 500, 'internal', String(e));
   }
-}).listen(port, '127.0.0.1', () => console.log(`test SFU on 127.0.0.1:${port}`));
+}).listen(port, args.host || '127.0.0.1', () => console.log(`test SFU on ${args.host}:${port}`));

@@ -40,9 +40,9 @@ PY = "/usr/bin/python3"
 LIVEKIT_KEY = "APItestbed"
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -66,11 +66,12 @@ def run(cmd, **kw):
 class Server:
     """One homeserver of the testbed and what stands beside it."""
 
-    def __init__(self, name, address):
+    def __init__(self, name, address, svc):
         self.name = name
         self.address = address
-        self.hs_port = free_port()
-        self.sfu_port = free_port()
+        self.svc = svc  # the testbed's own loopback address for its internal services
+        self.hs_port = free_port(svc)
+        self.sfu_port = free_port(svc)
         self.secret = "secret-" + name + "-" + os.urandom(8).hex()
         self.admin_token = "admin-" + os.urandom(6).hex()
         self.appservice_token = "as-" + os.urandom(6).hex()
@@ -78,11 +79,11 @@ class Server:
 
     @property
     def hs_url(self):
-        return f"http://127.0.0.1:{self.hs_port}"
+        return f"http://{self.svc}:{self.hs_port}"
 
     @property
     def sfu_url(self):
-        return f"http://127.0.0.1:{self.sfu_port}"
+        return f"http://{self.svc}:{self.sfu_port}"
 
     @property
     def livekit_url(self):
@@ -98,10 +99,13 @@ class Testbed:
         self.procs = []
         base = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}."
         self.base = base
-        self.servers = {"hs1.test": Server("hs1.test", base + "11"),
-                        "hs2.test": Server("hs2.test", base + "12")}
+        # Every service of this testbed listens on its own loopback addresses, so that testbeds
+        # running in parallel cannot take each other's ports between free_port() and bind().
+        self.svc = base + "1"
+        self.servers = {"hs1.test": Server("hs1.test", base + "11", self.svc),
+                        "hs2.test": Server("hs2.test", base + "12", self.svc)}
         self.wk_address = base + "13"
-        self.dns_port = free_port()
+        self.dns_port = free_port(self.svc)
         self.state = state or {}
         self.ca = os.path.join(self.dir, "ca.pem")
 
@@ -141,7 +145,7 @@ class Testbed:
     def start_dns(self):
         hs2 = self.hs("hs2.test").address
         args = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--user=root",
-                "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={self.dns_port}",
+                "--bind-interfaces", f"--listen-address={self.svc}", f"--port={self.dns_port}",
                 "--local=/test/", "--log-queries", f"--log-facility={self.path('dns-queries.log')}",
                 f"--pid-file={self.path('dnsmasq.pid')}"]
         for s in self.servers.values():
@@ -164,7 +168,7 @@ class Testbed:
         wait_for(lambda: self.dig("hs1.test") == [self.hs("hs1.test").address], "dnsmasq")
 
     def dig(self, name, rtype="A"):
-        out = run(["dig", "+short", "+time=1", "+tries=1", f"@127.0.0.1", "-p",
+        out = run(["dig", "+short", "+time=1", "+tries=1", f"@{self.svc}", "-p",
                    str(self.dns_port), name, rtype]).stdout
         return [line for line in out.splitlines() if line]
 
@@ -181,10 +185,11 @@ class Testbed:
             with open(self.path(f"{s.name}.state.json"), "w") as f:
                 json.dump(state, f)
             self.spawn(f"homeserver-{s.name}", [PY, os.path.join(HERE, "homeserver.py"), "--port",
-                       str(s.hs_port), "--server-name", s.name, "--signing-key", key, "--state",
+                       str(s.hs_port), "--host", self.svc, "--server-name", s.name, "--signing-key", key, "--state",
                        self.path(f"{s.name}.state.json")])
             self.spawn(f"sfu-{s.name}", ["node", os.path.join(HERE, "sfu.mjs"), "--port",
-                       str(s.sfu_port), "--key", LIVEKIT_KEY, "--secret", s.secret])
+                       str(s.sfu_port), "--host", self.svc, "--key", LIVEKIT_KEY,
+                       "--secret", s.secret])
         for s in self.servers.values():
             wait_for(lambda s=s: urllib.request.urlopen(s.hs_url + "/_test/state").status == 200,
                      f"homeserver {s.name}")
@@ -236,7 +241,7 @@ class Testbed:
             os.makedirs(os.path.join(conf_dir, "tmp"))
             for f in ("nginx-mrtc.conf", "mrtc-proxy-params.conf"):
                 shutil.copy(os.path.join(DEPLOY, f), conf_dir)
-            mrtc_port = s.mrtc.port if s.mrtc else free_port()  # no daemon: nginx answers 502
+            mrtc_port = s.mrtc.port if s.mrtc else free_port(self.svc)  # none: nginx says 502
             conf = f"""
 worker_processes 1;
 pid {conf_dir}/nginx.pid;
@@ -249,8 +254,8 @@ http {{
     fastcgi_temp_path {conf_dir}/tmp/fastcgi;
     uwsgi_temp_path {conf_dir}/tmp/uwsgi;
     scgi_temp_path {conf_dir}/tmp/scgi;
-    upstream homeserver {{ server 127.0.0.1:{s.hs_port}; keepalive 8; }}
-    upstream mrtc_transport {{ server 127.0.0.1:{mrtc_port}; keepalive 8; }}
+    upstream homeserver {{ server {self.svc}:{s.hs_port}; keepalive 8; }}
+    upstream mrtc_transport {{ server {self.svc}:{mrtc_port}; keepalive 8; }}
     server {{
         listen {s.address}:443 ssl;
         listen {s.address}:8448 ssl;
@@ -289,7 +294,7 @@ http {{
             "LIVEKIT_SECRET": s.secret,
             "MRTC_LIVEKIT_API_URL": s.sfu_url,
             "MRTC_CA_FILE": self.ca,
-            "MRTC_DNS_SERVER": f"127.0.0.1:{self.dns_port}",
+            "MRTC_DNS_SERVER": f"{self.svc}:{self.dns_port}",
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
         }
         env.update(extra)
@@ -299,7 +304,8 @@ http {{
         sys.path.insert(0, os.path.join(ROOT, "test", "integration"))
         from harness import Daemon
         for s in self.servers.values():
-            s.mrtc = Daemon(self.mrtc_binary, self.mrtc_env(s, **extra), name=f"mrtc-{s.name}")
+            s.mrtc = Daemon(self.mrtc_binary, self.mrtc_env(s, **extra), name=f"mrtc-{s.name}",
+                            host=self.svc)
             s.mrtc.log.close()
             s.mrtc.log = open(self.path(f"mrtc-{s.name}.log"), "w")
             s.mrtc.start()
@@ -323,13 +329,14 @@ http {{
     # -- lifecycle ---------------------------------------------------------------------------
     def start_redis(self):
         """A Redis server on a free loopback port (shared job store tests)."""
-        self.redis_port = free_port()
+        self.redis_port = free_port(self.svc)
         self.spawn("redis", ["redis-server", "--port", str(self.redis_port), "--bind",
-                             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir])
-        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"],
+                             self.svc, "--save", "", "--appendonly", "no", "--dir", self.dir])
+        wait_for(lambda: subprocess.run(["redis-cli", "-h", self.svc, "-p", str(self.redis_port),
+                                         "ping"],
                                         capture_output=True, text=True).stdout.strip() == "PONG",
                  "redis")
-        return f"redis://127.0.0.1:{self.redis_port}"
+        return f"redis://{self.svc}:{self.redis_port}"
 
     def start(self, with_daemons=False, **daemon_env):
         try:
@@ -397,7 +404,7 @@ def main():
     tb = Testbed(mrtc_binary=binary, keep=True).start(with_daemons=binary is not None)
     h1, h2 = tb.hs("hs1.test"), tb.hs("hs2.test")
     print(f"""testbed up in {tb.dir}
-  DNS        dig @127.0.0.1 -p {tb.dns_port} SRV _matrix-fed._tcp.srv.test
+  DNS        dig @{tb.svc} -p {tb.dns_port} SRV _matrix-fed._tcp.srv.test
   hs1.test   {h1.address} (nginx 443/8448)  homeserver {h1.hs_url}  SFU {h1.sfu_url}
   hs2.test   {h2.address} (nginx 443/8448)  homeserver {h2.hs_url}  SFU {h2.sfu_url}
   CA         {tb.ca}
