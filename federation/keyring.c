@@ -2,6 +2,8 @@
 /* Fetching, verifying and caching other servers' signing keys. */
 #include "mrtc/keyring.h"
 
+#include <event2/http.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,30 +139,53 @@ static void answer_now(evutil_socket_t fd, short what, void *arg)
 	op_free(op);
 }
 
-static void on_keys(void *arg, const struct mrtc_http_response *resp)
+static void on_keys(void *arg, const struct mrtc_http_response *resp);
+static void on_notary_keys(void *arg, const struct mrtc_http_response *resp);
+
+/* The JSON body of a 200 response, or NULL with *ret_err set. */
+static struct json_object *response_json(const struct mrtc_http_response *resp,
+					 enum mrtc_err *ret_err)
 {
-	struct server *s = arg;
-	struct mrtc_keyring *kr = s->kr;
-	s->fetch = NULL;
-	enum mrtc_err err = resp->err;
-	if (err == MRTC_OK && resp->status != 200)
-		err = MRTC_ERR_UPSTREAM;
 	struct json_object *doc = NULL;
-	if (err == MRTC_OK && mrtc_json_parse(resp->body, resp->body_len, 16, &doc) != MRTC_OK)
-		err = MRTC_ERR_UPSTREAM;
-	if (err == MRTC_OK) {
-		struct mrtc_verify_key keys[MRTC_SERVER_KEYS_MAX];
-		size_t n = 0;
-		err = mrtc_server_keys_verify(doc, s->name, mrtc_now_ms(), keys,
-					      MRTC_SERVER_KEYS_MAX, &n);
-		if (err == MRTC_OK) {
-			memcpy(s->keys, keys, n * sizeof(keys[0]));
-			s->n_keys = n;
-			/* Unknown key ids do not trigger a new fetch per request. */
-			s->fetched_until_ms = mrtc_monotonic_ms() + kr->cfg.failure_ttl_ms;
-		}
-	}
-	json_object_put(doc);
+	*ret_err = resp->err;
+	if (*ret_err == MRTC_OK && resp->status != 200)
+		*ret_err = MRTC_ERR_UPSTREAM;
+	if (*ret_err == MRTC_OK && mrtc_json_parse(resp->body, resp->body_len, 16, &doc) != MRTC_OK)
+		*ret_err = MRTC_ERR_UPSTREAM;
+	return doc;
+}
+
+static void store_keys(struct server *s, const struct mrtc_verify_key *keys, size_t n)
+{
+	memcpy(s->keys, keys, n * sizeof(keys[0]));
+	s->n_keys = n;
+	/* Unknown key ids do not trigger a new fetch per request. */
+	s->fetched_until_ms = mrtc_monotonic_ms() + s->kr->cfg.failure_ttl_ms;
+}
+
+/* Asks the notary for @s's keys after a direct fetch failed; false when there is none. */
+static bool ask_notary(struct server *s)
+{
+	struct mrtc_keyring *kr = s->kr;
+	if (!kr->cfg.notary || strcmp(kr->cfg.notary, s->name) == 0)
+		return false;
+	char *name = evhttp_uriencode(s->name, -1, 0);
+	if (!name)
+		return false;
+	char target[sizeof("/_matrix/key/v2/query/") + 3 * MRTC_SERVER_NAME_MAX];
+	snprintf(target, sizeof(target), "/_matrix/key/v2/query/%s", name);
+	free(name);
+	kr->stats.notary_fetches++;
+	s->fetch = mrtc_fed_request(
+	    kr->cfg.fed, kr->cfg.notary, "GET", target, NULL, false, kr->cfg.timeout_ms,
+	    MRTC_KEY_RESPONSE_MAX * MRTC_NOTARY_ENTRIES_MAX, on_notary_keys, s);
+	return s->fetch != NULL;
+}
+
+/* Ends the fetch of @s's keys with @err and answers every waiter. */
+static void finish(struct server *s, enum mrtc_err err)
+{
+	struct mrtc_keyring *kr = s->kr;
 	struct mrtc_keyring_op *op = s->waiters;
 	s->waiters = NULL;
 	if (err != MRTC_OK) {
@@ -175,6 +200,54 @@ static void on_keys(void *arg, const struct mrtc_http_response *resp)
 		op_free(op);
 		op = next;
 	}
+}
+
+/* Verifies and stores a key response, direct or (@notarised) from the notary. */
+static enum mrtc_err take_keys(struct server *s, const struct mrtc_http_response *resp,
+			       bool notarised)
+{
+	const struct mrtc_keyring_config *cfg = &s->kr->cfg;
+	enum mrtc_err err;
+	struct json_object *doc = response_json(resp, &err);
+	if (err == MRTC_OK) {
+		struct mrtc_verify_key keys[MRTC_SERVER_KEYS_MAX];
+		size_t n = 0;
+		if (notarised)
+			err = mrtc_server_keys_verify_notarised(doc, s->name, cfg->notary,
+								&cfg->notary_key, mrtc_now_ms(),
+								keys, MRTC_SERVER_KEYS_MAX, &n);
+		else
+			err = mrtc_server_keys_verify(doc, s->name, mrtc_now_ms(), keys,
+						      MRTC_SERVER_KEYS_MAX, &n);
+		if (err == MRTC_OK)
+			store_keys(s, keys, n);
+	}
+	json_object_put(doc);
+	return err;
+}
+
+static void on_keys(void *arg, const struct mrtc_http_response *resp)
+{
+	struct server *s = arg;
+	s->fetch = NULL;
+	enum mrtc_err err = take_keys(s, resp, false);
+	/*
+	 * A response that verified but lacks the key id asked for is an answer, not a failure;
+	 * anything else may be a server that is down, so the notary gets a chance.
+	 */
+	if (err != MRTC_OK && ask_notary(s))
+		return;
+	finish(s, err);
+}
+
+static void on_notary_keys(void *arg, const struct mrtc_http_response *resp)
+{
+	struct server *s = arg;
+	s->fetch = NULL;
+	enum mrtc_err err = take_keys(s, resp, true);
+	if (err != MRTC_OK)
+		s->kr->stats.notary_failures++;
+	finish(s, err);
 }
 
 struct mrtc_keyring_op *mrtc_keyring_ensure(struct mrtc_keyring *kr, const char *origin,

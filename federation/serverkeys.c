@@ -2,6 +2,7 @@
 /* Building and verifying /_matrix/key/v2/server responses. Pure. */
 #include "mrtc/serverkeys.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "mrtc/base64.h"
@@ -91,4 +92,55 @@ enum mrtc_err mrtc_server_keys_verify(const struct json_object *resp, const char
 	memcpy(ret_keys, keys, n * sizeof(keys[0]));
 	*ret_n = n;
 	return MRTC_OK;
+}
+
+enum mrtc_err mrtc_server_keys_verify_notarised(const struct json_object *resp,
+						const char *server_name, const char *notary,
+						const struct mrtc_verify_key *notary_key,
+						uint64_t now_ms, struct mrtc_verify_key *ret_keys,
+						size_t max_keys, size_t *ret_n)
+{
+	struct json_object *list = NULL;
+	if (!json_object_is_type(resp, json_type_object) ||
+	    !json_object_object_get_ex(resp, "server_keys", &list) ||
+	    !json_object_is_type(list, json_type_array))
+		return MRTC_ERR_BAD_JSON;
+	size_t n = json_object_array_length(list);
+	if (n > MRTC_NOTARY_ENTRIES_MAX)
+		return MRTC_ERR_TOO_LARGE;
+	enum mrtc_err err = MRTC_ERR_UNKNOWN_KEY;
+	for (size_t i = 0; i < n; i++) {
+		const struct json_object *entry = json_object_array_get_idx(list, i);
+		const char *name = mrtc_json_get_string(entry, "server_name");
+		if (!name || strcmp(name, server_name) != 0)
+			continue; /* a notary may answer for other servers too */
+		err =
+		    mrtc_server_keys_verify(entry, server_name, now_ms, ret_keys, max_keys, ret_n);
+		if (err != MRTC_OK)
+			continue;
+		err = mrtc_json_verify(entry, notary, notary_key->key_id, notary_key->public_key);
+		if (err == MRTC_OK)
+			return MRTC_OK;
+		err = MRTC_ERR_BAD_SIGNATURE;
+	}
+	return err;
+}
+
+bool mrtc_notary_spec_parse(const char *spec, char *ret_name, struct mrtc_verify_key *ret_key)
+{
+	char name[MRTC_SERVER_NAME_MAX + 1], key_id[MRTC_KEY_ID_MAX + 1], b64[64];
+	char extra;
+	size_t len;
+	struct mrtc_verify_key key = { .expires_ms = UINT64_MAX };
+	if (strlen(spec) > sizeof(name) + sizeof(key_id) + sizeof(b64) ||
+	    sscanf(spec, "%255s %128s %63s %c", name, key_id, b64, &extra) != 3 ||
+	    !mrtc_server_name_is_valid(name) || !mrtc_key_id_is_valid(key_id) ||
+	    strncmp(key_id, "ed25519:", 8) != 0 ||
+	    !mrtc_base64_decode(b64, strlen(b64), key.public_key, MRTC_ED25519_PK_LEN, &len) ||
+	    len != MRTC_ED25519_PK_LEN)
+		return false;
+	memcpy(ret_name, name, strlen(name) + 1);
+	memcpy(key.key_id, key_id, strlen(key_id) + 1);
+	*ret_key = key;
+	return true;
 }

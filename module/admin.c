@@ -165,6 +165,15 @@ static void cache_lines(struct mrtc_buf *b, const char *cache, uint64_t hits, ui
 	mrtc_buf_printf(b, "mrtc_cache_entries{cache=\"%s\"} %zu\n", cache, size);
 }
 
+/* A counter with result="ok" and result="failed". */
+static void result_lines(struct mrtc_buf *b, const char *name, const char *help, uint64_t ok,
+			 uint64_t failed)
+{
+	mrtc_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	mrtc_buf_printf(b, "%s{result=\"ok\"} %llu\n%s{result=\"failed\"} %llu\n", name,
+			(unsigned long long)ok, name, (unsigned long long)failed);
+}
+
 void mrtc_admin_metrics(struct mrtc_request *r)
 {
 	struct mrtc_services *s = r->services;
@@ -216,13 +225,11 @@ void mrtc_admin_metrics(struct mrtc_request *r)
 	struct mrtc_keyring_stats ks = { 0 };
 	if (s->keyring)
 		mrtc_keyring_get_stats(s->keyring, &ks);
-	mrtc_buf_puts(&b, "# HELP mrtc_key_fetches_total Server key fetches, by result.\n"
-			  "# TYPE mrtc_key_fetches_total counter\n");
-	mrtc_buf_printf(&b,
-			"mrtc_key_fetches_total{result=\"ok\"} %llu\n"
-			"mrtc_key_fetches_total{result=\"failed\"} %llu\n",
-			(unsigned long long)(ks.fetches - ks.fetch_failures),
-			(unsigned long long)ks.fetch_failures);
+	result_lines(&b, "mrtc_key_fetches_total", "Server key fetches, by result.",
+		     ks.fetches - ks.fetch_failures, ks.fetch_failures);
+	result_lines(&b, "mrtc_key_notary_fetches_total",
+		     "Server key fetches from the notary after a direct fetch failed, by result.",
+		     ks.notary_fetches - ks.notary_failures, ks.notary_failures);
 
 	mrtc_buf_puts(&b, "# HELP mrtc_cache_hits_total Cache hits, by cache.\n"
 			  "# TYPE mrtc_cache_hits_total counter\n"

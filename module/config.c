@@ -99,6 +99,8 @@ static const struct var vars[] = {
 	  "ip[:port] of the DNS server to use (default: system resolver)" },
 	{ "MRTC_FEDERATION_ALLOW_CIDRS", T_CIDRS, NULL, 0, OFF(allow_cidrs), 0, 0,
 	  "comma-separated ranges exempt from the outbound private-address block" },
+	{ "MRTC_KEY_NOTARY", T_STRING, NULL, 0, OFF(key_notary), 0, 0,
+	  "'server_name key_id base64key': notary asked for keys a server does not serve" },
 	{ "MRTC_AUTH_CACHE_TTL", T_UINT, "60", 0, OFF(auth_cache_ttl_s), 0, 3600,
 	  "seconds a verified access token is remembered" },
 	{ "MRTC_MEMBERSHIP_CACHE_TTL", T_UINT, "5", 0, OFF(membership_cache_ttl_s), 0, 300,
@@ -654,6 +656,9 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 				"%s is not a signing-key file 'ed25519 <version> <seed>' (%s)",
 				c->signing_key_file, mrtc_err_str(err));
 	}
+	if (c->key_notary && !mrtc_notary_spec_parse(c->key_notary, c->notary_name, &c->notary_key))
+		problem(problems, "MRTC_KEY_NOTARY",
+			"expected '<server_name> ed25519:<version> <unpadded base64 public key>'");
 	if (c->ca_file && !ca_file_ok(c->ca_file))
 		problem(problems, "MRTC_CA_FILE", "%s holds no PEM certificate OpenSSL can load",
 			c->ca_file);

@@ -83,6 +83,10 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 			goto fail;
 		struct mrtc_keyring_config kc = { .fed = s->fed,
 						  .timeout_ms = cfg->federation_timeout_s * 1000 };
+		if (cfg->notary_name[0]) {
+			kc.notary = cfg->notary_name;
+			kc.notary_key = cfg->notary_key;
+		}
 		err = mrtc_keyring_create(base, &kc, &s->keyring);
 		if (err != MRTC_OK)
 			goto fail;

@@ -14,6 +14,8 @@
 #include "mrtc/err.h"
 #include "mrtc/guard.h"
 #include "mrtc/log.h"
+#include "mrtc/serverkeys.h"
+#include "mrtc/servername.h"
 #include "mrtc/signing.h"
 
 enum mrtc_membership_backend {
@@ -53,6 +55,9 @@ struct mrtc_config {
 	struct mrtc_hostport dns_server;
 	struct mrtc_cidr *allow_cidrs;
 	size_t n_allow_cidrs;
+	char *key_notary;			    /* "server_name key_id base64key" as set */
+	char notary_name[MRTC_SERVER_NAME_MAX + 1]; /* parsed from it; "" when unset */
+	struct mrtc_verify_key notary_key;
 	uint64_t auth_cache_ttl_s;
 	uint64_t membership_cache_ttl_s;
 	uint64_t rate_per_second;

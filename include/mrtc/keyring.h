@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Other servers' signing keys (PROTOCOL §5.4): fetched from /_matrix/key/v2/server on demand,
- * verified, cached per (server, key id) until min(valid_until_ts, fetch + 7 days); concurrent
- * fetches for a server are coalesced, failures remembered briefly, the cache bounded.
+ * Other servers' signing keys (PROTOCOL §5.4): fetched from /_matrix/key/v2/server on demand
+ * (or from a notary with a pinned key when that fails), verified, cached per (server, key id) until
+ * min(valid_until_ts, fetch + 7 days); concurrent fetches for a server are coalesced, failures
+ * remembered briefly, the cache bounded.
  */
 #ifndef MRTC_KEYRING_H
 #define MRTC_KEYRING_H
@@ -20,10 +21,18 @@ struct mrtc_keyring_config {
 	size_t max_servers;	 /* 0: 4096 */
 	uint64_t failure_ttl_ms; /* 0: 30 s */
 	uint64_t timeout_ms;	 /* 0: 10 s */
+	/*
+	 * Optional notary (e.g. our own homeserver): when fetching a server's keys directly
+	 * fails, they are asked of @notary at /_matrix/key/v2/query/{server} and accepted only
+	 * with a valid self-signature and a signature by the pinned @notary_key. NULL: none.
+	 */
+	const char *notary;
+	struct mrtc_verify_key notary_key;
 };
 
 struct mrtc_keyring_stats {
 	uint64_t fetches, fetch_failures, hits, misses;
+	uint64_t notary_fetches, notary_failures;
 	size_t servers;
 };
 

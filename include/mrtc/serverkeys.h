@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "mrtc/err.h"
+#include "mrtc/servername.h"
 #include "mrtc/signing.h"
 
 #define MRTC_KEY_MAX_LIFETIME_MS (7ull * 24 * 3600 * 1000)
@@ -41,5 +42,28 @@ enum mrtc_err mrtc_server_keys_build(const struct mrtc_signing_key *key, const c
 enum mrtc_err mrtc_server_keys_verify(const struct json_object *resp, const char *server_name,
 				      uint64_t now_ms, struct mrtc_verify_key *ret_keys,
 				      size_t max_keys, size_t *ret_n);
+
+/*
+ * Verifies a notary's /_matrix/key/v2/query/{@server_name} response: "server_keys" is an
+ * array of at most MRTC_NOTARY_ENTRIES_MAX key responses; the first one that passes
+ * mrtc_server_keys_verify() for @server_name AND carries a signature by @notary with the pinned
+ * key @notary_key wins. The keys' expiry is that entry's own valid_until_ts, capped as above.
+ * Errors: MRTC_ERR_BAD_JSON (shape), MRTC_ERR_TOO_LARGE (too many entries), MRTC_ERR_UNKNOWN_KEY
+ * (no entry for @server_name), else the error of the last entry tried (MRTC_ERR_BAD_SIGNATURE
+ * when the notary's signature is missing or does not verify).
+ */
+#define MRTC_NOTARY_ENTRIES_MAX 8
+enum mrtc_err mrtc_server_keys_verify_notarised(const struct json_object *resp,
+						const char *server_name, const char *notary,
+						const struct mrtc_verify_key *notary_key,
+						uint64_t now_ms, struct mrtc_verify_key *ret_keys,
+						size_t max_keys, size_t *ret_n);
+
+/*
+ * Parses a pinned notary "<server_name> ed25519:<version> <unpadded base64 public key>" (three
+ * fields separated by whitespace, nothing after) into @ret_name (MRTC_SERVER_NAME_MAX + 1
+ * bytes) and @ret_key (never expires). False when malformed.
+ */
+bool mrtc_notary_spec_parse(const char *spec, char *ret_name, struct mrtc_verify_key *ret_key);
 
 #endif

@@ -2,8 +2,8 @@
 """Federation I/O on the testbed (real dnsmasq, TLS with the generated CA, nginx): every
 resolution path of PROTOCOL §5.5, redirects, an oversized well-known, certificates for another
 name and from an untrusted CA, the outbound guard (blocked names, blocked redirects), a slow
-server, key fetching (cached, coalesced, wrong server name, forged, expired, over-long) and
-connection reuse. Uses test/tools/fedtool, which drives the library's resolver, HTTPS client,
+server, key fetching (cached, coalesced, wrong server name, forged, expired, over-long), the
+notary fallback with a pinned key, and connection reuse. Uses test/tools/fedtool, which drives the library's resolver, HTTPS client,
 guard and keyring.
 
 Usage: test_federation_io.py <fedtool>
@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
 sys.path.insert(0, HERE)
 from harness import post_json as post  # noqa: E402
 from testbed import Testbed  # noqa: E402
+from nacl.signing import SigningKey  # noqa: E402
+from unpaddedbase64 import decode_base64, encode_base64  # noqa: E402
 
 FEDTOOL = None
 
@@ -35,8 +37,10 @@ class FederationIO(unittest.TestCase):
     def tearDownClass(cls):
         cls.tb.stop()
 
-    def tool(self, *args, ca=True, allow=True, timeout=3000):
+    def tool(self, *args, ca=True, allow=True, timeout=3000, notary=None):
         cmd = [FEDTOOL, "--dns", f"{self.tb.svc}:{self.tb.dns_port}", "--timeout", str(timeout)]
+        if notary:
+            cmd += ["--notary", notary]
         if ca:
             cmd += ["--ca", self.tb.ca]
         if allow:
@@ -174,6 +178,62 @@ class FederationIO(unittest.TestCase):
             self.assertEqual((r["ok"], r["lookup"]), (1, "ok"), r)
         finally:
             self.set_state("hs2.test", key_mode="normal")
+
+    # -- notary ------------------------------------------------------------------------------
+    def verify_key(self, name):
+        with open(self.tb.hs(name).signing_key_file) as f:
+            alg, version, seed = f.read().split()
+        sk = SigningKey(decode_base64(seed))
+        return f"{alg}:{version}", encode_base64(bytes(sk.verify_key))
+
+    def notary_requests(self, name):
+        hs = self.tb.hs(name)
+        with urllib.request.urlopen(hs.hs_url + "/_test/requests") as r:
+            return [q["path"] for q in json.load(r)["requests"]
+                    if q["path"].startswith("/_matrix/key/v2/query/")]
+
+    def test_notary_fallback(self):
+        """hs2 stops serving its keys; hs1, as a notary holding hs2's real key response, is
+        asked instead and its answer is accepted only with hs1's pinned key."""
+        kid, _ = self.verify_key("hs2.test")
+        nkid, npk = self.verify_key("hs1.test")
+        pinned = f"hs1.test {nkid} {npk}"
+        with urllib.request.urlopen(self.tb.hs("hs2.test").hs_url + "/_matrix/key/v2/server") as r:
+            genuine = json.load(r)
+        forged = dict(genuine, verify_keys={kid: {"key": npk}})  # self-signature now invalid
+        try:
+            self.set_state("hs2.test", key_mode="unavailable")
+            self.set_state("hs1.test", notary={"hs2.test": [genuine]})
+            # Without a notary the fetch fails.
+            r = self.tool("keys", "hs2.test", kid)
+            self.assertEqual((r["ok"], r["err"], r["notary_fetches"]), (0, "upstream failure", 0), r)
+            self.clear_requests("hs1.test")
+            r = self.tool("keys", "hs2.test", kid, "20", notary=pinned)
+            self.assertEqual((r["ok"], r["lookup"], r["fetches"], r["notary_fetches"]),
+                             (20, "ok", 1, 1), r)
+            self.assertEqual(self.notary_requests("hs1.test"), ["/_matrix/key/v2/query/hs2.test"])
+            # Another pinned key, a forged or missing notary signature, a forged self-signature,
+            # or a notary that holds nothing: refused.
+            other = f"hs1.test {nkid} {encode_base64(bytes(SigningKey.generate().verify_key))}"
+            for spec, state, err in ((other, {}, "bad signature"),
+                                     (pinned, {"notary_mode": "forged"}, "bad signature"),
+                                     (pinned, {"notary_mode": "unsigned"}, "bad signature"),
+                                     (pinned, {"notary": {"hs2.test": [forged]}}, "bad signature"),
+                                     (pinned, {"notary": {}}, "unknown key")):
+                with self.subTest(state=state, spec=spec == pinned):
+                    self.set_state("hs1.test", notary={"hs2.test": [genuine]},
+                                   notary_mode="normal")
+                    self.set_state("hs1.test", **state)
+                    r = self.tool("keys", "hs2.test", kid, notary=spec)
+                    self.assertEqual((r["ok"], r["err"], r["lookup"], r["notary_fetches"]),
+                                     (0, err, "unknown key", 1), r)
+            # The notary is not asked for its own keys.
+            self.set_state("hs1.test", key_mode="unavailable")
+            r = self.tool("keys", "hs1.test", nkid, notary=pinned)
+            self.assertEqual((r["ok"], r["notary_fetches"]), (0, 0), r)
+        finally:
+            self.set_state("hs2.test", key_mode="normal")
+            self.set_state("hs1.test", key_mode="normal", notary={}, notary_mode="normal")
 
     def test_unknown_key_id(self):
         r = self.tool("keys", "hs1.test", "ed25519:nope")

@@ -384,6 +384,54 @@ class TokenFlow(unittest.TestCase):
             self.assertEqual(status, 200, doc)
             self.assertIs(claims_of(doc["jwt"])["video"]["canPublish"], False)
 
+    def test_federation_keys_from_notary(self):
+        """hs1 stops serving its keys. A resident daemon pinned to its own homeserver as notary
+        (which holds hs1's real key response) still verifies hs1's requests; one whose notary
+        holds nothing refuses them."""
+        from harness import Daemon
+        hs1, hs2 = self.tb.hs("hs1.test"), self.tb.hs("hs2.test")
+        with urllib.request.urlopen(hs1.hs_url + "/_matrix/key/v2/server") as r:
+            genuine = json.load(r)
+        with open(hs2.signing_key_file) as f:
+            k2 = read_signing_keys(f)[0]
+        pin = (f"hs2.test {k2.alg}:{k2.version} "
+               f"{base64.b64encode(bytes(k2.verify_key)).decode().rstrip('=')}")
+        body = self.fed_body()
+        daemons = []
+        try:
+            state = get_json(hs1.hs_url + "/_test/state")
+            post_json(hs1.hs_url + "/_test/state", dict(state, key_mode="unavailable"))
+            state2 = get_json(hs2.hs_url + "/_test/state")
+            for notary, want in (({"hs1.test": [genuine]}, 200), ({}, 401)):
+                post_json(hs2.hs_url + "/_test/state", dict(state2, notary=notary))
+                post_json(hs2.hs_url + "/_test/requests", {})
+                d = Daemon(BINARY, self.tb.mrtc_env(hs2, MRTC_KEY_NOTARY=pin),
+                           name="mrtc-notary", host=self.tb.svc).start()
+                daemons.append(d)
+                status, _, data = d.request("POST", FED_UNSTABLE, body=json.dumps(body),
+                                            headers={"Authorization": self.signed(body)})
+                doc = json.loads(data)
+                with self.subTest(notary=bool(notary)):
+                    self.assertEqual(status, want, doc)
+                    if want == 200:
+                        self.assertIs(claims_of(doc["jwt"])["video"]["canPublish"], False)
+                    else:
+                        self.assertEqual(doc["errcode"], "M_UNAUTHORIZED")
+                    asked = [q["path"] for q in
+                             get_json(hs2.hs_url + "/_test/requests")["requests"]
+                             if q["path"].startswith("/_matrix/key/v2/")]
+                    self.assertEqual(asked, ["/_matrix/key/v2/query/hs1.test"])
+                    _, _, metrics = d.request("GET", "/metrics", admin=True)
+                    result = "ok" if want == 200 else "failed"
+                    self.assertIn(f'mrtc_key_notary_fetches_total{{result="{result}"}} 1',
+                                  metrics.decode())
+        finally:
+            post_json(hs1.hs_url + "/_test/state", dict(state, key_mode="normal"))
+            post_json(hs2.hs_url + "/_test/state", state2)
+            for d in daemons:
+                self.assertEqual(d.stop(), 0)
+                d.close()
+
     def test_federation_attacks_refused(self):
         body = self.fed_body()
         good = self.signed(body)

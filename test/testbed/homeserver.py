@@ -143,7 +143,11 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_matrix/client/versions":
             return 200, {"versions": ["v1.11"], "unstable_features": {}}
         if path == "/_matrix/key/v2/server":
+            if STATE.get("key_mode") == "unavailable":
+                return matrix_error(503, "M_UNKNOWN", "Key server unavailable")
             return 200, self.server_keys()
+        if path.startswith("/_matrix/key/v2/query/") and method == "GET":
+            return 200, self.notary_keys(urllib.parse.unquote(path[len("/_matrix/key/v2/query/"):]))
         if path == "/_matrix/federation/v1/openid/userinfo":
             user = STATE.get("openid", {}).get(token or "")
             if not user:
@@ -235,6 +239,21 @@ class Handler(BaseHTTPRequestHandler):
                 ev["state"] = "cancelled"
             return 200, {}
         return matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request")
+
+    def notary_keys(self, server):
+        """As a notary (Synapse's /_matrix/key/v2/query/{serverName}): the key responses held
+        for @server in STATE["notary"] (as fetched from it), each with our signature added.
+        notary_mode in the state: normal, forged (our signature by another key), unsigned."""
+        mode = STATE.get("notary_mode", "normal")
+        out = []
+        for entry in STATE.get("notary", {}).get(server, []):
+            entry = json.loads(json.dumps(entry))
+            if mode == "forged":
+                entry = sign_json(entry, ARGS.server_name, generate_signing_key(KEY.version))
+            elif mode != "unsigned":
+                entry = sign_json(entry, ARGS.server_name, KEY)
+            out.append(entry)
+        return {"server_keys": out}
 
     def server_keys(self):
         """key_mode in the state: normal, expired (valid_until in the past), long (30 days),

@@ -3,7 +3,8 @@
  * Drives the federation I/O components (resolver, HTTPS client, guard, keyring) for the
  * testbed integration test (test/integration/test_federation_io.py). Prints one JSON line.
  *
- *   fedtool [--dns IP:PORT] [--ca FILE] [--allow CIDR] [--timeout MS] COMMAND ...
+ *   fedtool [--dns IP:PORT] [--ca FILE] [--allow CIDR] [--timeout MS]
+ *           [--notary "NAME KEY_ID BASE64KEY"] COMMAND ...
  *     resolve NAME                    where NAME is found
  *     get NAME TARGET [N]             N sequential unsigned GETs (default 1), then client stats
  *     keys NAME KEY_ID [N]            N concurrent keyring fetches for one key, then stats
@@ -97,9 +98,10 @@ static void on_key_again(void *arg, enum mrtc_err err)
 	mrtc_keyring_get_stats(t->keyring, &ks);
 	uint8_t pk[32];
 	enum mrtc_err lk = mrtc_keyring_lookup(t->keyring, t->name, t->key_id, pk);
-	printf("{\"ok\":%d,\"err\":\"%s\",\"again\":\"%s\",\"fetches\":%llu,\"lookup\":\"%s\"}\n",
+	printf("{\"ok\":%d,\"err\":\"%s\",\"again\":\"%s\",\"fetches\":%llu,"
+	       "\"notary_fetches\":%llu,\"lookup\":\"%s\"}\n",
 	       t->ok, mrtc_err_str(t->last_err), mrtc_err_str(err), (unsigned long long)ks.fetches,
-	       mrtc_err_str(lk));
+	       (unsigned long long)ks.notary_fetches, mrtc_err_str(lk));
 	event_base_loopexit(t->base, NULL);
 }
 
@@ -132,6 +134,8 @@ int main(int argc, char **argv)
 	struct tool t = { .timeout_ms = 5000 };
 	const char *dns_server = NULL, *ca = NULL;
 	struct mrtc_cidr allow[4];
+	char notary[MRTC_SERVER_NAME_MAX + 1] = "";
+	struct mrtc_verify_key notary_key;
 	size_t n_allow = 0;
 	int i = 1;
 	for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
@@ -146,6 +150,9 @@ int main(int argc, char **argv)
 		else if (strcmp(argv[i], "--timeout") == 0 &&
 			 mrtc_parse_u64(argv[i + 1], 1, 600000, &v))
 			t.timeout_ms = v;
+		else if (strcmp(argv[i], "--notary") == 0 &&
+			 mrtc_notary_spec_parse(argv[i + 1], notary, &notary_key))
+			continue;
 		else
 			return 2;
 	}
@@ -172,6 +179,10 @@ int main(int argc, char **argv)
 	if (mrtc_fedclient_create(t.base, &fc, &t.fed) != MRTC_OK)
 		return 1;
 	kc.fed = t.fed;
+	if (notary[0]) {
+		kc.notary = notary;
+		kc.notary_key = notary_key;
+	}
 	if (mrtc_keyring_create(t.base, &kc, &t.keyring) != MRTC_OK)
 		return 1;
 	uint64_t n = 1;

@@ -132,6 +132,8 @@ START_TEST(test_config_load_homeserver_full)
 	env_set(&e, "MRTC_IDENTITY", "user-member");
 	env_set(&e, "MRTC_DNS_SERVER", "127.0.0.1:5353");
 	env_set(&e, "MRTC_FEDERATION_ALLOW_CIDRS", "127.0.0.0/8, ::1/128");
+	env_set(&e, "MRTC_KEY_NOTARY",
+		"hs1.test ed25519:a_x nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A");
 	env_set(&e, "MRTC_AUTH_CACHE_TTL", "0");
 	env_set(&e, "MRTC_RATE_PER_SECOND", "100");
 	env_set(&e, "MRTC_LIVEKIT_SERVICE_URL", "https://jwt.example.org");
@@ -155,6 +157,8 @@ START_TEST(test_config_load_homeserver_full)
 	ck_assert_str_eq(c->dns_server.host, "127.0.0.1");
 	ck_assert_uint_eq(c->dns_server.port, 5353);
 	ck_assert_uint_eq(c->n_allow_cidrs, 2);
+	ck_assert_str_eq(c->notary_name, "hs1.test");
+	ck_assert_str_eq(c->notary_key.key_id, "ed25519:a_x");
 	ck_assert_uint_eq(c->auth_cache_ttl_s, 0);
 	ck_assert_uint_eq(c->n_full_access, 2);
 	ck_assert_str_eq(c->full_access[1], "hs2.test:8448");
@@ -203,6 +207,7 @@ START_TEST(test_config_load_reports_every_bad_value)
 		{ "MRTC_DNS_SERVER", "dns.example", "MRTC_DNS_SERVER: expected an IP" },
 		{ "MRTC_FEDERATION_ALLOW_CIDRS", "10.0.0.0/33",
 		  "MRTC_FEDERATION_ALLOW_CIDRS: expected" },
+		{ "MRTC_KEY_NOTARY", "hs1.test ed25519:1", "MRTC_KEY_NOTARY: expected" },
 		{ "MRTC_AUTH_CACHE_TTL", "-1", "MRTC_AUTH_CACHE_TTL: expected" },
 		{ "MRTC_MEMBERSHIP_CACHE_TTL", "301", "MRTC_MEMBERSHIP_CACHE_TTL: expected" },
 		{ "MRTC_RATE_PER_SECOND", "0", "MRTC_RATE_PER_SECOND: expected" },

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Key responses against vectors/server_keys.json, and every reason to refuse one. */
+/*
+ * Key responses against vectors/server_keys.json, every reason to refuse one, and notary
+ * answers checked against a pinned key.
+ */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mrtc/base64.h"
 #include "mrtc/json.h"
 #include "mrtc/serverkeys.h"
 #include "vectors.h"
@@ -171,6 +175,109 @@ START_TEST(test_server_keys_verify_rejects)
 }
 END_TEST
 
+/* A notary's answer for "domain": the origin's own response, signed again by @notary. */
+static struct json_object *notarised(const struct mrtc_signing_key *notary, uint64_t valid_until)
+{
+	struct mrtc_signing_key *origin = vector_key();
+	struct json_object *entry = NULL;
+	ck_assert_int_eq(mrtc_server_keys_build(origin, "domain", valid_until, &entry), MRTC_OK);
+	ck_assert_int_eq(mrtc_json_sign(entry, "notary.example", notary), MRTC_OK);
+	struct json_object *list = json_object_new_array();
+	/* An answer about another server first: skipped. */
+	struct json_object *other = NULL;
+	ck_assert_int_eq(mrtc_server_keys_build(origin, "other.example", valid_until, &other),
+			 MRTC_OK);
+	json_object_array_add(list, other);
+	json_object_array_add(list, entry);
+	struct json_object *resp = json_object_new_object();
+	json_object_object_add(resp, "server_keys", list);
+	mrtc_signing_key_destroy(origin);
+	return resp;
+}
+
+static enum mrtc_err verify_notarised(struct json_object *resp, const char *name,
+				      const char *notary, const struct mrtc_verify_key *pinned,
+				      uint64_t now, struct mrtc_verify_key *keys, size_t *n)
+{
+	return mrtc_server_keys_verify_notarised(resp, name, notary, pinned, now, keys,
+						 MRTC_SERVER_KEYS_MAX, n);
+}
+
+START_TEST(test_server_keys_notarised)
+{
+	const char *line = "ed25519 n1 nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
+	struct mrtc_signing_key *notary = NULL;
+	ck_assert_int_eq(mrtc_signing_key_parse(line, strlen(line), &notary), MRTC_OK);
+	char pk[MRTC_BASE64_ENCODED_SIZE(MRTC_ED25519_PK_LEN)];
+	mrtc_base64_encode(notary->public_key, MRTC_ED25519_PK_LEN, false, pk);
+	char spec[256], name[MRTC_SERVER_NAME_MAX + 1];
+	struct mrtc_verify_key pinned, wrong;
+	snprintf(spec, sizeof(spec), "notary.example ed25519:n1 %s", pk);
+	ck_assert(mrtc_notary_spec_parse(spec, name, &pinned));
+	ck_assert_str_eq(name, "notary.example");
+	ck_assert_str_eq(pinned.key_id, "ed25519:n1");
+	ck_assert(memcmp(pinned.public_key, notary->public_key, MRTC_ED25519_PK_LEN) == 0);
+	wrong = pinned;
+	wrong.public_key[0] ^= 1;
+
+	uint64_t now = UINT64_C(1800000000000);
+	struct mrtc_verify_key keys[MRTC_SERVER_KEYS_MAX];
+	size_t n = 0;
+	struct json_object *resp = notarised(notary, now + 3600 * 1000);
+	ck_assert_int_eq(verify_notarised(resp, "domain", "notary.example", &pinned, now, keys, &n),
+			 MRTC_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(keys[0].key_id, "ed25519:1");
+	ck_assert_uint_eq(keys[0].expires_ms, now + 3600 * 1000);
+	/* Another pinned key, another notary name, a server it holds nothing for. */
+	ck_assert_int_eq(verify_notarised(resp, "domain", "notary.example", &wrong, now, keys, &n),
+			 MRTC_ERR_BAD_SIGNATURE);
+	ck_assert_int_eq(
+	    verify_notarised(resp, "domain", "elsewhere.example", &pinned, now, keys, &n),
+	    MRTC_ERR_BAD_SIGNATURE);
+	ck_assert_int_eq(
+	    verify_notarised(resp, "absent.example", "notary.example", &pinned, now, keys, &n),
+	    MRTC_ERR_UNKNOWN_KEY);
+	/* The origin's key replaced after the notary signed: no self-signature verifies. */
+	struct json_object *list = NULL, *vks = NULL;
+	json_object_object_get_ex(resp, "server_keys", &list);
+	json_object_object_get_ex(json_object_array_get_idx(list, 1), "verify_keys", &vks);
+	struct json_object *forged = json_object_new_object();
+	json_object_object_add(forged, "key", json_object_new_string(pk));
+	json_object_object_add(vks, "ed25519:1", forged);
+	ck_assert_int_eq(verify_notarised(resp, "domain", "notary.example", &pinned, now, keys, &n),
+			 MRTC_ERR_BAD_SIGNATURE);
+	json_object_put(resp);
+
+	/* Shapes: not an array, too many entries. */
+	resp = json_object_new_object();
+	json_object_object_add(resp, "server_keys", json_object_new_object());
+	ck_assert_int_eq(verify_notarised(resp, "domain", "notary.example", &pinned, now, keys, &n),
+			 MRTC_ERR_BAD_JSON);
+	list = json_object_new_array();
+	for (int i = 0; i < MRTC_NOTARY_ENTRIES_MAX + 1; i++)
+		json_object_array_add(list, json_object_new_object());
+	json_object_object_add(resp, "server_keys", list);
+	ck_assert_int_eq(verify_notarised(resp, "domain", "notary.example", &pinned, now, keys, &n),
+			 MRTC_ERR_TOO_LARGE);
+	json_object_put(resp);
+
+	/* Malformed pins. */
+	const char *bad[] = {
+		"",
+		"notary.example",
+		"notary.example ed25519:n1",
+		"notary.example curve25519:n1 AAAA",
+		"notary.example ed25519:n1 AAAA",
+		"bad_name! ed25519:n1 nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+		"notary.example ed25519:n1 nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A extra",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!mrtc_notary_spec_parse(bad[i], name, &wrong), "%s", bad[i]);
+	mrtc_signing_key_destroy(notary);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("serverkeys");
@@ -178,6 +285,7 @@ int main(void)
 		test_server_keys_vector_verifies,
 		test_server_keys_build_roundtrip_and_cap,
 		test_server_keys_verify_rejects,
+		test_server_keys_notarised,
 	};
 	vectors_add_tests(s, "serverkeys", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);
