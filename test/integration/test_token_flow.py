@@ -490,7 +490,8 @@ class TokenFlow(unittest.TestCase):
         finally:
             self.set_mode("hs2.test")
         bad = [(r, s, d) for r, s, _, d, _ in results if s != 200]
-        self.assertEqual(bad, [])
+        why = [line for line in self.mrtc_log("hs1.test").splitlines() if "failed" in line]
+        self.assertEqual(bad, [], "\n".join(why[-10:]))
         local = sorted(t for r, _, t, _, _ in results if not r)
         remote = sorted(t for r, _, t, _, _ in results if r)
         self.assertEqual((len(local), len(remote)), (150, 50))
