@@ -86,6 +86,9 @@ struct mrtc_http_call {
 	bool f_tls, f_guard, f_ip_literal;
 	struct mrtc_cidr *f_allow;
 	size_t f_n_allow;
+	/* a request sent on a pooled connection is kept (in f_*, freq) to be retried once */
+	bool reused, retried;
+	struct sockaddr_storage r_addr;
 };
 
 /* ---- SSL context ---- */
@@ -424,6 +427,32 @@ static void on_error(enum evhttp_request_error error, void *arg)
 	call->error = error;
 }
 
+static void start(struct mrtc_http_call *call, const struct mrtc_http_target *t,
+		  const struct mrtc_http_request *rq, bool fresh);
+
+/*
+ * A request that failed on a pooled connection without any response (the server closed the
+ * idle connection as we reused it) is sent once more on a new connection, as curl and Go's
+ * net/http do. Timeouts, oversized and malformed responses are not retried.
+ */
+static bool retry_on_fresh_connection(struct mrtc_http_call *call)
+{
+	if (!call->reused || call->retried || call->cancelled ||
+	    (call->have_error && call->error != EVREQ_HTTP_EOF))
+		return false;
+	call->retried = true;
+	call->have_error = false;
+	call->client->stats.retried++;
+	struct mrtc_http_target t = {
+		.addr = call->r_addr,
+		.tls = call->f_tls,
+		.tls_name = call->f_ip_literal ? NULL : call->f_host,
+		.host_header = call->f_host_header,
+	};
+	start(call, &t, &call->freq, true);
+	return true;
+}
+
 static void on_done(struct evhttp_request *req, void *arg)
 {
 	struct mrtc_http_call *call = arg;
@@ -436,6 +465,8 @@ static void on_done(struct evhttp_request *req, void *arg)
 		enum mrtc_err err = classify(call, &detail);
 		if (k && !k->dead)
 			conn_discard(k);
+		if (!call->in_start && retry_on_fresh_connection(call))
+			return;
 		if (call->in_start)
 			fail_later(call, err, detail);
 		else
@@ -516,9 +547,56 @@ static enum evhttp_cmd_type method_of(const char *m)
 	return EVHTTP_REQ_GET;
 }
 
-/* Starts @call on a pooled or new connection; on failure delivers the error. */
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+/*
+ * Copies @rq into the call (f_*, freq), the target too unless already set; false on OOM (what
+ * was copied is freed with the call).
+ */
+static bool copy_request(struct mrtc_http_call *call, const struct mrtc_http_request *rq)
+{
+	if (!call->f_target && rq->target)
+		call->f_target = strdup(rq->target);
+	call->f_method = strdup(rq->method);
+	call->f_ctype = dup_or_null(rq->content_type);
+	call->f_auth = dup_or_null(rq->authorization);
+	call->f_body = rq->body_len ? malloc(rq->body_len) : NULL;
+	if (call->f_body)
+		memcpy(call->f_body, rq->body, rq->body_len);
+	call->freq = *rq;
+	call->freq.method = call->f_method;
+	call->freq.target = call->f_target;
+	call->freq.content_type = call->f_ctype;
+	call->freq.authorization = call->f_auth;
+	call->freq.body = call->f_body;
+	return call->f_method && call->f_target && (!rq->content_type || call->f_ctype) &&
+	       (!rq->authorization || call->f_auth) && (!rq->body_len || call->f_body);
+}
+
+/* Copies what a retry needs (fetches already hold their copy); false on OOM. */
+static bool keep_for_retry(struct mrtc_http_call *call, const struct mrtc_http_target *t,
+			   const struct mrtc_http_request *rq)
+{
+	call->r_addr = t->addr;
+	if (call->f_method)
+		return true;
+	call->f_host = dup_or_null(t->tls_name);
+	call->f_host_header = dup_or_null(t->host_header);
+	call->f_tls = t->tls;
+	call->f_ip_literal = t->tls_name == NULL;
+	return copy_request(call, rq) && (!t->tls_name || call->f_host) &&
+	       (!t->host_header || call->f_host_header);
+}
+
+/*
+ * Starts @call on a pooled (unless @fresh) or new connection; on failure delivers the error.
+ * A call that goes out on a pooled connection keeps a copy of itself for one retry.
+ */
 static void start(struct mrtc_http_call *call, const struct mrtc_http_target *t,
-		  const struct mrtc_http_request *rq)
+		  const struct mrtc_http_request *rq, bool fresh)
 {
 	struct mrtc_http_client *c = call->client;
 	char ip[INET6_ADDRSTRLEN];
@@ -527,11 +605,13 @@ static void start(struct mrtc_http_call *call, const struct mrtc_http_target *t,
 	snprintf(key, sizeof(key), "%d|%s|%s|%s|%u", t->tls, t->tls_name ? t->tls_name : "",
 		 t->host_header ? t->host_header : "", ip, port_of(&t->addr));
 	struct dest *d = dest_find(c, key, true);
-	struct conn *k = d ? d->idle : NULL;
-	if (k) {
+	struct conn *k = d && !fresh ? d->idle : NULL;
+	if (k && !call->retried && keep_for_retry(call, t, rq)) {
 		dest_remove_idle(k);
 		c->stats.reused++;
+		call->reused = true;
 	} else {
+		k = NULL;
 		k = conn_open(c, d, t, ip);
 	}
 	if (!k) {
@@ -614,7 +694,7 @@ struct mrtc_http_call *mrtc_http_send(struct mrtc_http_client *c,
 	struct mrtc_http_call *call = call_new(c, req->timeout_ms, done, ctx);
 	if (!call)
 		return NULL;
-	start(call, target, req);
+	start(call, target, req, false);
 	return call;
 }
 
@@ -673,12 +753,7 @@ static void fetch_resolved(void *arg, enum mrtc_err err, const struct sockaddr_s
 		.tls_name = call->f_ip_literal ? NULL : call->f_host,
 		.host_header = call->f_host_header,
 	};
-	start(call, &t, &call->freq);
-}
-
-static char *dup_or_null(const char *s)
-{
-	return s ? strdup(s) : NULL;
+	start(call, &t, &call->freq, false);
 }
 
 struct mrtc_http_call *mrtc_http_fetch(struct mrtc_http_client *c, struct mrtc_dns *dns,
@@ -725,12 +800,6 @@ struct mrtc_http_call *mrtc_http_fetch(struct mrtc_http_client *c, struct mrtc_d
 	if (call->f_target)
 		snprintf(call->f_target, tl, "%s%s%s", path && path[0] ? path : "/",
 			 query ? "?" : "", query ? query : "");
-	call->f_method = strdup(req->method);
-	call->f_ctype = dup_or_null(req->content_type);
-	call->f_auth = dup_or_null(req->authorization);
-	call->f_body = req->body_len ? malloc(req->body_len) : NULL;
-	if (call->f_body)
-		memcpy(call->f_body, req->body, req->body_len);
 	call->f_host = strdup(bare);
 	call->f_host_header = strdup(host_header);
 	call->f_tls = tls;
@@ -742,23 +811,12 @@ struct mrtc_http_call *mrtc_http_fetch(struct mrtc_http_client *c, struct mrtc_d
 			call->f_n_allow = n_allow;
 		}
 	}
-	if (!call->f_target || !call->f_method || !call->f_host || !call->f_host_header ||
-	    (req->content_type && !call->f_ctype) || (req->authorization && !call->f_auth) ||
-	    (req->body_len && !call->f_body) || (n_allow && !call->f_allow)) {
+	if (!call->f_target || !copy_request(call, req) || !call->f_host || !call->f_host_header ||
+	    (n_allow && !call->f_allow)) {
 		call_free(call);
 		call = NULL;
 		goto out;
 	}
-	call->freq = (struct mrtc_http_request){
-		.method = call->f_method,
-		.target = call->f_target,
-		.content_type = call->f_ctype,
-		.authorization = call->f_auth,
-		.body = call->f_body,
-		.body_len = req->body_len,
-		.timeout_ms = req->timeout_ms,
-		.max_body = req->max_body,
-	};
 	call->fetch_next = c->fetches;
 	if (c->fetches)
 		c->fetches->fetch_prev = call;

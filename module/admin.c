@@ -264,6 +264,10 @@ void mrtc_admin_metrics(struct mrtc_request *r)
 	mrtc_metrics_write_one(&b, "mrtc_outbound_requests_reused_total", "counter",
 			       "Outbound requests sent on a pooled connection.", NULL,
 			       (double)cs.reused);
+	mrtc_metrics_write_one(&b, "mrtc_outbound_requests_retried_total", "counter",
+			       "Requests sent again on a new connection after a pooled one "
+			       "closed before answering.",
+			       NULL, (double)cs.retried);
 
 	struct mrtc_roomservice_stats rs;
 	mrtc_roomservice_get_stats(s->rooms, &rs);

@@ -34,6 +34,7 @@ struct mrtc_http_client_stats {
 	uint64_t tls_handshakes; /* TLS connections opened */
 	uint64_t reused;	 /* requests sent on a pooled connection */
 	uint64_t failures;	 /* requests that got no HTTP response */
+	uint64_t retried;	 /* requests sent again after a pooled connection failed */
 	uint64_t open;		 /* connections open now */
 };
 

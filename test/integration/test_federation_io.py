@@ -10,8 +10,10 @@ Usage: test_federation_io.py <fedtool>
 """
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 import urllib.request
@@ -145,6 +147,56 @@ class FederationIO(unittest.TestCase):
         # One TLS connection for the well-known lookup (443), one for all 20 requests (8448).
         self.assertEqual(r["tls_handshakes"], 2, r)
         self.assertEqual(r["reused"], 19, r)
+
+    def closing_server(self, answer_first):
+        """A raw HTTP/1.1 server on the testbed's address: on each connection it answers the
+        first request (if @answer_first) with keep-alive, then closes the connection when the
+        next request arrives, without answering: a server dropping an idle connection just
+        as the client reuses it."""
+        srv = socket.socket()
+        srv.bind((self.tb.svc, 0))
+        srv.listen(16)
+
+        def serve(conn):
+            with conn:
+                n = 0
+                buf = b""
+                while True:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                    while b"\r\n\r\n" in buf:
+                        _, buf = buf.split(b"\r\n\r\n", 1)
+                        n += 1
+                        if n == 1 and answer_first:
+                            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                         b"Content-Type: application/json\r\n\r\n{}")
+                        else:
+                            return
+
+        def accept():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        self.addCleanup(srv.close)
+        return f"http://{self.tb.svc}:{srv.getsockname()[1]}/x"
+
+    def test_pooled_connection_closed_on_reuse_is_retried_once(self):
+        url = self.closing_server(answer_first=True)
+        r = self.tool("fetchn", url, "3")
+        # 1: new connection; 2 and 3: the pooled one is dropped, each sent again once on a new
+        # connection.
+        self.assertEqual((r["ok"], r["reused"], r["retried"], r["connections"]), (3, 2, 2, 3), r)
+        # A request on a new connection that gets no answer is not retried.
+        url = self.closing_server(answer_first=False)
+        r = self.tool("fetchn", url, "1")
+        self.assertEqual((r["ok"], r["retried"], r["connections"]), (0, 0, 1), r)
 
     # -- keys ---------------------------------------------------------------------------------
     def key_id(self, name):

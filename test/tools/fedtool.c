@@ -9,6 +9,7 @@
  *     get NAME TARGET [N]             N sequential unsigned GETs (default 1), then client stats
  *     keys NAME KEY_ID [N]            N concurrent keyring fetches for one key, then stats
  *     fetch URL                       one guarded GET of an https URL
+ *     fetchn URL N                    N sequential guarded GETs of a URL, then client stats
  */
 #include <event2/event.h>
 #include <sodium.h>
@@ -28,7 +29,9 @@ struct tool {
 	struct mrtc_fedclient *fed;
 	struct mrtc_keyring *keyring;
 	uint64_t timeout_ms;
-	const char *name, *target;
+	const char *name, *target, *url;
+	const struct mrtc_cidr *allow;
+	size_t n_allow;
 	int remaining, ok, statuses[256], n_status;
 	enum mrtc_err last_err;
 	const char *last_detail;
@@ -39,9 +42,11 @@ static void print_client_stats(struct tool *t)
 {
 	struct mrtc_http_client_stats hs;
 	mrtc_http_client_get_stats(t->http, &hs);
-	printf("\"connections\":%llu,\"tls_handshakes\":%llu,\"reused\":%llu,\"requests\":%llu",
+	printf("\"connections\":%llu,\"tls_handshakes\":%llu,\"reused\":%llu,\"requests\":%llu,"
+	       "\"retried\":%llu",
 	       (unsigned long long)hs.connections, (unsigned long long)hs.tls_handshakes,
-	       (unsigned long long)hs.reused, (unsigned long long)hs.requests);
+	       (unsigned long long)hs.reused, (unsigned long long)hs.requests,
+	       (unsigned long long)hs.retried);
 }
 
 static void on_resolved(void *arg, enum mrtc_err err, const struct mrtc_resolved *r)
@@ -84,8 +89,13 @@ static void on_get(void *arg, const struct mrtc_http_response *resp)
 
 static void next_get(struct tool *t)
 {
-	if (!mrtc_fed_request(t->fed, t->name, "GET", t->target, NULL, false, t->timeout_ms, 65536,
-			      on_get, t)) {
+	struct mrtc_http_request req = { .method = "GET",
+					 .timeout_ms = t->timeout_ms,
+					 .max_body = 65536 };
+	if (t->url ? !mrtc_http_fetch(t->http, t->dns, t->url, &req, true, t->allow, t->n_allow,
+				      on_get, t)
+		   : !mrtc_fed_request(t->fed, t->name, "GET", t->target, NULL, false,
+				       t->timeout_ms, 65536, on_get, t)) {
 		printf("{\"ok\":0,\"err\":\"cannot start\"}\n");
 		event_base_loopexit(t->base, NULL);
 	}
@@ -204,6 +214,14 @@ int main(int argc, char **argv)
 		for (uint64_t k = 0; k < n; k++)
 			if (!mrtc_keyring_ensure(t.keyring, t.name, t.key_id, on_key, &t))
 				return 1;
+	} else if (strcmp(cmd, "fetchn") == 0 && i + 1 < argc) {
+		t.url = argv[i];
+		t.allow = allow;
+		t.n_allow = n_allow;
+		if (!mrtc_parse_u64(argv[i + 1], 1, 256, &n))
+			return 2;
+		t.remaining = (int)n;
+		next_get(&t);
 	} else if (strcmp(cmd, "fetch") == 0 && i < argc) {
 		struct mrtc_http_request req = { .method = "GET",
 						 .timeout_ms = t.timeout_ms,
