@@ -194,6 +194,13 @@ class Install(unittest.TestCase):
             dash = json.load(f)
         exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
         self.assertGreater(len(exprs), 10)
+        # Every query goes to the dashboard's own data-source variable.
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        self.assertEqual(variables["datasource"]["type"], "datasource")
+        for p in dash["panels"]:
+            for t in [p] + p["targets"]:
+                self.assertEqual(t["datasource"], {"type": "prometheus",
+                                                   "uid": "${datasource}"}, p["title"])
         key = os.path.join(self.tmp, "signing.key")
         with open(key, "w") as f:
             f.write("ed25519 a_inst " + base64.b64encode(os.urandom(32)).decode().rstrip("=")
