@@ -5,10 +5,12 @@ dashboard); the man page renders without groff warnings; systemd-analyze verify 
 installed unit (ExecStart pointed at the DESTDIR binary); every variable of the configuration
 table (read from the installed daemon's --help) is in the man page and in the environment
 example with its default; every metric the dashboard queries is served by the installed daemon's
-/metrics. Each check is also run on a broken copy, so it can fail.
+/metrics; the endpoints and exit statuses the man page lists are the daemon's. The checks are
+also shown to fail on a broken copy where that is cheap.
 
 Usage: test_install.py <build dir>
 """
+import base64
 import json
 import os
 import re
@@ -17,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import unittest
-import base64
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -80,11 +81,27 @@ class Install(unittest.TestCase):
         cls.unit = cls.installed(cls.unitdir, "mrtc-transportd.service")
         cls.table = config_table(cls.binary)
         cls.tmp = tempfile.mkdtemp(prefix="mrtc-install-check-")
+        # The installed daemon in homeserver mode, with a store so every route is mounted.
+        key = os.path.join(cls.tmp, "signing.key")
+        with open(key, "w") as f:
+            f.write("ed25519 a_inst " + base64.b64encode(os.urandom(32)).decode().rstrip("=")
+                    + "\n")
+        cls.daemon = Daemon(cls.binary, {
+            "MRTC_SERVER_NAME": "install.test", "MRTC_HOMESERVER_URL": "http://127.0.0.1:9",
+            "MRTC_SIGNING_KEY_FILE": key, "MRTC_HOMESERVER_ADMIN_TOKEN": "admin-token",
+            "MRTC_STORE": "sqlite:" + os.path.join(cls.tmp, "jobs.db"),
+            "LIVEKIT_URL": "ws://127.0.0.1:9", "LIVEKIT_KEY": "devkey",
+            "LIVEKIT_SECRET": "install-secret-0123456789abcdef"}, name="mrtc-install").start()
 
     @classmethod
     def tearDownClass(cls):
-        shutil.rmtree(cls.dest)
-        shutil.rmtree(cls.tmp)
+        try:
+            rc = cls.daemon.stop()
+            assert rc == 0, f"exit code {rc}:\n{cls.daemon.logs()}"
+        finally:
+            cls.daemon.close()
+            shutil.rmtree(cls.dest)
+            shutil.rmtree(cls.tmp)
 
     @classmethod
     def installed(cls, *parts):
@@ -165,6 +182,38 @@ class Install(unittest.TestCase):
         r = self.groff(broken)
         self.assertNotEqual(r.stdout + r.stderr, "")
 
+    def test_man_page_exit_statuses(self):
+        text = self.read(self.man)
+        section = text.split("\n.SH EXIT STATUS\n", 1)[1].split("\n.SH ", 1)[0]
+        self.assertEqual(re.findall(r"^\.TP\n\.B (\d+)$", section, re.M), ["0", "1", "2"])
+        env = {"LIVEKIT_URL": "wss://sfu.example.org", "LIVEKIT_KEY": "k",
+               "LIVEKIT_SECRET": "install-secret-0123456789abcdef"}
+        for args, e, want in (([], {}, 1), (["--check-config"], env, 0),
+                              (["--no-such-option"], env, 2), (["--version"], {}, 0)):
+            r = subprocess.run([self.binary] + args, env=e, capture_output=True, timeout=10)
+            self.assertEqual(r.returncode, want, (args, r.stderr))
+
+    def test_man_page_endpoints_are_routed(self):
+        text = self.read(self.man)
+        section = text.split("\n.SH ENDPOINTS\n", 1)[1].split("\n.SH ", 1)[0]
+        main, admin = section.split("\nOn the admin listener\n", 1)
+        listed = []
+        for part, is_admin in ((main, False), (admin, True)):
+            for line in re.findall(r"^\.BR? (.*)$", part, re.M):
+                for method, path in re.findall(r'(GET|POST) (/[^" ]*)', line):
+                    m = re.search(r"\{([^}]*)\}", path)
+                    for alt in (m.group(1).split(",") if m else [None]):
+                        listed.append((method, path if alt is None else
+                                       path[:m.start()] + alt + path[m.end():], is_admin))
+        self.assertGreaterEqual(len(listed), 16, listed)
+        for method, path, is_admin in listed:
+            status, _, body = self.daemon.request(method, path, body=b"{}" if method == "POST"
+                                                  else None, admin=is_admin)
+            self.assertNotIn(status, (404, 405), (method, path, is_admin, body))
+        # The check can fail: a path the daemon does not route.
+        status, _, _ = self.daemon.request("POST", "/_matrix/client/v1/rtc/livekit/no_such")
+        self.assertEqual(status, 404)
+
     def test_every_variable_in_man_page(self):
         entries = man_entries(self.read(self.man))
         names = [n for n, _, _ in self.table]
@@ -201,25 +250,12 @@ class Install(unittest.TestCase):
             for t in [p] + p["targets"]:
                 self.assertEqual(t["datasource"], {"type": "prometheus",
                                                    "uid": "${datasource}"}, p["title"])
-        key = os.path.join(self.tmp, "signing.key")
-        with open(key, "w") as f:
-            f.write("ed25519 a_inst " + base64.b64encode(os.urandom(32)).decode().rstrip("=")
-                    + "\n")
-        d = Daemon(self.binary, {
-            "MRTC_SERVER_NAME": "install.test", "MRTC_HOMESERVER_URL": "http://127.0.0.1:9",
-            "MRTC_SIGNING_KEY_FILE": key, "MRTC_HOMESERVER_ADMIN_TOKEN": "admin-token",
-            "LIVEKIT_URL": "ws://127.0.0.1:9", "LIVEKIT_KEY": "devkey",
-            "LIVEKIT_SECRET": "install-secret-0123456789abcdef"}, name="mrtc-install").start()
-        try:
-            # One answered request on the main listener, so the per-endpoint samples exist.
-            status, _, _ = d.request("POST", "/_matrix/client/v1/rtc/livekit/get_token",
-                                     body=b"{}")
-            self.assertEqual(status, 401)
-            status, _, body = d.request("GET", "/metrics", admin=True)
-            self.assertEqual(status, 200)
-        finally:
-            self.assertEqual(d.stop(), 0, d.logs())
-            d.close()
+        # One answered request on the main listener, so the per-endpoint samples exist.
+        status, _, _ = self.daemon.request("POST", "/_matrix/client/v1/rtc/livekit/get_token",
+                                           body=b"{}")
+        self.assertEqual(status, 401)
+        status, _, body = self.daemon.request("GET", "/metrics", admin=True)
+        self.assertEqual(status, 200)
         samples = {}
         families = set()
         for fam in text_string_to_metric_families(body.decode()):
