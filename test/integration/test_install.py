@@ -35,9 +35,18 @@ SHARED = ["nginx-mrtc.conf", "mrtc-proxy-params.conf", "mrtc-transportd.env.exam
           "grafana-dashboard.json"]
 
 
+def bare_env(**env):
+    """Only @env, plus the sanitizer options a sanitized build runs with."""
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    return env
+
+
 def config_table(binary):
     """[(name, default or None, required)] from --help, which prints the configuration table."""
-    out = subprocess.run([binary, "--help"], env={}, capture_output=True, text=True, check=True)
+    out = subprocess.run([binary, "--help"], env=bare_env(), capture_output=True, text=True,
+                         check=True)
     rows = re.findall(r"^  ([A-Z][A-Z0-9_]+)(?: \(\*\))?\n      .*\n      default: (.*?)"
                       r"(, required)?; now: ", out.stdout, re.M)
     return [(n, None if d == "none" else d, bool(r)) for n, d, r in rows]
@@ -190,7 +199,8 @@ class Install(unittest.TestCase):
                "LIVEKIT_SECRET": "install-secret-0123456789abcdef"}
         for args, e, want in (([], {}, 1), (["--check-config"], env, 0),
                               (["--no-such-option"], env, 2), (["--version"], {}, 0)):
-            r = subprocess.run([self.binary] + args, env=e, capture_output=True, timeout=10)
+            r = subprocess.run([self.binary] + args, env=bare_env(**e), capture_output=True,
+                               timeout=10)
             self.assertEqual(r.returncode, want, (args, r.stderr))
 
     def test_man_page_endpoints_are_routed(self):
