@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The deployment files shipped in module/deploy/: systemd-analyze verify accepts the unit (in a
-scratch root holding the built binary where the unit expects it), its exposure score is low,
-and a deliberately broken copy is caught, so the check can fail.
+scratch root holding the built binary where the unit expects it, with the @sbindir@ that meson
+install fills in set to /usr/local/bin), its exposure score is low, and a deliberately broken
+copy is caught, so the check can fail.
 
 Usage: test_deploy.py <mrtc-transportd>
 """
@@ -17,6 +18,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 UNIT = os.path.join(os.path.dirname(os.path.dirname(HERE)), "module", "deploy",
                     "mrtc-transportd.service")
 BINARY = None
+
+
+def unit_text():
+    with open(UNIT) as f:
+        return f.read().replace("@sbindir@", "/usr/local/bin")
 
 
 class Deploy(unittest.TestCase):
@@ -39,16 +45,14 @@ class Deploy(unittest.TestCase):
                                "mrtc-transportd.service"], capture_output=True, text=True)
 
     def test_unit_verifies_cleanly(self):
-        with open(UNIT) as f:
-            r = self.verify(f.read())
+        r = self.verify(unit_text())
         self.assertEqual(r.returncode, 0, r.stderr)
         # verify reports problems as warnings with exit code 0: none may name our unit.
         self.assertEqual([l for l in (r.stdout + r.stderr).splitlines()
                           if "mrtc-transportd.service" in l], [])
 
     def test_broken_unit_is_caught(self):
-        with open(UNIT) as f:
-            text = f.read().replace("ProtectSystem=strict", "ProtectSystem=sometimes")
+        text = unit_text().replace("ProtectSystem=strict", "ProtectSystem=sometimes")
         r = self.verify(text + "\n[Service]\nNoSuchOption=1\n")
         ours = [l for l in r.stderr.splitlines() if "mrtc-transportd.service" in l]
         self.assertEqual(len(ours), 2, r.stderr)
@@ -56,7 +60,10 @@ class Deploy(unittest.TestCase):
         self.assertIn("NoSuchOption", ours[1])
 
     def test_exposure_is_low(self):
-        r = subprocess.run(["systemd-analyze", "security", "--offline=yes", UNIT],
+        unit = os.path.join(self.root, "mrtc-transportd.service")
+        with open(unit, "w") as f:
+            f.write(unit_text())
+        r = subprocess.run(["systemd-analyze", "security", "--offline=yes", unit],
                            capture_output=True, text=True)
         m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout + r.stderr)
         self.assertIsNotNone(m, r.stdout + r.stderr)
