@@ -132,7 +132,11 @@ static const struct var vars[] = {
 	{ "MRTC_READINESS_INTERVAL", T_UINT, "10", 0, OFF(readiness_interval_s), 1, 3600,
 	  "seconds between readiness probes of the homeserver and the SFU" },
 	{ "MRTC_LIVEKIT_SERVICE_URL", T_HTTP_URL, NULL, 0, OFF(livekit_service_url), 0, 0,
-	  "public base URL of the legacy endpoints, advertised as livekit_service_url" },
+	  "public base URL of the OpenID endpoints, advertised as livekit_service_url" },
+	{ "MRTC_PUBLIC_BASE_URL", T_HTTPS_URL, NULL, 0, OFF(public_base_url), 0, 0,
+	  "public https URL of the homeserver; livekit_service_url is it + " MRTC_SERVICE_PATH },
+	{ "MRTC_ALLOW_NO_SERVICE_URL", T_UINT, "0", 0, OFF(allow_no_service_url), 0, 1,
+	  "1: run without livekit_service_url (no shipping client finds the transport)" },
 	{ "LIVEKIT_FULL_ACCESS_HOMESERVERS", T_SERVER_LIST, NULL, 0, OFF(full_access), 0, 0,
 	  "legacy endpoints: comma-separated servers whose users get full access ('*' = all)" },
 	{ "MRTC_LOG_LEVEL", T_LOG_LEVEL, "info", 0, OFF(log_level), 0, 0,
@@ -595,6 +599,35 @@ static char *derive_api_url(const char *ws)
 	return mrtc_buf_steal(&b, NULL);
 }
 
+/*
+ * Homeserver mode: livekit_service_url is what every shipping client selects a transport by
+ * (matrix-js-sdk 43's isLivekitTransportConfig, Element Call 0.26.1, ruma's type for Element
+ * X), so it is MRTC_LIVEKIT_SERVICE_URL, or MRTC_PUBLIC_BASE_URL + MRTC_SERVICE_PATH, or the
+ * operator opted out explicitly.
+ */
+static void derive_service_url(struct mrtc_config *c, struct mrtc_buf *problems)
+{
+	if (c->livekit_service_url || !c->public_base_url) {
+		if (!c->livekit_service_url && !c->allow_no_service_url)
+			problem(
+			    problems, "MRTC_LIVEKIT_SERVICE_URL",
+			    "set it or MRTC_PUBLIC_BASE_URL: without livekit_service_url in "
+			    "/rtc/transports, matrix-js-sdk 43, Element Call 0.26.1 and Element X "
+			    "find no usable transport (MISSING_MATRIX_RTC_TRANSPORT); "
+			    "MRTC_ALLOW_NO_SERVICE_URL=1 runs without it");
+		return;
+	}
+	size_t n = strlen(c->public_base_url);
+	while (n > 0 && c->public_base_url[n - 1] == '/')
+		n--;
+	size_t len = n + sizeof(MRTC_SERVICE_PATH);
+	c->livekit_service_url = malloc(len);
+	if (!c->livekit_service_url ||
+	    snprintf(c->livekit_service_url, len, "%.*s%s", (int)n, c->public_base_url,
+		     MRTC_SERVICE_PATH) != (int)len - 1)
+		problem(problems, "MRTC_PUBLIC_BASE_URL", "out of memory");
+}
+
 enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_buf *problems,
 			       struct mrtc_config **ret_config)
 {
@@ -674,6 +707,8 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 	if (c->bind.port && c->admin_bind.port == c->bind.port &&
 	    strcmp(c->bind.host, c->admin_bind.host) == 0)
 		problem(problems, "MRTC_ADMIN_BIND", "must differ from MRTC_BIND");
+	if (!c->legacy_only)
+		derive_service_url(c, problems);
 	if (c->livekit_url && !c->livekit_api_url) {
 		c->livekit_api_url = derive_api_url(c->livekit_url);
 		if (!c->livekit_api_url)

@@ -87,6 +87,14 @@ int main(int argc, char **argv)
 		 config->legacy_only ? "lk-jwt-service drop-in" : "homeserver",
 		 config->legacy_only ? "" : " for ",
 		 config->legacy_only ? "" : config->server_name);
+	if (!config->legacy_only && !config->livekit_service_url)
+		mrtc_log(LOG_WARNING, "main", NULL,
+			 "MRTC_ALLOW_NO_SERVICE_URL=1: /rtc/transports carries no "
+			 "livekit_service_url, so matrix-js-sdk 43, Element Call 0.26.1 and "
+			 "Element X find no usable transport");
+	else if (!config->legacy_only)
+		mrtc_log(LOG_INFO, "main", NULL, "advertising livekit_service_url %s",
+			 config->livekit_service_url);
 	if (!config->full_access_all && config->n_full_access == 0)
 		mrtc_log(
 		    LOG_WARNING, "main", NULL,

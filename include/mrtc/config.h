@@ -73,13 +73,18 @@ struct mrtc_config {
 	uint64_t delayed_connect_wait_s;
 	uint64_t lease_ttl_ms;
 	uint64_t membership_recheck_s;
-	char *livekit_service_url;
+	char *livekit_service_url; /* set, or derived from public_base_url + MRTC_SERVICE_PATH */
+	char *public_base_url;
+	uint64_t allow_no_service_url; /* 1: homeserver mode may run without livekit_service_url */
 	bool full_access_all;
 	char **full_access; /* server names */
 	size_t n_full_access;
 	int log_level;
 	enum mrtc_log_format log_format;
 };
+
+/* The path under MRTC_PUBLIC_BASE_URL where the proxy snippet serves the OpenID endpoints. */
+#define MRTC_SERVICE_PATH "/livekit/jwt"
 
 /* Returns the value of environment variable @name, or NULL. */
 typedef const char *(*mrtc_getenv_fn)(void *ctx, const char *name);

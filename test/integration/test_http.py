@@ -202,9 +202,31 @@ class CommandLine(unittest.TestCase):
             env = dict(BASE_ENV, MRTC_SERVER_NAME="hs1.test",
                        MRTC_HOMESERVER_URL="http://127.0.0.1:8008",
                        MRTC_SIGNING_KEY_FILE=kf.name, MRTC_HOMESERVER_ADMIN_TOKEN="t")
+            # No livekit_service_url for the transports answer: refused, naming the settings
+            # and the shipping clients that would find no transport.
             r = self.run_cli(["--check-config"], env)
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertIn("MRTC_LIVEKIT_SERVICE_URL: set it or MRTC_PUBLIC_BASE_URL", r.stderr)
+            self.assertIn("matrix-js-sdk 43, Element Call 0.26.1 and Element X", r.stderr)
+            # Starting is refused the same way.
+            r = self.run_cli([], env)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("MRTC_ALLOW_NO_SERVICE_URL=1", r.stderr)
+            r = self.run_cli(["--check-config"], dict(env, MRTC_PUBLIC_BASE_URL="https://hs1.test"))
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("homeserver mode", r.stdout)
+            r = self.run_cli(["--check-config"], dict(env, MRTC_ALLOW_NO_SERVICE_URL="1"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            # The opt-out runs, and says at warn what it costs, on every start.
+            for _ in range(2):
+                d = Daemon(BINARY, dict(env, MRTC_ALLOW_NO_SERVICE_URL="1"),
+                           name="mrtc-optout").start()
+                d.stop()
+                warn = [line for line in d.logs().splitlines()
+                        if "MRTC_ALLOW_NO_SERVICE_URL=1" in line]
+                self.assertEqual(len(warn), 1, d.logs())
+                self.assertIn("warn", warn[0].lower())
+                self.assertIn("no usable transport", warn[0])
 
     def test_unknown_argument(self):
         r = self.run_cli(["--frobnicate"], BASE_ENV)

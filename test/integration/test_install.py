@@ -98,6 +98,7 @@ class Install(unittest.TestCase):
         cls.daemon = Daemon(cls.binary, {
             "MRTC_SERVER_NAME": "install.test", "MRTC_HOMESERVER_URL": "http://127.0.0.1:9",
             "MRTC_SIGNING_KEY_FILE": key, "MRTC_HOMESERVER_ADMIN_TOKEN": "admin-token",
+            "MRTC_PUBLIC_BASE_URL": "https://install.test",
             "MRTC_STORE": "sqlite:" + os.path.join(cls.tmp, "jobs.db"),
             "LIVEKIT_URL": "ws://127.0.0.1:9", "LIVEKIT_KEY": "devkey",
             "LIVEKIT_SECRET": "install-secret-0123456789abcdef"}, name="mrtc-install").start()

@@ -167,10 +167,37 @@ class TokenFlow(unittest.TestCase):
             status, h, data = self.c1.request("GET", path,
                                               headers={"Authorization": "Bearer tok_alice"})
             self.assertEqual(status, 200)
-            self.assertEqual(json.loads(data), {"rtc_transports": [
-                {"type": "livekit", "url": "wss://sfu.hs1.test"}]})
+            doc = json.loads(data)
+            self.assertEqual(doc, {"rtc_transports": [
+                {"type": "livekit", "url": "wss://sfu.hs1.test",
+                 "livekit_service_url": "https://hs1.test/livekit/jwt"}]})
+            # The shipping clients' own filter (matrix-js-sdk 43) takes the default answer.
+            self.assertEqual(self.node_ask(op="transport", transport=doc["rtc_transports"][0]),
+                             {"accepted": True})
             status, _, data = self.c1.request("GET", path)
             self.assertEqual((status, json.loads(data)["errcode"]), (401, "M_MISSING_TOKEN"))
+        # A `url`-only entry, what the daemon used to advertise, is one it does not take.
+        self.assertEqual(self.node_ask(op="transport", transport={
+            "type": "livekit", "url": "wss://sfu.hs1.test"}), {"accepted": False})
+
+    def test_service_url_reaches_openid_endpoints(self):
+        """livekit_service_url, as a browser calls it through nginx: prefix stripped, CORS."""
+        for sub in ("/sfu/get", "/get_token"):
+            status, body = self.tb.curl("hs1.test", "/livekit/jwt" + sub, method="POST",
+                                        headers=("Content-Type: application/json",),
+                                        data="{}")
+            doc = json.loads(body)
+            self.assertEqual(status, 400, body)
+            self.assertIn(doc["errcode"], ("M_BAD_JSON", "M_INVALID_PARAM"))
+        status, _ = self.tb.curl("hs1.test", "/livekit/jwt/healthz")
+        self.assertEqual(status, 200)
+        status, body = self.tb.curl("hs1.test", "/livekit/jwt/sfu/get", method="OPTIONS",
+                                    headers=("Origin: https://call.example",
+                                             "Access-Control-Request-Method: POST"))
+        self.assertEqual(status, 204)
+        # Only the OpenID endpoints are under the prefix.
+        status, body = self.tb.curl("hs1.test", "/livekit/jwt/metrics")
+        self.assertNotEqual(status, 200)
 
     # -- tokens -------------------------------------------------------------------------------
     def test_local_token(self):

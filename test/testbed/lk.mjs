@@ -4,10 +4,13 @@
 //   {"op":"verify","token":T,"key":K,"secret":S}            -> {"ok":true,"claims":{...}} | {"ok":false,"error":E}
 //   {"op":"webhook","key":K,"secret":S,"body":B,"ttl":N}     -> {"token":T}  (LiveKit's webhook signing)
 //   {"op":"identity","user":U,"device":D,"member":M}        -> {"identity":I}  (matrix-js-sdk 43 itself)
+//   {"op":"transport","transport":T}                        -> {"accepted":bool}  (matrix-js-sdk 43's
+//                                                              isLivekitTransportConfig)
 import crypto from 'node:crypto';
 import readline from 'node:readline';
 import { AccessToken, TokenVerifier } from 'livekit-server-sdk';
 import { computeRtcIdentityRaw } from 'matrix-js-sdk/lib/matrixrtc/membershipData/rtc.js';
+import { isLivekitTransportConfig } from 'matrix-js-sdk/lib/matrixrtc/LivekitTransport.js';
 
 const rl = readline.createInterface({ input: process.stdin });
 for await (const line of rl) {
@@ -25,6 +28,8 @@ for await (const line of rl) {
     out = { token: await at.toJwt() };
   } else if (cmd.op === 'identity') {
     out = { identity: await computeRtcIdentityRaw(cmd.user, cmd.device, cmd.member) };
+  } else if (cmd.op === 'transport') {
+    out = { accepted: isLivekitTransportConfig(cmd.transport) };
   } else {
     out = { error: 'unknown op' };
   }

@@ -296,6 +296,7 @@ http {{
             "MRTC_CA_FILE": self.ca,
             "MRTC_DNS_SERVER": f"{self.svc}:{self.dns_port}",
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
+            "MRTC_PUBLIC_BASE_URL": f"https://{s.name}",
         }
         env.update(extra)
         return env

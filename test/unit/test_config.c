@@ -60,6 +60,7 @@ static void homeserver_env(struct env *e, const char *key_path)
 	env_set(e, "MRTC_HOMESERVER_URL", "http://127.0.0.1:8008");
 	env_set(e, "MRTC_SIGNING_KEY_FILE", key_path);
 	env_set(e, "MRTC_HOMESERVER_ADMIN_TOKEN", "admintoken");
+	env_set(e, "MRTC_PUBLIC_BASE_URL", "https://matrix.example.org/");
 }
 
 /* Loads; returns the problem text (caller frees) or NULL on success (config in *ret). */
@@ -165,6 +166,48 @@ START_TEST(test_config_load_homeserver_full)
 	ck_assert(!c->full_access_all);
 	ck_assert_int_eq(c->log_level, LOG_DEBUG);
 	ck_assert_int_eq(c->log_format, MRTC_LOG_JSON);
+	mrtc_config_destroy(c);
+	unlink(kf);
+	free(kf);
+}
+END_TEST
+
+START_TEST(test_config_load_service_url)
+{
+	char *kf = key_file();
+	struct env e;
+	homeserver_env(&e, kf);
+	struct mrtc_config *c;
+	char *p = load(&e, &c);
+	ck_assert_msg(p == NULL, "%s", p);
+	/* Derived from the public base URL (trailing slashes dropped). */
+	ck_assert_str_eq(c->livekit_service_url, "https://matrix.example.org/livekit/jwt");
+	mrtc_config_destroy(c);
+	/* Neither setting: refused, naming the setting and the clients it would leave out. */
+	env_set(&e, "MRTC_PUBLIC_BASE_URL", NULL);
+	p = load(&e, &c);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_nonnull(strstr(p, "MRTC_LIVEKIT_SERVICE_URL: set it or MRTC_PUBLIC_BASE_URL"));
+	ck_assert_ptr_nonnull(strstr(p, "matrix-js-sdk 43, Element Call 0.26.1 and Element X"));
+	free(p);
+	/* The explicit opt-out. */
+	env_set(&e, "MRTC_ALLOW_NO_SERVICE_URL", "1");
+	p = load(&e, &c);
+	ck_assert_msg(p == NULL, "%s", p);
+	ck_assert_ptr_null(c->livekit_service_url);
+	mrtc_config_destroy(c);
+	/* A plain-http public base URL is refused (browsers call it). */
+	env_set(&e, "MRTC_ALLOW_NO_SERVICE_URL", NULL);
+	env_set(&e, "MRTC_PUBLIC_BASE_URL", "http://matrix.example.org");
+	p = load(&e, &c);
+	ck_assert_ptr_nonnull(strstr(p, "MRTC_PUBLIC_BASE_URL: not a valid https URL"));
+	free(p);
+	/* Drop-in mode needs neither. */
+	struct env l;
+	legacy_env(&l);
+	p = load(&l, &c);
+	ck_assert_msg(p == NULL, "%s", p);
+	ck_assert_ptr_null(c->livekit_service_url);
 	mrtc_config_destroy(c);
 	unlink(kf);
 	free(kf);
@@ -427,6 +470,7 @@ int main(void)
 	const TTest *tests[] = {
 		test_config_load_legacy_defaults,
 		test_config_load_homeserver_full,
+		test_config_load_service_url,
 		test_config_load_partial_homeserver_refused,
 		test_config_load_reports_every_bad_value,
 		test_config_load_bad_key_file_contents,
