@@ -284,6 +284,80 @@ class Abuse(unittest.TestCase):
         self.assertLess(flipped, 3.3)
         self.stopped_cleanly(d)
 
+    # -- finding 2: client hang-ups ---------------------------------------------------------------
+    def test_hangups_cancel_outbound_work(self):
+        users = {f"tok_{i}": {"user_id": f"@u{i}:hs1.test", "device_id": f"D{i}"}
+                 for i in range(4)}
+        hs = Homeserver({"users": users, "rooms": {"!r:hs1.test": {"members": {
+            u["user_id"]: "join" for u in users.values()}}}})
+        self.addCleanup(hs.close)
+        # A "resident server" that accepts connections and never answers.
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(1024)
+        self.addCleanup(hole.close)
+        accepted = []
+        stop = threading.Event()
+
+        def accept_all():
+            hole.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    accepted.append(hole.accept()[0])
+                except socket.timeout:
+                    pass
+                except OSError:
+                    return
+
+        t = threading.Thread(target=accept_all, daemon=True)
+        t.start()
+        self.addCleanup(lambda: [c.close() for c in accepted])
+        self.addCleanup(stop.set)
+        d = self.daemon(dict(homeserver_env(hs), MRTC_FEDERATION_ALLOW_CIDRS="127.0.0.0/8",
+                             MRTC_FEDERATION_TIMEOUT="10", MRTC_RATE_BURST="10000",
+                             MRTC_RATE_PER_SECOND="10000", MRTC_AUTH_CACHE_TTL="300",
+                             MRTC_MEMBERSHIP_CACHE_TTL="300", MRTC_LOG_LEVEL="warn")).start()
+
+        def outbound_open():
+            _, _, body = d.request("GET", "/metrics", admin=True)
+            m = re.search(rb"^mrtc_outbound_connections_open (\d+)", body, re.M)
+            return int(m.group(1))
+
+        idle = outbound_open()
+        server = f"127.0.0.1:{hole.getsockname()[1]}"
+        body = json.dumps({"room_id": "!r:hs1.test", "slot_id": "m.call#ROOM",
+                           "url": "wss://sfu.example.org", "member": {"id": "m"},
+                           "member_id": "m", "server_name": server}).encode()
+        req = (b"POST /_matrix/client/v1/rtc/livekit/get_token HTTP/1.1\r\nHost: x\r\n"
+               b"Authorization: Bearer tok_1\r\nContent-Type: application/json\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        # One request first, to fill the token and membership caches: the 200 below go straight
+        # to the relay.
+        d.request("POST", "/_matrix/client/v1/rtc/livekit/get_token", headers={
+            "Authorization": "Bearer tok_1"}, body=body.replace(server.encode(), b"hs1.test"))
+        clients = []
+        for _ in range(200):
+            s = socket.create_connection((d.host, d.port), timeout=5)
+            s.sendall(req)
+            clients.append(s)
+        # Wait until the relays are under way (connections to the silent server).
+        deadline = time.monotonic() + 10
+        while outbound_open() < idle + 150:
+            self.assertLess(time.monotonic(), deadline,
+                            f"relays did not start: {outbound_open()} open\n{d.logs()[-3000:]}")
+            time.sleep(0.1)
+        peak = outbound_open()
+        for s in clients:
+            s.close()
+        closed = time.monotonic()
+        while outbound_open() > idle:
+            self.assertLess(time.monotonic() - closed, 1.0,
+                            f"{outbound_open()} outbound connections still open (idle {idle})")
+            time.sleep(0.02)
+        fell = time.monotonic() - closed
+        print(f"200 relays hung up: outbound connections {peak} -> {idle} in {fell:.2f} s")
+        self.stopped_cleanly(d)
+
 
 if __name__ == "__main__":
     BINARY = sys.argv.pop(1)
