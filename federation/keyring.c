@@ -41,6 +41,7 @@ struct mrtc_keyring {
 	struct server *servers;
 	size_t n_servers;
 	uint64_t tick;
+	size_t fetching; /* servers with a fetch in flight */
 	struct mrtc_keyring_stats stats;
 };
 
@@ -60,11 +61,15 @@ static struct server *find_or_add(struct mrtc_keyring *kr, const char *name)
 	if (s)
 		return s;
 	if (kr->n_servers >= kr->cfg.max_servers) {
-		/* Evict the least recently used server that is not being fetched. */
+		/* Evict the least recently used server that is not being fetched, one without
+		 * keys first: an origin nobody verified (a fetch that failed) cannot push out a
+		 * server whose keys we hold while such entries remain. */
 		struct server **victim = NULL;
-		for (struct server **p = &kr->servers; *p; p = &(*p)->next)
-			if (!(*p)->fetch && (!victim || (*p)->used < (*victim)->used))
-				victim = p;
+		for (int pass = 0; pass < 2 && !victim; pass++)
+			for (struct server **p = &kr->servers; *p; p = &(*p)->next)
+				if (!(*p)->fetch && (pass == 1 || (*p)->n_keys == 0) &&
+				    (!victim || (*p)->used < (*victim)->used))
+					victim = p;
 		if (!victim)
 			return NULL;
 		struct server *v = *victim;
@@ -188,6 +193,7 @@ static void finish(struct server *s, enum mrtc_err err)
 	struct mrtc_keyring *kr = s->kr;
 	struct mrtc_keyring_op *op = s->waiters;
 	s->waiters = NULL;
+	kr->fetching--;
 	if (err != MRTC_OK) {
 		kr->stats.fetch_failures++;
 		s->failed_until_ms = mrtc_monotonic_ms() + kr->cfg.failure_ttl_ms;
@@ -262,7 +268,25 @@ struct mrtc_keyring_op *mrtc_keyring_ensure(struct mrtc_keyring *kr, const char 
 	op->cb = cb;
 	op->ctx = ctx;
 	memcpy(op->key_id, key_id, strlen(key_id) + 1);
-	struct server *s = find_or_add(kr, origin);
+	struct server *s = find(kr, origin);
+	if ((!s || (!s->fetch && key_state(s, key_id, NULL) != MRTC_OK &&
+		    s->failed_until_ms <= mrtc_monotonic_ms() &&
+		    s->fetched_until_ms <= mrtc_monotonic_ms())) &&
+	    kr->fetching >= kr->cfg.max_fetches) {
+		/* A new fetch would be needed and the cap is reached: answered at once, nothing
+		 * added to the cache. */
+		kr->stats.fetches_refused++;
+		op->result = MRTC_ERR_LIMIT_EXCEEDED;
+		op->ev = event_new(kr->base, -1, 0, answer_now, op);
+		if (!op->ev) {
+			free(op);
+			return NULL;
+		}
+		event_active(op->ev, 0, 0);
+		return op;
+	}
+	if (!s)
+		s = find_or_add(kr, origin);
 	if (!s) {
 		free(op);
 		return NULL;
@@ -296,14 +320,34 @@ struct mrtc_keyring_op *mrtc_keyring_ensure(struct mrtc_keyring *kr, const char 
 			free(op);
 			return NULL;
 		}
+		kr->fetching++;
 	}
 	return op;
 }
 
 void mrtc_keyring_cancel(struct mrtc_keyring_op *op)
 {
-	if (op)
-		op->cancelled = true;
+	if (!op)
+		return;
+	op->cancelled = true;
+	/* A fetch nobody waits for any more is cancelled: it stops holding a connection and
+	 * counting against max_fetches. */
+	struct server *s = op->srv;
+	if (!s || !s->fetch)
+		return;
+	for (struct mrtc_keyring_op *w = s->waiters; w; w = w->next)
+		if (!w->cancelled)
+			return;
+	mrtc_fed_call_cancel(s->fetch);
+	s->fetch = NULL;
+	s->kr->fetching--;
+	struct mrtc_keyring_op *w = s->waiters;
+	s->waiters = NULL;
+	while (w) {
+		struct mrtc_keyring_op *next = w->next;
+		op_free(w);
+		w = next;
+	}
 }
 
 enum mrtc_err mrtc_keyring_create(struct event_base *base, const struct mrtc_keyring_config *cfg,
@@ -320,6 +364,8 @@ enum mrtc_err mrtc_keyring_create(struct event_base *base, const struct mrtc_key
 		kr->cfg.failure_ttl_ms = 30000;
 	if (!kr->cfg.timeout_ms)
 		kr->cfg.timeout_ms = 10000;
+	if (!kr->cfg.max_fetches)
+		kr->cfg.max_fetches = 256;
 	*ret_keyring = kr;
 	return MRTC_OK;
 }
@@ -328,6 +374,7 @@ void mrtc_keyring_get_stats(const struct mrtc_keyring *kr, struct mrtc_keyring_s
 {
 	*ret = kr->stats;
 	ret->servers = kr->n_servers;
+	ret->fetching = kr->fetching;
 }
 
 void mrtc_keyring_destroy(struct mrtc_keyring *kr)

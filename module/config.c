@@ -129,6 +129,8 @@ static const struct var vars[] = {
 	  "threads verifying federation signatures (0: on the event loop)" },
 	{ "MRTC_CLIENT_TIMEOUT", T_UINT, "20", 0, OFF(client_timeout_s), 1, 600,
 	  "seconds an inbound connection may stay idle or slow before it is closed" },
+	{ "MRTC_KEY_FETCH_MAX", T_UINT, "256", 0, OFF(key_fetch_max), 1, 100000,
+	  "signing-key fetches in flight at once; more answer 429" },
 	{ "MRTC_READINESS_INTERVAL", T_UINT, "10", 0, OFF(readiness_interval_s), 1, 3600,
 	  "seconds between readiness probes of the homeserver and the SFU" },
 	{ "MRTC_LIVEKIT_SERVICE_URL", T_HTTP_URL, NULL, 0, OFF(livekit_service_url), 0, 0,

@@ -685,7 +685,12 @@ static void fed_key_ready(void *arg, enum mrtc_err err)
 	t->key_op = NULL;
 	if (!t->r->req) /* cannot happen: an abort cancels first */
 		return;
-	(void)err; /* verification below reports a missing or expired key */
+	if (err == MRTC_ERR_LIMIT_EXCEEDED) {
+		/* Too many key fetches in flight (MRTC_KEY_FETCH_MAX). */
+		limited(t, 1000);
+		return;
+	}
+	/* Otherwise verification below reports a missing or expired key. */
 	fed_verify(t);
 }
 

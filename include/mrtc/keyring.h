@@ -21,6 +21,7 @@ struct mrtc_keyring_config {
 	size_t max_servers;	 /* 0: 4096 */
 	uint64_t failure_ttl_ms; /* 0: 30 s */
 	uint64_t timeout_ms;	 /* 0: 10 s */
+	size_t max_fetches;	 /* key fetches in flight at once; 0: 256 */
 	/*
 	 * Optional notary (e.g. our own homeserver): when fetching a server's keys directly
 	 * fails, they are asked of @notary at /_matrix/key/v2/query/{server} and accepted only
@@ -34,6 +35,8 @@ struct mrtc_keyring_stats {
 	uint64_t fetches, fetch_failures, hits, misses;
 	uint64_t notary_fetches, notary_failures;
 	size_t servers;
+	size_t fetching;
+	uint64_t fetches_refused; /* over max_fetches: MRTC_ERR_LIMIT_EXCEEDED */
 };
 
 enum mrtc_err mrtc_keyring_create(struct event_base *base, const struct mrtc_keyring_config *cfg,

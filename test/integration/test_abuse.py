@@ -358,6 +358,70 @@ class Abuse(unittest.TestCase):
         print(f"200 relays hung up: outbound connections {peak} -> {idle} in {fell:.2f} s")
         self.stopped_cleanly(d)
 
+    # -- finding 1: key-fetch amplification --------------------------------------------------------
+    def test_key_fetches_capped(self):
+        hs = Homeserver({"users": {}})
+        self.addCleanup(hs.close)
+        holes = []
+        for _ in range(40):  # "resident servers" that accept and never answer
+            h = socket.socket()
+            h.bind(("127.0.0.1", 0))
+            h.listen(64)
+            holes.append(h)
+            self.addCleanup(h.close)
+        cap = 10
+        d = self.daemon(dict(homeserver_env(hs), MRTC_FEDERATION_ALLOW_CIDRS="127.0.0.0/8",
+                             MRTC_FEDERATION_TIMEOUT="10", MRTC_KEY_FETCH_MAX=str(cap),
+                             MRTC_LOG_LEVEL="warn")).start()
+
+        def outbound_open():
+            _, _, body = d.request("GET", "/metrics", admin=True)
+            return int(re.search(rb"^mrtc_outbound_connections_open (\d+)", body,
+                                 re.M).group(1))
+
+        idle = outbound_open()
+        body = json.dumps({"user_id": "@u:x", "room_id": "!r:hs1.test"}).encode()
+        clients = []
+        for h in holes:
+            origin = f"127.0.0.1:{h.getsockname()[1]}"
+            auth = (f'X-Matrix origin="{origin}",destination="hs1.test",key="ed25519:a",'
+                    f'sig="{"A" * 86}"')
+            req = (b"POST /_matrix/federation/v1/rtc/livekit/get_token HTTP/1.1\r\n"
+                   b"Host: x\r\nContent-Type: application/json\r\nAuthorization: " +
+                   auth.encode() + b"\r\nContent-Length: " + str(len(body)).encode() +
+                   b"\r\n\r\n" + body)
+            c = socket.create_connection((d.host, d.port), timeout=5)
+            c.sendall(req)
+            clients.append(c)
+        limited = 0
+        start = time.monotonic()
+        for c in clients:
+            c.settimeout(max(0.05, 2 - (time.monotonic() - start)))
+            try:
+                answer = c.recv(65536)
+            except socket.timeout:
+                continue
+            status, headers, data = parse(answer)
+            self.assertEqual(status, 429, data)
+            doc = json.loads(data)
+            self.assertEqual(doc["errcode"], "M_LIMIT_EXCEEDED")
+            self.assertGreater(doc["retry_after_ms"], 0)
+            self.assertIn("retry-after", headers)
+            limited += 1
+        opened = outbound_open()
+        print(f"{len(clients)} unauthenticated requests naming fresh origins, cap {cap}: "
+              f"{limited} answered 429, outbound connections {opened} (idle {idle})")
+        self.assertEqual(limited, len(clients) - cap)
+        self.assertLessEqual(opened, idle + cap)
+        # Those still waiting hang up: their fetches, waited for by nobody, are cancelled.
+        for c in clients:
+            c.close()
+        closed = time.monotonic()
+        while outbound_open() > idle:
+            self.assertLess(time.monotonic() - closed, 1.0)
+            time.sleep(0.02)
+        self.stopped_cleanly(d)
+
 
 if __name__ == "__main__":
     BINARY = sys.argv.pop(1)
