@@ -31,6 +31,7 @@ struct server {
 	uint64_t fetched_until_ms; /* monotonic: no refetch for unknown key ids before */
 	uint64_t used;
 	struct mrtc_fed_call *fetch;
+	char peer[64]; /* who started the fetch in flight, "" if not counted */
 	struct mrtc_keyring_op *waiters;
 	struct server *next;
 };
@@ -42,8 +43,32 @@ struct mrtc_keyring {
 	size_t n_servers;
 	uint64_t tick;
 	size_t fetching; /* servers with a fetch in flight */
+	struct peer_count {
+		char addr[64];
+		size_t n;
+	} * peers; /* fetches in flight per peer; at most max_fetches entries */
+	size_t n_peers;
 	struct mrtc_keyring_stats stats;
 };
+
+static struct peer_count *peer_of(struct mrtc_keyring *kr, const char *addr)
+{
+	for (size_t i = 0; i < kr->n_peers; i++)
+		if (strcmp(kr->peers[i].addr, addr) == 0)
+			return &kr->peers[i];
+	return NULL;
+}
+
+/* The fetch of @s ends: it no longer counts against the caps. */
+static void fetch_ended(struct server *s)
+{
+	struct mrtc_keyring *kr = s->kr;
+	kr->fetching--;
+	struct peer_count *p = s->peer[0] ? peer_of(kr, s->peer) : NULL;
+	if (p && --p->n == 0)
+		*p = kr->peers[--kr->n_peers];
+	s->peer[0] = '\0';
+}
 
 static struct server *find(struct mrtc_keyring *kr, const char *name)
 {
@@ -193,7 +218,7 @@ static void finish(struct server *s, enum mrtc_err err)
 	struct mrtc_keyring *kr = s->kr;
 	struct mrtc_keyring_op *op = s->waiters;
 	s->waiters = NULL;
-	kr->fetching--;
+	fetch_ended(s);
 	if (err != MRTC_OK) {
 		kr->stats.fetch_failures++;
 		s->failed_until_ms = mrtc_monotonic_ms() + kr->cfg.failure_ttl_ms;
@@ -259,6 +284,16 @@ static void on_notary_keys(void *arg, const struct mrtc_http_response *resp)
 struct mrtc_keyring_op *mrtc_keyring_ensure(struct mrtc_keyring *kr, const char *origin,
 					    const char *key_id, mrtc_keyring_fn cb, void *ctx)
 {
+	return mrtc_keyring_ensure_from(kr, NULL, origin, key_id, cb, ctx);
+}
+
+struct mrtc_keyring_op *mrtc_keyring_ensure_from(struct mrtc_keyring *kr, const char *peer,
+						 const char *origin, const char *key_id,
+						 mrtc_keyring_fn cb, void *ctx)
+{
+	if (peer && strlen(peer) >= sizeof(((struct server *)0)->peer))
+		peer = NULL;
+	struct peer_count *pc = peer ? peer_of(kr, peer) : NULL;
 	if (!mrtc_server_name_is_valid(origin) || strlen(key_id) > MRTC_KEY_ID_MAX)
 		return NULL;
 	struct mrtc_keyring_op *op = calloc(1, sizeof(*op));
@@ -272,7 +307,8 @@ struct mrtc_keyring_op *mrtc_keyring_ensure(struct mrtc_keyring *kr, const char 
 	if ((!s || (!s->fetch && key_state(s, key_id, NULL) != MRTC_OK &&
 		    s->failed_until_ms <= mrtc_monotonic_ms() &&
 		    s->fetched_until_ms <= mrtc_monotonic_ms())) &&
-	    kr->fetching >= kr->cfg.max_fetches) {
+	    (kr->fetching >= kr->cfg.max_fetches ||
+	     (pc && pc->n >= kr->cfg.max_fetches_per_peer))) {
 		/* A new fetch would be needed and the cap is reached: answered at once, nothing
 		 * added to the cache. */
 		kr->stats.fetches_refused++;
@@ -321,6 +357,15 @@ struct mrtc_keyring_op *mrtc_keyring_ensure(struct mrtc_keyring *kr, const char 
 			return NULL;
 		}
 		kr->fetching++;
+		if (peer && !pc && kr->n_peers < kr->cfg.max_fetches) {
+			pc = &kr->peers[kr->n_peers++];
+			memcpy(pc->addr, peer, strlen(peer) + 1);
+			pc->n = 0;
+		}
+		if (pc) {
+			pc->n++;
+			memcpy(s->peer, peer, strlen(peer) + 1);
+		}
 	}
 	return op;
 }
@@ -340,7 +385,7 @@ void mrtc_keyring_cancel(struct mrtc_keyring_op *op)
 			return;
 	mrtc_fed_call_cancel(s->fetch);
 	s->fetch = NULL;
-	s->kr->fetching--;
+	fetch_ended(s);
 	struct mrtc_keyring_op *w = s->waiters;
 	s->waiters = NULL;
 	while (w) {
@@ -366,6 +411,13 @@ enum mrtc_err mrtc_keyring_create(struct event_base *base, const struct mrtc_key
 		kr->cfg.timeout_ms = 10000;
 	if (!kr->cfg.max_fetches)
 		kr->cfg.max_fetches = 256;
+	if (!kr->cfg.max_fetches_per_peer)
+		kr->cfg.max_fetches_per_peer = 32;
+	kr->peers = calloc(kr->cfg.max_fetches, sizeof(*kr->peers));
+	if (!kr->peers) {
+		free(kr);
+		return MRTC_ERR_NOMEM;
+	}
 	*ret_keyring = kr;
 	return MRTC_OK;
 }
@@ -392,5 +444,6 @@ void mrtc_keyring_destroy(struct mrtc_keyring *kr)
 		}
 		free(s);
 	}
+	free(kr->peers);
 	free(kr);
 }

@@ -131,6 +131,8 @@ static const struct var vars[] = {
 	  "seconds an inbound connection may stay idle or slow before it is closed" },
 	{ "MRTC_KEY_FETCH_MAX", T_UINT, "256", 0, OFF(key_fetch_max), 1, 100000,
 	  "signing-key fetches in flight at once; more answer 429" },
+	{ "MRTC_KEY_FETCH_PER_PEER", T_UINT, "32", 0, OFF(key_fetch_per_peer), 1, 100000,
+	  "of them started by one client address; more answer 429" },
 	{ "MRTC_READINESS_INTERVAL", T_UINT, "10", 0, OFF(readiness_interval_s), 1, 3600,
 	  "seconds between readiness probes of the homeserver and the SFU" },
 	{ "MRTC_LIVEKIT_SERVICE_URL", T_HTTP_URL, NULL, 0, OFF(livekit_service_url), 0, 0,

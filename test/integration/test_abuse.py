@@ -422,6 +422,54 @@ class Abuse(unittest.TestCase):
             time.sleep(0.02)
         self.stopped_cleanly(d)
 
+    def test_key_fetches_capped_per_client_address(self):
+        hs = Homeserver({"users": {}})
+        self.addCleanup(hs.close)
+        holes = []
+        for _ in range(14):
+            h = socket.socket()
+            h.bind(("127.0.0.1", 0))
+            h.listen(64)
+            holes.append(h)
+            self.addCleanup(h.close)
+        d = self.daemon(dict(homeserver_env(hs), MRTC_FEDERATION_ALLOW_CIDRS="127.0.0.0/8",
+                             MRTC_KEY_FETCH_MAX="100", MRTC_KEY_FETCH_PER_PEER="4",
+                             MRTC_LOG_LEVEL="warn")).start()
+        body = json.dumps({"user_id": "@u:x", "room_id": "!r:hs1.test"}).encode()
+
+        def send(h, client):
+            # As nginx on loopback passes it: the client's address last in X-Forwarded-For.
+            auth = (f'X-Matrix origin="127.0.0.1:{h.getsockname()[1]}",destination="hs1.test",'
+                    f'key="ed25519:a",sig="{"A" * 86}"')
+            c = socket.create_connection((d.host, d.port), timeout=5)
+            self.addCleanup(c.close)
+            c.sendall(b"POST /_matrix/federation/v1/rtc/livekit/get_token HTTP/1.1\r\n"
+                      b"Host: x\r\nAuthorization: " + auth.encode() +
+                      b"\r\nX-Forwarded-For: 192.0.2.9, " + client.encode() +
+                      b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            return c
+
+        def limited(conns):
+            n = 0
+            for c in conns:
+                c.settimeout(1)
+                try:
+                    status, _, data = parse(c.recv(65536))
+                except socket.timeout:
+                    continue
+                self.assertEqual((status, json.loads(data)["errcode"]), (429, "M_LIMIT_EXCEEDED"))
+                n += 1
+            return n
+
+        first = [send(h, "198.51.100.1") for h in holes[:10]]
+        self.assertEqual(limited(first), 6)
+        # Another client address has its own allowance.
+        other = [send(h, "198.51.100.2") for h in holes[10:]]
+        self.assertEqual(limited(other), 0)
+        for c in first + other:
+            c.close()
+        self.stopped_cleanly(d)
+
 
 if __name__ == "__main__":
     BINARY = sys.argv.pop(1)
