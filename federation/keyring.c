@@ -31,6 +31,7 @@ struct server {
 	uint64_t fetched_until_ms; /* monotonic: no refetch for unknown key ids before */
 	uint64_t used;
 	struct mrtc_fed_call *fetch;
+	char peer[64]; /* who started the fetch in flight, "" if not counted */
 	struct mrtc_keyring_op *waiters;
 	struct server *next;
 };
@@ -41,8 +42,33 @@ struct mrtc_keyring {
 	struct server *servers;
 	size_t n_servers;
 	uint64_t tick;
+	size_t fetching; /* servers with a fetch in flight */
+	struct peer_count {
+		char addr[64];
+		size_t n;
+	} * peers; /* fetches in flight per peer; at most max_fetches entries */
+	size_t n_peers;
 	struct mrtc_keyring_stats stats;
 };
+
+static struct peer_count *peer_of(struct mrtc_keyring *kr, const char *addr)
+{
+	for (size_t i = 0; i < kr->n_peers; i++)
+		if (strcmp(kr->peers[i].addr, addr) == 0)
+			return &kr->peers[i];
+	return NULL;
+}
+
+/* The fetch of @s ends: it no longer counts against the caps. */
+static void fetch_ended(struct server *s)
+{
+	struct mrtc_keyring *kr = s->kr;
+	kr->fetching--;
+	struct peer_count *p = s->peer[0] ? peer_of(kr, s->peer) : NULL;
+	if (p && --p->n == 0)
+		*p = kr->peers[--kr->n_peers];
+	s->peer[0] = '\0';
+}
 
 static struct server *find(struct mrtc_keyring *kr, const char *name)
 {
@@ -60,11 +86,15 @@ static struct server *find_or_add(struct mrtc_keyring *kr, const char *name)
 	if (s)
 		return s;
 	if (kr->n_servers >= kr->cfg.max_servers) {
-		/* Evict the least recently used server that is not being fetched. */
+		/* Evict the least recently used server that is not being fetched, one without
+		 * keys first: an origin nobody verified (a fetch that failed) cannot push out a
+		 * server whose keys we hold while such entries remain. */
 		struct server **victim = NULL;
-		for (struct server **p = &kr->servers; *p; p = &(*p)->next)
-			if (!(*p)->fetch && (!victim || (*p)->used < (*victim)->used))
-				victim = p;
+		for (int pass = 0; pass < 2 && !victim; pass++)
+			for (struct server **p = &kr->servers; *p; p = &(*p)->next)
+				if (!(*p)->fetch && (pass == 1 || (*p)->n_keys == 0) &&
+				    (!victim || (*p)->used < (*victim)->used))
+					victim = p;
 		if (!victim)
 			return NULL;
 		struct server *v = *victim;
@@ -188,6 +218,7 @@ static void finish(struct server *s, enum mrtc_err err)
 	struct mrtc_keyring *kr = s->kr;
 	struct mrtc_keyring_op *op = s->waiters;
 	s->waiters = NULL;
+	fetch_ended(s);
 	if (err != MRTC_OK) {
 		kr->stats.fetch_failures++;
 		s->failed_until_ms = mrtc_monotonic_ms() + kr->cfg.failure_ttl_ms;
@@ -253,6 +284,16 @@ static void on_notary_keys(void *arg, const struct mrtc_http_response *resp)
 struct mrtc_keyring_op *mrtc_keyring_ensure(struct mrtc_keyring *kr, const char *origin,
 					    const char *key_id, mrtc_keyring_fn cb, void *ctx)
 {
+	return mrtc_keyring_ensure_from(kr, NULL, origin, key_id, cb, ctx);
+}
+
+struct mrtc_keyring_op *mrtc_keyring_ensure_from(struct mrtc_keyring *kr, const char *peer,
+						 const char *origin, const char *key_id,
+						 mrtc_keyring_fn cb, void *ctx)
+{
+	if (peer && strlen(peer) >= sizeof(((struct server *)0)->peer))
+		peer = NULL;
+	struct peer_count *pc = peer ? peer_of(kr, peer) : NULL;
 	if (!mrtc_server_name_is_valid(origin) || strlen(key_id) > MRTC_KEY_ID_MAX)
 		return NULL;
 	struct mrtc_keyring_op *op = calloc(1, sizeof(*op));
@@ -262,7 +303,26 @@ struct mrtc_keyring_op *mrtc_keyring_ensure(struct mrtc_keyring *kr, const char 
 	op->cb = cb;
 	op->ctx = ctx;
 	memcpy(op->key_id, key_id, strlen(key_id) + 1);
-	struct server *s = find_or_add(kr, origin);
+	struct server *s = find(kr, origin);
+	if ((!s || (!s->fetch && key_state(s, key_id, NULL) != MRTC_OK &&
+		    s->failed_until_ms <= mrtc_monotonic_ms() &&
+		    s->fetched_until_ms <= mrtc_monotonic_ms())) &&
+	    (kr->fetching >= kr->cfg.max_fetches ||
+	     (pc && pc->n >= kr->cfg.max_fetches_per_peer))) {
+		/* A new fetch would be needed and the cap is reached: answered at once, nothing
+		 * added to the cache. */
+		kr->stats.fetches_refused++;
+		op->result = MRTC_ERR_LIMIT_EXCEEDED;
+		op->ev = event_new(kr->base, -1, 0, answer_now, op);
+		if (!op->ev) {
+			free(op);
+			return NULL;
+		}
+		event_active(op->ev, 0, 0);
+		return op;
+	}
+	if (!s)
+		s = find_or_add(kr, origin);
 	if (!s) {
 		free(op);
 		return NULL;
@@ -296,14 +356,43 @@ struct mrtc_keyring_op *mrtc_keyring_ensure(struct mrtc_keyring *kr, const char 
 			free(op);
 			return NULL;
 		}
+		kr->fetching++;
+		if (peer && !pc && kr->n_peers < kr->cfg.max_fetches) {
+			pc = &kr->peers[kr->n_peers++];
+			memcpy(pc->addr, peer, strlen(peer) + 1);
+			pc->n = 0;
+		}
+		if (pc) {
+			pc->n++;
+			memcpy(s->peer, peer, strlen(peer) + 1);
+		}
 	}
 	return op;
 }
 
 void mrtc_keyring_cancel(struct mrtc_keyring_op *op)
 {
-	if (op)
-		op->cancelled = true;
+	if (!op)
+		return;
+	op->cancelled = true;
+	/* A fetch nobody waits for any more is cancelled: it stops holding a connection and
+	 * counting against max_fetches. */
+	struct server *s = op->srv;
+	if (!s || !s->fetch)
+		return;
+	for (struct mrtc_keyring_op *w = s->waiters; w; w = w->next)
+		if (!w->cancelled)
+			return;
+	mrtc_fed_call_cancel(s->fetch);
+	s->fetch = NULL;
+	fetch_ended(s);
+	struct mrtc_keyring_op *w = s->waiters;
+	s->waiters = NULL;
+	while (w) {
+		struct mrtc_keyring_op *next = w->next;
+		op_free(w);
+		w = next;
+	}
 }
 
 enum mrtc_err mrtc_keyring_create(struct event_base *base, const struct mrtc_keyring_config *cfg,
@@ -320,6 +409,15 @@ enum mrtc_err mrtc_keyring_create(struct event_base *base, const struct mrtc_key
 		kr->cfg.failure_ttl_ms = 30000;
 	if (!kr->cfg.timeout_ms)
 		kr->cfg.timeout_ms = 10000;
+	if (!kr->cfg.max_fetches)
+		kr->cfg.max_fetches = 256;
+	if (!kr->cfg.max_fetches_per_peer)
+		kr->cfg.max_fetches_per_peer = 32;
+	kr->peers = calloc(kr->cfg.max_fetches, sizeof(*kr->peers));
+	if (!kr->peers) {
+		free(kr);
+		return MRTC_ERR_NOMEM;
+	}
 	*ret_keyring = kr;
 	return MRTC_OK;
 }
@@ -328,6 +426,7 @@ void mrtc_keyring_get_stats(const struct mrtc_keyring *kr, struct mrtc_keyring_s
 {
 	*ret = kr->stats;
 	ret->servers = kr->n_servers;
+	ret->fetching = kr->fetching;
 }
 
 void mrtc_keyring_destroy(struct mrtc_keyring *kr)
@@ -345,5 +444,6 @@ void mrtc_keyring_destroy(struct mrtc_keyring *kr)
 		}
 		free(s);
 	}
+	free(kr->peers);
 	free(kr);
 }

@@ -108,11 +108,12 @@ void mrtc_readiness_destroy(struct mrtc_readiness *rd)
 	free(rd);
 }
 
-/* Whether something answered well within the last three probe intervals. */
+/* Whether something answered well within the last three probe intervals (as README says:
+ * the third missed probe turns the check false, no extra grace). */
 static bool recent(uint64_t ok_ms, uint64_t other_ms, uint64_t interval_s)
 {
 	uint64_t last = ok_ms > other_ms ? ok_ms : other_ms;
-	uint64_t window = 3 * interval_s * 1000 + 1000;
+	uint64_t window = 3 * interval_s * 1000;
 	return last && mrtc_monotonic_ms() - last <= window;
 }
 

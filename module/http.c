@@ -192,7 +192,7 @@ void mrtc_http_reply_raw(struct mrtc_request *r, int status, struct evbuffer *bo
 		mrtc_server_request_done(r, status);
 		return;
 	}
-	evhttp_connection_set_closecb(evhttp_request_get_connection(r->req), NULL, NULL);
+	mrtc_server_request_replying(r);
 	struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
 	evhttp_add_header(out, "X-Request-Id", r->id);
 	evhttp_add_header(out, "Cache-Control", "no-store");

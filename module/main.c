@@ -8,6 +8,8 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 
 #include "mrtc-version.h"
 #include "mrtc/config.h"
@@ -25,6 +27,53 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	mrtc_log(LOG_INFO, "main", NULL, "received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	mrtc_server_shutdown(arg, SHUTDOWN_DEADLINE_MS);
+}
+
+/* libevent's own messages go through our logger, at most LIBEVENT_LOG_PER_S lines a second and
+ * a repeated message once a second, with the number suppressed reported on the next line. */
+#define LIBEVENT_LOG_PER_S 5
+static void libevent_log(int severity, const char *msg)
+{
+	static char last[160];
+	static time_t second;
+	static unsigned lines, suppressed;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	bool same = strncmp(last, msg, sizeof(last) - 1) == 0;
+	if (ts.tv_sec == second && (same || lines >= LIBEVENT_LOG_PER_S)) {
+		suppressed++;
+		return;
+	}
+	if (ts.tv_sec != second) {
+		second = ts.tv_sec;
+		lines = 0;
+	}
+	lines++;
+	snprintf(last, sizeof(last), "%s", msg);
+	int level = severity == EVENT_LOG_ERR	 ? LOG_ERR
+		    : severity == EVENT_LOG_WARN ? LOG_WARNING
+		    : severity == EVENT_LOG_MSG	 ? LOG_INFO
+						 : LOG_DEBUG;
+	if (suppressed)
+		mrtc_log(level, "libevent", NULL, "%s (%u messages suppressed before this one)",
+			 msg, suppressed);
+	else
+		mrtc_log(level, "libevent", NULL, "%s", msg);
+	suppressed = 0;
+}
+
+/* Raises the soft descriptor limit to the hard one; returns the limit in force. */
+static unsigned long long raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit want = { rl.rlim_max, rl.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl.rlim_cur = rl.rlim_max;
+	}
+	return (unsigned long long)rl.rlim_cur;
 }
 
 int main(int argc, char **argv)
@@ -67,7 +116,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	mrtc_log_setup(config->log_level, config->log_format);
+	event_set_log_callback(libevent_log);
 	signal(SIGPIPE, SIG_IGN);
+	unsigned long long nofile = raise_nofile();
+	mrtc_log(LOG_INFO, "main", NULL, "descriptor limit: %llu", nofile);
 
 	int rc = 1;
 	struct event_base *base = event_base_new();

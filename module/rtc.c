@@ -685,8 +685,41 @@ static void fed_key_ready(void *arg, enum mrtc_err err)
 	t->key_op = NULL;
 	if (!t->r->req) /* cannot happen: an abort cancels first */
 		return;
-	(void)err; /* verification below reports a missing or expired key */
+	if (err == MRTC_ERR_LIMIT_EXCEEDED) {
+		/* Too many key fetches in flight (MRTC_KEY_FETCH_MAX). */
+		limited(t, 1000);
+		return;
+	}
+	/* Otherwise verification below reports a missing or expired key. */
 	fed_verify(t);
+}
+
+/* The client's address, for the per-peer cap on key fetches: the connection's peer, or behind a
+ * reverse proxy on loopback the address it appended to X-Forwarded-For (the last one). */
+static void client_address(struct mrtc_request *r, char *out, size_t size)
+{
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+	out[0] = '\0';
+	evhttp_connection_get_peer(evhttp_request_get_connection(r->req), &addr, &port);
+	if (!addr)
+		return;
+	const char *xff =
+	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "X-Forwarded-For");
+	if (xff && (strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+		    strncmp(addr, "::ffff:127.", 11) == 0)) {
+		const char *last = strrchr(xff, ',');
+		last = last ? last + 1 : xff;
+		while (*last == ' ')
+			last++;
+		size_t n = strcspn(last, " ");
+		if (n > 0 && n < size) {
+			memcpy(out, last, n);
+			out[n] = '\0';
+			return;
+		}
+	}
+	snprintf(out, size, "%s", addr);
 }
 
 void mrtc_rtc_federation_get_token(struct mrtc_request *r)
@@ -747,7 +780,10 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 		fed_verify(t);
 		return;
 	}
-	t->key_op = mrtc_keyring_ensure(t->s->keyring, a.origin, a.key, fed_key_ready, t);
+	char peer[64];
+	client_address(r, peer, sizeof(peer));
+	t->key_op = mrtc_keyring_ensure_from(t->s->keyring, peer[0] ? peer : NULL, a.origin, a.key,
+					     fed_key_ready, t);
 	if (!t->key_op)
 		fail(t, MRTC_ERR_UNKNOWN_KEY, "Unknown signing key");
 }

@@ -5,10 +5,15 @@
  */
 #include "mrtc/server.h"
 
+#include <errno.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
 #include "mrtc/admin.h"
 #include "mrtc/delayed.h"
@@ -28,6 +33,35 @@ struct listener {
 	size_t n_routes;
 	bool cors;
 	const char *name;
+	struct event *accept_pause; /* re-enables accepting after EMFILE/ENFILE */
+	uint64_t accept_errors;	    /* since the last log line about them */
+	uint64_t accept_logged_ms;
+};
+
+/*
+ * Per-connection state, found by descriptor. libevent 2.1's evhttp has no hook at accept (no
+ * evhttp_set_newreqcb before 2.2) and its timeouts restart at every byte, so:
+ * - the whole-request deadline: the bufferevent callback (evhttp_set_bevcb) runs at accept; one
+ *   loop turn later the connection is adopted (see adopt()) and its deadline armed. It covers
+ *   accept (or the previous answer on a kept-alive connection) to the end of the body; when it
+ *   runs out before dispatch the connection is closed, however steadily bytes arrive.
+ * - hang-ups: evhttp stops reading a connection while its request is handled, so a closed
+ *   connection is noticed only when the reply is written. While a handler runs we watch the
+ *   socket ourselves for readability and peek: EOF or an error means the client is gone, and
+ *   the connection is freed, which runs the close callback, the handler's r->on_abort and frees
+ *   the request. We chose a read watch over evhttp_connection_set_closecb alone because the
+ *   close callback only fires when libevent itself notices the close, which it does not while
+ *   reading is disabled. Bytes that arrive instead (a pipelined request) end the watch: they
+ *   stay for evhttp to read after the reply. (A client that half-closes after its request is
+ *   taken as gone; HTTP clients and nginx do not do that.)
+ */
+struct conn {
+	struct listener *l;
+	struct evhttp_connection *evcon;
+	evutil_socket_t fd;
+	struct event *deadline;
+	struct event *hup;
+	struct mrtc_request *r; /* while a handler runs */
 };
 
 #define MAX_ROUTES 32
@@ -44,6 +78,8 @@ struct mrtc_server {
 	bool draining;
 	uint64_t drain_deadline_ms;
 	struct event *drain_timer;
+	struct conn **conns; /* by descriptor */
+	size_t n_conns;
 };
 
 static void handle_healthz(struct mrtc_request *r)
@@ -100,6 +136,8 @@ void mrtc_server_request_done(struct mrtc_request *r, int status)
 	mrtc_metrics_observe(&s->services->metrics, r->route ? r->route->name : "unmatched", status,
 			     elapsed);
 	s->services->metrics.in_flight = s->inflight - 1;
+	if (r->conn)
+		((struct conn *)r->conn)->r = NULL;
 	if (!r->req) {
 		mrtc_log(LOG_INFO, "http", r->id, "client went away after %llums",
 			 (unsigned long long)elapsed);
@@ -119,15 +157,189 @@ void mrtc_server_request_done(struct mrtc_request *r, int status)
 	free(r);
 }
 
-/* The client closed its connection while its request was being worked on. */
-static void client_gone(struct evhttp_connection *evcon, void *arg)
+static struct conn *conn_find(struct mrtc_server *s, struct evhttp_connection *evcon)
+{
+	evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+	if (fd < 0 || (size_t)fd >= s->n_conns || !s->conns[fd] || s->conns[fd]->evcon != evcon)
+		return NULL;
+	return s->conns[fd];
+}
+
+static void conn_free(struct conn *c)
+{
+	struct mrtc_server *s = c->l->server;
+	if (c->fd >= 0 && (size_t)c->fd < s->n_conns && s->conns[c->fd] == c)
+		s->conns[c->fd] = NULL;
+	if (c->deadline)
+		event_free(c->deadline);
+	if (c->hup)
+		event_free(c->hup);
+	free(c);
+}
+
+/* The connection is going away (client hang-up, deadline, error or shutdown). */
+static void conn_closed(struct evhttp_connection *evcon, void *arg)
 {
 	(void)evcon;
-	struct mrtc_request *r = arg;
-	r->req = NULL;
-	if (r->on_abort)
-		r->on_abort(r);
-	mrtc_server_request_done(r, 499);
+	struct conn *c = arg;
+	struct mrtc_request *r = c->r;
+	c->r = NULL;
+	if (r) {
+		/* The client closed its connection while its request was being worked on. When
+		 * libevent noticed it itself (EOF or timeout), it has already detached the request
+		 * from the connection and left freeing it to us. */
+		struct evhttp_request *req = r->req;
+		r->req = NULL;
+		r->conn = NULL;
+		if (req && !evhttp_request_get_connection(req))
+			evhttp_request_free(req);
+		if (r->on_abort)
+			r->on_abort(r);
+		mrtc_server_request_done(r, 499);
+	}
+	conn_free(c);
+}
+
+static void conn_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn *c = arg;
+	if (c->r)
+		return;
+	mrtc_log(LOG_INFO, "http", NULL,
+		 "%s listener: request not complete within %us of the connection: closing",
+		 c->l->name, (unsigned)c->l->server->config->client_timeout_s);
+	evhttp_connection_free(c->evcon); /* runs conn_closed(), which frees c */
+}
+
+static void conn_arm(struct conn *c)
+{
+	struct timeval tv = { .tv_sec = (time_t)c->l->server->config->client_timeout_s };
+	event_add(c->deadline, &tv);
+}
+
+static struct conn *conn_adopt(struct listener *l, struct evhttp_connection *evcon)
+{
+	struct mrtc_server *s = l->server;
+	struct conn *c = conn_find(s, evcon);
+	if (c)
+		return c;
+	evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+	if (fd < 0)
+		return NULL;
+	if ((size_t)fd >= s->n_conns) {
+		size_t n = s->n_conns ? s->n_conns : 256;
+		while (n <= (size_t)fd)
+			n *= 2;
+		struct conn **grown = realloc(s->conns, n * sizeof(*grown));
+		if (!grown)
+			return NULL;
+		memset(grown + s->n_conns, 0, (n - s->n_conns) * sizeof(*grown));
+		s->conns = grown;
+		s->n_conns = n;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->l = l;
+	c->evcon = evcon;
+	c->fd = fd;
+	c->deadline = event_new(s->base, -1, 0, conn_deadline, c);
+	if (!c->deadline) {
+		free(c);
+		return NULL;
+	}
+	if (s->conns[fd]) /* a stale entry whose close we did not see */
+		conn_free(s->conns[fd]);
+	s->conns[fd] = c;
+	conn_arm(c);
+	evhttp_connection_set_closecb(evcon, conn_closed, c);
+	return c;
+}
+
+struct pending_accept {
+	struct listener *l;
+	struct bufferevent *bev;
+};
+
+/* One loop turn after accept: evhttp has wrapped the bufferevent in its connection, whose
+ * callbacks carry it as their argument (evhttp's read callback is cleared if it is gone). */
+static void adopt(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct pending_accept *p = arg;
+	bufferevent_data_cb readcb = NULL;
+	void *evcon = NULL;
+	bufferevent_getcb(p->bev, &readcb, NULL, NULL, &evcon);
+	if (readcb && evcon)
+		conn_adopt(p->l, evcon);
+	bufferevent_decref(p->bev);
+	free(p);
+}
+
+static struct bufferevent *make_bufferevent(struct event_base *base, void *arg)
+{
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	struct pending_accept *p = bev ? malloc(sizeof(*p)) : NULL;
+	if (!p)
+		return bev;
+	p->l = arg;
+	p->bev = bev;
+	bufferevent_incref(bev);
+	struct timeval now = { 0, 0 };
+	if (event_base_once(base, -1, EV_TIMEOUT, adopt, p, &now) != 0) {
+		bufferevent_decref(bev);
+		free(p);
+	}
+	return bev;
+}
+
+static void conn_hup(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	struct conn *c = arg;
+	char byte;
+	ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0 || !c->r)
+		return; /* a pipelined request: evhttp reads it after the reply */
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		event_add(c->hup, NULL);
+		return;
+	}
+	evhttp_connection_free(c->evcon); /* runs conn_closed(): on_abort, 499, frees c */
+}
+
+void mrtc_server_request_replying(struct mrtc_request *r)
+{
+	struct conn *c = r->conn;
+	if (!c)
+		return;
+	r->conn = NULL;
+	c->r = NULL;
+	if (c->hup)
+		event_del(c->hup);
+	conn_arm(c);
+}
+
+/* Two different Content-Length headers, or Content-Length with Transfer-Encoding: the framing
+ * is ambiguous (request smuggling), whichever one evhttp used. */
+static bool framing_conflict(struct evhttp_request *req)
+{
+	const char *length = NULL;
+	bool te = false;
+	struct evkeyval *h;
+	for (h = evhttp_request_get_input_headers(req)->tqh_first; h; h = h->next.tqe_next) {
+		if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
+			te = true;
+		} else if (strcasecmp(h->key, "Content-Length") == 0) {
+			if (length && strcmp(length, h->value) != 0)
+				return true;
+			length = h->value;
+		}
+	}
+	return te && length;
 }
 
 static void dispatch(struct evhttp_request *req, void *arg)
@@ -151,6 +363,28 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	s->services->metrics.in_flight = s->inflight;
 	if (s->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct conn *c = conn_adopt(l, evcon);
+	if (c) {
+		event_del(c->deadline);
+		c->r = r;
+		r->conn = c;
+	}
+	if (framing_conflict(req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		struct json_object *body = json_object_new_object();
+		if (body) {
+			json_object_object_add(body, "errcode",
+					       json_object_new_string("M_UNKNOWN"));
+			json_object_object_add(
+			    body, "error",
+			    json_object_new_string(
+				"Conflicting Content-Length or Transfer-Encoding headers"));
+		}
+		mrtc_http_reply_json(r, 400, body);
+		json_object_put(body);
+		return;
+	}
 
 	enum evhttp_cmd_type method = evhttp_request_get_command(req);
 	const char *uri = evhttp_request_get_uri(req);
@@ -170,7 +404,10 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	switch (m) {
 	case MRTC_ROUTE_FOUND:
 		r->route = route;
-		evhttp_connection_set_closecb(evhttp_request_get_connection(req), client_gone, r);
+		if (c && !c->hup)
+			c->hup = event_new(s->base, c->fd, EV_READ, conn_hup, c);
+		if (c && c->hup)
+			event_add(c->hup, NULL);
 		route->handler(r);
 		return;
 	case MRTC_ROUTE_NO_METHOD:
@@ -180,6 +417,51 @@ static void dispatch(struct evhttp_request *req, void *arg)
 		mrtc_http_reply_error(r, MRTC_ERR_NOT_FOUND, "Unrecognized request");
 		return;
 	}
+}
+
+/* Listeners whose accept errors we handle (evconnlistener's error callback gets no argument of
+ * ours): the main and admin listener of the one server. */
+static struct listener *accepting[2];
+
+static void accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct listener *l = arg;
+	if (l->bound)
+		evconnlistener_enable(evhttp_bound_socket_get_listener(l->bound));
+}
+
+/* accept() failed for a reason other than a retriable one, typically EMFILE/ENFILE: libevent
+ * would retry at once and spin; pause this listener for ACCEPT_PAUSE_MS instead, and log at
+ * most once a second with the number of failures since the last line. */
+#define ACCEPT_PAUSE_MS 100
+static void accept_error(struct evconnlistener *lev, void *arg)
+{
+	(void)arg;
+	int err = errno;
+	struct listener *l = NULL;
+	for (size_t i = 0; i < 2; i++)
+		if (accepting[i] && accepting[i]->bound &&
+		    evhttp_bound_socket_get_listener(accepting[i]->bound) == lev)
+			l = accepting[i];
+	evconnlistener_disable(lev);
+	if (!l)
+		return;
+	l->accept_errors++;
+	uint64_t now = mrtc_monotonic_ms();
+	if (now - l->accept_logged_ms >= 1000) {
+		mrtc_log(LOG_WARNING, "server", NULL,
+			 "%s listener: accept failed (%s), %llu times since the last report: "
+			 "pausing accepts for %d ms",
+			 l->name, strerror(err), (unsigned long long)l->accept_errors,
+			 ACCEPT_PAUSE_MS);
+		l->accept_errors = 0;
+		l->accept_logged_ms = now;
+	}
+	struct timeval tv = { .tv_usec = ACCEPT_PAUSE_MS * 1000 };
+	if (!l->accept_pause || event_add(l->accept_pause, &tv) != 0)
+		evconnlistener_enable(lev);
 }
 
 static enum mrtc_err listener_open(struct mrtc_server *s, struct listener *l, const char *name,
@@ -204,6 +486,7 @@ static enum mrtc_err listener_open(struct mrtc_server *s, struct listener *l, co
 	struct timeval tv = { .tv_sec = (time_t)s->config->client_timeout_s };
 	evhttp_set_timeout_tv(l->http, &tv);
 	evhttp_set_gencb(l->http, dispatch, l);
+	evhttp_set_bevcb(l->http, make_bufferevent, l);
 	const char *host = where->host[0] ? where->host : "::";
 	l->bound = evhttp_bind_socket_with_handle(l->http, host, where->port);
 	if (!l->bound && !where->host[0])
@@ -213,6 +496,9 @@ static enum mrtc_err listener_open(struct mrtc_server *s, struct listener *l, co
 			 host, where->port, name);
 		return MRTC_ERR_IO;
 	}
+	l->accept_pause = event_new(s->base, -1, 0, accept_resume, l);
+	accepting[l == &s->main ? 0 : 1] = l;
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(l->bound), accept_error);
 	mrtc_log(LOG_INFO, "server", NULL, "%s listener on %s port %u", name, host, where->port);
 	return MRTC_OK;
 }
@@ -337,6 +623,14 @@ void mrtc_server_destroy(struct mrtc_server *s)
 		evhttp_free(s->main.http);
 	if (s->admin.http)
 		evhttp_free(s->admin.http);
+	struct listener *ls[2] = { &s->main, &s->admin };
+	for (int i = 0; i < 2; i++) {
+		if (ls[i]->accept_pause)
+			event_free(ls[i]->accept_pause);
+		if (accepting[i] == ls[i])
+			accepting[i] = NULL;
+	}
+	free(s->conns);
 	mrtc_services_destroy(s->services);
 	free(s);
 }

@@ -82,7 +82,9 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 		if (err != MRTC_OK)
 			goto fail;
 		struct mrtc_keyring_config kc = { .fed = s->fed,
-						  .timeout_ms = cfg->federation_timeout_s * 1000 };
+						  .timeout_ms = cfg->federation_timeout_s * 1000,
+						  .max_fetches = cfg->key_fetch_max,
+						  .max_fetches_per_peer = cfg->key_fetch_per_peer };
 		if (cfg->notary_name[0]) {
 			kc.notary = cfg->notary_name;
 			kc.notary_key = cfg->notary_key;

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "mrtc/log.h"
 #include "mrtc/servername.h"
@@ -155,10 +158,23 @@ static enum mrtc_err sq_open(const char *path, struct mrtc_store *store)
 	if (!s)
 		return MRTC_ERR_NOMEM;
 	char *msg = NULL;
-	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-		SQLITE_OK ||
-	    sqlite3_busy_timeout(s->db, 250) != SQLITE_OK ||
-	    sqlite3_exec(s->db, sq_schema, NULL, NULL, &msg) != SQLITE_OK) {
+	/* The store holds delay_id capabilities: the database is created (or tightened) 0600
+	 * before SQLite opens it, and the umask covers the -wal/-shm files the schema creates
+	 * (SQLite gives them the database file's mode, less the umask). */
+	mode_t old_mask = umask(077);
+	int fd = path[0] == ':' || strncmp(path, "file:", 5) == 0
+		     ? -1
+		     : open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		(void)fchmod(fd, 0600);
+		close(fd);
+	}
+	bool ok = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) ==
+		      SQLITE_OK &&
+		  sqlite3_busy_timeout(s->db, 250) == SQLITE_OK &&
+		  sqlite3_exec(s->db, sq_schema, NULL, NULL, &msg) == SQLITE_OK;
+	umask(old_mask);
+	if (!ok) {
 		mrtc_log(LOG_ERR, "store", NULL, "cannot open the SQLite store: %s",
 			 msg ? msg : sqlite3_errmsg(s->db));
 		sqlite3_free(msg);

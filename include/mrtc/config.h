@@ -67,6 +67,8 @@ struct mrtc_config {
 	uint64_t federation_timeout_s;
 	uint64_t readiness_interval_s;
 	uint64_t client_timeout_s;
+	uint64_t key_fetch_max;
+	uint64_t key_fetch_per_peer;
 	uint64_t verify_threads;
 	char *store;
 	uint64_t delayed_poll_ms;

@@ -48,6 +48,7 @@ struct mrtc_request {
 	bool cors;
 	mrtc_abort_fn on_abort;
 	void *handler_ctx;
+	void *conn; /* the server's per-connection state while the handler runs */
 };
 
 enum mrtc_route_match {

@@ -21,6 +21,8 @@ struct mrtc_keyring_config {
 	size_t max_servers;	 /* 0: 4096 */
 	uint64_t failure_ttl_ms; /* 0: 30 s */
 	uint64_t timeout_ms;	 /* 0: 10 s */
+	size_t max_fetches;	 /* key fetches in flight at once; 0: 256 */
+	size_t max_fetches_per_peer; /* of them started by one peer address; 0: 32 */
 	/*
 	 * Optional notary (e.g. our own homeserver): when fetching a server's keys directly
 	 * fails, they are asked of @notary at /_matrix/key/v2/query/{server} and accepted only
@@ -34,6 +36,8 @@ struct mrtc_keyring_stats {
 	uint64_t fetches, fetch_failures, hits, misses;
 	uint64_t notary_fetches, notary_failures;
 	size_t servers;
+	size_t fetching;
+	uint64_t fetches_refused; /* over max_fetches: MRTC_ERR_LIMIT_EXCEEDED */
 };
 
 enum mrtc_err mrtc_keyring_create(struct event_base *base, const struct mrtc_keyring_config *cfg,
@@ -59,6 +63,13 @@ typedef void (*mrtc_keyring_fn)(void *ctx, enum mrtc_err err);
 struct mrtc_keyring_op *mrtc_keyring_ensure(struct mrtc_keyring *keyring, const char *origin,
 					    const char *key_id, mrtc_keyring_fn cb, void *ctx);
 void mrtc_keyring_cancel(struct mrtc_keyring_op *op);
+
+/* mrtc_keyring_ensure() on behalf of the client at @peer (an address; NULL: not counted per
+ * peer): a fetch it would start beyond max_fetches_per_peer is refused like one beyond
+ * max_fetches (MRTC_ERR_LIMIT_EXCEEDED). */
+struct mrtc_keyring_op *mrtc_keyring_ensure_from(struct mrtc_keyring *keyring, const char *peer,
+						 const char *origin, const char *key_id,
+						 mrtc_keyring_fn cb, void *ctx);
 
 /* Adds @keys of @server directly (our own keys, tests). */
 void mrtc_keyring_add(struct mrtc_keyring *keyring, const char *server,

@@ -46,4 +46,8 @@ void mrtc_server_destroy(struct mrtc_server *server);
 /* Called by the reply functions once a reply is sent: logs it and frees @r. */
 void mrtc_server_request_done(struct mrtc_request *r, int status);
 
+/* Called just before a reply is sent: stops watching for the client's hang-up and starts the
+ * deadline of the connection's next request. */
+void mrtc_server_request_replying(struct mrtc_request *r);
+
 #endif
