@@ -63,6 +63,10 @@ def member(user, n):
 class ElementCall(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        modules = os.path.join(EC, "node_modules")
+        for pkg in ("@element-hq/element-call-embedded", "matrix-widget-api", "playwright-core"):
+            if not os.path.isdir(os.path.join(modules, pkg)):
+                raise RuntimeError(f"{pkg} missing: run `npm install` in {EC}")
         joined = {"@alice:hs1.test": "join", "@carol:hs2.test": "join"}
         state = {}
         for name, (server, user, device, token) in USERS.items():
@@ -71,7 +75,6 @@ class ElementCall(unittest.TestCase):
         cls.tb = Testbed(mrtc_binary=BINARY, state=state)
         web = cls.tb.path("web")
         os.makedirs(web)
-        modules = os.path.join(EC, "node_modules")
         os.symlink(os.path.join(modules, "@element-hq", "element-call-embedded", "dist"),
                    os.path.join(web, "ec"))
         os.symlink(os.path.join(modules, "matrix-widget-api", "dist"),
@@ -190,6 +193,9 @@ class ElementCall(unittest.TestCase):
         alice = self.connection("hs1.test", "@alice:hs1.test:ALICEDEV")
         self.assertEqual(own["room"], alice["room"])
         self.assertEqual(focus["room"], alice["room"])
+        asked = get_json(self.tb.hs("hs2.test").hs_url + "/_test/requests")["requests"]
+        self.assertIn("/_matrix/federation/v1/openid/userinfo", [r["path"] for r in asked],
+                      "carol's OpenID token was not checked at her homeserver")
 
     # The legacy endpoints do not check room membership yet (lk-jwt-service never did); remove
     # this decorator with the change that makes them (an unexpected success fails the run).
