@@ -70,7 +70,9 @@ class ElementCall(unittest.TestCase):
         joined = {"@alice:hs1.test": "join", "@carol:hs2.test": "join"}
         state = {}
         for name, (server, user, device, token) in USERS.items():
-            st = state.setdefault(server, {"users": {}, "rooms": {ROOM: {"members": joined}}})
+            # MSC4140 advertised: Element Call then schedules its leave as a delayed event.
+            st = state.setdefault(server, {"users": {}, "rooms": {ROOM: {"members": joined}},
+                                           "unstable_features": {"org.matrix.msc4140": True}})
             st["users"][token] = {"user_id": user, "device_id": device}
         cls.tb = Testbed(mrtc_binary=BINARY, state=state)
         web = cls.tb.path("web")
@@ -179,6 +181,13 @@ class ElementCall(unittest.TestCase):
                       f"last widget action {self.results['alice']['lastAction']}")
         c = self.connection("hs1.test", f"{user}:{device}")  # lk-jwt-service's legacy identity
         self.assertTrue(c["grants"].get("canPublish"), c)
+        # Its leave is scheduled through the host as a delayed, empty call.member event.
+        key = f"_{user}_{device}_m.call"
+        leaves = [d for d in self.results["alice"]["delayed"]
+                  if d["type"] == "org.matrix.msc3401.call.member" and d["state_key"] == key]
+        self.assertTrue(leaves, self.results["alice"]["delayed"])
+        self.assertEqual(leaves[0]["content"], {})
+        self.assertGreater(leaves[0]["delay"], 0)
 
     def test_2_remote_user_joins_the_same_room(self):
         """carol (hs2) publishes on her own transport (hs2's daemon and SFU) and, for the call's

@@ -142,7 +142,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/.well-known/matrix/server" and "well_known" in STATE:
             return 200, STATE["well_known"]
         if path == "/_matrix/client/versions":
-            return 200, {"versions": ["v1.11"], "unstable_features": {}}
+            return 200, {"versions": ["v1.11"],
+                         "unstable_features": STATE.get("unstable_features", {})}
         if path == "/_matrix/key/v2/server":
             if STATE.get("key_mode") == "unavailable":
                 return matrix_error(503, "M_UNKNOWN", "Key server unavailable")

@@ -38,7 +38,7 @@ try {
     await ctx.grantPermissions(['camera', 'microphone'], { origin: p.origin });
     const page = await ctx.newPage();
     const consoleLog = fs.createWriteStream(path.join(out, `console-${p.name}.log`));
-    const result = { name: p.name, userId: p.userId, tokenRequests: [], lastAction: null, connected: false };
+    const result = { name: p.name, userId: p.userId, tokenRequests: [], delayed: [], lastAction: null, connected: false };
     page.on('console', (m) => {
       const t = m.text();
       const a = t.match(/^\[host\] action (\S+)/);
@@ -58,6 +58,7 @@ try {
       roomState.push(ev);
       for (const other of pages) if (other !== page) await other.evaluate((e) => window.mrtcFeedState?.(e), ev).catch(() => {});
     });
+    await page.exposeFunction('mrtcDelayed', (ev) => { result.delayed.push(ev); });
     await page.addInitScript((c) => { window.MRTC_HOST = c; }, {
       widgetId: 'mrtc-ec-' + p.name, userId: p.userId, deviceId: p.deviceId,
       accessToken: p.accessToken, roomId: p.roomId });
