@@ -7,9 +7,10 @@ Call then has to find the transport, get a token from the daemon's /sfu/get on i
 LiveKit's signalling WebSocket to the test SFU through nginx, which verifies the access_token
 with livekit-server-sdk and records room, identity and grants.
 
-Participants, in one call: @alice:hs1.test, then @carol:hs2.test (whose homeserver is another
-one: the daemon checks her OpenID token at hs2.test), then @mallory:hs1.test, whose host page
-claims a join the homeserver does not know of: no token, no connection. Screenshots and each
+Participants, starting together in one call (Element Call 0.26.1 is multi-SFU: each publishes on
+its own transport and subscribes at the others'): @alice:hs1.test, @carol:hs2.test (hs1's daemon
+checks her OpenID token at hs2.test), and @mallory:hs1.test, whose host page claims a join the
+homeserver does not know of: no token, no connection. Screenshots and each
 page's console go to the testbed folder (element-call/), kept when the test fails.
 
 Usage: test_element_call.py <mrtc-transportd>
@@ -119,17 +120,17 @@ class ElementCall(unittest.TestCase):
                    state_event("m.room.join_rules", "", {"join_rule": "invite"}, n=2),
                    member("@alice:hs1.test", 3), member("@carol:hs2.test", 4)]
         participants = []
-        # Connections each is expected to open (own transport, plus the call's focus for
-        # carol); mallory gets the whole wait to try.
-        for name, wait, conns in (("alice", 40000, 1), ("carol", 40000, 2), ("mallory", 15000, 0)):
+        # Signalling connections each is expected to open: its own transport, plus the call's
+        # focus (alice's) for carol; mallory none.
+        for name, conns in (("alice", 1), ("carol", 2), ("mallory", 0)):
             server, user, device, token = USERS[name]
             participants.append({"name": name, "origin": f"https://{server}", "userId": user,
                                  "deviceId": device, "accessToken": token, "roomId": ROOM,
-                                 "waitMs": wait, "connections": conns,
+                                 "waitMs": 40000, "connections": conns,
                                  "extraState": [member(user, 5)] if name == "mallory" else []})
         cfg = {"out": cls.out, "spki": base64.b64encode(hashlib.sha256(der).digest()).decode(),
                "resolverRules": rules, "state": initial, "participants": participants,
-               "sfus": [s.sfu_url for s in tb.servers.values()]}
+               "sfus": [s.sfu_url for s in tb.servers.values()], "waitMs": 40000}
         path = tb.path("element-call.json")
         with open(path, "w") as f:
             json.dump(cfg, f)

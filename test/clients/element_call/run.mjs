@@ -33,12 +33,13 @@ const browser = await chromium.launch({
          `--ignore-certificate-errors-spki-list=${cfg.spki}`],
 });
 try {
+  const before = await connections();
   for (const p of cfg.participants) {
     const ctx = await browser.newContext({ viewport: { width: 1024, height: 700 } });
     await ctx.grantPermissions(['camera', 'microphone'], { origin: p.origin });
     const page = await ctx.newPage();
     const consoleLog = fs.createWriteStream(path.join(out, `console-${p.name}.log`));
-    const result = { name: p.name, userId: p.userId, tokenRequests: [], delayed: [], lastAction: null, connected: false };
+    const result = { name: p.name, userId: p.userId, tokenRequests: [], delayed: [], lastAction: null };
     page.on('console', (m) => {
       const t = m.text();
       const a = t.match(/^\[host\] action (\S+)/);
@@ -63,21 +64,24 @@ try {
       widgetId: 'mrtc-ec-' + p.name, userId: p.userId, deviceId: p.deviceId,
       accessToken: p.accessToken, roomId: p.roomId });
     pages.push(page);
-    const before = await connections();
-    await page.goto(`${p.origin}/_client/host.html`);
-    await sleep(2000);
-    await page.screenshot({ path: path.join(out, `${p.name}-1-loaded.png`) });
-    const deadline = Date.now() + p.waitMs;
-    while (Date.now() < deadline) {
-      if (p.connections && await connections() >= before + p.connections) { result.connected = true; break; }
-      await sleep(250);
-    }
-    await page.screenshot({ path: path.join(out, `${p.name}-2-${result.connected ? 'connected' : 'waited'}.png`) });
     results.push(result);
+    await page.goto(`${p.origin}/_client/host.html`);
   }
-  await sleep(1000);
+  // All participants start at once: the stand-in SFU never answers the signalling, so each
+  // client leaves again once its signal connection times out, and the calls must overlap.
+  await sleep(5000);
   for (const [i, page] of pages.entries())
-    await page.screenshot({ path: path.join(out, `${cfg.participants[i].name}-3-end.png`) });
+    await page.screenshot({ path: path.join(out, `${cfg.participants[i].name}-1-joining.png`) });
+  // Then until every expected connection arrived and every page's token requests were answered.
+  const want = before + cfg.participants.reduce((n, p) => n + p.connections, 0);
+  const deadline = Date.now() + cfg.waitMs;
+  while (Date.now() < deadline) {
+    if (await connections() >= want && results.every((r) => r.tokenRequests.length)) break;
+    await sleep(250);
+  }
+  await sleep(3000); // a token handed out where none should be has the time to be used
+  for (const [i, page] of pages.entries())
+    await page.screenshot({ path: path.join(out, `${cfg.participants[i].name}-2-end.png`) });
   for (const r of results) {
     r.stateEvents = sent.filter((e) => e.sender === r.userId);
     console.log(JSON.stringify(r));
