@@ -2,7 +2,9 @@
 // A test SFU: LiveKit's RoomService Twirp JSON endpoints, authenticated with the npm
 // livekit-server-sdk TokenVerifier and answering with LiveKit's error shapes (Twirp JSON errors,
 // plain-text 401 for bad tokens). Records every call for assertions, can send signed webhooks,
-// and lets tests verify tokens with the SDK. Not product code.
+// and lets tests verify tokens with the SDK. Accepts LiveKit's signalling WebSocket (/rtc...)
+// for browser clients after verifying its access_token, recorded at /_test/connections; it
+// signals nothing after the upgrade. Not product code.
 //
 // Usage: node sfu.mjs --port P --key KEY --secret SECRET
 import http from 'node:http';
