@@ -7,7 +7,7 @@ mrtc_packages=(
   libevent-dev libjson-c-dev libsodium-dev libssl-dev libc-ares-dev libsqlite3-dev libhiredis-dev check
   python3 python3-signedjson python3-nacl python3-canonicaljson python3-jwt
   python3-unpaddedbase64 python3-prometheus-client curl ca-certificates openssl nginx-light
-  dnsmasq-base dnsutils systemd redis-server groff-base
+  dnsmasq-base dnsutils systemd redis-server groff-base chromium
 )
 
 mrtc_install_deps() {
@@ -38,6 +38,12 @@ mrtc_install_node_deps() {
   local dir
   dir="$(dirname "${BASH_SOURCE[0]}")/testbed"
   if [ ! -d "$dir/node_modules/livekit-server-sdk" ] || [ ! -d "$dir/node_modules/matrix-js-sdk" ]; then
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
+  fi
+  # Element Call, matrix-widget-api and playwright-core for the clients suite.
+  dir="$(dirname "${BASH_SOURCE[0]}")/clients/element_call"
+  if [ ! -d "$dir/node_modules/@element-hq/element-call-embedded" ] ||
+     [ ! -d "$dir/node_modules/playwright-core" ]; then
     (cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
   fi
 }

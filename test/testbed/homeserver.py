@@ -11,6 +11,7 @@ Usage: homeserver.py --port P --server-name NAME --signing-key FILE --state FILE
 """
 import argparse
 import json
+import os
 import re
 import threading
 import time
@@ -141,7 +142,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/.well-known/matrix/server" and "well_known" in STATE:
             return 200, STATE["well_known"]
         if path == "/_matrix/client/versions":
-            return 200, {"versions": ["v1.11"], "unstable_features": {}}
+            return 200, {"versions": ["v1.11"],
+                         "unstable_features": STATE.get("unstable_features", {})}
         if path == "/_matrix/key/v2/server":
             if STATE.get("key_mode") == "unavailable":
                 return matrix_error(503, "M_UNKNOWN", "Key server unavailable")
@@ -163,6 +165,18 @@ class Handler(BaseHTTPRequestHandler):
             if u.get("device_id"):
                 out["device_id"] = u["device_id"]
             return 200, out
+        m = re.fullmatch(r"/_matrix/client/v3/user/([^/]+)/openid/request_token", path)
+        if m and method == "POST":
+            # As Synapse: only for oneself; the token is then known to federation userinfo.
+            u = users.get(token or "")
+            if not u:
+                return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
+            if urllib.parse.unquote(m.group(1)) != u["user_id"]:
+                return matrix_error(403, "M_FORBIDDEN", "Cannot request tokens for other users.")
+            oid = "oid_" + os.urandom(12).hex()
+            STATE.setdefault("openid", {})[oid] = u["user_id"]
+            return 200, {"access_token": oid, "token_type": "Bearer",
+                         "matrix_server_name": ARGS.server_name, "expires_in": 3600}
         m = re.fullmatch(r"/_matrix/client/v3/rooms/([^/]+)/state/m\.room\.member/([^/]+)", path)
         if m:
             u = users.get(token or "") or wildcard_user(token)

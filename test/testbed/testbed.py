@@ -108,6 +108,10 @@ class Testbed:
         self.dns_port = free_port(self.svc)
         self.state = state or {}
         self.ca = os.path.join(self.dir, "ca.pem")
+        # A folder of static files for browser clients (test/clients/): when set, each nginx
+        # serves it at /_client/, the daemon's legacy endpoints at /livekit/jwt/ (the public
+        # MRTC_LIVEKIT_SERVICE_URL) and sfu.<name> on 443 proxies WebSockets to the test SFU.
+        self.client_root = None
 
     # -- helpers -----------------------------------------------------------------------------
     def path(self, *parts):
@@ -263,6 +267,7 @@ http {{
         ssl_certificate {self.path('server.pem')};
         ssl_certificate_key {self.path('server.key')};
         include nginx-mrtc.conf;
+        {self.client_locations() if self.client_root else ''}
         location / {{
             proxy_pass http://homeserver;
             proxy_http_version 1.1;
@@ -270,6 +275,7 @@ http {{
             proxy_set_header Host $host;
         }}
     }}
+    {self.sfu_server(s) if self.client_root else ''}
     {wk if i == 0 else ''}
 }}
 """
@@ -282,6 +288,34 @@ http {{
         for s in self.servers.values():
             wait_for(lambda s=s: self.curl(s.name, "/_test/state", port=443)[0] == 200,
                      f"nginx for {s.name}")
+
+    def client_locations(self):
+        return f"""
+        location /_client/ {{ alias {self.client_root}/; include /etc/nginx/mime.types; }}
+        location /livekit/jwt/ {{
+            proxy_pass http://mrtc_transport/;
+            include mrtc-proxy-params.conf;
+        }}"""
+
+    def sfu_server(self, s):
+        return f"""
+    server {{
+        listen {s.address}:443 ssl;
+        server_name sfu.{s.name};
+        ssl_certificate {self.path('server.pem')};
+        ssl_certificate_key {self.path('server.key')};
+        location / {{
+            proxy_pass http://{s.svc}:{s.sfu_port};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+        }}
+    }}"""
+
+    def service_url(self, s):
+        """The public MRTC_LIVEKIT_SERVICE_URL of @s's daemon when client_root is set."""
+        return f"https://{s.name}/livekit/jwt"
 
     def mrtc_env(self, s, **extra):
         env = {
@@ -298,6 +332,8 @@ http {{
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
             "MRTC_PUBLIC_BASE_URL": f"https://{s.name}",
         }
+        if self.client_root:
+            env["MRTC_LIVEKIT_SERVICE_URL"] = self.service_url(s)
         env.update(extra)
         return env
 
