@@ -47,6 +47,7 @@ struct legacy_req {
 	bool full_access;
 	struct mrtc_fed_call *fed_call;
 	struct mrtc_rs_call *rs_call;
+	struct mrtc_hs_op *hs_op;
 };
 
 bool mrtc_legacy_is_full_access(const struct mrtc_config *c, const char *server_name)
@@ -74,6 +75,7 @@ static void lr_abort(struct mrtc_request *r)
 	struct legacy_req *l = r->handler_ctx;
 	mrtc_fed_call_cancel(l->fed_call);
 	mrtc_rs_call_cancel(l->rs_call);
+	mrtc_hs_op_cancel(l->hs_op);
 	lr_free(l);
 }
 
@@ -202,7 +204,10 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 	mint(l);
 }
 
-/* The user is known: names, rate limit, then room creation for full-access users. */
+static void admitted(struct legacy_req *l);
+static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote_membership *m);
+
+/* The user is known: names, rate limit, membership (homeserver mode), then the token. */
 static void authorised(struct legacy_req *l)
 {
 	const struct mrtc_config *c = l->s->config;
@@ -233,6 +238,38 @@ static void authorised(struct legacy_req *l)
 		lr_fail(l, MRTC_ERR_BAD_JSON, "The participant identity is too long");
 		return;
 	}
+	if (!l->s->homeserver) {
+		admitted(l); /* lk-jwt-service drop-in mode: no membership source */
+		return;
+	}
+	/*
+	 * Homeserver mode: every user, ours or another server's, must be joined to the room as
+	 * our homeserver sees it, as on the client-server endpoint (an unknown room reads as not
+	 * joined, so it is not told apart); a remote user's server must pass the room's ACL.
+	 */
+	l->hs_op = mrtc_hs_remote_membership(l->s->homeserver, l->room_id, l->user_id,
+					     l->server_name, on_membership, l);
+	if (!l->hs_op)
+		lr_fail(l, MRTC_ERR_UPSTREAM, "Unable to check the room membership");
+}
+
+static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote_membership *m)
+{
+	struct legacy_req *l = arg;
+	l->hs_op = NULL;
+	if (err != MRTC_OK)
+		lr_fail(l, MRTC_ERR_UPSTREAM, "Unable to check the room membership");
+	else if (!m->acl_allows)
+		lr_fail(l, MRTC_ERR_FORBIDDEN, "Server ACLs deny the requesting server");
+	else if (!m->user_joined)
+		lr_fail(l, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room");
+	else
+		admitted(l);
+}
+
+/* The user may be in the call: a delegation job, or a token (creating the room if allowed). */
+static void admitted(struct legacy_req *l)
+{
 	if (l->delegate_only) {
 		/* The client is on the SFU already: no token, no room creation. */
 		if (!start_delegation(l))

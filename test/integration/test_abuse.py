@@ -100,6 +100,7 @@ class Homeserver:
 
 def homeserver_env(hs):
     return dict(BASE_ENV, MRTC_SERVER_NAME="hs1.test", MRTC_HOMESERVER_URL=hs.url,
+                MRTC_PUBLIC_BASE_URL="https://hs1.test",
                 MRTC_SIGNING_KEY_FILE=hs.key, MRTC_HOMESERVER_ADMIN_TOKEN="admin-token")
 
 

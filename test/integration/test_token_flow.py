@@ -61,6 +61,7 @@ def users_state():
                                            [f"@u{i}:hs1.test" for i in range(N_USERS)])},
         "!acl:hs2.test": {"members": join(["@alice:hs1.test"])},
         "!left:hs2.test": {"members": join(["@alice:hs1.test"])},
+        "!openid:hs2.test": {"members": join(["@alice:hs1.test", "@carol:hs2.test"])},
     }
     resident = ["@alice:hs1.test", "@kick:hs1.test", "@nodev:hs1.test", "@carol:hs2.test"]
     hs2_rooms = {
@@ -70,10 +71,11 @@ def users_state():
         "!left:hs2.test": {"members": {"@alice:hs1.test": "join", "@carol:hs2.test": "leave"}},
         "!remotetok:hs2.test": {"members": join(["@alice:hs1.test", "@carol:hs2.test"])},
     }
-    return {"hs1.test": {"users": hs1_users, "rooms": hs1_rooms},
+    return {"hs1.test": {"users": hs1_users, "rooms": hs1_rooms,
+                         "openid": {"oid_alice": "@alice:hs1.test", "oid_bob": "@bob:hs1.test"}},
             "hs2.test": {"users": {"tok_carol": {"user_id": "@carol:hs2.test",
                                                  "device_id": "CAROLDEV"}},
-                         "rooms": hs2_rooms}}
+                         "rooms": hs2_rooms, "openid": {"oid_carol": "@carol:hs2.test"}}}
 
 
 def lk_hash(*parts):
@@ -179,6 +181,48 @@ class TokenFlow(unittest.TestCase):
         # A `url`-only entry, what the daemon used to advertise, is one it does not take.
         self.assertEqual(self.node_ask(op="transport", transport={
             "type": "livekit", "url": "wss://sfu.hs1.test"}), {"accepted": False})
+
+    def openid_call(self, path, token, server, room, user=None, device="DEV1"):
+        """The OpenID flow as Element Call 0.26.1 sends it, through nginx to the daemon."""
+        oid = {"access_token": token, "token_type": "Bearer", "matrix_server_name": server,
+               "expires_in": 3600}
+        if path == "/sfu/get":
+            body = {"room": room, "openid_token": oid, "device_id": device}
+        else:
+            body = {"room_id": room, "slot_id": "m.call#ROOM", "openid_token": oid,
+                    "member": {"id": "mem1", "claimed_user_id": user,
+                               "claimed_device_id": device}}
+        status, data = self.tb.curl("hs1.test", "/livekit/jwt" + path, method="POST",
+                                    headers=("Content-Type: application/json",),
+                                    data=json.dumps(body))
+        return status, json.loads(data)
+
+    def test_openid_flow_checks_membership(self):
+        """Homeserver mode: /sfu/get and /get_token admit only users joined to the room."""
+        not_member = "The requesting user is not a member of the room"
+        for path in ("/sfu/get", "/get_token"):
+            # Our own user, joined: a token for that room.
+            status, doc = self.openid_call(path, "oid_alice", "hs1.test", "!localtok:hs1.test",
+                                           "@alice:hs1.test")
+            self.assertEqual(status, 200, doc)
+            claims = claims_of(doc["jwt"])
+            self.assertEqual(claims["video"]["room"],
+                             lk_hash("!localtok:hs1.test", "m.call#ROOM"))
+            # Our own user, not joined: 403, and an unknown room reads the same.
+            for room in ("!localtok:hs1.test", "!nosuchroom:hs1.test"):
+                status, doc = self.openid_call(path, "oid_bob", "hs1.test", room,
+                                               "@bob:hs1.test")
+                self.assertEqual((status, doc["errcode"], doc["error"]),
+                                 (403, "M_FORBIDDEN", not_member), (path, room))
+            # Another server's user, joined as our homeserver sees the room (OpenID checked at
+            # hs2.test), and not joined.
+            status, doc = self.openid_call(path, "oid_carol", "hs2.test", "!openid:hs2.test",
+                                           "@carol:hs2.test")
+            self.assertEqual(status, 200, doc)
+            status, doc = self.openid_call(path, "oid_carol", "hs2.test", "!localtok:hs1.test",
+                                           "@carol:hs2.test")
+            self.assertEqual((status, doc["errcode"], doc["error"]),
+                             (403, "M_FORBIDDEN", not_member), path)
 
     def test_service_url_reaches_openid_endpoints(self):
         """livekit_service_url, as a browser calls it through nginx: prefix stripped, CORS."""

@@ -109,8 +109,8 @@ class Testbed:
         self.state = state or {}
         self.ca = os.path.join(self.dir, "ca.pem")
         # A folder of static files for browser clients (test/clients/): when set, each nginx
-        # serves it at /_client/, the daemon's legacy endpoints at /livekit/jwt/ (the public
-        # MRTC_LIVEKIT_SERVICE_URL) and sfu.<name> on 443 proxies WebSockets to the test SFU.
+        # serves it at /_client/, and sfu.<name> on 443 proxies WebSockets to the test SFU. (The
+        # daemon's OpenID endpoints are at /livekit/jwt/ through the operator snippet always.)
         self.client_root = None
 
     # -- helpers -----------------------------------------------------------------------------
@@ -291,11 +291,7 @@ http {{
 
     def client_locations(self):
         return f"""
-        location /_client/ {{ alias {self.client_root}/; include /etc/nginx/mime.types; }}
-        location /livekit/jwt/ {{
-            proxy_pass http://mrtc_transport/;
-            include mrtc-proxy-params.conf;
-        }}"""
+        location /_client/ {{ alias {self.client_root}/; include /etc/nginx/mime.types; }}"""
 
     def sfu_server(self, s):
         return f"""
@@ -313,10 +309,6 @@ http {{
         }}
     }}"""
 
-    def service_url(self, s):
-        """The public MRTC_LIVEKIT_SERVICE_URL of @s's daemon when client_root is set."""
-        return f"https://{s.name}/livekit/jwt"
-
     def mrtc_env(self, s, **extra):
         env = {
             "MRTC_SERVER_NAME": s.name,
@@ -332,8 +324,6 @@ http {{
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
             "MRTC_PUBLIC_BASE_URL": f"https://{s.name}",
         }
-        if self.client_root:
-            env["MRTC_LIVEKIT_SERVICE_URL"] = self.service_url(s)
         env.update(extra)
         return env
 
