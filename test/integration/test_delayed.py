@@ -29,7 +29,7 @@ STATE = {"hs1.test": {"users": USERS, "rooms": {"!call:hs1.test": {"members": {
     u["user_id"]: "join" for u in USERS.values()}}}}}
 FAST = {"MRTC_DELAYED_POLL_MS": "300", "MRTC_DELAYED_CONNECT_WAIT": "3",
         "MRTC_MEMBERSHIP_RECHECK": "1", "MRTC_MEMBERSHIP_CACHE_TTL": "0",
-        "MRTC_RATE_BURST": "1000"}
+        "MRTC_RATE_BURST": "1000", "MRTC_MIN_DELAY_MS": "1000"}
 
 
 def lk_hash(*parts):

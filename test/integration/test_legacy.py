@@ -62,7 +62,7 @@ class Legacy(unittest.TestCase):
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
             # delegated delayed leave
             "MRTC_STORE": "sqlite:" + cls.tb.path("legacy-jobs.db"),
-            "MRTC_DELAYED_CONNECT_WAIT": "2",
+            "MRTC_DELAYED_CONNECT_WAIT": "2", "MRTC_MIN_DELAY_MS": "1000",
             "MRTC_DELAYED_POLL_MS": "300",
         }
         cls.d = Daemon(BINARY, env, name="mrtc-legacy", host=cls.tb.svc)
