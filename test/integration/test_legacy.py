@@ -184,6 +184,11 @@ class Legacy(unittest.TestCase):
             with self.subTest(msg=msg, path=path):
                 self.assertEqual(self.post(path, body),
                                  (400, {"errcode": "M_BAD_JSON", "error": msg}))
+        # MRTC_MIN_DELAY_MS=1000 here: a shorter delay_timeout is refused (issue 16 finding 3)
+        body = dict(b, delay_id="d1", delay_timeout=999, delay_cs_api_url="https://hs1.test")
+        self.assertEqual(self.post("/get_token", body),
+                         (400, {"errcode": "M_INVALID_PARAM",
+                                "error": "`delay_timeout` is below this service's minimum"}))
         for raw in ("not json", "[]", '{"room_id": 5}', '{"member": "x"}'):
             status, _, data = self.d.request("POST", "/get_token", body=raw)
             self.assertEqual((status, json.loads(data)),
