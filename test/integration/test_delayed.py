@@ -351,6 +351,36 @@ class Delayed(unittest.TestCase):
         self.assertEqual(d.logs().count("finalised the other way"), 1)
         self.participant("heidi", False, member="m9")
 
+    def test_store_round_trips_every_field(self):
+        """Both stores hold every job field, the `guarded` flag included (issue 16 finding 8)."""
+        import socket
+        import sqlite3
+        self.delayed_event("de_st", "ivan", delay=600000)
+        a = self.daemon(MRTC_STORE=self.redis)
+        for d in (self.d, a):
+            self.assertEqual(self.delegate("ivan", "de_st", member="ms", d=d)[0], 200)
+        key = lk_hash("!call:hs1.test", "m.call#ROOM", "ms", "@ivan:hs1.test")
+        want = {"user_id": "@ivan:hs1.test", "room_id": "!call:hs1.test", "room_name": self.ROOM,
+                "identity": self.ident("ivan", "ms"), "delay_id": "de_st",
+                "cs_api_url": self.hs1.hs_url, "delay_ms": "600000", "state": "0",
+                "guarded": "0"}
+        row = sqlite3.connect(self.db).execute(
+            "SELECT user_id, room_id, room_name, identity, delay_id, cs_api_url, delay_ms,"
+            " state, guarded, created_ms FROM jobs WHERE key = ?", (key,)).fetchone()
+        self.assertIsNotNone(row)
+        self.assertEqual(dict(zip(want, map(str, row[:9]))), want)
+        self.assertAlmostEqual(row[9] / 1000, time.time(), delta=30)
+        host, port = self.redis[len("redis://"):].split("/")[0].rsplit(":", 1)
+        cmd = f"*2\r\n$7\r\nHGETALL\r\n${len('mrtc:job:' + key)}\r\nmrtc:job:{key}\r\n"
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(cmd.encode())
+            time.sleep(0.3)
+            data = sock.recv(65536).decode()
+        items = [ln for i, ln in enumerate(data.split("\r\n")[1:]) if i % 2 == 1]
+        got = dict(zip(items[0::2], items[1::2]))
+        self.assertEqual({k: got.get(k) for k in want}, want)
+        self.assertAlmostEqual(int(got["created_ms"]) / 1000, time.time(), delta=30)
+
     def test_without_store_the_path_is_unknown(self):
         d = self.daemon()  # no MRTC_STORE
         status, _, data = d.request("POST", PATH, body="{}",
