@@ -46,6 +46,8 @@ struct job {
 	int form;	    /* index into the N_FORMS management forms */
 	bool confirmed;	    /* the homeserver is known to serve j->form */
 	bool saw_not_found; /* a form answered a plain 404 (not M_UNRECOGNIZED) */
+	bool seen_absent;   /* the last poll: the SFU answered that the participant is not there */
+	uint64_t failing_since_ms; /* first of an unbroken run of failed homeserver calls, or 0 */
 	int last_status;
 	char last_errcode[32];
 	struct mrtc_http_call *http;
@@ -228,6 +230,7 @@ static void on_action(void *arg, const struct mrtc_http_response *resp, bool sen
 	if (resp->err == MRTC_OK && resp->status == 200) {
 		j->backoff_ms = BACKOFF_START_MS;
 		j->saw_not_found = false;
+		j->failing_since_ms = 0;
 		if (sending) {
 			job_done(j, "leave event sent");
 			return;
@@ -263,6 +266,8 @@ static void on_action(void *arg, const struct mrtc_http_response *resp, bool sen
 		mrtc_log(LOG_WARNING, "delayed", NULL, "%s for %s failed (%s, HTTP %d): retrying",
 			 sending ? "send" : "restart", j->rec.user_id, mrtc_err_str(resp->err),
 			 resp->err == MRTC_OK ? resp->status : 0);
+		if (!j->failing_since_ms)
+			j->failing_since_ms = mrtc_monotonic_ms();
 		backoff(j);
 	}
 	job_tick(j);
@@ -347,6 +352,7 @@ static void on_poll(void *arg, enum mrtc_err err, const char *detail)
 	j->rs = NULL;
 	j->busy = false;
 	j->next_poll_ms = mrtc_monotonic_ms() + j->d->s->config->delayed_poll_ms;
+	j->seen_absent = err == MRTC_ERR_NOT_FOUND;
 	if (err == MRTC_OK && j->rec.state == MRTC_JOB_WAITING) {
 		mrtc_log(LOG_INFO, "delayed", NULL, "participant of %s is on the SFU",
 			 j->rec.user_id);
@@ -373,37 +379,49 @@ static void job_tick(struct job *j)
 		job_unlink_free(j);
 		return;
 	}
-	if (j->retry_at_ms > now) {
-		arm(j, j->retry_at_ms);
+	/* Failing for longer than the delay: the homeserver has sent (or dropped) the event by
+	 * itself by now, so retrying longer serves nobody. */
+	if (j->failing_since_ms && now - j->failing_since_ms > j->rec.delay_ms + BACKOFF_CAP_MS) {
+		job_done_at(j, LOG_WARNING,
+			    "homeserver calls kept failing for longer than the delay: giving up");
 		return;
 	}
-	if (j->rec.state == MRTC_JOB_WAITING && now >= j->wait_deadline_ms && !j->send_pending) {
+	/* The SFU is polled even while homeserver calls back off: a participant must never be
+	 * taken for gone because the homeserver was failing. */
+	if (now >= j->next_poll_ms && !j->send_pending) {
+		j->rs = mrtc_roomservice_get_participant(d->s->rooms, j->rec.room_name,
+							 j->rec.identity, on_poll, j);
+		j->busy = j->rs != NULL;
+		if (j->busy)
+			return;
+		j->next_poll_ms = now + d->s->config->delayed_poll_ms;
+	}
+	/* "Never came" needs the SFU to have said so: a failing poll proves nothing. */
+	if (j->rec.state == MRTC_JOB_WAITING && now >= j->wait_deadline_ms && !j->send_pending &&
+	    j->seen_absent) {
 		mrtc_log(LOG_INFO, "delayed", NULL,
 			 "participant of %s never came: sending the leave", j->rec.user_id);
 		j->send_pending = true;
 	}
+	uint64_t at = j->next_poll_ms;
+	if (j->retry_at_ms > now) {
+		arm(j, j->retry_at_ms < at ? j->retry_at_ms : at);
+		return;
+	}
 	if (j->send_pending) {
 		act(j, "send");
 		if (!j->busy)
-			arm(j, j->retry_at_ms);
+			arm(j, j->retry_at_ms < at ? j->retry_at_ms : at);
 		return;
 	}
 	if (now >= j->next_restart_ms) {
 		act(j, "restart");
 		if (!j->busy)
-			arm(j, j->retry_at_ms);
+			arm(j, j->retry_at_ms < at ? j->retry_at_ms : at);
 		return;
 	}
-	if (now >= j->next_poll_ms) {
-		j->rs = mrtc_roomservice_get_participant(d->s->rooms, j->rec.room_name,
-							 j->rec.identity, on_poll, j);
-		j->busy = j->rs != NULL;
-		if (!j->busy)
-			j->next_poll_ms = now + d->s->config->delayed_poll_ms;
-		else
-			return;
-	}
-	uint64_t at = j->next_restart_ms < j->next_poll_ms ? j->next_restart_ms : j->next_poll_ms;
+	if (j->next_restart_ms < at)
+		at = j->next_restart_ms;
 	if (j->rec.state == MRTC_JOB_WAITING && j->wait_deadline_ms < at)
 		at = j->wait_deadline_ms;
 	arm(j, at);

@@ -351,6 +351,27 @@ class Delayed(unittest.TestCase):
         self.assertEqual(d.logs().count("finalised the other way"), 1)
         self.participant("heidi", False, member="m9")
 
+    def test_failing_homeserver_does_not_drop_connected_participant(self):
+        """restart fails for longer than MRTC_DELAYED_CONNECT_WAIT (3 s) while the participant
+        stays on the SFU: the job keeps polling and sends no leave (issue 16 finding 10)."""
+        d = self.daemon(MRTC_STORE="sqlite:" + self.tb.path("jobs-500.db"))
+        self.delayed_event("de_500", "carol", delay=600000)
+        self.participant("carol", True, member="m5")
+        post(self.hs1.hs_url + "/_test/delayed_mode", {"fail_management": True})
+        try:
+            self.assertEqual(self.delegate("carol", "de_500", member="m5", d=d)[0], 200)
+            time.sleep(5.0)
+        finally:
+            post(self.hs1.hs_url + "/_test/delayed_mode", {})
+        self.assertNotIn("never came", d.logs())
+        self.assertIn("participant of @carol:hs1.test is on the SFU", d.logs())
+        self.assertTrue(self.wait_for(lambda: "restart" in self.actions("de_500")[0], timeout=6))
+        self.assertNotIn("send", self.actions("de_500")[0])
+        self.participant("carol", False, member="m5")
+        self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_500")[0]))
+        time.sleep(0.8)
+        self.assertEqual(self.actions("de_500")[0].count("send"), 1)
+
     def test_store_round_trips_every_field(self):
         """Both stores hold every job field, the `guarded` flag included (issue 16 finding 8)."""
         import socket

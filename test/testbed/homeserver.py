@@ -228,7 +228,8 @@ class Handler(BaseHTTPRequestHandler):
     # delay, running_since) or "new" (delayed_events[], delay_ms, scheduled_at); "form" "path"
     # (POST …/{id}/{action}), "body" (POST …/{id} {"action"}) or "both"; "single": serve
     # GET …/{id}; "auth": management needs the owner's token or the appservice token with
-    # ?user_id= of the owner. An event in state "finalised" answers 409. Defaults: the old
+    # ?user_id= of the owner; "fail_management": restart/send answer 500. An event in state
+    # "finalised" answers 409. Defaults: the old
     # dialect, path form, no single lookup, no authentication.
     def delayed_events(self, method, delay_id, action, query, token, body):
         mode = STATE.get("delayed_mode", {})
@@ -260,6 +261,8 @@ class Handler(BaseHTTPRequestHandler):
             return 200, {"delayed_events" if new else "scheduled": mine}
         if method != "POST" or not delay_id:
             return matrix_error(405, "M_UNRECOGNIZED", "Unrecognized request")
+        if mode.get("fail_management"):  # restart and send answer 500
+            return matrix_error(500, "M_UNKNOWN", "Internal error")
         if action and form == "body" or not action and form == "path":
             return matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request")
         if not action:
