@@ -284,6 +284,14 @@ class Delayed(unittest.TestCase):
         self.assertIn("another room", body["error"])
         self.assertEqual(self.actions("de_room")[0], [])
 
+    def test_member_id_shape_and_missing_url(self):
+        self.delayed_event("de_shape", "alice", delay=10000)
+        status, body = self.delegate("alice", "de_shape", member=None, member_id="mshape",
+                                     url=None)
+        self.assertEqual((status, body), (200, {}))
+        self.assertIn("delayed leave of @alice:hs1.test in !call:hs1.test delegated",
+                      self.d.logs())
+
     def test_below_minimum_refused(self):
         self.delayed_event("de_short", "grace", delay=999)  # MRTC_MIN_DELAY_MS=1000
         status, body = self.delegate("grace", "de_short")
