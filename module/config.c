@@ -121,6 +121,8 @@ static const struct var vars[] = {
 	  "milliseconds between GetParticipant checks of a delegated job" },
 	{ "MRTC_DELAYED_CONNECT_WAIT", T_UINT, "60", 0, OFF(delayed_connect_wait_s), 1, 3600,
 	  "seconds a delegated job waits for the participant before sending the leave" },
+	{ "MRTC_MIN_DELAY_MS", T_UINT, "3600000", 0, OFF(delayed_min_delay_ms), 0, 86400000,
+	  "shortest delayed-event timeout accepted for delegation, milliseconds" },
 	{ "MRTC_LEASE_TTL_MS", T_UINT, "10000", 0, OFF(lease_ttl_ms), 500, 600000,
 	  "milliseconds a daemon holds a job of a shared (Redis) store without renewing" },
 	{ "MRTC_MEMBERSHIP_RECHECK", T_UINT, "30", 0, OFF(membership_recheck_s), 1, 3600,

@@ -28,6 +28,8 @@
 #define WATCH_PER_ROUND 2000
 #define HS_RESPONSE_MAX (256 * 1024)
 #define WATCH_KEY_MAX (2 * MRTC_LIVEKIT_NAME_MAX + 2)
+#define FORM_MEMO_MAX 64
+#define N_FORMS 4 /* (unstable, stable path) x (action in the path, action in the body) */
 
 static const char *const de_paths[2] = {
 	"/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
@@ -41,7 +43,13 @@ struct job {
 	uint64_t next_restart_ms, next_poll_ms, wait_deadline_ms, retry_at_ms;
 	uint64_t backoff_ms;
 	bool busy, send_pending;
-	int path;
+	int form;	    /* index into the N_FORMS management forms */
+	bool confirmed;	    /* the homeserver is known to serve j->form */
+	bool saw_not_found; /* a form answered a plain 404 (not M_UNRECOGNIZED) */
+	bool seen_absent;   /* the last poll: the SFU answered that the participant is not there */
+	uint64_t failing_since_ms; /* first of an unbroken run of failed homeserver calls, or 0 */
+	int last_status;
+	char last_errcode[32];
 	struct mrtc_http_call *http;
 	struct mrtc_rs_call *rs;
 	struct job *prev, *next;
@@ -64,6 +72,12 @@ struct mrtc_delayed {
 	struct event *scan;  /* shared store: take over jobs whose lease ran out */
 	struct event *watch; /* membership re-checks */
 	struct mrtc_cache *admitted;
+	/* Which MSC4140 management form each homeserver serves (by base URL). */
+	struct {
+		char url[sizeof(((struct mrtc_job_record *)0)->cs_api_url)];
+		int form;
+	} memo[FORM_MEMO_MAX];
+	size_t memo_next;
 };
 
 /* ---- jobs ---- */
@@ -96,15 +110,41 @@ static void job_unlink_free(struct job *j)
 	free(j);
 }
 
-/* The job is over: forget it everywhere. */
-static void job_done(struct job *j, const char *why)
+/* The form the homeserver at @url was last seen to serve, or -1. */
+static int memo_get(const struct mrtc_delayed *d, const char *url)
+{
+	for (size_t i = 0; i < FORM_MEMO_MAX; i++)
+		if (d->memo[i].url[0] && strcmp(d->memo[i].url, url) == 0)
+			return d->memo[i].form;
+	return -1;
+}
+
+static void memo_put(struct mrtc_delayed *d, const char *url, int form)
+{
+	for (size_t i = 0; i < FORM_MEMO_MAX; i++)
+		if (d->memo[i].url[0] && strcmp(d->memo[i].url, url) == 0) {
+			d->memo[i].form = form;
+			return;
+		}
+	size_t i = d->memo_next++ % FORM_MEMO_MAX;
+	snprintf(d->memo[i].url, sizeof(d->memo[i].url), "%s", url);
+	d->memo[i].form = form;
+}
+
+/* The job is over: forget it everywhere (logged once, here). */
+static void job_done_at(struct job *j, int level, const char *why)
 {
 	struct mrtc_delayed *d = j->d;
-	mrtc_log(LOG_INFO, "delayed", NULL, "job for %s in %s ended: %s", j->rec.user_id,
+	mrtc_log(level, "delayed", NULL, "job for %s in %s ended: %s", j->rec.user_id,
 		 j->rec.room_id, why);
 	d->store->ops->del(d->store->self, j->rec.key);
 	d->store->ops->release(d->store->self, j->rec.key, d->owner);
 	job_unlink_free(j);
+}
+
+static void job_done(struct job *j, const char *why)
+{
+	job_done_at(j, LOG_INFO, why);
 }
 
 static void save(struct job *j)
@@ -164,21 +204,61 @@ static void on_action(void *arg, const struct mrtc_http_response *resp, bool sen
 	if (resp->err == MRTC_OK && mrtc_json_parse(resp->body, resp->body_len, 8, &doc) == MRTC_OK)
 		errcode = mrtc_json_get_string(doc, "errcode");
 	bool unrecognized = errcode && strcmp(errcode, "M_UNRECOGNIZED") == 0;
+	if (resp->err == MRTC_OK) {
+		j->last_status = resp->status;
+		snprintf(j->last_errcode, sizeof(j->last_errcode), "%s",
+			 errcode ? errcode : "no errcode");
+	}
 	json_object_put(doc);
-	if (resp->err == MRTC_OK && resp->status == 404 && unrecognized && j->path == 0) {
-		j->path = 1; /* the homeserver only serves the stable path */
+	bool is_404 = resp->err == MRTC_OK && resp->status == 404;
+	bool is_405 = resp->err == MRTC_OK && resp->status == 405;
+	/* A form the homeserver does not serve answers 404 M_UNRECOGNIZED or 405; a form not
+	 * confirmed yet may also answer a plain 404. Try the next form before concluding. */
+	if (is_404 && !unrecognized)
+		j->saw_not_found = true;
+	if ((is_405 || (is_404 && (unrecognized || !j->confirmed))) && j->form + 1 < N_FORMS) {
+		j->form++;
+		j->confirmed = false;
 		job_tick(j);
 		return;
 	}
+	if (resp->err == MRTC_OK &&
+	    (resp->status == 200 || resp->status == 409 || (is_404 && !unrecognized))) {
+		j->confirmed = true;
+		memo_put(j->d, j->rec.cs_api_url, j->form);
+	}
 	if (resp->err == MRTC_OK && resp->status == 200) {
 		j->backoff_ms = BACKOFF_START_MS;
+		j->saw_not_found = false;
+		j->failing_since_ms = 0;
 		if (sending) {
 			job_done(j, "leave event sent");
 			return;
 		}
 		j->next_restart_ms = mrtc_monotonic_ms() + j->rec.delay_ms * 8 / 10;
-	} else if (resp->err == MRTC_OK && resp->status == 404) {
-		job_done(j, sending ? "leave event already sent" : "delayed event gone");
+	} else if (resp->err == MRTC_OK && resp->status == 409) {
+		job_done_at(j, LOG_WARNING,
+			    "the delayed event was already finalised the other way (HTTP 409)");
+		return;
+	} else if (is_404 || is_405) {
+		char why[240];
+		bool gone = j->saw_not_found;
+		if (gone && j->confirmed && !unrecognized && !is_405)
+			snprintf(why, sizeof(why), "%s (HTTP 404 %s to %s)",
+				 sending ? "leave event already sent" : "delayed event gone",
+				 j->last_errcode, sending ? "send" : "restart");
+		else if (gone)
+			snprintf(why, sizeof(why),
+				 "%s (HTTP 404 to %s; no other management form knows it)",
+				 sending ? "leave event already sent" : "delayed event gone",
+				 sending ? "send" : "restart");
+		else
+			snprintf(why, sizeof(why),
+				 "the homeserver serves no MSC4140 management form (every form "
+				 "answered %s to %s; last HTTP %d %s)",
+				 "404/405", sending ? "send" : "restart", j->last_status,
+				 j->last_errcode);
+		job_done_at(j, sending && gone ? LOG_INFO : LOG_WARNING, why);
 		return;
 	} else if (resp->err == MRTC_OK && resp->status == 429) {
 		j->retry_at_ms = mrtc_monotonic_ms() + retry_after(resp);
@@ -186,6 +266,8 @@ static void on_action(void *arg, const struct mrtc_http_response *resp, bool sen
 		mrtc_log(LOG_WARNING, "delayed", NULL, "%s for %s failed (%s, HTTP %d): retrying",
 			 sending ? "send" : "restart", j->rec.user_id, mrtc_err_str(resp->err),
 			 resp->err == MRTC_OK ? resp->status : 0);
+		if (!j->failing_since_ms)
+			j->failing_since_ms = mrtc_monotonic_ms();
 		backoff(j);
 	}
 	job_tick(j);
@@ -203,28 +285,60 @@ static void on_send(void *arg, const struct mrtc_http_response *resp)
 
 static void act(struct job *j, const char *action)
 {
-	char url[3000];
+	const struct mrtc_config *c = j->d->s->config;
+	char url[3000], body[40], *auth = NULL;
 	char *id = evhttp_uriencode(j->rec.delay_id, -1, 0);
-	if (!id)
+	/* With an application-service token, management is authenticated as the user (MSC4140
+	 * head requires authentication). Never for a URL a client gave us. */
+	bool as_user = c->appservice_token && !j->rec.guarded;
+	char *user = as_user ? evhttp_uriencode(j->rec.user_id, -1, 0) : NULL;
+	bool in_body = j->form % 2 == 1;
+	int n = id && (!as_user || user)
+		    ? snprintf(url, sizeof(url), "%s%s/%s%s%s%s%s", j->rec.cs_api_url,
+			       de_paths[j->form / 2], id, in_body ? "" : "/", in_body ? "" : action,
+			       as_user ? "?user_id=" : "", as_user ? user : "")
+		    : -1;
+	if (id) {
+		sodium_memzero(id, strlen(id));
+		free(id);
+	}
+	free(user);
+	if (n < 0 || (size_t)n >= sizeof(url)) {
+		backoff(j);
 		return;
-	snprintf(url, sizeof(url), "%s%s/%s/%s", j->rec.cs_api_url, de_paths[j->path], id, action);
-	sodium_memzero(id, strlen(id));
-	free(id);
+	}
+	if (as_user) {
+		size_t al = strlen(c->appservice_token) + 8;
+		auth = malloc(al);
+		if (!auth) {
+			backoff(j);
+			return;
+		}
+		snprintf(auth, al, "Bearer %s", c->appservice_token);
+	}
+	if (in_body)
+		snprintf(body, sizeof(body), "{\"action\":\"%s\"}", action);
+	else
+		snprintf(body, sizeof(body), "{}");
 	struct mrtc_http_request req = {
 		.method = "POST",
 		.content_type = "application/json",
-		.body = "{}",
-		.body_len = 2,
-		.timeout_ms = j->d->s->config->homeserver_timeout_s * 1000,
+		.authorization = auth,
+		.body = body,
+		.body_len = strlen(body),
+		.timeout_ms = c->homeserver_timeout_s * 1000,
 		.max_body = HS_RESPONSE_MAX,
 	};
-	/* The delay_id is the capability: MSC4140 needs no access token for these. A URL a
-	 * client gave us (legacy delegation) goes through the outbound guard. */
-	const struct mrtc_config *c = j->d->s->config;
+	/* Without an application-service token the delay_id is the capability (MSC4140 as it
+	 * was). A URL a client gave us (legacy delegation) goes through the outbound guard. */
 	j->http = mrtc_http_fetch(j->d->s->http, j->d->s->dns, url, &req, j->rec.guarded,
 				  c->allow_cidrs, c->n_allow_cidrs,
 				  strcmp(action, "send") == 0 ? on_send : on_restart, j);
 	sodium_memzero(url, sizeof(url));
+	if (auth) {
+		sodium_memzero(auth, strlen(auth));
+		free(auth);
+	}
 	if (j->http)
 		j->busy = true;
 	else
@@ -238,6 +352,7 @@ static void on_poll(void *arg, enum mrtc_err err, const char *detail)
 	j->rs = NULL;
 	j->busy = false;
 	j->next_poll_ms = mrtc_monotonic_ms() + j->d->s->config->delayed_poll_ms;
+	j->seen_absent = err == MRTC_ERR_NOT_FOUND;
 	if (err == MRTC_OK && j->rec.state == MRTC_JOB_WAITING) {
 		mrtc_log(LOG_INFO, "delayed", NULL, "participant of %s is on the SFU",
 			 j->rec.user_id);
@@ -264,37 +379,49 @@ static void job_tick(struct job *j)
 		job_unlink_free(j);
 		return;
 	}
-	if (j->retry_at_ms > now) {
-		arm(j, j->retry_at_ms);
+	/* Failing for longer than the delay: the homeserver has sent (or dropped) the event by
+	 * itself by now, so retrying longer serves nobody. */
+	if (j->failing_since_ms && now - j->failing_since_ms > j->rec.delay_ms + BACKOFF_CAP_MS) {
+		job_done_at(j, LOG_WARNING,
+			    "homeserver calls kept failing for longer than the delay: giving up");
 		return;
 	}
-	if (j->rec.state == MRTC_JOB_WAITING && now >= j->wait_deadline_ms && !j->send_pending) {
+	/* The SFU is polled even while homeserver calls back off: a participant must never be
+	 * taken for gone because the homeserver was failing. */
+	if (now >= j->next_poll_ms && !j->send_pending) {
+		j->rs = mrtc_roomservice_get_participant(d->s->rooms, j->rec.room_name,
+							 j->rec.identity, on_poll, j);
+		j->busy = j->rs != NULL;
+		if (j->busy)
+			return;
+		j->next_poll_ms = now + d->s->config->delayed_poll_ms;
+	}
+	/* "Never came" needs the SFU to have said so: a failing poll proves nothing. */
+	if (j->rec.state == MRTC_JOB_WAITING && now >= j->wait_deadline_ms && !j->send_pending &&
+	    j->seen_absent) {
 		mrtc_log(LOG_INFO, "delayed", NULL,
 			 "participant of %s never came: sending the leave", j->rec.user_id);
 		j->send_pending = true;
 	}
+	uint64_t at = j->next_poll_ms;
+	if (j->retry_at_ms > now) {
+		arm(j, j->retry_at_ms < at ? j->retry_at_ms : at);
+		return;
+	}
 	if (j->send_pending) {
 		act(j, "send");
 		if (!j->busy)
-			arm(j, j->retry_at_ms);
+			arm(j, j->retry_at_ms < at ? j->retry_at_ms : at);
 		return;
 	}
 	if (now >= j->next_restart_ms) {
 		act(j, "restart");
 		if (!j->busy)
-			arm(j, j->retry_at_ms);
+			arm(j, j->retry_at_ms < at ? j->retry_at_ms : at);
 		return;
 	}
-	if (now >= j->next_poll_ms) {
-		j->rs = mrtc_roomservice_get_participant(d->s->rooms, j->rec.room_name,
-							 j->rec.identity, on_poll, j);
-		j->busy = j->rs != NULL;
-		if (!j->busy)
-			j->next_poll_ms = now + d->s->config->delayed_poll_ms;
-		else
-			return;
-	}
-	uint64_t at = j->next_restart_ms < j->next_poll_ms ? j->next_restart_ms : j->next_poll_ms;
+	if (j->next_restart_ms < at)
+		at = j->next_restart_ms;
 	if (j->rec.state == MRTC_JOB_WAITING && j->wait_deadline_ms < at)
 		at = j->wait_deadline_ms;
 	arm(j, at);
@@ -311,6 +438,9 @@ static struct job *job_start(struct mrtc_delayed *d, const struct mrtc_job_recor
 	j->d = d;
 	j->rec = *rec;
 	j->backoff_ms = BACKOFF_START_MS;
+	int form = memo_get(d, rec->cs_api_url);
+	j->form = form < 0 ? 0 : form;
+	j->confirmed = form >= 0;
 	j->timer = evtimer_new(d->s->base, on_timer, j);
 	if (!j->timer) {
 		free(j);
@@ -573,6 +703,7 @@ struct delegation {
 	char delay_id[256];
 	char device[256];
 	int path;
+	bool single; /* trying GET …/delayed_events/{delay_id} before the list */
 	struct mrtc_hs_op *hs_op;
 	struct mrtc_http_call *http;
 };
@@ -606,24 +737,67 @@ static void dl_fail(struct delegation *g, enum mrtc_err err, const char *msg)
 
 static void dl_list(struct delegation *g);
 
+/* The delayed event @id in @e (one entry; MSC4140 head or older field names): its delay, or
+ * 0 if @e is another event. */
+static uint64_t entry_delay(struct json_object *e, const char *id)
+{
+	struct json_object *dv = NULL;
+	const char *eid = mrtc_json_get_string(e, "delay_id");
+	if (!eid || strcmp(eid, id) != 0)
+		return 0;
+	if (!json_object_object_get_ex(e, "delay_ms", &dv))
+		json_object_object_get_ex(e, "delay", &dv);
+	if (!dv || !json_object_is_type(dv, json_type_int) || json_object_get_int64(dv) <= 0)
+		return 0;
+	return (uint64_t)json_object_get_int64(dv);
+}
+
+/* The entry for @id in a list answer (delayed_events[] or scheduled[]), or NULL. */
+static struct json_object *find_entry(struct json_object *doc, const char *id)
+{
+	struct json_object *list = NULL;
+	if (!json_object_object_get_ex(doc, "delayed_events", &list))
+		json_object_object_get_ex(doc, "scheduled", &list);
+	if (!list || !json_object_is_type(list, json_type_array))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *e = json_object_array_get_idx(list, i);
+		if (entry_delay(e, id))
+			return e;
+	}
+	return NULL;
+}
+
 static void on_list(void *arg, const struct mrtc_http_response *resp)
 {
 	struct delegation *g = arg;
 	g->http = NULL;
-	struct json_object *doc = NULL, *list = NULL;
+	struct json_object *doc = NULL;
 	if (resp->err == MRTC_OK)
 		mrtc_json_parse(resp->body, resp->body_len, 32, &doc);
 	const char *errcode = mrtc_json_get_string(doc, "errcode");
-	if (resp->err == MRTC_OK && resp->status == 404 && g->path == 0 && errcode &&
-	    strcmp(errcode, "M_UNRECOGNIZED") == 0) {
+	bool unrecognized =
+	    resp->err == MRTC_OK &&
+	    ((resp->status == 404 && errcode && strcmp(errcode, "M_UNRECOGNIZED") == 0) ||
+	     resp->status == 405);
+	if (unrecognized && (g->single || g->path == 0)) {
 		json_object_put(doc);
-		g->path = 1;
+		if (g->single) {
+			g->single = false; /* no single-event lookup here: ask for the list */
+		} else {
+			g->path = 1; /* the homeserver only serves the stable path */
+			g->single = true;
+		}
 		dl_list(g);
 		return;
 	}
+	if (g->single && resp->err == MRTC_OK && resp->status == 404) {
+		json_object_put(doc);
+		dl_fail(g, MRTC_ERR_INVALID_PARAM, "Unknown `delay_id`");
+		return;
+	}
 	if (resp->err != MRTC_OK || resp->status != 200 ||
-	    !json_object_object_get_ex(doc, "scheduled", &list) ||
-	    !json_object_is_type(list, json_type_array)) {
+	    !json_object_is_type(doc, json_type_object)) {
 		json_object_put(doc);
 		dl_fail(g,
 			resp->err == MRTC_OK && resp->status == 401 ? MRTC_ERR_UNKNOWN_TOKEN
@@ -633,22 +807,29 @@ static void on_list(void *arg, const struct mrtc_http_response *resp)
 			    : "Unable to reach the homeserver");
 		return;
 	}
-	uint64_t delay = 0;
-	for (size_t i = 0; i < json_object_array_length(list); i++) {
-		struct json_object *e = json_object_array_get_idx(list, i), *dv = NULL;
-		const char *id = mrtc_json_get_string(e, "delay_id");
-		if (id && strcmp(id, g->delay_id) == 0 &&
-		    json_object_object_get_ex(e, "delay", &dv) &&
-		    json_object_is_type(dv, json_type_int) && json_object_get_int64(dv) > 0)
-			delay = (uint64_t)json_object_get_int64(dv);
-	}
+	struct json_object *e =
+	    g->single && entry_delay(doc, g->delay_id) ? doc : find_entry(doc, g->delay_id);
+	uint64_t delay = e ? entry_delay(e, g->delay_id) : 0;
+	const char *room = e ? mrtc_json_get_string(e, "room_id") : NULL;
+	const char *owner = NULL;
+	if (e && !(owner = mrtc_json_get_string(e, "sender")))
+		owner = mrtc_json_get_string(e, "user_id");
+	const struct mrtc_config *c = g->s->config;
+	const char *refusal = NULL;
+	if (!delay)
+		refusal = "Unknown `delay_id`";
+	else if (owner && strcmp(owner, g->who.user_id) != 0)
+		refusal = "The delayed event belongs to another user";
+	else if (!room || strcmp(room, g->f.room_id) != 0)
+		refusal = "The delayed event belongs to another room";
+	else if (delay < c->delayed_min_delay_ms)
+		refusal = "The delayed event's delay is below this service's minimum";
 	json_object_put(doc);
-	if (!delay) {
-		dl_fail(g, MRTC_ERR_INVALID_PARAM, "Unknown `delay_id`");
+	if (refusal) {
+		dl_fail(g, MRTC_ERR_INVALID_PARAM, refusal);
 		return;
 	}
 	struct mrtc_delayed *d = g->s->delayed;
-	const struct mrtc_config *c = g->s->config;
 	struct mrtc_job_record rec = { .delay_ms = delay, .created_ms = mrtc_now_ms() };
 	const char *parts[] = { g->f.room_id, g->f.slot_id, g->f.member_id, g->who.user_id };
 	enum mrtc_identity_kind kind = c->identity == MRTC_IDENTITY_USER_MEMBER
@@ -682,11 +863,24 @@ static void on_list(void *arg, const struct mrtc_http_response *resp)
 
 static void dl_list(struct delegation *g)
 {
-	char url[2200];
-	snprintf(url, sizeof(url), "%s%s", g->s->config->homeserver_url, de_paths[g->path]);
+	char url[2600];
+	char *id = g->single ? evhttp_uriencode(g->delay_id, -1, 0) : NULL;
+	int n = g->single && !id
+		    ? -1
+		    : snprintf(url, sizeof(url), "%s%s%s%s", g->s->config->homeserver_url,
+			       de_paths[g->path], g->single ? "/" : "", g->single ? id : "");
+	if (id) {
+		sodium_memzero(id, strlen(id));
+		free(id);
+	}
+	if (n < 0 || (size_t)n >= sizeof(url)) {
+		dl_fail(g, MRTC_ERR_INVALID_PARAM, "`delay_id` is too long");
+		return;
+	}
 	size_t al = strlen(g->token) + 8;
 	char *auth = malloc(al);
 	if (!auth) {
+		sodium_memzero(url, sizeof(url));
 		dl_fail(g, MRTC_ERR_NOMEM, "Out of memory");
 		return;
 	}
@@ -696,6 +890,7 @@ static void dl_list(struct delegation *g)
 					 .timeout_ms = g->s->config->homeserver_timeout_s * 1000,
 					 .max_body = HS_RESPONSE_MAX };
 	g->http = mrtc_http_fetch(g->s->http, g->s->dns, url, &req, false, NULL, 0, on_list, g);
+	sodium_memzero(url, sizeof(url));
 	sodium_memzero(auth, al);
 	free(auth);
 	if (!g->http)
@@ -731,6 +926,12 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 		dl_fail(g, MRTC_ERR_NOT_JSON, "Body is not valid JSON");
 		return;
 	}
+	/* `url` is required by the newest MSC4195 but older clients omit it: with one SFU
+	 * configured, a missing url means ours. */
+	struct json_object *uv = NULL;
+	if (json_object_is_type(doc, json_type_object) &&
+	    (!json_object_object_get_ex(doc, "url", &uv) || !uv))
+		json_object_object_add(doc, "url", json_object_new_string(c->livekit_url));
 	err = mrtc_token_fields_parse(doc, false, &g->f, &msg);
 	struct json_object *dv = NULL;
 	if (err == MRTC_OK &&
@@ -772,6 +973,7 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 		mrtc_http_reply_limited(r, retry);
 		return;
 	}
+	g->single = true;
 	dl_list(g);
 }
 

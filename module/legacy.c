@@ -454,6 +454,11 @@ static bool parse(struct legacy_req *l)
 		lr_fail(l, MRTC_ERR_BAD_JSON, msg);
 		return false;
 	}
+	if (l->delegation && l->delay_ms < l->s->config->delayed_min_delay_ms) {
+		lr_fail(l, MRTC_ERR_INVALID_PARAM,
+			"`delay_timeout` is below this service's minimum");
+		return false;
+	}
 	l->access_token = strdup(token);
 	sodium_memzero(token, sizeof(token));
 	if (!l->access_token) {

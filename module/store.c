@@ -242,12 +242,13 @@ static redisReply *rd_cmd(struct rd *r, const char *fmt, ...)
 static enum mrtc_err rd_put(void *self, const struct mrtc_job_record *j)
 {
 	struct rd *r = self;
-	redisReply *rep = rd_cmd(
-	    r,
-	    "HSET mrtc:job:%s user_id %s room_id %s room_name %s identity %s delay_id %s "
-	    "cs_api_url %s delay_ms %llu created_ms %llu state %d",
-	    j->key, j->user_id, j->room_id, j->room_name, j->identity, j->delay_id, j->cs_api_url,
-	    (unsigned long long)j->delay_ms, (unsigned long long)j->created_ms, j->state);
+	redisReply *rep =
+	    rd_cmd(r,
+		   "HSET mrtc:job:%s user_id %s room_id %s room_name %s identity %s delay_id %s "
+		   "cs_api_url %s delay_ms %llu created_ms %llu state %d guarded %d",
+		   j->key, j->user_id, j->room_id, j->room_name, j->identity, j->delay_id,
+		   j->cs_api_url, (unsigned long long)j->delay_ms,
+		   (unsigned long long)j->created_ms, j->state, j->guarded ? 1 : 0);
 	if (!rep)
 		return MRTC_ERR_IO;
 	freeReplyObject(rep);

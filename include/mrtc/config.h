@@ -73,6 +73,7 @@ struct mrtc_config {
 	char *store;
 	uint64_t delayed_poll_ms;
 	uint64_t delayed_connect_wait_s;
+	uint64_t delayed_min_delay_ms;
 	uint64_t lease_ttl_ms;
 	uint64_t membership_recheck_s;
 	char *livekit_service_url; /* set, or derived from public_base_url + MRTC_SERVICE_PATH */

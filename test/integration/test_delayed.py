@@ -29,7 +29,7 @@ STATE = {"hs1.test": {"users": USERS, "rooms": {"!call:hs1.test": {"members": {
     u["user_id"]: "join" for u in USERS.values()}}}}}
 FAST = {"MRTC_DELAYED_POLL_MS": "300", "MRTC_DELAYED_CONNECT_WAIT": "3",
         "MRTC_MEMBERSHIP_RECHECK": "1", "MRTC_MEMBERSHIP_CACHE_TTL": "0",
-        "MRTC_RATE_BURST": "1000"}
+        "MRTC_RATE_BURST": "1000", "MRTC_MIN_DELAY_MS": "1000"}
 
 
 def lk_hash(*parts):
@@ -78,10 +78,11 @@ class Delayed(unittest.TestCase):
     def user(self, name):
         return USERS[f"tok_{name}"]
 
-    def delayed_event(self, delay_id, name, delay=2000, state="scheduled"):
+    def delayed_event(self, delay_id, name, delay=2000, state="scheduled",
+                      room_id="!call:hs1.test"):
         post(self.hs1.hs_url + "/_test/delayed", {"delay_id": delay_id, "delay": delay,
                                                   "user_id": self.user(name)["user_id"],
-                                                  "state": state})
+                                                  "state": state, "room_id": room_id})
 
     def actions(self, delay_id):
         ev = get(self.hs1.hs_url + "/_test/delayed").get(delay_id, {})
@@ -91,6 +92,7 @@ class Delayed(unittest.TestCase):
         body = {"url": "wss://sfu.hs1.test", "room_id": "!call:hs1.test",
                 "slot_id": "m.call#ROOM", "member": {"id": member}, "delay_id": delay_id}
         body.update(extra)
+        body = {k: v for k, v in body.items() if v is not None}  # url=None: an older client
         status, _, data = (d or self.d).request("POST", PATH, body=json.dumps(body),
                                                headers={"Authorization": f"Bearer tok_{name}"})
         return status, json.loads(data)
@@ -270,6 +272,143 @@ class Delayed(unittest.TestCase):
         self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_r")[0]))
         time.sleep(1.5)
         self.assertEqual(self.actions("de_r")[0].count("send"), 1)
+
+    # -- MSC4195 newest rules and MSC4140 dialects ---------------------------------------------
+    def tearDown(self):
+        post(self.hs1.hs_url + "/_test/delayed_mode", {})
+
+    def test_other_room_refused(self):
+        self.delayed_event("de_room", "grace", room_id="!other:hs1.test")
+        status, body = self.delegate("grace", "de_room")
+        self.assertEqual((status, body["errcode"]), (400, "M_INVALID_PARAM"))
+        self.assertIn("another room", body["error"])
+        self.assertEqual(self.actions("de_room")[0], [])
+
+    def test_member_id_shape_and_missing_url(self):
+        self.delayed_event("de_shape", "alice", delay=10000)
+        status, body = self.delegate("alice", "de_shape", member=None, member_id="mshape",
+                                     url=None)
+        self.assertEqual((status, body), (200, {}))
+        self.assertIn("delayed leave of @alice:hs1.test in !call:hs1.test delegated",
+                      self.d.logs())
+
+    def test_below_minimum_refused(self):
+        self.delayed_event("de_short", "grace", delay=999)  # MRTC_MIN_DELAY_MS=1000
+        status, body = self.delegate("grace", "de_short")
+        self.assertEqual((status, body["errcode"]), (400, "M_INVALID_PARAM"))
+        self.assertIn("minimum", body["error"])
+        self.assertEqual(self.actions("de_short")[0], [])
+
+    def test_default_minimum_is_one_hour(self):
+        e = self.tb.mrtc_env(self.hs1, **{k: v for k, v in FAST.items()
+                                          if k != "MRTC_MIN_DELAY_MS"})
+        e["MRTC_STORE"] = "sqlite:" + self.tb.path("jobs-min.db")
+        d = Daemon(BINARY, e, name="mrtc-delayed-min", host=self.tb.svc).start()
+        self.daemons.append(d)
+        self.delayed_event("de_hour", "grace", delay=3599999)
+        status, body = self.delegate("grace", "de_hour", d=d)
+        self.assertEqual((status, body["errcode"]), (400, "M_INVALID_PARAM"))
+
+    def dialect_round(self, tag, name, mode, member, **daemon_env):
+        post(self.hs1.hs_url + "/_test/delayed_mode", mode)
+        d = self.daemon(MRTC_STORE="sqlite:" + self.tb.path(f"jobs-{tag}.db"), **daemon_env)
+        did = f"de_{tag}"
+        self.delayed_event(did, name, delay=1500)
+        self.assertEqual(self.delegate(name, did, member=member, d=d, url=None), (200, {}))
+        self.participant(name, True, member=member)
+        self.assertTrue(self.wait_for(lambda: self.actions(did)[0].count("restart") >= 2))
+        self.participant(name, False, member=member)  # no webhook: the poll notices
+        self.assertTrue(self.wait_for(lambda: "send" in self.actions(did)[0]))
+        time.sleep(1.0)
+        acts, ev = self.actions(did)
+        self.assertEqual(acts.count("send"), 1)
+        self.assertEqual(ev["state"], "sent")
+        return d, ev
+
+    def test_old_dialect_path_form(self):
+        self.dialect_round("oldpath", "dave", {"dialect": "old", "form": "path"}, "mo")
+
+    def test_new_dialect_body_form_single_lookup(self):
+        d, ev = self.dialect_round("newbody", "erin",
+                                   {"dialect": "new", "form": "body", "single": True}, "mn")
+        self.assertTrue(all(not r["query"] for r in ev["requests"]))  # no token: sent as before
+        gets = [r for r in get(self.hs1.hs_url + "/_test/requests")["requests"]
+                if r["method"] == "GET" and r["path"].endswith("/delayed_events/de_newbody")]
+        self.assertTrue(gets)  # the single-event lookup was used
+
+    def test_new_dialect_authenticated_as_user(self):
+        _, ev = self.dialect_round("newauth", "frank",
+                                   {"dialect": "new", "form": "both", "single": True,
+                                    "auth": True}, "ma",
+                                   MRTC_APPSERVICE_TOKEN=self.hs1.appservice_token)
+        self.assertTrue(all(r["query"].get("user_id") == ["@frank:hs1.test"]
+                            for r in ev["requests"]))
+
+    def test_conflict_ends_job(self):
+        post(self.hs1.hs_url + "/_test/delayed_mode", {"dialect": "new"})
+        d = self.daemon(MRTC_STORE="sqlite:" + self.tb.path("jobs-409.db"))
+        self.delayed_event("de_409", "heidi", delay=1500)
+        self.assertEqual(self.delegate("heidi", "de_409", member="m9", d=d)[0], 200)
+        self.participant("heidi", True, member="m9")
+        self.assertTrue(self.wait_for(lambda: "restart" in self.actions("de_409")[0]))
+        self.delayed_event("de_409", "heidi", delay=1500, state="finalised")
+        self.assertTrue(self.wait_for(lambda: "finalised the other way" in d.logs(), timeout=4))
+        time.sleep(2.5)  # more than two restart periods
+        _, ev = self.actions("de_409")
+        self.assertEqual(len(ev.get("refused", [])), 1)
+        self.assertEqual(d.logs().count("finalised the other way"), 1)
+        self.participant("heidi", False, member="m9")
+
+    def test_failing_homeserver_does_not_drop_connected_participant(self):
+        """restart fails for longer than MRTC_DELAYED_CONNECT_WAIT (3 s) while the participant
+        stays on the SFU: the job keeps polling and sends no leave (issue 16 finding 10)."""
+        d = self.daemon(MRTC_STORE="sqlite:" + self.tb.path("jobs-500.db"))
+        self.delayed_event("de_500", "carol", delay=600000)
+        self.participant("carol", True, member="m5")
+        post(self.hs1.hs_url + "/_test/delayed_mode", {"fail_management": True})
+        try:
+            self.assertEqual(self.delegate("carol", "de_500", member="m5", d=d)[0], 200)
+            time.sleep(5.0)
+        finally:
+            post(self.hs1.hs_url + "/_test/delayed_mode", {})
+        self.assertNotIn("never came", d.logs())
+        self.assertIn("participant of @carol:hs1.test is on the SFU", d.logs())
+        self.assertTrue(self.wait_for(lambda: "restart" in self.actions("de_500")[0], timeout=6))
+        self.assertNotIn("send", self.actions("de_500")[0])
+        self.participant("carol", False, member="m5")
+        self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_500")[0]))
+        time.sleep(0.8)
+        self.assertEqual(self.actions("de_500")[0].count("send"), 1)
+
+    def test_store_round_trips_every_field(self):
+        """Both stores hold every job field, the `guarded` flag included (issue 16 finding 8)."""
+        import socket
+        import sqlite3
+        self.delayed_event("de_st", "ivan", delay=600000)
+        a = self.daemon(MRTC_STORE=self.redis)
+        for d in (self.d, a):
+            self.assertEqual(self.delegate("ivan", "de_st", member="ms", d=d)[0], 200)
+        key = lk_hash("!call:hs1.test", "m.call#ROOM", "ms", "@ivan:hs1.test")
+        want = {"user_id": "@ivan:hs1.test", "room_id": "!call:hs1.test", "room_name": self.ROOM,
+                "identity": self.ident("ivan", "ms"), "delay_id": "de_st",
+                "cs_api_url": self.hs1.hs_url, "delay_ms": "600000", "state": "0",
+                "guarded": "0"}
+        row = sqlite3.connect(self.db).execute(
+            "SELECT user_id, room_id, room_name, identity, delay_id, cs_api_url, delay_ms,"
+            " state, guarded, created_ms FROM jobs WHERE key = ?", (key,)).fetchone()
+        self.assertIsNotNone(row)
+        self.assertEqual(dict(zip(want, map(str, row[:9]))), want)
+        self.assertAlmostEqual(row[9] / 1000, time.time(), delta=30)
+        host, port = self.redis[len("redis://"):].split("/")[0].rsplit(":", 1)
+        cmd = f"*2\r\n$7\r\nHGETALL\r\n${len('mrtc:job:' + key)}\r\nmrtc:job:{key}\r\n"
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(cmd.encode())
+            time.sleep(0.3)
+            data = sock.recv(65536).decode()
+        items = [ln for i, ln in enumerate(data.split("\r\n")[1:]) if i % 2 == 1]
+        got = dict(zip(items[0::2], items[1::2]))
+        self.assertEqual({k: got.get(k) for k in want}, want)
+        self.assertAlmostEqual(int(got["created_ms"]) / 1000, time.time(), delta=30)
 
     def test_without_store_the_path_is_unknown(self):
         d = self.daemon()  # no MRTC_STORE

@@ -62,7 +62,7 @@ class Legacy(unittest.TestCase):
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
             # delegated delayed leave
             "MRTC_STORE": "sqlite:" + cls.tb.path("legacy-jobs.db"),
-            "MRTC_DELAYED_CONNECT_WAIT": "2",
+            "MRTC_DELAYED_CONNECT_WAIT": "2", "MRTC_MIN_DELAY_MS": "1000",
             "MRTC_DELAYED_POLL_MS": "300",
         }
         cls.d = Daemon(BINARY, env, name="mrtc-legacy", host=cls.tb.svc)
@@ -184,6 +184,11 @@ class Legacy(unittest.TestCase):
             with self.subTest(msg=msg, path=path):
                 self.assertEqual(self.post(path, body),
                                  (400, {"errcode": "M_BAD_JSON", "error": msg}))
+        # MRTC_MIN_DELAY_MS=1000 here: a shorter delay_timeout is refused (issue 16 finding 3)
+        body = dict(b, delay_id="d1", delay_timeout=999, delay_cs_api_url="https://hs1.test")
+        self.assertEqual(self.post("/get_token", body),
+                         (400, {"errcode": "M_INVALID_PARAM",
+                                "error": "`delay_timeout` is below this service's minimum"}))
         for raw in ("not json", "[]", '{"room_id": 5}', '{"member": "x"}'):
             status, _, data = self.d.request("POST", "/get_token", body=raw)
             self.assertEqual((status, json.loads(data)),

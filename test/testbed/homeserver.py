@@ -122,7 +122,13 @@ class Handler(BaseHTTPRequestHandler):
                 ev = STATE.setdefault("delayed_events", {}).setdefault(p["delay_id"], {})
                 ev.update({"user_id": p["user_id"], "delay": p["delay"],
                            "state": p.get("state", "scheduled")})
+                if "room_id" in p:
+                    ev["room_id"] = p["room_id"]
                 return 200, ev
+            if path == "/_test/delayed_mode" and method == "POST":
+                # {"dialect": "old"|"new", "form": "path"|"body"|"both", "single": b, "auth": b}
+                STATE["delayed_mode"] = json.loads(body)
+                return 200, STATE["delayed_mode"]
             if path == "/_test/delayed":
                 return 200, STATE.get("delayed_events", {})
             if path == "/_test/mode" and method == "POST":
@@ -226,33 +232,80 @@ class Handler(BaseHTTPRequestHandler):
                                            for u, ms in room["members"].items())}
             return matrix_error(400, "M_MISSING_PARAM", "mxid or server_name required")
         m = re.fullmatch(r"/_matrix/client/(?:v1|unstable/org\.matrix\.msc4140)/delayed_events"
-                         r"(?:/([^/]+)/(restart|send|cancel))?", path)
+                         r"(?:/([^/]+)(?:/(restart|send|cancel))?)?", path)
         if m:
-            events = STATE.setdefault("delayed_events", {})
-            if not m.group(1):
-                # Listing needs the owner's access token.
-                u = users.get(token or "")
-                if not u:
-                    return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
-                mine = [{"delay_id": k, "delay": e["delay"], "room_id": e.get("room_id", ""),
-                         "type": "org.matrix.msc3401.call.member", "state_key": "",
-                         "running_since": int(time.time() * 1000), "content": {}}
-                        for k, e in events.items()
-                        if e["user_id"] == u["user_id"] and e.get("state") == "scheduled"]
-                return 200, {"scheduled": mine}
-            if method != "POST":
-                return matrix_error(405, "M_UNRECOGNIZED", "Unrecognized request")
-            # MSC4140: the delay_id is the capability; no access token is needed.
-            ev = events.get(urllib.parse.unquote(m.group(1)))
-            if not ev or ev.get("state") != "scheduled":
-                return matrix_error(404, "M_NOT_FOUND", "Delayed event not found")
-            ev.setdefault("actions", []).append({"action": m.group(2), "time": time.time()})
-            if m.group(2) == "send":
-                ev["state"] = "sent"
-            elif m.group(2) == "cancel":
-                ev["state"] = "cancelled"
-            return 200, {}
+            return self.delayed_events(method, m.group(1), m.group(2), query, token, body)
         return matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request")
+
+    # -- MSC4140 delayed events ----------------------------------------------------------------
+    # STATE["delayed_mode"] picks what this homeserver speaks: "dialect" "old" (scheduled[],
+    # delay, running_since) or "new" (delayed_events[], delay_ms, scheduled_at); "form" "path"
+    # (POST …/{id}/{action}), "body" (POST …/{id} {"action"}) or "both"; "single": serve
+    # GET …/{id}; "auth": management needs the owner's token or the appservice token with
+    # ?user_id= of the owner; "fail_management": restart/send answer 500. An event in state
+    # "finalised" answers 409. Defaults: the old
+    # dialect, path form, no single lookup, no authentication.
+    def delayed_events(self, method, delay_id, action, query, token, body):
+        mode = STATE.get("delayed_mode", {})
+        new = mode.get("dialect") == "new"
+        form = mode.get("form", "path")
+        users = STATE.get("users", {})
+        events = STATE.setdefault("delayed_events", {})
+
+        def entry(k, e):
+            now = int(time.time() * 1000)
+            out = {"delay_id": k, "room_id": e.get("room_id", ""),
+                   "type": "org.matrix.msc3401.call.member", "state_key": "", "content": {}}
+            out.update({"delay_ms": e["delay"], "scheduled_at": now} if new else
+                       {"delay": e["delay"], "running_since": now})
+            return out
+        if method == "GET":
+            u = users.get(token or "")
+            if delay_id and not mode.get("single"):
+                return matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request")
+            if not u:
+                return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
+            if delay_id:
+                e = events.get(urllib.parse.unquote(delay_id))
+                if not e or e["user_id"] != u["user_id"] or e.get("state") != "scheduled":
+                    return matrix_error(404, "M_NOT_FOUND", "Delayed event not found")
+                return 200, entry(urllib.parse.unquote(delay_id), e)
+            mine = [entry(k, e) for k, e in events.items()
+                    if e["user_id"] == u["user_id"] and e.get("state") == "scheduled"]
+            return 200, {"delayed_events" if new else "scheduled": mine}
+        if method != "POST" or not delay_id:
+            return matrix_error(405, "M_UNRECOGNIZED", "Unrecognized request")
+        if mode.get("fail_management"):  # restart and send answer 500
+            return matrix_error(500, "M_UNKNOWN", "Internal error")
+        if action and form == "body" or not action and form == "path":
+            return matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request")
+        if not action:
+            try:
+                action = json.loads(body or b"{}").get("action")
+            except ValueError:
+                action = None
+            if action not in ("restart", "send", "cancel"):
+                return matrix_error(400, "M_INVALID_PARAM", "Bad action")
+        ev = events.get(urllib.parse.unquote(delay_id))
+        if mode.get("auth"):
+            as_ok = (token and token == STATE.get("appservice_token") and ev and
+                     query.get("user_id", [None])[0] == ev["user_id"])
+            u = users.get(token or "")
+            if not as_ok and not (u and ev and u["user_id"] == ev["user_id"]):
+                return matrix_error(401, "M_MISSING_TOKEN", "Authentication required")
+        if ev is not None:
+            ev.setdefault("requests", []).append({"action": action, "query": query})
+        if ev and ev.get("state") == "finalised":
+            ev.setdefault("refused", []).append({"action": action, "time": time.time()})
+            return matrix_error(409, "M_UNKNOWN", "Delayed event already finalised")
+        if not ev or ev.get("state") != "scheduled":
+            return matrix_error(404, "M_NOT_FOUND", "Delayed event not found")
+        ev.setdefault("actions", []).append({"action": action, "time": time.time()})
+        if action == "send":
+            ev["state"] = "sent"
+        elif action == "cancel":
+            ev["state"] = "cancelled"
+        return 200, {}
 
     def notary_keys(self, server):
         """As a notary (Synapse's /_matrix/key/v2/query/{serverName}): the key responses held
