@@ -164,3 +164,16 @@ test('a delegated delayed leave is sent once after the participant leaves the SF
   assert.equal(ev.state, 'sent');
   assert.equal(alice.loggedOut, 0);
 });
+
+test('the logged-out listener works: a token the homeserver rejects does log the client out',
+     async () => {
+  const nobody = client('tok_nobody', '@nobody:hs1.test', 'NOBODYDEV');
+  await assert.rejects(nobody._unstable_getRTCTransports(), (e) => {
+    assert.ok(e instanceof MatrixError, String(e));
+    assert.equal(e.httpStatus, 401, e.message);
+    assert.equal(e.errcode, 'M_UNKNOWN_TOKEN', e.message);
+    return true;
+  });
+  assert.equal(nobody.loggedOut, 1);
+  nobody.stopClient();
+});
