@@ -132,7 +132,7 @@ test('refusals are MatrixErrors and the client stays logged in', async () => {
 test('a delegated delayed leave is sent once after the participant leaves the SFU', async () => {
   const delayId = 'de_js_alice';
   await post(`${TB.hs1_control}/_test/delayed`, { delay_id: delayId, delay: 3600000,
-                                                  user_id: '@alice:hs1.test',
+                                                  user_id: '@alice:hs1.test', room_id: '!call:hs1.test',
                                                   state: 'scheduled' });
   const body = { url: 'wss://sfu.hs1.test', room_id: '!call:hs1.test', slot_id: SLOT,
                  member: { id: 'js4' }, delay_id: delayId };
