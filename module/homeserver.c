@@ -76,7 +76,12 @@ static void deliver(struct mrtc_hs_op *op)
 	if (!op->cancelled) {
 		switch (op->kind) {
 		case OP_WHOAMI:
-			op->whoami_cb(op->ctx, op->err, op->err == MRTC_OK ? &op->who : NULL);
+			op->whoami_cb(op->ctx, op->err,
+				      op->err == MRTC_OK || op->err == MRTC_ERR_UNKNOWN_TOKEN ||
+					      op->err == MRTC_ERR_FORBIDDEN ||
+					      op->err == MRTC_ERR_LIMIT_EXCEEDED
+					  ? &op->who
+					  : NULL);
 			break;
 		case OP_LOCAL:
 			op->joined_cb(op->ctx, op->err, op->joined);
@@ -211,8 +216,29 @@ static bool get(struct mrtc_hs_op *op, const char *path, const char *auth, step_
 static void whoami_step(struct mrtc_hs_op *op, const struct mrtc_http_response *resp,
 			struct json_object *doc)
 {
-	if (resp->status == 401 || resp->status == 403) {
-		op->err = MRTC_ERR_UNKNOWN_TOKEN;
+	if (resp->status == 401 || resp->status == 403 || resp->status == 429) {
+		/* Passed on as the homeserver sent it (errcode, soft_logout, retry hint). */
+		op->err = resp->status == 401	? MRTC_ERR_UNKNOWN_TOKEN
+			  : resp->status == 403 ? MRTC_ERR_FORBIDDEN
+						: MRTC_ERR_LIMIT_EXCEEDED;
+		const char *code = mrtc_json_get_string(doc, "errcode");
+		const char *msg = mrtc_json_get_string(doc, "error");
+		if (code && strlen(code) < sizeof(op->who.errcode))
+			memcpy(op->who.errcode, code, strlen(code) + 1);
+		if (msg)
+			snprintf(op->who.error, sizeof(op->who.error), "%s", msg);
+		struct json_object *v;
+		op->who.soft_logout = -1;
+		if (doc && json_object_object_get_ex(doc, "soft_logout", &v) &&
+		    json_object_is_type(v, json_type_boolean))
+			op->who.soft_logout = json_object_get_boolean(v);
+		uint64_t ms = 0;
+		if (doc && json_object_object_get_ex(doc, "retry_after_ms", &v) &&
+		    json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0)
+			ms = (uint64_t)json_object_get_int64(v);
+		if (!ms && resp->retry_after && mrtc_parse_u64(resp->retry_after, 0, 86400, &ms))
+			ms *= 1000;
+		op->who.retry_after_ms = ms;
 		return;
 	}
 	const char *user = mrtc_json_get_string(doc, "user_id");

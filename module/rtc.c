@@ -335,13 +335,56 @@ static bool homeserver_failed(struct token_req *t, enum mrtc_err err)
 	return true;
 }
 
+/*
+ * Answers a failed whoami and returns true; false if @err is OK. A refusal reaches the client as
+ * the homeserver sent it: 401 and 403 with its errcode (and soft_logout), 429 with its retry
+ * hint; anything else is 502 M_UNKNOWN.
+ */
+static bool whoami_failed(struct token_req *t, enum mrtc_err err, const struct mrtc_whoami *who)
+{
+	if (err == MRTC_OK)
+		return false;
+	if (!who || (err != MRTC_ERR_UNKNOWN_TOKEN && err != MRTC_ERR_FORBIDDEN &&
+		     err != MRTC_ERR_LIMIT_EXCEEDED)) {
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
+		return true;
+	}
+	struct mrtc_request *r = t->r;
+	mrtc_log(LOG_INFO, "rtc", r->id, "%s refused: the homeserver refused the access token (%s)",
+		 r->route ? r->route->name : "request", mrtc_err_str(err));
+	r->on_abort = NULL;
+	if (err == MRTC_ERR_LIMIT_EXCEEDED) {
+		uint64_t ms = who->retry_after_ms;
+		tr_free(t);
+		mrtc_http_reply_limited(r, ms);
+		return true;
+	}
+	struct json_object *body = json_object_new_object();
+	if (body) {
+		json_object_object_add(
+		    body, "errcode",
+		    json_object_new_string(who->errcode[0] ? who->errcode : "M_UNKNOWN"));
+		json_object_object_add(
+		    body, "error",
+		    json_object_new_string(
+			who->error[0] ? who->error : "The homeserver refused the access token"));
+		if (who->soft_logout >= 0)
+			json_object_object_add(body, "soft_logout",
+					       json_object_new_boolean(who->soft_logout));
+	}
+	tr_free(t);
+	mrtc_http_reply_json(r, err == MRTC_ERR_UNKNOWN_TOKEN ? 401 : 403, body);
+	json_object_put(body);
+	return true;
+}
+
 /* ---- client-server: transports ---- */
 
 static void transports_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
 {
 	struct token_req *t = arg;
 	t->hs_op = NULL;
-	if (homeserver_failed(t, err))
+	if (whoami_failed(t, err, who))
 		return;
 	t->who = *who;
 	const struct mrtc_config *c = t->s->config;
@@ -422,7 +465,7 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 {
 	struct token_req *t = arg;
 	t->hs_op = NULL;
-	if (homeserver_failed(t, err))
+	if (whoami_failed(t, err, who))
 		return;
 	t->who = *who;
 	const struct mrtc_config *c = t->s->config;

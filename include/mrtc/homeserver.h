@@ -35,6 +35,12 @@ struct mrtc_homeserver_config {
 struct mrtc_whoami {
 	char user_id[MRTC_ID_MAX + 1];
 	char device_id[MRTC_ID_MAX + 1]; /* "" when the homeserver gave none */
+	/* When whoami was refused (MRTC_ERR_UNKNOWN_TOKEN for a 401, MRTC_ERR_FORBIDDEN for a
+	 * 403, MRTC_ERR_LIMIT_EXCEEDED for a 429): the homeserver's own answer, to pass on. */
+	char errcode[64]; /* "" when the homeserver gave none */
+	char error[256];
+	int soft_logout;	 /* -1 absent, else 0 or 1 */
+	uint64_t retry_after_ms; /* 429 only */
 };
 
 struct mrtc_remote_membership {
@@ -53,7 +59,9 @@ struct mrtc_homeserver_stats {
 	} auth, membership;
 };
 
-/* MRTC_OK, MRTC_ERR_UNKNOWN_TOKEN, or MRTC_ERR_UPSTREAM (homeserver unreachable/5xx/bad). */
+/* MRTC_OK, MRTC_ERR_UNKNOWN_TOKEN (401), MRTC_ERR_FORBIDDEN (403), MRTC_ERR_LIMIT_EXCEEDED
+ * (429) -- these three with the homeserver's answer in @who -- or MRTC_ERR_UPSTREAM
+ * (homeserver unreachable/5xx/bad, @who NULL). Only MRTC_OK answers are cached. */
 typedef void (*mrtc_whoami_fn)(void *ctx, enum mrtc_err err, const struct mrtc_whoami *who);
 /* MRTC_OK (with @joined), MRTC_ERR_UNKNOWN_TOKEN, or MRTC_ERR_UPSTREAM. */
 typedef void (*mrtc_joined_fn)(void *ctx, enum mrtc_err err, bool joined);

@@ -110,6 +110,9 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_test/patch" and method == "POST":
                 # {"room": id, "member": user, "membership": m} or {"room": id, "acl": {...}|None}
                 p = json.loads(body)
+                if "token" in p:  # {"token": t, "whoami_error": {"status": s, "body": b}|None}
+                    STATE["users"][p["token"]]["whoami_error"] = p["whoami_error"]
+                    return 200, {}
                 room = STATE.setdefault("rooms", {}).setdefault(p["room"], {"members": {}})
                 if "member" in p:
                     room["members"][p["member"]] = p["membership"]
@@ -167,6 +170,8 @@ class Handler(BaseHTTPRequestHandler):
             u = users.get(token) or wildcard_user(token)
             if not u:
                 return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
+            if u.get("whoami_error"):  # {"status": 403, "body": {...}}: answered as given
+                return u["whoami_error"]["status"], u["whoami_error"]["body"]
             out = {"user_id": u["user_id"]}
             if u.get("device_id"):
                 out["device_id"] = u["device_id"]
