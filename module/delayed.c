@@ -901,10 +901,26 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 {
 	struct delegation *g = arg;
 	g->hs_op = NULL;
+	int status;
+	uint64_t retry_ms;
+	struct json_object *refusal;
+	if (err != MRTC_OK && mrtc_whoami_refusal(err, who, &status, &refusal, &retry_ms)) {
+		/* The homeserver's own answer, as on the other client-server endpoints. */
+		struct mrtc_request *r = g->r;
+		mrtc_log(LOG_INFO, "delayed", r->id,
+			 "delegation refused: the homeserver refused the access token (%s)",
+			 mrtc_err_str(err));
+		r->on_abort = NULL;
+		dl_free(g);
+		if (status == 429)
+			mrtc_http_reply_limited(r, retry_ms);
+		else
+			mrtc_http_reply_json(r, status, refusal);
+		json_object_put(refusal);
+		return;
+	}
 	if (err != MRTC_OK) {
-		dl_fail(g, err == MRTC_ERR_UNKNOWN_TOKEN ? err : MRTC_ERR_UPSTREAM,
-			err == MRTC_ERR_UNKNOWN_TOKEN ? "Unknown access token"
-						      : "Unable to reach the homeserver");
+		dl_fail(g, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
 		return;
 	}
 	g->who = *who;

@@ -602,3 +602,34 @@ void mrtc_homeserver_get_stats(const struct mrtc_homeserver *hs, struct mrtc_hom
 	ret->membership.misses = m.misses;
 	ret->membership.size = m.size;
 }
+
+bool mrtc_whoami_refusal(enum mrtc_err err, const struct mrtc_whoami *who, int *ret_status,
+			 struct json_object **ret_body, uint64_t *ret_retry_ms)
+{
+	*ret_body = NULL;
+	*ret_retry_ms = 0;
+	if (!who || (err != MRTC_ERR_UNKNOWN_TOKEN && err != MRTC_ERR_FORBIDDEN &&
+		     err != MRTC_ERR_LIMIT_EXCEEDED))
+		return false;
+	if (err == MRTC_ERR_LIMIT_EXCEEDED) {
+		*ret_status = 429;
+		*ret_retry_ms = who->retry_after_ms;
+		return true;
+	}
+	*ret_status = err == MRTC_ERR_UNKNOWN_TOKEN ? 401 : 403;
+	struct json_object *body = json_object_new_object();
+	if (body) {
+		json_object_object_add(
+		    body, "errcode",
+		    json_object_new_string(who->errcode[0] ? who->errcode : "M_UNKNOWN"));
+		json_object_object_add(
+		    body, "error",
+		    json_object_new_string(
+			who->error[0] ? who->error : "The homeserver refused the access token"));
+		if (who->soft_logout >= 0)
+			json_object_object_add(body, "soft_logout",
+					       json_object_new_boolean(who->soft_logout));
+	}
+	*ret_body = body;
+	return true;
+}

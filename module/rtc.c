@@ -344,8 +344,10 @@ static bool whoami_failed(struct token_req *t, enum mrtc_err err, const struct m
 {
 	if (err == MRTC_OK)
 		return false;
-	if (!who || (err != MRTC_ERR_UNKNOWN_TOKEN && err != MRTC_ERR_FORBIDDEN &&
-		     err != MRTC_ERR_LIMIT_EXCEEDED)) {
+	int status;
+	uint64_t retry_ms;
+	struct json_object *body;
+	if (!mrtc_whoami_refusal(err, who, &status, &body, &retry_ms)) {
 		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
 		return true;
 	}
@@ -353,27 +355,11 @@ static bool whoami_failed(struct token_req *t, enum mrtc_err err, const struct m
 	mrtc_log(LOG_INFO, "rtc", r->id, "%s refused: the homeserver refused the access token (%s)",
 		 r->route ? r->route->name : "request", mrtc_err_str(err));
 	r->on_abort = NULL;
-	if (err == MRTC_ERR_LIMIT_EXCEEDED) {
-		uint64_t ms = who->retry_after_ms;
-		tr_free(t);
-		mrtc_http_reply_limited(r, ms);
-		return true;
-	}
-	struct json_object *body = json_object_new_object();
-	if (body) {
-		json_object_object_add(
-		    body, "errcode",
-		    json_object_new_string(who->errcode[0] ? who->errcode : "M_UNKNOWN"));
-		json_object_object_add(
-		    body, "error",
-		    json_object_new_string(
-			who->error[0] ? who->error : "The homeserver refused the access token"));
-		if (who->soft_logout >= 0)
-			json_object_object_add(body, "soft_logout",
-					       json_object_new_boolean(who->soft_logout));
-	}
 	tr_free(t);
-	mrtc_http_reply_json(r, err == MRTC_ERR_UNKNOWN_TOKEN ? 401 : 403, body);
+	if (status == 429)
+		mrtc_http_reply_limited(r, retry_ms);
+	else
+		mrtc_http_reply_json(r, status, body);
 	json_object_put(body);
 	return true;
 }

@@ -88,4 +88,15 @@ struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const c
 /* The callback will not be called. Accepts NULL. */
 void mrtc_hs_op_cancel(struct mrtc_hs_op *op);
 
+struct json_object;
+/*
+ * A whoami failure that is the homeserver refusing the token (MRTC_ERR_UNKNOWN_TOKEN,
+ * MRTC_ERR_FORBIDDEN, MRTC_ERR_LIMIT_EXCEEDED, with @who) as the client must get it: returns
+ * true with *ret_status 401/403 and *ret_body (the homeserver's errcode, error, soft_logout;
+ * caller puts; NULL when out of memory), or 429 and *ret_retry_ms. False for anything else
+ * (the caller answers 502).
+ */
+bool mrtc_whoami_refusal(enum mrtc_err err, const struct mrtc_whoami *who, int *ret_status,
+			 struct json_object **ret_body, uint64_t *ret_retry_ms);
+
 #endif

@@ -20,6 +20,7 @@ from testbed import Testbed  # noqa: E402
 BINARY = None
 GET_TOKEN = "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/get_token"
 TRANSPORTS = "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports"
+DELEGATE = "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/delegate_delayed_leave"
 
 SOFT = {"status": 401, "body": {"errcode": "M_UNKNOWN_TOKEN", "error": "Token expired",
                                 "soft_logout": True}}
@@ -46,7 +47,8 @@ def state():
 class ClientsCompat(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tb = Testbed(mrtc_binary=BINARY, state=state()).start(with_daemons=True)
+        cls.tb = Testbed(mrtc_binary=BINARY, state=state())
+        cls.tb.start(with_daemons=True, MRTC_STORE="sqlite:" + cls.tb.path("jobs.db"))
         hs1 = cls.tb.hs("hs1.test")
         cls.c1 = HttpsTo(cls.tb.ca, "hs1.test", hs1.address, 443)
 
@@ -59,31 +61,35 @@ class ClientsCompat(unittest.TestCase):
     def ask(self, token, path=GET_TOKEN):
         body = {"url": "wss://sfu.hs1.test", "room_id": "!local:hs1.test",
                 "slot_id": "m.call#ROOM", "member": {"id": "m1"}}
-        method = "POST" if path == GET_TOKEN else "GET"
+        if path == DELEGATE:
+            body["delay_id"] = "syd_x"
+        method = "GET" if path == TRANSPORTS else "POST"
         status, h, data = self.c1.request(method, path, body=body if method == "POST" else None,
                                           headers={"Authorization": f"Bearer {token}"})
         return status, h, json.loads(data)
 
     def test_401_soft_logout_passes_through(self):
-        for path in (GET_TOKEN, TRANSPORTS):
+        for path in (GET_TOKEN, TRANSPORTS, DELEGATE):
             status, _, doc = self.ask("tok_soft", path)
             self.assertEqual((status, doc), (401, SOFT["body"]), path)
 
     def test_403_stays_403_with_the_homeservers_errcode(self):
-        for path in (GET_TOKEN, TRANSPORTS):
+        for path in (GET_TOKEN, TRANSPORTS, DELEGATE):
             status, _, doc = self.ask("tok_locked", path)
             self.assertEqual((status, doc), (403, LOCKED["body"]), path)
             self.assertNotIn("soft_logout", doc)
 
     def test_429_keeps_its_retry_hint(self):
-        status, h, doc = self.ask("tok_slow")
-        self.assertEqual((status, doc.get("errcode"), doc.get("retry_after_ms")),
-                         (429, "M_LIMIT_EXCEEDED", 7000), doc)
-        self.assertEqual(h.get("retry-after"), "7")
+        for path in (GET_TOKEN, DELEGATE):
+            status, h, doc = self.ask("tok_slow", path)
+            self.assertEqual((status, doc.get("errcode"), doc.get("retry_after_ms")),
+                             (429, "M_LIMIT_EXCEEDED", 7000), doc)
+            self.assertEqual(h.get("retry-after"), "7")
 
     def test_other_answers_are_502_m_unknown(self):
-        status, _, doc = self.ask("tok_broken")
-        self.assertEqual((status, doc.get("errcode")), (502, "M_UNKNOWN"), doc)
+        for path in (GET_TOKEN, TRANSPORTS, DELEGATE):
+            status, _, doc = self.ask("tok_broken", path)
+            self.assertEqual((status, doc.get("errcode")), (502, "M_UNKNOWN"), (path, doc))
 
     def test_refusals_are_not_cached(self):
         status, _, doc = self.ask("tok_later")
