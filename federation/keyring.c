@@ -169,6 +169,21 @@ static void answer_now(evutil_socket_t fd, short what, void *arg)
 	op_free(op);
 }
 
+/* Answers @op with @result on the next loop turn (never inside the start call); NULL if out of
+ * memory (@op freed). */
+static struct mrtc_keyring_op *answer_soon(struct mrtc_keyring *kr, struct mrtc_keyring_op *op,
+					   enum mrtc_err result)
+{
+	op->result = result;
+	op->ev = event_new(kr->base, -1, 0, answer_now, op);
+	if (!op->ev) {
+		free(op);
+		return NULL;
+	}
+	event_active(op->ev, 0, 0);
+	return op;
+}
+
 static void on_keys(void *arg, const struct mrtc_http_response *resp);
 static void on_notary_keys(void *arg, const struct mrtc_http_response *resp);
 
@@ -312,14 +327,7 @@ struct mrtc_keyring_op *mrtc_keyring_ensure_from(struct mrtc_keyring *kr, const 
 		/* A new fetch would be needed and the cap is reached: answered at once, nothing
 		 * added to the cache. */
 		kr->stats.fetches_refused++;
-		op->result = MRTC_ERR_LIMIT_EXCEEDED;
-		op->ev = event_new(kr->base, -1, 0, answer_now, op);
-		if (!op->ev) {
-			free(op);
-			return NULL;
-		}
-		event_active(op->ev, 0, 0);
-		return op;
+		return answer_soon(kr, op, MRTC_ERR_LIMIT_EXCEEDED);
 	}
 	if (!s)
 		s = find_or_add(kr, origin);
@@ -331,16 +339,10 @@ struct mrtc_keyring_op *mrtc_keyring_ensure_from(struct mrtc_keyring *kr, const 
 	uint64_t now = mrtc_monotonic_ms();
 	bool recently_failed = s->failed_until_ms > now || s->fetched_until_ms > now;
 	if (state == MRTC_OK || (recently_failed && !s->fetch)) {
-		op->result = state == MRTC_OK ? MRTC_OK : MRTC_ERR_UNKNOWN_KEY;
-		if (state == MRTC_ERR_KEY_EXPIRED)
-			op->result = MRTC_ERR_KEY_EXPIRED;
-		op->ev = event_new(kr->base, -1, 0, answer_now, op);
-		if (!op->ev) {
-			free(op);
-			return NULL;
-		}
-		event_active(op->ev, 0, 0);
-		return op;
+		return answer_soon(kr, op,
+				   state == MRTC_OK || state == MRTC_ERR_KEY_EXPIRED
+				       ? state
+				       : MRTC_ERR_UNKNOWN_KEY);
 	}
 	kr->stats.misses++;
 	op->srv = s;
