@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import subprocess
+import shutil
 import sys
 import unittest
 
@@ -78,11 +79,13 @@ class ElementCall(unittest.TestCase):
         cls.tb = Testbed(mrtc_binary=BINARY, state=state)
         web = cls.tb.path("web")
         os.makedirs(web)
-        os.symlink(os.path.join(modules, "@element-hq", "element-call-embedded", "dist"),
-                   os.path.join(web, "ec"))
-        os.symlink(os.path.join(modules, "matrix-widget-api", "dist"),
-                   os.path.join(web, "mxwidgets"))
-        os.symlink(os.path.join(EC, "host.html"), os.path.join(web, "host.html"))
+        # Copies, not links: nginx workers (user nobody) may not traverse the checkout's folders
+        # (a clone under a 0700 home or temporary folder).
+        shutil.copytree(os.path.join(modules, "@element-hq", "element-call-embedded", "dist"),
+                        os.path.join(web, "ec"))
+        shutil.copytree(os.path.join(modules, "matrix-widget-api", "dist"),
+                        os.path.join(web, "mxwidgets"))
+        shutil.copy(os.path.join(EC, "host.html"), os.path.join(web, "host.html"))
         cls.tb.client_root = web
         cls.tb.start(with_daemons=True, LIVEKIT_FULL_ACCESS_HOMESERVERS="hs1.test,hs2.test")
         cls.out = cls.tb.path("element-call")
