@@ -18,10 +18,10 @@ struct mrtc_keyring_op;
 
 struct mrtc_keyring_config {
 	struct mrtc_fedclient *fed;
-	size_t max_servers;	 /* 0: 4096 */
-	uint64_t failure_ttl_ms; /* 0: 30 s */
-	uint64_t timeout_ms;	 /* 0: 10 s */
-	size_t max_fetches;	 /* key fetches in flight at once; 0: 256 */
+	size_t max_servers;	     /* 0: 4096 */
+	uint64_t failure_ttl_ms;     /* 0: 30 s */
+	uint64_t timeout_ms;	     /* 0: 10 s */
+	size_t max_fetches;	     /* key fetches in flight at once; 0: 256 */
 	size_t max_fetches_per_peer; /* of them started by one peer address; 0: 32 */
 	/*
 	 * Optional notary (e.g. our own homeserver): when fetching a server's keys directly

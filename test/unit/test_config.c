@@ -187,7 +187,8 @@ START_TEST(test_config_load_service_url)
 	env_set(&e, "MRTC_PUBLIC_BASE_URL", NULL);
 	p = load(&e, &c);
 	ck_assert_ptr_nonnull(p);
-	ck_assert_ptr_nonnull(strstr(p, "MRTC_LIVEKIT_SERVICE_URL: set it or MRTC_PUBLIC_BASE_URL"));
+	ck_assert_ptr_nonnull(
+	    strstr(p, "MRTC_LIVEKIT_SERVICE_URL: set it or MRTC_PUBLIC_BASE_URL"));
 	ck_assert_ptr_nonnull(strstr(p, "matrix-js-sdk 43, Element Call 0.26.1 and Element X"));
 	free(p);
 	/* The explicit opt-out. */

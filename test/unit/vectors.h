@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Test helpers: loading the known-answer files of test/vectors/ (path from MRTC_VECTORS_DIR, set by meson) and small fixtures. */
+/* Test helpers: loading the known-answer files of test/vectors/ (path from MRTC_VECTORS_DIR, set by
+ * meson) and small fixtures. */
 #ifndef MRTC_TEST_VECTORS_H
 #define MRTC_TEST_VECTORS_H
 
