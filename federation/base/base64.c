@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unpadded base64 encode/decode as Matrix and JWTs use it. */
-#include "mrtc/base64.h"
+#include "mrtc/base/base64.h"
 
 #include <stdint.h>
 #include <stdlib.h>

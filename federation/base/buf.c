@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Growable NUL-terminated buffer with sticky failure. */
-#include "mrtc/buf.h"
+#include "mrtc/base/buf.h"
 
 #include <stdarg.h>
 #include <stdint.h>

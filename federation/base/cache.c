@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Chained hash table plus an insertion-ordered list for eviction. */
-#include "mrtc/cache.h"
+#include "mrtc/base/cache.h"
 
 #include <sodium.h>
 #include <stdlib.h>

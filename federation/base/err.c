@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Names of the error values, for logs and test messages. */
-#include "mrtc/err.h"
+#include "mrtc/base/err.h"
 
 static const char *const names[MRTC_ERR__COUNT] = {
 	[MRTC_OK] = "ok",

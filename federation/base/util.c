@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Number parsing, constant-time comparison, log quoting and clocks. */
-#include "mrtc/util.h"
+#include "mrtc/base/util.h"
 
 #include <stdio.h>
 #include <string.h>

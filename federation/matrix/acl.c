@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* m.room.server_acl evaluation with a non-backtracking glob matcher. */
-#include "mrtc/acl.h"
+#include "mrtc/matrix/acl.h"
 
 #include <string.h>
 
-#include "mrtc/servername.h"
+#include "mrtc/matrix/servername.h"
 
 static char lower(char c)
 {

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* CIDR ranges and the outbound address guard. Pure. */
-#include "mrtc/guard.h"
+#include "mrtc/matrix/guard.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
 
-#include "mrtc/util.h"
+#include "mrtc/base/util.h"
 
 bool mrtc_cidr_parse(const char *s, struct mrtc_cidr *ret)
 {

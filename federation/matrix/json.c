@@ -3,13 +3,13 @@
  * Strict RFC 8259 parser producing json-c objects, and the Matrix canonical JSON writer.
  * Pure: no I/O, no logging.
  */
-#include "mrtc/json.h"
+#include "mrtc/matrix/json.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/buf.h"
+#include "mrtc/base/buf.h"
 
 struct parser {
 	const unsigned char *p;

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Building and verifying /_matrix/key/v2/server responses. Pure. */
-#include "mrtc/serverkeys.h"
+#include "mrtc/matrix/serverkeys.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "mrtc/base64.h"
-#include "mrtc/json.h"
+#include "mrtc/base/base64.h"
+#include "mrtc/matrix/json.h"
 
 enum mrtc_err mrtc_server_keys_build(const struct mrtc_signing_key *key, const char *server_name,
 				     uint64_t valid_until_ms, struct json_object **ret_obj)

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Server-name grammar, user-id and room-id checks. Pure. */
-#include "mrtc/servername.h"
+#include "mrtc/matrix/servername.h"
 
 #include <arpa/inet.h>
 #include <string.h>
 
-#include "mrtc/util.h"
+#include "mrtc/base/util.h"
 
 static bool is_dns_char(char c)
 {

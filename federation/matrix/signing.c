@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Signing-key files and Matrix JSON signatures over canonical JSON (libsodium Ed25519). */
-#include "mrtc/signing.h"
+#include "mrtc/matrix/signing.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mrtc/base64.h"
-#include "mrtc/json.h"
+#include "mrtc/base/base64.h"
+#include "mrtc/matrix/json.h"
 
 #define KEY_FILE_MAX (64 * 1024)
 

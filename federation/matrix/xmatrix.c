@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* X-Matrix header building, lenient parsing and request verification. Pure. */
-#include "mrtc/xmatrix.h"
+#include "mrtc/matrix/xmatrix.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "mrtc/base64.h"
-#include "mrtc/buf.h"
-#include "mrtc/json.h"
+#include "mrtc/base/base64.h"
+#include "mrtc/base/buf.h"
+#include "mrtc/matrix/json.h"
 
 #include <sodium.h>
 

@@ -4,7 +4,7 @@
  * result is parked in its query and delivered from a deferred event: callers never see a
  * callback before they hold the query handle.
  */
-#include "mrtc/dns.h"
+#include "mrtc/net/dns.h"
 
 #include <ares.h>
 #include <arpa/inet.h>

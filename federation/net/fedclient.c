@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Outbound federation requests: resolver -> DNS -> guard -> TLS (+ X-Matrix). */
-#include "mrtc/fedclient.h"
+#include "mrtc/net/fedclient.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/json.h"
-#include "mrtc/util.h"
-#include "mrtc/xmatrix.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/base/util.h"
+#include "mrtc/matrix/xmatrix.h"
 
 struct mrtc_fedclient {
 	struct event_base *base;

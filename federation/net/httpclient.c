@@ -5,7 +5,7 @@
  * cannot reuse an OpenSSL bufferevent after a disconnect), and an idle one goes back to its
  * destination's pool. Everything a caller passes is copied before mrtc_http_send() returns.
  */
-#include "mrtc/httpclient.h"
+#include "mrtc/net/httpclient.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/servername.h"
+#include "mrtc/matrix/servername.h"
 
 #define DEST_KEY_MAX 600
 #define USER_AGENT "mrtc-transport"

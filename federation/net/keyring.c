@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Fetching, verifying and caching other servers' signing keys. */
-#include "mrtc/keyring.h"
+#include "mrtc/net/keyring.h"
 
 #include <event2/http.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/json.h"
-#include "mrtc/util.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/base/util.h"
 
 struct mrtc_keyring_op {
 	struct mrtc_keyring *kr;

@@ -4,15 +4,15 @@
  * redirects) -> (SRV _matrix-fed, then _matrix) -> result, with waiters coalesced per name
  * and results cached with the well-known's lifetime.
  */
-#include "mrtc/resolver.h"
+#include "mrtc/net/resolver.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "mrtc/json.h"
-#include "mrtc/util.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/base/util.h"
 
 struct waiter {
 	struct mrtc_resolve_op *op;

@@ -4,7 +4,7 @@
  * jobs come back through another and a byte on a self-pipe wakes the loop. Only the loop
  * thread touches a job's callback fields and its cancelled flag.
  */
-#include "mrtc/verifier.h"
+#include "mrtc/net/verifier.h"
 
 #include <errno.h>
 #include <fcntl.h>

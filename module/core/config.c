@@ -3,7 +3,7 @@
  * Configuration from the environment. One table lists every variable with its type, default,
  * flags and help; loading, validation, --help and redaction are all driven by it.
  */
-#include "mrtc/config.h"
+#include "mrtc/core/config.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -19,9 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mrtc/servername.h"
-#include "mrtc/store.h"
-#include "mrtc/util.h"
+#include "mrtc/matrix/servername.h"
+#include "mrtc/store/store.h"
+#include "mrtc/base/util.h"
 
 #define SECRET_FILE_MAX 4096
 

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Line-oriented logging to stderr, text or JSON. */
-#include "mrtc/log.h"
+#include "mrtc/core/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-#include "mrtc/buf.h"
-#include "mrtc/util.h"
+#include "mrtc/base/buf.h"
+#include "mrtc/base/util.h"
 
 static int log_level = LOG_INFO;
 static enum mrtc_log_format log_format = MRTC_LOG_TEXT;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Request counters and histograms, and Prometheus text output. */
-#include "mrtc/metrics.h"
+#include "mrtc/core/metrics.h"
 
 #include <string.h>
 

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Token buckets in milli-tokens on top of the bounded cache. */
-#include "mrtc/ratelimit.h"
+#include "mrtc/core/ratelimit.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/cache.h"
+#include "mrtc/base/cache.h"
 
 struct bucket {
 	uint64_t milli; /* tokens * 1000 */

@@ -6,7 +6,7 @@
  * (1 s, x1.5, jitter, at most 60 s) and honour 429. Jobs are written to the store on every
  * change of state; with a shared store each job is driven only by the daemon holding its lease.
  */
-#include "mrtc/delayed.h"
+#include "mrtc/delayed/delayed.h"
 
 #include <event2/http.h>
 #include <sodium.h>
@@ -14,12 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/json.h"
-#include "mrtc/log.h"
-#include "mrtc/rtc.h"
-#include "mrtc/services.h"
-#include "mrtc/store.h"
-#include "mrtc/util.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/core/log.h"
+#include "mrtc/rtc/rtc.h"
+#include "mrtc/main/services.h"
+#include "mrtc/store/store.h"
+#include "mrtc/base/util.h"
 
 #define MAX_JOBS 100000
 #define BACKOFF_START_MS 1000

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Homeserver client: whoami, memberships, server ACLs, with bounded caches. */
-#include "mrtc/homeserver.h"
+#include "mrtc/homeserver/homeserver.h"
 
 #include <event2/http.h>
 #include <sodium.h>
@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/acl.h"
-#include "mrtc/cache.h"
-#include "mrtc/json.h"
-#include "mrtc/log.h"
-#include "mrtc/util.h"
+#include "mrtc/matrix/acl.h"
+#include "mrtc/base/cache.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/core/log.h"
+#include "mrtc/base/util.h"
 
 #define RESPONSE_MAX (1024 * 1024)
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Routing, replies and the error-to-status mapping of the HTTP boundary. */
-#include "mrtc/http.h"
+#include "mrtc/http/http.h"
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -9,9 +9,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "mrtc/log.h"
-#include "mrtc/server.h"
-#include "mrtc/util.h"
+#include "mrtc/core/log.h"
+#include "mrtc/http/server.h"
+#include "mrtc/base/util.h"
 
 enum mrtc_route_match mrtc_route_find(const struct mrtc_route *routes, size_t n, const char *path,
 				      unsigned method, const struct mrtc_route **ret_route)

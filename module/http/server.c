@@ -3,7 +3,7 @@
  * Listeners, dispatch through the route tables, per-request context and graceful shutdown.
  * Endpoint logic lives in its own files and is reached through the route tables here.
  */
-#include "mrtc/server.h"
+#include "mrtc/http/server.h"
 
 #include <errno.h>
 #include <event2/bufferevent.h>
@@ -15,13 +15,13 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "mrtc/admin.h"
-#include "mrtc/delayed.h"
-#include "mrtc/legacy.h"
-#include "mrtc/log.h"
-#include "mrtc/rtc.h"
-#include "mrtc/services.h"
-#include "mrtc/util.h"
+#include "mrtc/ops/admin.h"
+#include "mrtc/delayed/delayed.h"
+#include "mrtc/legacy/legacy.h"
+#include "mrtc/core/log.h"
+#include "mrtc/rtc/rtc.h"
+#include "mrtc/main/services.h"
+#include "mrtc/base/util.h"
 
 #define HARD_BODY_MAX (256 * 1024)
 

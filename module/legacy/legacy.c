@@ -3,7 +3,7 @@
  * lk-jwt-service drop-in: the OpenID flow. Validation messages and statuses are lk-jwt-
  * service's; unknown body keys are ignored rather than refused.
  */
-#include "mrtc/legacy.h"
+#include "mrtc/legacy/legacy.h"
 
 #include <event2/http.h>
 #include <sodium.h>
@@ -11,13 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/delayed.h"
-#include "mrtc/json.h"
-#include "mrtc/store.h"
-#include "mrtc/livekit.h"
-#include "mrtc/log.h"
-#include "mrtc/services.h"
-#include "mrtc/util.h"
+#include "mrtc/delayed/delayed.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/store/store.h"
+#include "mrtc/livekit/livekit.h"
+#include "mrtc/core/log.h"
+#include "mrtc/main/services.h"
+#include "mrtc/base/util.h"
 
 #define USERINFO_MAX (16 * 1024)
 #define OPENID_TOKEN_MAX 1024

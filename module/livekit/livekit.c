@@ -2,15 +2,15 @@
 /*
  * LiveKit names, identities and HS256 access tokens; webhook verification. Pure: no I/O.
  */
-#include "mrtc/livekit.h"
+#include "mrtc/livekit/livekit.h"
 
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/base64.h"
-#include "mrtc/buf.h"
-#include "mrtc/json.h"
+#include "mrtc/base/base64.h"
+#include "mrtc/base/buf.h"
+#include "mrtc/matrix/json.h"
 
 /* base64url('{"alg":"HS256","typ":"JWT"}') */
 #define JWT_HEADER_B64 "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* LiveKit RoomService client (Twirp JSON). */
-#include "mrtc/roomservice.h"
+#include "mrtc/livekit/roomservice.h"
 
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/json.h"
-#include "mrtc/util.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/base/util.h"
 
 #define RESPONSE_MAX (256 * 1024)
 

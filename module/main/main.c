@@ -12,9 +12,9 @@
 #include <time.h>
 
 #include "mrtc-version.h"
-#include "mrtc/config.h"
-#include "mrtc/log.h"
-#include "mrtc/server.h"
+#include "mrtc/core/config.h"
+#include "mrtc/core/log.h"
+#include "mrtc/http/server.h"
 
 #define SHUTDOWN_DEADLINE_MS 10000
 

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Building and tearing down the components from the configuration. */
-#include "mrtc/services.h"
+#include "mrtc/main/services.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/admin.h"
-#include "mrtc/delayed.h"
-#include "mrtc/log.h"
+#include "mrtc/ops/admin.h"
+#include "mrtc/delayed/delayed.h"
+#include "mrtc/core/log.h"
 
 #define RATE_KEYS_MAX 200000
 #define ORIGIN_FACTOR 10

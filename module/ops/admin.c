@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Readiness probes, /readyz, and /metrics over every component's statistics. */
-#include "mrtc/admin.h"
+#include "mrtc/ops/admin.h"
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "mrtc-version.h"
-#include "mrtc/log.h"
-#include "mrtc/services.h"
-#include "mrtc/util.h"
+#include "mrtc/core/log.h"
+#include "mrtc/main/services.h"
+#include "mrtc/base/util.h"
 
 struct mrtc_readiness {
 	struct mrtc_services *s;

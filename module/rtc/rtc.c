@@ -4,7 +4,7 @@
  * creation, federation); each step keeps the handle of its outbound call so that a client that
  * goes away cancels what is still running.
  */
-#include "mrtc/rtc.h"
+#include "mrtc/rtc/rtc.h"
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -14,13 +14,13 @@
 #include <string.h>
 #include <strings.h>
 
-#include "mrtc/delayed.h"
-#include "mrtc/json.h"
-#include "mrtc/livekit.h"
-#include "mrtc/log.h"
-#include "mrtc/services.h"
-#include "mrtc/util.h"
-#include "mrtc/xmatrix.h"
+#include "mrtc/delayed/delayed.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/livekit/livekit.h"
+#include "mrtc/core/log.h"
+#include "mrtc/main/services.h"
+#include "mrtc/base/util.h"
+#include "mrtc/matrix/xmatrix.h"
 
 #define MAX_AUTH_HEADERS 8
 #define FED_RESPONSE_MAX (64 * 1024)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The job stores: SQLite (WAL, one row per job) and Redis (a hash per job, leases by SET NX). */
-#include "mrtc/store.h"
+#include "mrtc/store/store.h"
 
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
@@ -13,9 +13,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "mrtc/log.h"
-#include "mrtc/servername.h"
-#include "mrtc/util.h"
+#include "mrtc/core/log.h"
+#include "mrtc/matrix/servername.h"
+#include "mrtc/base/util.h"
 
 /* ---- SQLite ---- */
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "bench.h"
-#include "mrtc/livekit.h"
+#include "mrtc/livekit/livekit.h"
 
 static const struct mrtc_livekit_creds creds = { "APIdevkey",
 						 "devsecret-0123456789abcdef0123456789" };

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "bench.h"
-#include "mrtc/json.h"
-#include "mrtc/xmatrix.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/matrix/xmatrix.h"
 
 struct ctx {
 	const struct mrtc_signing_key *key;

@@ -4,8 +4,8 @@
  * tried as m.room.server_acl content.
  */
 #include "fuzz.h"
-#include "mrtc/acl.h"
-#include "mrtc/json.h"
+#include "mrtc/matrix/acl.h"
+#include "mrtc/matrix/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Base64 decoding: anything decoded re-encodes to a string that decodes to the same bytes. */
 #include "fuzz.h"
-#include "mrtc/base64.h"
+#include "mrtc/base/base64.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

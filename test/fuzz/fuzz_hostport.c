@@ -3,7 +3,7 @@
 #include <sys/socket.h>
 
 #include "fuzz.h"
-#include "mrtc/config.h"
+#include "mrtc/core/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -3,7 +3,7 @@
 #include <stdio.h>
 
 #include "fuzz.h"
-#include "mrtc/json.h"
+#include "mrtc/matrix/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

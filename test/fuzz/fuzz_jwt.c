@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* JWT and webhook verification: first line is the token, the rest the webhook body. */
 #include "fuzz.h"
-#include "mrtc/livekit.h"
+#include "mrtc/livekit/livekit.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

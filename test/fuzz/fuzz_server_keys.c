@@ -4,8 +4,8 @@
  * has well-formed keys. The input is split at the first newline: a pin, then a JSON body.
  */
 #include "fuzz.h"
-#include "mrtc/json.h"
-#include "mrtc/serverkeys.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/matrix/serverkeys.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Server names, user ids and room ids: accepted values never carry header-breaking bytes. */
 #include "fuzz.h"
-#include "mrtc/servername.h"
+#include "mrtc/matrix/servername.h"
 
 static void check_clean(const char *s)
 {

@@ -3,7 +3,7 @@
 #include <sodium.h>
 
 #include "fuzz.h"
-#include "mrtc/signing.h"
+#include "mrtc/matrix/signing.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

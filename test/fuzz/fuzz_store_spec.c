@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* MRTC_STORE values and LiveKit Twirp error bodies. */
 #include "fuzz.h"
-#include "mrtc/roomservice.h"
-#include "mrtc/store.h"
+#include "mrtc/livekit/roomservice.h"
+#include "mrtc/store/store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* get_token bodies (client and federation forms), SFU URL matching and JWT shape checks. */
 #include "fuzz.h"
-#include "mrtc/json.h"
-#include "mrtc/rtc.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/rtc/rtc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

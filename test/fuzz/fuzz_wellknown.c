@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Well-known bodies and Cache-Control values: accepted delegations are valid server names. */
 #include "fuzz.h"
-#include "mrtc/resolver.h"
+#include "mrtc/net/resolver.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* X-Matrix header parser: accepted headers always carry valid, bounded fields. */
 #include "fuzz.h"
-#include "mrtc/xmatrix.h"
+#include "mrtc/matrix/xmatrix.h"
 
 static enum mrtc_err no_keys(void *ctx, const char *origin, const char *key_id, uint8_t *pk)
 {

@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/base64.h"
-#include "mrtc/json.h"
-#include "mrtc/signing.h"
-#include "mrtc/xmatrix.h"
+#include "mrtc/base/base64.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/matrix/signing.h"
+#include "mrtc/matrix/xmatrix.h"
 
 struct pinned {
 	const char *origin, *key_id;

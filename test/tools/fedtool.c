@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/fedclient.h"
-#include "mrtc/keyring.h"
-#include "mrtc/util.h"
+#include "mrtc/net/fedclient.h"
+#include "mrtc/net/keyring.h"
+#include "mrtc/base/util.h"
 
 struct tool {
 	struct event_base *base;

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/livekit.h"
-#include "mrtc/util.h"
+#include "mrtc/livekit/livekit.h"
+#include "mrtc/base/util.h"
 
 static int mint(char **argv)
 {

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/acl.h"
-#include "mrtc/json.h"
+#include "mrtc/matrix/acl.h"
+#include "mrtc/matrix/json.h"
 #include "vectors.h"
 
 static struct json_object *acl(const char *text)

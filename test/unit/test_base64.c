@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/base64.h"
+#include "mrtc/base/base64.h"
 #include "vectors.h"
 
 static bool decode(const char *s, uint8_t *out, size_t size, size_t *len)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/buf.h"
+#include "mrtc/base/buf.h"
 #include "vectors.h"
 
 START_TEST(test_buf_append_and_steal)

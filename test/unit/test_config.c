@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "mrtc/config.h"
+#include "mrtc/core/config.h"
 #include "vectors.h"
 
 #define MAX_ENV 64

@@ -5,7 +5,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "mrtc/guard.h"
+#include "mrtc/matrix/guard.h"
 #include "vectors.h"
 
 static bool blocked(const char *ip, const char *allow)

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/http.h"
+#include "mrtc/http/http.h"
 #include "vectors.h"
 
 static void handler_a(struct mrtc_request *r)

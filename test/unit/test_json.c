@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/json.h"
+#include "mrtc/matrix/json.h"
 #include "vectors.h"
 
 static enum mrtc_err parse(const char *text, struct json_object **ret)

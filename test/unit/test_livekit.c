@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/base64.h"
-#include "mrtc/json.h"
-#include "mrtc/livekit.h"
+#include "mrtc/base/base64.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/livekit/livekit.h"
 #include "vectors.h"
 
 static const struct mrtc_livekit_creds creds = { "APIdevkey",

@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mrtc/log.h"
-#include "mrtc/json.h"
+#include "mrtc/core/log.h"
+#include "mrtc/matrix/json.h"
 #include "vectors.h"
 
 /* Runs one mrtc_log call with stderr sent to a file and returns what was written. */

@@ -3,7 +3,7 @@
 #include <check.h>
 #include <stdio.h>
 
-#include "mrtc/ratelimit.h"
+#include "mrtc/core/ratelimit.h"
 #include "vectors.h"
 
 START_TEST(test_ratelimit_burst_then_refill)

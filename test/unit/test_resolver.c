@@ -3,7 +3,7 @@
 #include <check.h>
 #include <string.h>
 
-#include "mrtc/resolver.h"
+#include "mrtc/net/resolver.h"
 #include "vectors.h"
 
 static bool wk(const char *body, char *out)

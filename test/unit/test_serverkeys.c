@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/base64.h"
-#include "mrtc/json.h"
-#include "mrtc/serverkeys.h"
+#include "mrtc/base/base64.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/matrix/serverkeys.h"
 #include "vectors.h"
 
 #define VECTOR_VALID_UNTIL UINT64_C(1652262000000)

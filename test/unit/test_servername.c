@@ -3,7 +3,7 @@
 #include <check.h>
 #include <string.h>
 
-#include "mrtc/servername.h"
+#include "mrtc/matrix/servername.h"
 #include "vectors.h"
 
 START_TEST(test_server_name_parse_valid)

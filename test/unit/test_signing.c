@@ -5,9 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mrtc/base64.h"
-#include "mrtc/json.h"
-#include "mrtc/signing.h"
+#include "mrtc/base/base64.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/matrix/signing.h"
 #include "vectors.h"
 
 static struct mrtc_signing_key *vector_key(struct json_object *vec)

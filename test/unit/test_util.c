@@ -3,7 +3,7 @@
 #include <check.h>
 #include <string.h>
 
-#include "mrtc/util.h"
+#include "mrtc/base/util.h"
 #include "vectors.h"
 
 START_TEST(test_parse_u64_accepts_and_rejects)

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/json.h"
-#include "mrtc/xmatrix.h"
+#include "mrtc/matrix/json.h"
+#include "mrtc/matrix/xmatrix.h"
 #include "vectors.h"
 
 struct lookup_ctx {

@@ -10,13 +10,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "mrtc/buf.h"
-#include "mrtc/err.h"
-#include "mrtc/guard.h"
-#include "mrtc/log.h"
-#include "mrtc/serverkeys.h"
-#include "mrtc/servername.h"
-#include "mrtc/signing.h"
+#include "mrtc/base/buf.h"
+#include "mrtc/base/err.h"
+#include "mrtc/matrix/guard.h"
+#include "mrtc/core/log.h"
+#include "mrtc/matrix/serverkeys.h"
+#include "mrtc/matrix/servername.h"
+#include "mrtc/matrix/signing.h"
 
 enum mrtc_membership_backend {
 	MRTC_MEMBERSHIP_SYNAPSE_ADMIN,

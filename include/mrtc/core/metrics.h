@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mrtc/buf.h"
+#include "mrtc/base/buf.h"
 
 #define MRTC_METRICS_BUCKETS 13
 #define MRTC_METRICS_ENDPOINTS 16

@@ -8,7 +8,7 @@
 #ifndef MRTC_DELAYED_H
 #define MRTC_DELAYED_H
 
-#include "mrtc/http.h"
+#include "mrtc/http/http.h"
 
 struct mrtc_services;
 struct mrtc_delayed;

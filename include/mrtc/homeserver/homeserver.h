@@ -11,9 +11,9 @@
 
 #include <json-c/json.h>
 
-#include "mrtc/config.h"
-#include "mrtc/httpclient.h"
-#include "mrtc/servername.h"
+#include "mrtc/core/config.h"
+#include "mrtc/net/httpclient.h"
+#include "mrtc/matrix/servername.h"
 
 struct mrtc_homeserver;
 struct mrtc_hs_op;

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mrtc/err.h"
+#include "mrtc/base/err.h"
 
 #define MRTC_HTTP_BODY_MAX (64 * 1024)
 #define MRTC_HTTP_HEADERS_MAX (16 * 1024)

@@ -9,9 +9,9 @@
 #include <event2/event.h>
 #include <stdint.h>
 
-#include "mrtc/config.h"
-#include "mrtc/err.h"
-#include "mrtc/http.h"
+#include "mrtc/core/config.h"
+#include "mrtc/base/err.h"
+#include "mrtc/http/http.h"
 
 /*
  * Creates the server on @base with @config (both borrowed; they must outlive the server) and

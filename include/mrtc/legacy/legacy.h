@@ -8,7 +8,7 @@
 #ifndef MRTC_LEGACY_H
 #define MRTC_LEGACY_H
 
-#include "mrtc/http.h"
+#include "mrtc/http/http.h"
 
 void mrtc_legacy_get_token(struct mrtc_request *r);
 void mrtc_legacy_sfu_get(struct mrtc_request *r);

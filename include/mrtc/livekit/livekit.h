@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mrtc/err.h"
+#include "mrtc/base/err.h"
 
 #define MRTC_LIVEKIT_NAME_MAX 256
 /* Unpadded base64 of a SHA-256 digest: 43 characters. */

@@ -8,8 +8,8 @@
 #ifndef MRTC_ROOMSERVICE_H
 #define MRTC_ROOMSERVICE_H
 
-#include "mrtc/httpclient.h"
-#include "mrtc/livekit.h"
+#include "mrtc/net/httpclient.h"
+#include "mrtc/livekit/livekit.h"
 
 #define MRTC_ROOM_KNOWN_TTL_MS 60000
 #define MRTC_ROOM_KNOWN_MAX 4096

@@ -7,15 +7,15 @@
 #ifndef MRTC_SERVICES_H
 #define MRTC_SERVICES_H
 
-#include "mrtc/cache.h"
-#include "mrtc/config.h"
-#include "mrtc/fedclient.h"
-#include "mrtc/homeserver.h"
-#include "mrtc/keyring.h"
-#include "mrtc/metrics.h"
-#include "mrtc/ratelimit.h"
-#include "mrtc/roomservice.h"
-#include "mrtc/verifier.h"
+#include "mrtc/base/cache.h"
+#include "mrtc/core/config.h"
+#include "mrtc/net/fedclient.h"
+#include "mrtc/homeserver/homeserver.h"
+#include "mrtc/net/keyring.h"
+#include "mrtc/core/metrics.h"
+#include "mrtc/core/ratelimit.h"
+#include "mrtc/livekit/roomservice.h"
+#include "mrtc/net/verifier.h"
 
 struct mrtc_services {
 	struct event_base *base;

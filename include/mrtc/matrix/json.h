@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mrtc/err.h"
+#include "mrtc/base/err.h"
 
 #define MRTC_JSON_MAX_DEPTH 64
 #define MRTC_JSON_INT_MAX INT64_C(9007199254740991)

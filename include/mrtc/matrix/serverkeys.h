@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mrtc/err.h"
-#include "mrtc/servername.h"
-#include "mrtc/signing.h"
+#include "mrtc/base/err.h"
+#include "mrtc/matrix/servername.h"
+#include "mrtc/matrix/signing.h"
 
 #define MRTC_KEY_MAX_LIFETIME_MS (7ull * 24 * 3600 * 1000)
 #define MRTC_SERVER_KEYS_MAX 16

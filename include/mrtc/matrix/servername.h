@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mrtc/err.h"
+#include "mrtc/base/err.h"
 
 #define MRTC_SERVER_NAME_MAX 255
 #define MRTC_ID_MAX 255

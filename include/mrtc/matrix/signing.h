@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mrtc/err.h"
+#include "mrtc/base/err.h"
 
 #define MRTC_KEY_ID_MAX 128
 #define MRTC_ED25519_PK_LEN 32

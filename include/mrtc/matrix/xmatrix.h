@@ -11,9 +11,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "mrtc/err.h"
-#include "mrtc/servername.h"
-#include "mrtc/signing.h"
+#include "mrtc/base/err.h"
+#include "mrtc/matrix/servername.h"
+#include "mrtc/matrix/signing.h"
 
 #define MRTC_XMATRIX_HEADER_MAX 8192
 #define MRTC_XMATRIX_SIG_MAX 128

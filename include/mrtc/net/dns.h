@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "mrtc/err.h"
+#include "mrtc/base/err.h"
 
 #define MRTC_DNS_MAX_ADDRS 8
 #define MRTC_DNS_MAX_SRV 16

@@ -9,9 +9,9 @@
 
 #include <json-c/json.h>
 
-#include "mrtc/httpclient.h"
-#include "mrtc/resolver.h"
-#include "mrtc/signing.h"
+#include "mrtc/net/httpclient.h"
+#include "mrtc/net/resolver.h"
+#include "mrtc/matrix/signing.h"
 
 struct mrtc_fedclient;
 struct mrtc_fed_call;

@@ -15,9 +15,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "mrtc/dns.h"
-#include "mrtc/err.h"
-#include "mrtc/guard.h"
+#include "mrtc/net/dns.h"
+#include "mrtc/base/err.h"
+#include "mrtc/matrix/guard.h"
 
 struct mrtc_http_client;
 struct mrtc_http_call;

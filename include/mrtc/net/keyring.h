@@ -8,8 +8,8 @@
 #ifndef MRTC_KEYRING_H
 #define MRTC_KEYRING_H
 
-#include "mrtc/fedclient.h"
-#include "mrtc/serverkeys.h"
+#include "mrtc/net/fedclient.h"
+#include "mrtc/matrix/serverkeys.h"
 
 #define MRTC_KEY_RESPONSE_MAX (64 * 1024)
 

@@ -13,11 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mrtc/dns.h"
-#include "mrtc/err.h"
-#include "mrtc/guard.h"
-#include "mrtc/httpclient.h"
-#include "mrtc/servername.h"
+#include "mrtc/net/dns.h"
+#include "mrtc/base/err.h"
+#include "mrtc/matrix/guard.h"
+#include "mrtc/net/httpclient.h"
+#include "mrtc/matrix/servername.h"
 
 #define MRTC_WELLKNOWN_MAX (50 * 1024)
 #define MRTC_WELLKNOWN_TTL_DEFAULT_MS (24ull * 3600 * 1000)

@@ -8,7 +8,7 @@
 
 #include <event2/event.h>
 
-#include "mrtc/xmatrix.h"
+#include "mrtc/matrix/xmatrix.h"
 
 struct mrtc_verifier;
 struct mrtc_verify_job;

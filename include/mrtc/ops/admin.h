@@ -6,8 +6,8 @@
 #ifndef MRTC_ADMIN_H
 #define MRTC_ADMIN_H
 
-#include "mrtc/http.h"
-#include "mrtc/metrics.h"
+#include "mrtc/http/http.h"
+#include "mrtc/core/metrics.h"
 
 struct mrtc_services;
 struct mrtc_readiness;

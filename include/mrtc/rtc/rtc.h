@@ -8,7 +8,7 @@
 #ifndef MRTC_RTC_H
 #define MRTC_RTC_H
 
-#include "mrtc/http.h"
+#include "mrtc/http/http.h"
 
 void mrtc_rtc_transports(struct mrtc_request *r);
 void mrtc_rtc_client_get_token(struct mrtc_request *r);

@@ -14,8 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "mrtc/err.h"
-#include "mrtc/livekit.h"
+#include "mrtc/base/err.h"
+#include "mrtc/livekit/livekit.h"
 
 enum mrtc_job_state {
 	MRTC_JOB_WAITING = 0,	/* the participant has not been seen on the SFU yet */
