@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The one error enumeration of mrtc-transport. Components return these; only the HTTP boundary
- * (module/http.c) turns them into a status code and a Matrix errcode.
+ * (module/http/http.c) turns them into a status code and a Matrix errcode.
  */
 #ifndef MRTC_ERR_H
 #define MRTC_ERR_H
