@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mrtc/appservice.h"
 #include "mrtc/json.h"
 #include "mrtc/log.h"
 #include "mrtc/rtc.h"
@@ -877,14 +878,26 @@ static void dl_list(struct delegation *g)
 		dl_fail(g, MRTC_ERR_INVALID_PARAM, "`delay_id` is too long");
 		return;
 	}
-	size_t al = strlen(g->token) + 8;
+	/* Application-service mode has no user token: the as_token acting as the user. */
+	const char *token = g->token ? g->token : g->s->config->appservice_token;
+	if (!g->token) {
+		char *user = evhttp_uriencode(g->who.user_id, -1, 0);
+		int m = user ? snprintf(url + n, sizeof(url) - (size_t)n, "?user_id=%s", user) : -1;
+		free(user);
+		if (m < 0 || (size_t)m >= sizeof(url) - (size_t)n) {
+			sodium_memzero(url, sizeof(url));
+			dl_fail(g, MRTC_ERR_INVALID_PARAM, "`delay_id` is too long");
+			return;
+		}
+	}
+	size_t al = strlen(token) + 8;
 	char *auth = malloc(al);
 	if (!auth) {
 		sodium_memzero(url, sizeof(url));
 		dl_fail(g, MRTC_ERR_NOMEM, "Out of memory");
 		return;
 	}
-	snprintf(auth, al, "Bearer %s", g->token);
+	snprintf(auth, al, "Bearer %s", token);
 	struct mrtc_http_request req = { .method = "GET",
 					 .authorization = auth,
 					 .timeout_ms = g->s->config->homeserver_timeout_s * 1000,
@@ -993,8 +1006,30 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 	dl_list(g);
 }
 
+/* Application-service mode: the homeserver authenticated the user (no device, no token). */
+static void delegate_from_homeserver(struct mrtc_request *r)
+{
+	struct mrtc_whoami who = { .soft_logout = -1 };
+	if (!mrtc_appservice_client_user(r, who.user_id))
+		return;
+	struct delegation *g = calloc(1, sizeof(*g));
+	if (!g) {
+		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+		return;
+	}
+	g->r = r;
+	g->s = r->services;
+	r->handler_ctx = g;
+	r->on_abort = dl_abort;
+	dl_whoami(g, MRTC_OK, &who);
+}
+
 void mrtc_delayed_delegate(struct mrtc_request *r)
 {
+	if (r->services->config->appservice) {
+		delegate_from_homeserver(r);
+		return;
+	}
 	const char *token = mrtc_http_bearer(r);
 	if (!token) {
 		mrtc_http_reply_error(r, MRTC_ERR_MISSING_TOKEN, "Missing access token");
