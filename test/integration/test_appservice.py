@@ -82,6 +82,9 @@ class AppService(unittest.TestCase):
     def setUpClass(cls):
         cls.tb = Testbed(mrtc_binary=BINARY, state=state(), appservice=("hs1.test",))
         cls.tb.hs("hs1.test").deny = ["denied.test"]
+        cls.tb.hs("hs1.test").extra_env = {
+            "MRTC_STORE": "sqlite:" + cls.tb.path("jobs.db"), "MRTC_DELAYED_POLL_MS": "300",
+            "MRTC_DELAYED_CONNECT_WAIT": "3", "MRTC_MIN_DELAY_MS": "1000"}
         cls.tb.start(with_daemons=True, MRTC_MEMBERSHIP_CACHE_TTL="0",
                      MRTC_READINESS_INTERVAL="1", MRTC_FEDERATION_TIMEOUT="5")
         cls.hs1, cls.hs2 = cls.tb.hs("hs1.test"), cls.tb.hs("hs2.test")
@@ -393,6 +396,48 @@ class AppService(unittest.TestCase):
         self.assertIn("through fed_proxy failed: fed_proxy answered HTTP 403: destination denied",
                       log)
         self.assertIn("fed_proxy answered HTTP 502: connection failed", log)
+
+    # -- delayed events as the user ------------------------------------------------------------
+    def test_delegated_leave_managed_as_the_user(self):
+        """MSC4140's authenticated management: the as_token with ?user_id= of the owner, the only
+        credential this mode has (Synapse forwards no user token)."""
+        hs = self.hs1.hs_url
+        post_json(hs + "/_test/delayed", {"delay_id": "de_as", "user_id": "@alice:hs1.test",
+                                          "delay": 2000, "room_id": "!local:hs1.test"})
+        b = body("!local:hs1.test", "wss://sfu.hs1.test", member="mD", delay_id="de_as")
+        status, doc = self.call(self.c1, "tok_alice", b, path=UNSTABLE.replace(
+            "get_token", "delegate_delayed_leave"))
+        self.assertEqual((status, doc), (200, {}))
+        room = lk_hash("!local:hs1.test", "m.call#ROOM")
+        ident = lk_hash("@alice:hs1.test", "ALICEDEV", "mD")
+        post_json(self.hs1.sfu_url + "/_test/participant",
+                  {"room": room, "identity": ident, "present": True})
+        deadline = time.monotonic() + 10
+        ev = {}
+        while time.monotonic() < deadline:
+            ev = get_json(hs + "/_test/delayed").get("de_as", {})
+            if any(a["action"] == "restart" for a in ev.get("actions", [])):
+                break
+            time.sleep(0.1)
+        self.assertTrue(any(a["action"] == "restart" for a in ev.get("actions", [])), ev)
+        post_json(self.hs1.sfu_url + "/_test/participant",
+                  {"room": room, "identity": ident, "present": False})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ev = get_json(hs + "/_test/delayed").get("de_as", {})
+            if ev.get("state") == "sent":
+                break
+            time.sleep(0.1)
+        self.assertEqual(ev.get("state"), "sent", ev)
+        self.assertTrue(ev["requests"])
+        for r in ev["requests"]:
+            self.assertEqual(r["query"].get("user_id"), ["@alice:hs1.test"])
+        # Another user's delay_id is not found for alice (the lookup runs as alice).
+        post_json(hs + "/_test/delayed", {"delay_id": "de_bob", "user_id": "@bob:hs1.test",
+                                          "delay": 2000, "room_id": "!local:hs1.test"})
+        status, doc = self.call(self.c1, "tok_alice", dict(b, delay_id="de_bob"),
+                                path=UNSTABLE.replace("get_token", "delegate_delayed_leave"))
+        self.assertEqual(status, 400, doc)
 
     # -- /versions, /readyz, stable is_joined -------------------------------------------------
     def test_readyz_and_features(self):

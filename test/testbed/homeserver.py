@@ -274,6 +274,8 @@ class Handler(BaseHTTPRequestHandler):
             return out
         if method == "GET":
             u = users.get(token or "")
+            if token and token == STATE.get("appservice_token") and "user_id" in query:
+                u = {"user_id": query["user_id"][0]}  # an application service as the user
             if delay_id and not mode.get("single"):
                 return matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request")
             if not u:

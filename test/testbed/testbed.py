@@ -81,6 +81,7 @@ class Server:
         self.appservice = False
         self.proxy_port = free_port(svc)
         self.deny = []  # destinations its fed_proxy refuses (federation_domain_whitelist)
+        self.extra_env = {}  # this server's daemon only
 
     @property
     def proxy_url(self):
@@ -340,6 +341,7 @@ http {{
             # (is_joined, fed_proxy, delayed events) goes to "Synapse".
             del env["MRTC_SIGNING_KEY_FILE"], env["MRTC_HOMESERVER_ADMIN_TOKEN"]
             env["MRTC_HOMESERVER_URL"] = s.proxy_url
+        env.update(s.extra_env)
         env.update(extra)
         return env
 
