@@ -50,6 +50,7 @@ def state():
                       "!hs1room:hs1.test": {"members": join(["@alice:hs1.test",
                                                              "@carol:hs2.test"])}},
             "delayed_mode": {"auth": True, "single": True},
+            "openid": {"oid_alice": "@alice:hs1.test", "oid_bob": "@bob:hs1.test"},
         },
         "hs2.test": {
             "users": {"tok_carol": {"user_id": "@carol:hs2.test", "device_id": "CAROLDEV"}},
@@ -396,6 +397,23 @@ class AppService(unittest.TestCase):
         self.assertIn("through fed_proxy failed: fed_proxy answered HTTP 403: destination denied",
                       log)
         self.assertIn("fed_proxy answered HTTP 502: connection failed", log)
+
+    # -- the OpenID endpoints ----------------------------------------------------------------
+    def test_openid_flow_membership_through_is_joined(self):
+        """lk-jwt-service's /get_token works in this mode too (no hs_token: clients reach it
+        through the reverse proxy), its membership asked with is_joined."""
+        def ask(oid, user, device):
+            b = {"room_id": "!local:hs1.test", "slot_id": "m.call#ROOM",
+                 "openid_token": {"access_token": oid, "token_type": "Bearer",
+                                  "matrix_server_name": "hs1.test", "expires_in": 3600},
+                 "member": {"id": "mO", "claimed_user_id": user, "claimed_device_id": device}}
+            status, _, data = self.hs1.mrtc.request("POST", "/get_token", body=json.dumps(b))
+            return status, json.loads(data)
+        status, doc = ask("oid_alice", "@alice:hs1.test", "ALICEDEV")
+        self.assertEqual(status, 200, doc)
+        self.assertTrue(self.verify_on("hs1.test", doc["jwt"])["ok"])
+        status, doc = ask("oid_bob", "@bob:hs1.test", "BOBDEV")
+        self.assertEqual((status, doc.get("errcode")), (403, "M_FORBIDDEN"), doc)
 
     # -- delayed events as the user ------------------------------------------------------------
     def test_delegated_leave_managed_as_the_user(self):
