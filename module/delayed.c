@@ -1006,22 +1006,30 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 	dl_list(g);
 }
 
+/* The request's delegation context, or NULL after replying. */
+static struct delegation *dl_new(struct mrtc_request *r)
+{
+	struct delegation *g = calloc(1, sizeof(*g));
+	if (!g) {
+		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+		return NULL;
+	}
+	g->r = r;
+	g->s = r->services;
+	r->handler_ctx = g;
+	r->on_abort = dl_abort;
+	return g;
+}
+
 /* Application-service mode: the homeserver authenticated the user (no device, no token). */
 static void delegate_from_homeserver(struct mrtc_request *r)
 {
 	struct mrtc_whoami who = { .soft_logout = -1 };
 	if (!mrtc_appservice_client_user(r, who.user_id))
 		return;
-	struct delegation *g = calloc(1, sizeof(*g));
-	if (!g) {
-		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
-		return;
-	}
-	g->r = r;
-	g->s = r->services;
-	r->handler_ctx = g;
-	r->on_abort = dl_abort;
-	dl_whoami(g, MRTC_OK, &who);
+	struct delegation *g = dl_new(r);
+	if (g)
+		dl_whoami(g, MRTC_OK, &who);
 }
 
 void mrtc_delayed_delegate(struct mrtc_request *r)
@@ -1035,16 +1043,13 @@ void mrtc_delayed_delegate(struct mrtc_request *r)
 		mrtc_http_reply_error(r, MRTC_ERR_MISSING_TOKEN, "Missing access token");
 		return;
 	}
-	struct delegation *g = calloc(1, sizeof(*g));
-	if (!g || !(g->token = strdup(token))) {
-		free(g);
-		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+	struct delegation *g = dl_new(r);
+	if (!g)
+		return;
+	if (!(g->token = strdup(token))) {
+		dl_fail(g, MRTC_ERR_NOMEM, "Out of memory");
 		return;
 	}
-	g->r = r;
-	g->s = r->services;
-	r->handler_ctx = g;
-	r->on_abort = dl_abort;
 	g->hs_op = mrtc_hs_whoami(g->s->homeserver, g->token, dl_whoami, g);
 	if (!g->hs_op)
 		dl_fail(g, MRTC_ERR_INTERNAL, "Cannot ask the homeserver");

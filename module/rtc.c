@@ -842,6 +842,31 @@ static void client_address(struct mrtc_request *r, char *out, size_t size)
 	snprintf(out, size, "%s", addr);
 }
 
+/* Starts answering another server: the request context and the body, which must be a JSON
+ * object (in homeserver mode it is part of what is signed). NULL after replying. */
+static struct token_req *federation_start(struct mrtc_request *r)
+{
+	struct token_req *t = tr_new(r);
+	if (!t) {
+		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+		return NULL;
+	}
+	t->federated = true;
+	const char *body;
+	size_t len;
+	enum mrtc_err err = mrtc_http_body(r, &body, &len);
+	if (err != MRTC_OK) {
+		fail(t, err, "Request body too large");
+		return NULL;
+	}
+	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &t->body) != MRTC_OK ||
+	    !json_object_is_type(t->body, json_type_object)) {
+		fail(t, MRTC_ERR_NOT_JSON, "Body is not a JSON object");
+		return NULL;
+	}
+	return t;
+}
+
 /* Application-service mode's way in for federation: the homeserver verified the X-Matrix
  * signature and names the origin (hs_token, X-Matrix-Origin). */
 static void federation_from_homeserver(struct mrtc_request *r)
@@ -849,25 +874,10 @@ static void federation_from_homeserver(struct mrtc_request *r)
 	char origin[MRTC_SERVER_NAME_MAX + 1];
 	if (!mrtc_appservice_origin(r, origin))
 		return;
-	struct token_req *t = tr_new(r);
-	if (!t) {
-		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+	struct token_req *t = federation_start(r);
+	if (!t)
 		return;
-	}
-	t->federated = true;
 	snprintf(t->origin, sizeof(t->origin), "%s", origin);
-	const char *body;
-	size_t len;
-	enum mrtc_err err = mrtc_http_body(r, &body, &len);
-	if (err != MRTC_OK) {
-		fail(t, err, "Request body too large");
-		return;
-	}
-	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &t->body) != MRTC_OK ||
-	    !json_object_is_type(t->body, json_type_object)) {
-		fail(t, MRTC_ERR_NOT_JSON, "Body is not a JSON object");
-		return;
-	}
 	mrtc_log(LOG_INFO, "federation", r->id, "request from %s, verified by the homeserver",
 		 origin);
 	fed_verified(t);
@@ -879,25 +889,9 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 		federation_from_homeserver(r);
 		return;
 	}
-	struct token_req *t = tr_new(r);
-	if (!t) {
-		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+	struct token_req *t = federation_start(r);
+	if (!t)
 		return;
-	}
-	t->federated = true;
-	const char *body;
-	size_t len;
-	enum mrtc_err err = mrtc_http_body(r, &body, &len);
-	if (err != MRTC_OK) {
-		fail(t, err, "Request body too large");
-		return;
-	}
-	/* The body is part of what is signed: it must be a JSON object before verification. */
-	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &t->body) != MRTC_OK ||
-	    !json_object_is_type(t->body, json_type_object)) {
-		fail(t, MRTC_ERR_NOT_JSON, "Body is not a JSON object");
-		return;
-	}
 	struct evkeyval *h;
 	const char *first_xmatrix = NULL;
 	for (h = evhttp_request_get_input_headers(r->req)->tqh_first; h; h = h->next.tqe_next) {
@@ -917,7 +911,8 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 		t->n_auth++;
 	}
 	struct mrtc_xmatrix_auth a;
-	err = first_xmatrix ? mrtc_xmatrix_parse(first_xmatrix, &a) : MRTC_ERR_AUTH_MISSING;
+	enum mrtc_err err =
+	    first_xmatrix ? mrtc_xmatrix_parse(first_xmatrix, &a) : MRTC_ERR_AUTH_MISSING;
 	if (err != MRTC_OK) {
 		fail(t, err,
 		     err == MRTC_ERR_AUTH_MISSING ? "Missing X-Matrix authorization"

@@ -85,7 +85,9 @@ class AppService(unittest.TestCase):
         cls.tb.hs("hs1.test").deny = ["denied.test"]
         cls.tb.hs("hs1.test").extra_env = {
             "MRTC_STORE": "sqlite:" + cls.tb.path("jobs.db"), "MRTC_DELAYED_POLL_MS": "300",
-            "MRTC_DELAYED_CONNECT_WAIT": "3", "MRTC_MIN_DELAY_MS": "1000"}
+            "MRTC_DELAYED_CONNECT_WAIT": "3", "MRTC_MIN_DELAY_MS": "1000",
+            "MRTC_HOMESERVER_TIMEOUT": "15"}
+        cls.tb.hs("hs1.test").proxy_timeout = 6  # Synapse's 30 s, shortened
         cls.tb.start(with_daemons=True, MRTC_MEMBERSHIP_CACHE_TTL="0",
                      MRTC_READINESS_INTERVAL="1", MRTC_FEDERATION_TIMEOUT="5")
         cls.hs1, cls.hs2 = cls.tb.hs("hs1.test"), cls.tb.hs("hs2.test")
@@ -397,6 +399,25 @@ class AppService(unittest.TestCase):
         self.assertIn("through fed_proxy failed: fed_proxy answered HTTP 403: destination denied",
                       log)
         self.assertIn("fed_proxy answered HTTP 502: connection failed", log)
+
+    def test_slow_answer_cut_by_the_proxy_limit(self):
+        """Synapse gives the application service a limited time (30 s; 6 s here): past it the
+        client gets Synapse's 500, and the daemon, whose client went away, stops its work."""
+        url = self.hs1.hs_url + "/_test/mode"
+        post_json(url, {"mode": "normal", "delay": 7.5})
+        try:
+            t0 = time.monotonic()
+            status, doc = self.call(self.c1, "tok_alice",
+                                    body("!local:hs1.test", "wss://sfu.hs1.test", member="mT"))
+            took = time.monotonic() - t0
+        finally:
+            post_json(url, {"mode": "normal", "delay": 0})
+        self.assertEqual((status, doc.get("errcode")), (500, "M_UNKNOWN"), doc)
+        self.assertGreater(took, 7.5 + 5.5)  # whoami's delay, then the proxy's limit
+        deadline = time.monotonic() + 10
+        while "client went away" not in self.hs1.mrtc.logs() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertIn("client went away", self.hs1.mrtc.logs())
 
     # -- the OpenID endpoints ----------------------------------------------------------------
     def test_openid_flow_membership_through_is_joined(self):

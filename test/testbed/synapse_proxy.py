@@ -29,6 +29,7 @@ Every forwarded request is recorded at /_test/proxy_requests (headers included) 
 
 Usage: synapse_proxy.py --port P --host H --server-name NAME --homeserver URL
          --signing-key FILE --registration FILE --ca FILE [--peer NAME=ADDR]... [--deny NAME]...
+         [--proxy-timeout SECONDS (30, as Synapse; tests shorten it)]
 """
 import argparse
 import http.client
@@ -52,7 +53,6 @@ KEY = None
 REG = None
 LOCK = threading.Lock()
 PROXIED = []  # what was forwarded to the application service
-PROXY_TIMEOUT_S = 30
 UNSTABLE_PREFIX = "IO.ELEMENT.MSC4512."
 FED_PROXY = "/_matrix/client/unstable/io.element.msc4512/appservice/fed_proxy"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -301,7 +301,7 @@ class Handler(BaseHTTPRequestHandler):
             PROXIED.append({"method": self.command, "uri": target, "headers": headers,
                             "time": time.time()})
         u = urllib.parse.urlsplit(REG["proxy_url"])
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=PROXY_TIMEOUT_S)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=ARGS.proxy_timeout)
         try:
             conn.request(self.command, target, body=body if body else None, headers=headers)
             resp = conn.getresponse()
@@ -404,6 +404,7 @@ def main():
     p.add_argument("--ca", required=True)
     p.add_argument("--peer", action="append", default=[])
     p.add_argument("--deny", action="append", default=[])
+    p.add_argument("--proxy-timeout", type=float, default=30.0)  # Synapse: 30 s
     ARGS = p.parse_args()
     ARGS.peers = dict(x.split("=", 1) for x in ARGS.peer)
     with open(ARGS.signing_key) as f:

@@ -82,6 +82,7 @@ class Server:
         self.proxy_port = free_port(svc)
         self.deny = []  # destinations its fed_proxy refuses (federation_domain_whitelist)
         self.extra_env = {}  # this server's daemon only
+        self.proxy_timeout = 30  # Synapse's limit for the application service's answer
 
     @property
     def proxy_url(self):
@@ -371,7 +372,7 @@ http {{
                    str(s.proxy_port), "--host", self.svc, "--server-name", s.name,
                    "--homeserver", s.hs_url, "--signing-key", s.signing_key_file,
                    "--registration", reg, "--ca", self.ca] + peers +
-                   [f"--deny={d}" for d in s.deny])
+                   [f"--deny={d}" for d in s.deny] + [f"--proxy-timeout={s.proxy_timeout}"])
         wait_for(lambda: urllib.request.urlopen(s.proxy_url + "/_test/proxy_requests").status
                  == 200, f"synapse_proxy for {s.name}")
 
