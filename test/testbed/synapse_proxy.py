@@ -24,12 +24,13 @@ application-service mode sees of Synapse. Not product code.
   400 M_NOT_JSON/M_MISSING_PARAM/M_INVALID_PARAM, 403 <prefix>M_FEDPROXY_PATH_NOT_ALLOWED,
   403 <prefix>M_FEDPROXY_DESTINATION_DENIED (ourselves, not a server name, or --deny),
   502 <prefix>M_FEDPROXY_CONNECTION_FAILED, with <prefix> "IO.ELEMENT.MSC4512.".
+- MSC4143 /rtc/transports answered from --rtc-transports (Synapse's matrix_rtc.transports).
 - Everything else goes to the test homeserver unchanged (is_joined, delayed events, keys).
 Every forwarded request is recorded at /_test/proxy_requests (headers included) for tests.
 
 Usage: synapse_proxy.py --port P --host H --server-name NAME --homeserver URL
          --signing-key FILE --registration FILE --ca FILE [--peer NAME=ADDR]... [--deny NAME]...
-         [--proxy-timeout SECONDS (30, as Synapse; tests shorten it)]
+         [--proxy-timeout SECONDS (30, as Synapse; tests shorten it)] [--rtc-transports JSON]
 """
 import argparse
 import http.client
@@ -203,6 +204,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.proxy_federation(body)
         if path == FED_PROXY and self.command == "POST":
             return self.reply(*self.fed_proxy(body))
+        if re.fullmatch(r"/_matrix/client/(v1|unstable/org\.matrix\.msc4143)/rtc/transports",
+                        path) and self.command == "GET":
+            return self.reply(*self.transports())
         return self.pass_through(body)
 
     do_GET = do_POST = do_PUT = do_DELETE = handle_any
@@ -255,6 +259,17 @@ class Handler(BaseHTTPRequestHandler):
             return auth[7:]
         q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         return q.get("access_token", [None])[0]
+
+    def transports(self):
+        """MSC4143 as Synapse serves it from matrix_rtc.transports (not proxied: the path is
+        not under the proxy prefix)."""
+        token = self.client_token()
+        if not token:
+            return error(401, "M_MISSING_TOKEN", "Missing access token.")
+        status, who = self.whoami(token)
+        if status != 200:
+            return status, who
+        return 200, {"rtc_transports": ARGS.rtc_transports}
 
     # -- MSC4512 proxying ---------------------------------------------------------------------
     def proxy_client(self, body):
@@ -405,6 +420,7 @@ def main():
     p.add_argument("--peer", action="append", default=[])
     p.add_argument("--deny", action="append", default=[])
     p.add_argument("--proxy-timeout", type=float, default=30.0)  # Synapse: 30 s
+    p.add_argument("--rtc-transports", type=json.loads, default=[])  # matrix_rtc.transports
     ARGS = p.parse_args()
     ARGS.peers = dict(x.split("=", 1) for x in ARGS.peer)
     with open(ARGS.signing_key) as f:

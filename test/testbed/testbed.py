@@ -256,7 +256,7 @@ class Testbed:
         for i, s in enumerate(self.servers.values()):
             conf_dir = self.path(f"nginx-{s.name}")
             os.makedirs(os.path.join(conf_dir, "tmp"))
-            for f in ("nginx-mrtc.conf", "mrtc-proxy-params.conf"):
+            for f in ("nginx-mrtc.conf", "nginx-mrtc-appservice.conf", "mrtc-proxy-params.conf"):
                 shutil.copy(os.path.join(DEPLOY, f), conf_dir)
             mrtc_port = s.mrtc.port if s.mrtc else free_port(self.svc)  # none: nginx says 502
             conf = f"""
@@ -279,7 +279,7 @@ http {{
         server_name {s.name} srv.test oldsrv.test srvtarget.test wrongcert.test;
         ssl_certificate {self.path('server.pem')};
         ssl_certificate_key {self.path('server.key')};
-        {'' if s.appservice else 'include nginx-mrtc.conf;'}
+        include {'nginx-mrtc-appservice.conf' if s.appservice else 'nginx-mrtc.conf'};
         {self.client_locations() if self.client_root else ''}
         location / {{
             proxy_pass http://homeserver;
@@ -372,7 +372,10 @@ http {{
                    str(s.proxy_port), "--host", self.svc, "--server-name", s.name,
                    "--homeserver", s.hs_url, "--signing-key", s.signing_key_file,
                    "--registration", reg, "--ca", self.ca] + peers +
-                   [f"--deny={d}" for d in s.deny] + [f"--proxy-timeout={s.proxy_timeout}"])
+                   [f"--deny={d}" for d in s.deny] + [f"--proxy-timeout={s.proxy_timeout}",
+                   "--rtc-transports=" + json.dumps([{
+                       "type": "livekit", "url": s.livekit_url,
+                       "livekit_service_url": f"https://{s.name}/livekit/jwt"}])])
         wait_for(lambda: urllib.request.urlopen(s.proxy_url + "/_test/proxy_requests").status
                  == 200, f"synapse_proxy for {s.name}")
 
