@@ -11,8 +11,6 @@ registration read as Synapse reads it.
 
 Usage: test_appservice.py <mrtc-transportd>
 """
-import base64
-import hashlib
 import json
 import os
 import subprocess
@@ -29,11 +27,9 @@ sys.path.insert(0, HERE)
 from harness import HttpsTo, get_json, post_json  # noqa: E402
 from synapse_proxy import RegistrationError, load_registration  # noqa: E402
 from testbed import Testbed  # noqa: E402
+from test_token_flow import FED_UNSTABLE, UNSTABLE, V1, claims_of, lk_hash  # noqa: E402
 
 BINARY = None
-UNSTABLE = "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/get_token"
-V1 = "/_matrix/client/v1/rtc/livekit/get_token"
-FED_UNSTABLE = "/_matrix/federation/unstable/io.element.msc4195/rtc/livekit/get_token"
 SCOPE = "urn:matrix:client:io.element.msc4502:rooms:is_joined"
 
 
@@ -59,16 +55,6 @@ def state():
                       "!hs1room:hs1.test": {"members": join(["@carol:hs2.test"])}},
         },
     }
-
-
-def lk_hash(*parts):
-    data = json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False).encode()
-    return base64.b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
-
-
-def claims_of(token):
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def body(room, url, member="m1", device="ALICEDEV", **extra):
