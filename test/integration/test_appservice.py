@@ -233,6 +233,29 @@ class AppService(unittest.TestCase):
         self.assertEqual((status, doc.get("errcode")), (400, "M_BAD_JSON"), doc)
         self.assertIn("claimed_device_id", doc["error"])
 
+    def test_identity_without_the_device(self):
+        """MRTC_IDENTITY=user-member: [user_id, member_id], what lk-jwt-service 0.7 mints in
+        this mode; no claimed_device_id needed. A second daemon, called as Synapse calls."""
+        from harness import Daemon
+        env = self.tb.mrtc_env(self.hs1, MRTC_IDENTITY="user-member",
+                               MRTC_APPSERVICE_TOKEN=self.hs1.as_token,
+                               MRTC_APPSERVICE_HS_TOKEN=self.hs1.hs_token)
+        env.pop("MRTC_STORE", None)
+        d = Daemon(BINARY, env, name="mrtc-user-member", host=self.tb.svc).start()
+        try:
+            b = body("!local:hs1.test", "wss://sfu.hs1.test", member="mU")
+            del b["member"]["claimed_device_id"]
+            status, _, data = d.request("POST", UNSTABLE, body=json.dumps(b), headers={
+                "Authorization": f"Bearer {self.hs1.hs_token}",
+                "X-Matrix-User-Identifier": "@alice:hs1.test"})
+            doc = json.loads(data)
+            self.assertEqual(status, 200, doc)
+            self.assertEqual(claims_of(doc["jwt"])["sub"], lk_hash("@alice:hs1.test", "mU"))
+            self.assertTrue(self.verify_on("hs1.test", doc["jwt"])["ok"])
+        finally:
+            self.assertEqual(d.stop(), 0)
+            d.close()
+
     def test_unknown_user_token_refused_by_homeserver(self):
         status, doc = self.call(self.c1, "tok_nobody",
                                 body("!local:hs1.test", "wss://sfu.hs1.test"))
