@@ -5,7 +5,7 @@
 mrtc_packages=(
   meson ninja-build pkg-config gcc clang libclang-rt-14-dev
   libevent-dev libjson-c-dev libsodium-dev libssl-dev libc-ares-dev libsqlite3-dev libhiredis-dev check
-  python3 python3-signedjson python3-nacl python3-canonicaljson python3-jwt
+  python3 python3-signedjson python3-nacl python3-canonicaljson python3-jwt python3-yaml
   python3-unpaddedbase64 python3-prometheus-client curl ca-certificates openssl nginx-light
   dnsmasq-base dnsutils systemd redis-server groff-base chromium
 )

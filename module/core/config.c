@@ -88,7 +88,9 @@ static const struct var vars[] = {
 	{ "MRTC_HOMESERVER_ADMIN_TOKEN", T_STRING, NULL, F_SECRET, OFF(homeserver_admin_token), 0,
 	  0, "admin access token for the synapse-admin backend" },
 	{ "MRTC_APPSERVICE_TOKEN", T_STRING, NULL, F_SECRET, OFF(appservice_token), 0, 0,
-	  "application-service token for the msc4502 backend" },
+	  "application-service as_token: msc4502 backend, delayed events as the user, fed_proxy" },
+	{ "MRTC_APPSERVICE_HS_TOKEN", T_STRING, NULL, F_SECRET, OFF(appservice_hs_token), 0, 0,
+	  "application-service hs_token: set, the daemon runs behind Synapse's MSC4512 proxy" },
 	{ "MRTC_TOKEN_TTL", T_UINT, "3600", 0, OFF(token_ttl_s), 60, 86400,
 	  "LiveKit token lifetime, seconds" },
 	{ "MRTC_IDENTITY", T_IDENTITY, "user-device-member", 0, OFF(identity), 0, 0,
@@ -634,6 +636,38 @@ static void derive_service_url(struct mrtc_config *c, struct mrtc_buf *problems)
 		problem(problems, "MRTC_PUBLIC_BASE_URL", "out of memory");
 }
 
+/* Application-service mode: both tokens, distinct, and membership through MSC4502 only. */
+static void check_appservice(struct mrtc_config *c, mrtc_getenv_fn getenv_fn, void *ctx,
+			     struct mrtc_buf *problems)
+{
+	if (!c->appservice_token)
+		problem(problems, "MRTC_APPSERVICE_TOKEN",
+			"required in application-service mode: the registration's as_token "
+			"(is_joined, fed_proxy, delayed events)");
+	if (c->appservice_token && c->appservice_hs_token &&
+	    strcmp(c->appservice_token, c->appservice_hs_token) == 0)
+		problem(problems, "MRTC_APPSERVICE_HS_TOKEN",
+			"must differ from MRTC_APPSERVICE_TOKEN (as_token and hs_token are two "
+			"secrets)");
+	const char *backend = env_value(getenv_fn, ctx, "MRTC_MEMBERSHIP_BACKEND");
+	if (backend && strcmp(backend, "msc4502") != 0)
+		problem(problems, "MRTC_MEMBERSHIP_BACKEND",
+			"application-service mode checks membership with MSC4502 is_joined only; "
+			"unset it or set msc4502");
+	if (env_value(getenv_fn, ctx, "MRTC_HOMESERVER_ADMIN_TOKEN") ||
+	    env_value(getenv_fn, ctx, "MRTC_HOMESERVER_ADMIN_TOKEN_FILE"))
+		problem(problems, "MRTC_HOMESERVER_ADMIN_TOKEN",
+			"not used in application-service mode; unset it");
+	c->membership_backend = MRTC_MEMBERSHIP_MSC4502;
+}
+
+const char *mrtc_config_mode_name(const struct mrtc_config *c)
+{
+	return c->appservice	? "application service"
+	       : c->legacy_only ? "lk-jwt-service drop-in"
+				: "homeserver";
+}
+
 enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_buf *problems,
 			       struct mrtc_config **ret_config)
 {
@@ -647,6 +681,10 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 		if ((vars[i].flags & F_HOMESERVER) && env_value(getenv_fn, ctx, vars[i].name))
 			hs_set++;
 	c->legacy_only = hs_set == 0;
+	c->appservice = env_value(getenv_fn, ctx, "MRTC_APPSERVICE_HS_TOKEN") ||
+			env_value(getenv_fn, ctx, "MRTC_APPSERVICE_HS_TOKEN_FILE");
+	if (c->appservice)
+		c->legacy_only = false;
 
 	for (size_t i = 0; i < N_VARS; i++) {
 		const struct var *v = &vars[i];
@@ -675,7 +713,17 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 		}
 		if (!value && (v->flags & F_REQUIRED))
 			problem(problems, v->name, "required");
-		if (!value && (v->flags & F_HOMESERVER) && hs_set > 0)
+		bool key_var = strcmp(v->name, "MRTC_SIGNING_KEY_FILE") == 0;
+		if (c->appservice && key_var && value)
+			problem(problems, v->name,
+				"not used in application-service mode (MRTC_APPSERVICE_HS_TOKEN "
+				"set): the homeserver signs federation requests (fed_proxy) and "
+				"checks incoming signatures; unset it");
+		else if (c->appservice && !value && (v->flags & F_HOMESERVER) && !key_var)
+			problem(problems, v->name,
+				"required in application-service mode (MRTC_APPSERVICE_HS_TOKEN "
+				"set)");
+		else if (!c->appservice && !value && (v->flags & F_HOMESERVER) && hs_set > 0)
 			problem(problems, v->name,
 				"required when any of MRTC_SERVER_NAME, MRTC_HOMESERVER_URL, "
 				"MRTC_SIGNING_KEY_FILE is set");
@@ -701,7 +749,9 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 	if (c->ca_file && !ca_file_ok(c->ca_file))
 		problem(problems, "MRTC_CA_FILE", "%s holds no PEM certificate OpenSSL can load",
 			c->ca_file);
-	if (!c->legacy_only) {
+	if (c->appservice)
+		check_appservice(c, getenv_fn, ctx, problems);
+	else if (!c->legacy_only) {
 		if (c->membership_backend == MRTC_MEMBERSHIP_SYNAPSE_ADMIN &&
 		    !c->homeserver_admin_token)
 			problem(problems, "MRTC_HOMESERVER_ADMIN_TOKEN",
@@ -760,7 +810,8 @@ void mrtc_config_print_help(FILE *out, const char *argv0, mrtc_getenv_fn getenv_
 {
 	fprintf(
 	    out,
-	    "Usage: %s [--help | --version | --check-config]\n"
+	    "Usage: %s [--help | --version | --check-config |\n"
+	    "       --print-appservice-registration [proxy_url]]\n"
 	    "\n"
 	    "MatrixRTC LiveKit transport service (MSC4195) for a Matrix homeserver.\n"
 	    "Configuration comes from environment variables; secrets may also be read from a\n"
@@ -771,6 +822,10 @@ void mrtc_config_print_help(FILE *out, const char *argv0, mrtc_getenv_fn getenv_
 	    "  --version       print the version and exit\n"
 	    "  --check-config  validate the configuration, print every problem, exit non-zero on "
 	    "any\n"
+	    "  --print-appservice-registration [proxy_url]\n"
+	    "                  write a Synapse application-service registration (MSC4512,\n"
+	    "                  MSC4502) for MRTC_SERVER_NAME with new tokens, and the matching\n"
+	    "                  environment; proxy_url defaults to http://<MRTC_BIND>\n"
 	    "\n",
 	    argv0);
 	for (size_t i = 0; i < N_VARS; i++) {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mrtc/appservice/appservice.h"
 #include "mrtc/matrix/json.h"
 #include "mrtc/core/log.h"
 #include "mrtc/rtc/rtc.h"
@@ -877,14 +878,26 @@ static void dl_list(struct delegation *g)
 		dl_fail(g, MRTC_ERR_INVALID_PARAM, "`delay_id` is too long");
 		return;
 	}
-	size_t al = strlen(g->token) + 8;
+	/* Application-service mode has no user token: the as_token acting as the user. */
+	const char *token = g->token ? g->token : g->s->config->appservice_token;
+	if (!g->token) {
+		char *user = evhttp_uriencode(g->who.user_id, -1, 0);
+		int m = user ? snprintf(url + n, sizeof(url) - (size_t)n, "?user_id=%s", user) : -1;
+		free(user);
+		if (m < 0 || (size_t)m >= sizeof(url) - (size_t)n) {
+			sodium_memzero(url, sizeof(url));
+			dl_fail(g, MRTC_ERR_INVALID_PARAM, "`delay_id` is too long");
+			return;
+		}
+	}
+	size_t al = strlen(token) + 8;
 	char *auth = malloc(al);
 	if (!auth) {
 		sodium_memzero(url, sizeof(url));
 		dl_fail(g, MRTC_ERR_NOMEM, "Out of memory");
 		return;
 	}
-	snprintf(auth, al, "Bearer %s", g->token);
+	snprintf(auth, al, "Bearer %s", token);
 	struct mrtc_http_request req = { .method = "GET",
 					 .authorization = auth,
 					 .timeout_ms = g->s->config->homeserver_timeout_s * 1000,
@@ -993,23 +1006,50 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 	dl_list(g);
 }
 
-void mrtc_delayed_delegate(struct mrtc_request *r)
+/* The request's delegation context, or NULL after replying. */
+static struct delegation *dl_new(struct mrtc_request *r)
 {
-	const char *token = mrtc_http_bearer(r);
-	if (!token) {
-		mrtc_http_reply_error(r, MRTC_ERR_MISSING_TOKEN, "Missing access token");
-		return;
-	}
 	struct delegation *g = calloc(1, sizeof(*g));
-	if (!g || !(g->token = strdup(token))) {
-		free(g);
+	if (!g) {
 		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
-		return;
+		return NULL;
 	}
 	g->r = r;
 	g->s = r->services;
 	r->handler_ctx = g;
 	r->on_abort = dl_abort;
+	return g;
+}
+
+/* Application-service mode: the homeserver authenticated the user (no device, no token). */
+static void delegate_from_homeserver(struct mrtc_request *r)
+{
+	struct mrtc_whoami who = { .soft_logout = -1 };
+	if (!mrtc_appservice_client_user(r, who.user_id))
+		return;
+	struct delegation *g = dl_new(r);
+	if (g)
+		dl_whoami(g, MRTC_OK, &who);
+}
+
+void mrtc_delayed_delegate(struct mrtc_request *r)
+{
+	if (r->services->config->appservice) {
+		delegate_from_homeserver(r);
+		return;
+	}
+	const char *token = mrtc_http_bearer(r);
+	if (!token) {
+		mrtc_http_reply_error(r, MRTC_ERR_MISSING_TOKEN, "Missing access token");
+		return;
+	}
+	struct delegation *g = dl_new(r);
+	if (!g)
+		return;
+	if (!(g->token = strdup(token))) {
+		dl_fail(g, MRTC_ERR_NOMEM, "Out of memory");
+		return;
+	}
 	g->hs_op = mrtc_hs_whoami(g->s->homeserver, g->token, dl_whoami, g);
 	if (!g->hs_op)
 		dl_fail(g, MRTC_ERR_INTERNAL, "Cannot ask the homeserver");

@@ -50,7 +50,22 @@ struct mrtc_homeserver {
 	struct mrtc_cache *auth;       /* token digest -> struct mrtc_whoami */
 	struct mrtc_cache *membership; /* "L|room|user" -> bool, "R|room|user|origin" -> remote */
 	struct mrtc_homeserver_stats stats;
+	bool is_joined_stable; /* MSC4502's stable path */
 };
+
+#define IS_JOINED_UNSTABLE "/_matrix/client/unstable/io.element.msc4502/rooms/"
+#define IS_JOINED_STABLE "/_matrix/client/v3/rooms/"
+
+void mrtc_homeserver_set_is_joined_stable(struct mrtc_homeserver *hs, bool stable)
+{
+	if (hs)
+		hs->is_joined_stable = stable;
+}
+
+static const char *is_joined_prefix(const struct mrtc_homeserver *hs)
+{
+	return hs->is_joined_stable ? IS_JOINED_STABLE : IS_JOINED_UNSTABLE;
+}
 
 /* Stores a copy of @size bytes of @value in @cache for @ttl_ms (0: not at all). */
 static void remember(struct mrtc_cache *cache, const void *key, size_t key_len, const void *value,
@@ -288,6 +303,9 @@ struct mrtc_hs_op *mrtc_hs_whoami(struct mrtc_homeserver *hs, const char *token,
 
 /* ---- our user's membership ---- */
 
+static void is_joined_local_step(struct mrtc_hs_op *op, const struct mrtc_http_response *resp,
+				 struct json_object *doc);
+
 static void local_step(struct mrtc_hs_op *op, const struct mrtc_http_response *resp,
 		       struct json_object *doc)
 {
@@ -318,7 +336,8 @@ struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const ch
 	if (!op)
 		return NULL;
 	op->joined_cb = cb;
-	crypto_hash_sha256(op->token_digest, (const uint8_t *)token, strlen(token));
+	if (token)
+		crypto_hash_sha256(op->token_digest, (const uint8_t *)token, strlen(token));
 	int n = snprintf(op->cache_key, sizeof(op->cache_key), "L|%s|%s", room_id, user_id);
 	op->cache_key_len = (size_t)n;
 	const bool *hit = (n > 0 && (size_t)n < sizeof(op->cache_key))
@@ -330,6 +349,19 @@ struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const ch
 		return answer_later(op);
 	}
 	char room_e[3 * MRTC_ID_MAX + 1], user_e[3 * MRTC_ID_MAX + 1], path[7 * MRTC_ID_MAX];
+	if (!token) {
+		bool ok = hs->as_auth && encode_segment(room_id, room_e, sizeof(room_e)) &&
+			  encode_segment(user_id, user_e, sizeof(user_e));
+		int m = ok ? snprintf(path, sizeof(path), "%s%s/is_joined?mxid=%s",
+				      is_joined_prefix(hs), room_e, user_e)
+			   : -1;
+		if (m < 0 || (size_t)m >= sizeof(path) ||
+		    !get(op, path, hs->as_auth, is_joined_local_step)) {
+			op_free(op);
+			return NULL;
+		}
+		return op;
+	}
 	size_t al = strlen(token) + 8;
 	char *auth = malloc(al);
 	bool ok = auth && encode_segment(room_id, room_e, sizeof(room_e)) &&
@@ -442,6 +474,15 @@ static void joined_step(struct mrtc_hs_op *op, const struct mrtc_http_response *
 	*out = json_object_get_boolean(j);
 }
 
+static void is_joined_local_step(struct mrtc_hs_op *op, const struct mrtc_http_response *resp,
+				 struct json_object *doc)
+{
+	joined_step(op, resp, doc, &op->joined);
+	if (op->err == MRTC_OK)
+		remember(op->hs->membership, op->cache_key, op->cache_key_len, &op->joined,
+			 sizeof(op->joined), op->hs->cfg.membership_ttl_ms);
+}
+
 static void is_joined_user_step(struct mrtc_hs_op *op, const struct mrtc_http_response *resp,
 				struct json_object *doc)
 {
@@ -500,15 +541,12 @@ struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const c
 	} else if (ok) {
 		/* msc4502 has no ACL source: the ACL step is skipped (documented). */
 		ok = encode_segment(user_id, q_e, sizeof(q_e));
-		snprintf(path, sizeof(path),
-			 "/_matrix/client/unstable/io.element.msc4502/rooms/%s/is_joined?mxid=%s",
-			 room_e, q_e);
+		snprintf(path, sizeof(path), "%s%s/is_joined?mxid=%s", is_joined_prefix(hs), room_e,
+			 q_e);
 		ok = ok && get(op, path, hs->as_auth, is_joined_user_step);
 		ok = ok && encode_segment(hs->cfg.server_name, q_e, sizeof(q_e));
-		snprintf(
-		    path, sizeof(path),
-		    "/_matrix/client/unstable/io.element.msc4502/rooms/%s/is_joined?server_name=%s",
-		    room_e, q_e);
+		snprintf(path, sizeof(path), "%s%s/is_joined?server_name=%s", is_joined_prefix(hs),
+			 room_e, q_e);
 		ok = ok && get(op, path, hs->as_auth, is_joined_server_step);
 	}
 	op->pending--;

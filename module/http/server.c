@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "mrtc/ops/admin.h"
+#include "mrtc/appservice/appservice.h"
 #include "mrtc/delayed/delayed.h"
 #include "mrtc/legacy/legacy.h"
 #include "mrtc/core/log.h"
@@ -529,6 +530,11 @@ enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_conf
 							   "legacy_delegate_delayed_leave" };
 	if (config->store)
 		s->routes[s->n_routes++] = legacy_delegate;
+	/* Application-service mode: the homeserver's ping (Matrix AS API v1.7). */
+	static const struct mrtc_route ping = { "/_matrix/app/v1/ping", EVHTTP_REQ_POST,
+						mrtc_appservice_ping, "appservice_ping" };
+	if (config->appservice)
+		s->routes[s->n_routes++] = ping;
 	enum mrtc_err err = mrtc_services_create(base, config, &s->services);
 	if (err != MRTC_OK) {
 		free(s);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "mrtc-version.h"
+#include "mrtc/appservice/appservice.h"
 #include "mrtc/core/config.h"
 #include "mrtc/core/log.h"
 #include "mrtc/http/server.h"
@@ -76,6 +77,47 @@ static unsigned long long raise_nofile(void)
 	return (unsigned long long)rl.rlim_cur;
 }
 
+/*
+ * --print-appservice-registration [proxy_url]: a registration file for MRTC_SERVER_NAME, with
+ * proxy_url as given or http://<MRTC_BIND>, on stdout.
+ */
+static int print_registration(const char *argv0, const char *proxy_url)
+{
+	const char *server = getenv("MRTC_SERVER_NAME");
+	if (!server || !server[0]) {
+		fprintf(stderr, "%s: set MRTC_SERVER_NAME for --print-appservice-registration\n",
+			argv0);
+		return 2;
+	}
+	char url[300];
+	if (!proxy_url) {
+		const char *bind = getenv("MRTC_BIND");
+		struct mrtc_hostport hp;
+		if (!mrtc_hostport_parse(bind && bind[0] ? bind : "127.0.0.1:8080", false, &hp)) {
+			fprintf(stderr, "%s: MRTC_BIND is not host:port\n", argv0);
+			return 2;
+		}
+		const char *host = hp.host[0] ? hp.host : "127.0.0.1";
+		int n =
+		    snprintf(url, sizeof(url),
+			     strchr(host, ':') ? "http://[%s]:%u" : "http://%s:%u", host, hp.port);
+		if (n < 0 || (size_t)n >= sizeof(url))
+			return 2;
+		proxy_url = url;
+	}
+	if (sodium_init() < 0)
+		return 1;
+	enum mrtc_err err = mrtc_appservice_write_registration(stdout, server, proxy_url);
+	if (err != MRTC_OK) {
+		fprintf(stderr,
+			"%s: cannot write the registration: %s (proxy_url must be an "
+			"http(s) URL, MRTC_SERVER_NAME a server name)\n",
+			argv0, mrtc_err_str(err));
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	bool check_only = false;
@@ -88,6 +130,8 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (strcmp(argv[i], "--check-config") == 0) {
 			check_only = true;
+		} else if (strcmp(argv[i], "--print-appservice-registration") == 0) {
+			return print_registration(argv[0], i + 1 < argc ? argv[i + 1] : NULL);
 		} else {
 			fprintf(stderr, "%s: unknown argument '%s' (see --help)\n", argv[0],
 				argv[i]);
@@ -110,8 +154,7 @@ int main(int argc, char **argv)
 	}
 	mrtc_buf_finish(&problems);
 	if (check_only) {
-		printf("configuration OK (%s mode)\n",
-		       config->legacy_only ? "lk-jwt-service drop-in" : "homeserver");
+		printf("configuration OK (%s mode)\n", mrtc_config_mode_name(config));
 		mrtc_config_destroy(config);
 		return 0;
 	}
@@ -136,8 +179,7 @@ int main(int argc, char **argv)
 	    evsignal_add(sigint, NULL) != 0 || evsignal_add(sighup, NULL) != 0)
 		goto out;
 	mrtc_log(LOG_INFO, "main", NULL, "mrtc-transportd %s started in %s mode%s%s", MRTC_VERSION,
-		 config->legacy_only ? "lk-jwt-service drop-in" : "homeserver",
-		 config->legacy_only ? "" : " for ",
+		 mrtc_config_mode_name(config), config->legacy_only ? "" : " for ",
 		 config->legacy_only ? "" : config->server_name);
 	if (!config->legacy_only && !config->livekit_service_url)
 		mrtc_log(LOG_WARNING, "main", NULL,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mrtc-version.h"
+#include "mrtc/appservice/appservice.h"
 #include "mrtc/core/log.h"
 #include "mrtc/main/services.h"
 #include "mrtc/base/util.h"
@@ -27,6 +28,10 @@ static void on_hs_probe(void *arg, const struct mrtc_http_response *resp)
 	struct mrtc_readiness *rd = arg;
 	rd->hs_call = NULL;
 	rd->hs_probing = false;
+	struct mrtc_appservice_features f;
+	if (resp->err == MRTC_OK && resp->status == 200 && rd->s->config->appservice &&
+	    mrtc_appservice_features_parse(resp->body, resp->body_len, &f))
+		mrtc_appservice_features_update(rd->s, &f);
 	if (resp->err == MRTC_OK && resp->status == 200)
 		rd->hs_ok_ms = mrtc_monotonic_ms();
 	else
@@ -137,9 +142,25 @@ void mrtc_admin_readyz(struct mrtc_request *r)
 		bool key = c->signing_key != NULL;
 		bool hs = recent(rd ? rd->hs_ok_ms : 0, hss.last_ok_ms, c->readiness_interval_s);
 		bool admin = !hss.admin_misconfigured;
+		if (c->appservice) {
+			/* No key of ours: the homeserver's MSC4512 proxy and MSC4502 instead. */
+			const struct mrtc_appservice_features *f = &s->appservice_features;
+			key = f->msc4512 && (f->msc4502 || f->msc4502_stable);
+			if (checks) {
+				json_object_object_add(checks, "msc4195",
+						       json_object_new_boolean(f->msc4195));
+				json_object_object_add(
+				    checks, "msc4502",
+				    json_object_new_boolean(f->msc4502 || f->msc4502_stable));
+				json_object_object_add(checks, "msc4512",
+						       json_object_new_boolean(f->msc4512));
+			}
+		}
 		ready = ready && key && hs && admin;
 		if (checks) {
-			json_object_object_add(checks, "signing_key", json_object_new_boolean(key));
+			if (!c->appservice)
+				json_object_object_add(checks, "signing_key",
+						       json_object_new_boolean(key));
 			json_object_object_add(checks, "homeserver", json_object_new_boolean(hs));
 			json_object_object_add(checks, "membership_token",
 					       json_object_new_boolean(admin));

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mrtc/appservice/appservice.h"
 #include "mrtc/delayed/delayed.h"
 #include "mrtc/matrix/json.h"
 #include "mrtc/livekit/livekit.h"
@@ -51,6 +52,7 @@ struct token_req {
 	struct mrtc_hs_op *hs_op;
 	struct mrtc_rs_call *rs_call;
 	struct mrtc_fed_call *fed_call;
+	struct mrtc_fedproxy_call *proxy_call;
 	struct mrtc_keyring_op *key_op;
 	struct mrtc_verify_job *verify_job;
 };
@@ -211,6 +213,7 @@ static void tr_abort(struct mrtc_request *r)
 	mrtc_hs_op_cancel(t->hs_op);
 	mrtc_rs_call_cancel(t->rs_call);
 	mrtc_fed_call_cancel(t->fed_call);
+	mrtc_fedproxy_cancel(t->proxy_call);
 	mrtc_keyring_cancel(t->key_op);
 	mrtc_verify_job_cancel(t->verify_job);
 	tr_free(t);
@@ -396,9 +399,31 @@ static void transports_whoami(void *arg, enum mrtc_err err, const struct mrtc_wh
 	json_object_put(body);
 }
 
-/* Starts a client-server request: bearer token, then whoami. */
+/*
+ * Application-service mode's way in: the homeserver has authenticated the user and says who it
+ * is (hs_token, X-Matrix-User-Identifier). It passes no device, so who.device_id stays "" and
+ * the device is the client's claimed_device_id (PROTOCOL.md, application-service mode).
+ */
+static struct token_req *start_appservice_client(struct mrtc_request *r, mrtc_whoami_fn next)
+{
+	struct mrtc_whoami who = { .soft_logout = -1 };
+	if (!mrtc_appservice_client_user(r, who.user_id))
+		return NULL;
+	struct token_req *t = tr_new(r);
+	if (!t) {
+		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+		return NULL;
+	}
+	next(t, MRTC_OK, &who);
+	return NULL; /* @t may be gone already */
+}
+
+/* Starts a client-server request: bearer token, then whoami (or the application-service
+ * identity). */
 static struct token_req *start_client(struct mrtc_request *r, mrtc_whoami_fn next)
 {
+	if (r->services->config->appservice)
+		return start_appservice_client(r, next);
 	const char *token = mrtc_http_bearer(r);
 	if (!token) {
 		mrtc_http_reply_error(r, MRTC_ERR_MISSING_TOKEN, "Missing access token");
@@ -514,6 +539,62 @@ void mrtc_rtc_client_get_token(struct mrtc_request *r)
 
 static void relay_send(struct token_req *t);
 
+/* A fed_proxy refusal as the client gets it: the destination was not asked. */
+static void relay_refused(struct token_req *t, const struct mrtc_http_response *resp,
+			  enum mrtc_fedproxy_refusal refusal)
+{
+	char dest[300];
+	mrtc_quote(dest, sizeof(dest), t->f.server_name, 255);
+	t->s->counters.fed_out_failed++;
+	mrtc_log(refusal == MRTC_FEDPROXY_DESTINATION_DENIED ||
+			 refusal == MRTC_FEDPROXY_CONNECTION_FAILED
+		     ? LOG_WARNING
+		     : LOG_ERR,
+		 "federation", t->r->id, "get_token at %s through fed_proxy failed: %s", dest,
+		 resp->detail ? resp->detail : mrtc_fedproxy_refusal_str(refusal));
+	switch (refusal) {
+	case MRTC_FEDPROXY_DESTINATION_DENIED:
+		fail(t, MRTC_ERR_FORBIDDEN,
+		     "This homeserver does not federate with the specified homeserver");
+		return;
+	case MRTC_FEDPROXY_CONNECTION_FAILED:
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the specified homeserver");
+		return;
+	case MRTC_FEDPROXY_NOT_APPSERVICE:
+		fail(t, MRTC_ERR_UPSTREAM,
+		     "The homeserver refused the transport service's application-service token");
+		return;
+	case MRTC_FEDPROXY_PATH_NOT_ALLOWED:
+		fail(t, MRTC_ERR_UPSTREAM,
+		     "The homeserver does not let the transport service use this federation path "
+		     "(io.element.msc4512.proxy_prefix)");
+		return;
+	case MRTC_FEDPROXY_BAD_PARAM:
+		fail(t, MRTC_ERR_UPSTREAM, "The homeserver refused the federation proxy request");
+		return;
+	case MRTC_FEDPROXY_UNSUPPORTED:
+		fail(t, MRTC_ERR_UPSTREAM,
+		     "The homeserver offers no federation proxy (MSC4512 is not enabled)");
+		return;
+	default:
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver's federation proxy");
+		return;
+	}
+}
+
+static void relay_done(void *arg, const struct mrtc_http_response *resp);
+
+static void relay_proxied(void *arg, const struct mrtc_http_response *resp,
+			  enum mrtc_fedproxy_refusal refusal)
+{
+	struct token_req *t = arg;
+	t->proxy_call = NULL;
+	if (refusal != MRTC_FEDPROXY_RELAYED)
+		relay_refused(t, resp, refusal);
+	else
+		relay_done(t, resp);
+}
+
 static void relay_done(void *arg, const struct mrtc_http_response *resp)
 {
 	struct token_req *t = arg;
@@ -603,11 +684,21 @@ static void relay_send(struct token_req *t)
 		json_object_object_add(member, "claimed_device_id",
 				       json_object_new_string(t->device));
 	json_object_object_add(body, "member", member);
-	t->fed_call = mrtc_fed_request(t->s->fed, t->f.server_name, "POST", fed_paths[t->fed_path],
-				       body, true, t->s->config->federation_timeout_s * 1000,
-				       FED_RESPONSE_MAX, relay_done, t);
+	bool started;
+	if (t->s->config->appservice) {
+		/* The homeserver signs it: Synapse's MSC4512 fed_proxy. */
+		t->proxy_call = mrtc_fedproxy_request(
+		    t->s, t->f.server_name, "POST", fed_paths[t->fed_path], body,
+		    t->s->config->federation_timeout_s * 1000, relay_proxied, t);
+		started = t->proxy_call != NULL;
+	} else {
+		t->fed_call = mrtc_fed_request(
+		    t->s->fed, t->f.server_name, "POST", fed_paths[t->fed_path], body, true,
+		    t->s->config->federation_timeout_s * 1000, FED_RESPONSE_MAX, relay_done, t);
+		started = t->fed_call != NULL;
+	}
 	json_object_put(body);
-	if (!t->fed_call)
+	if (!started)
 		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the specified homeserver");
 }
 
@@ -751,12 +842,14 @@ static void client_address(struct mrtc_request *r, char *out, size_t size)
 	snprintf(out, size, "%s", addr);
 }
 
-void mrtc_rtc_federation_get_token(struct mrtc_request *r)
+/* Starts answering another server: the request context and the body, which must be a JSON
+ * object (in homeserver mode it is part of what is signed). NULL after replying. */
+static struct token_req *federation_start(struct mrtc_request *r)
 {
 	struct token_req *t = tr_new(r);
 	if (!t) {
 		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
-		return;
+		return NULL;
 	}
 	t->federated = true;
 	const char *body;
@@ -764,14 +857,41 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 	enum mrtc_err err = mrtc_http_body(r, &body, &len);
 	if (err != MRTC_OK) {
 		fail(t, err, "Request body too large");
-		return;
+		return NULL;
 	}
-	/* The body is part of what is signed: it must be a JSON object before verification. */
 	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &t->body) != MRTC_OK ||
 	    !json_object_is_type(t->body, json_type_object)) {
 		fail(t, MRTC_ERR_NOT_JSON, "Body is not a JSON object");
+		return NULL;
+	}
+	return t;
+}
+
+/* Application-service mode's way in for federation: the homeserver verified the X-Matrix
+ * signature and names the origin (hs_token, X-Matrix-Origin). */
+static void federation_from_homeserver(struct mrtc_request *r)
+{
+	char origin[MRTC_SERVER_NAME_MAX + 1];
+	if (!mrtc_appservice_origin(r, origin))
+		return;
+	struct token_req *t = federation_start(r);
+	if (!t)
+		return;
+	snprintf(t->origin, sizeof(t->origin), "%s", origin);
+	mrtc_log(LOG_INFO, "federation", r->id, "request from %s, verified by the homeserver",
+		 origin);
+	fed_verified(t);
+}
+
+void mrtc_rtc_federation_get_token(struct mrtc_request *r)
+{
+	if (r->services->config->appservice) {
+		federation_from_homeserver(r);
 		return;
 	}
+	struct token_req *t = federation_start(r);
+	if (!t)
+		return;
 	struct evkeyval *h;
 	const char *first_xmatrix = NULL;
 	for (h = evhttp_request_get_input_headers(r->req)->tqh_first; h; h = h->next.tqe_next) {
@@ -791,7 +911,8 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 		t->n_auth++;
 	}
 	struct mrtc_xmatrix_auth a;
-	err = first_xmatrix ? mrtc_xmatrix_parse(first_xmatrix, &a) : MRTC_ERR_AUTH_MISSING;
+	enum mrtc_err err =
+	    first_xmatrix ? mrtc_xmatrix_parse(first_xmatrix, &a) : MRTC_ERR_AUTH_MISSING;
 	if (err != MRTC_OK) {
 		fail(t, err,
 		     err == MRTC_ERR_AUTH_MISSING ? "Missing X-Matrix authorization"

@@ -4,7 +4,10 @@ nginx over TLS, then runs test/testbed/matrix_js_sdk.test.mjs with node's test r
 reaches https://hs1.test through the testbed's own address for it; where to find the test
 homeserver and test SFU controls, the LiveKit secrets and the CA are passed in the environment.
 
-Usage: run_matrix_js_sdk.py <mrtc-transportd> [extra daemon VAR=value ...]
+With --appservice, hs1.test's daemon runs in application-service mode behind the Synapse
+stand-in (synapse_proxy.py): the same library calls, answered through MSC4512 and fed_proxy.
+
+Usage: run_matrix_js_sdk.py <mrtc-transportd> [--appservice] [extra daemon VAR=value ...]
 """
 import json
 import os
@@ -32,8 +35,10 @@ STATE = {
 
 def main():
     binary = sys.argv[1]
-    extra = dict(a.split("=", 1) for a in sys.argv[2:])
-    tb = Testbed(mrtc_binary=binary, state=STATE)
+    appservice = "--appservice" in sys.argv[2:]
+    extra = dict(a.split("=", 1) for a in sys.argv[2:] if a != "--appservice")
+    tb = Testbed(mrtc_binary=binary, state=STATE,
+                 appservice=("hs1.test",) if appservice else ())
     daemon_env = {"MRTC_STORE": f"sqlite:{tb.path('jobs.db')}", "MRTC_DELAYED_POLL_MS": "300",
                   "MRTC_DELAYED_CONNECT_WAIT": "5", "MRTC_MEMBERSHIP_CACHE_TTL": "0",
                   "MRTC_FEDERATION_TIMEOUT": "4", "MRTC_RATE_BURST": "1000"}
@@ -57,6 +62,8 @@ def main():
             logs = s.mrtc.logs()
             assert "tok_" not in logs and s.secret not in logs and "de_js" not in logs, \
                 "a secret reached the daemon log"
+            for token in (getattr(s, "as_token", None), getattr(s, "hs_token", None)):
+                assert not token or token not in logs, "an appservice token reached the log"
     finally:
         tb.stop(failed=failed)
     return 1 if failed else 0

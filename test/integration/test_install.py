@@ -31,8 +31,8 @@ from harness import Daemon  # noqa: E402
 BUILD = None
 MAN_SECTIONS = ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "ENVIRONMENT", "ENDPOINTS",
                 "SIGNALS", "EXIT STATUS", "FILES", "EXAMPLES", "SEE ALSO"]
-SHARED = ["nginx-mrtc.conf", "mrtc-proxy-params.conf", "mrtc-transportd.env.example",
-          "grafana-dashboard.json"]
+SHARED = ["nginx-mrtc.conf", "nginx-mrtc-appservice.conf", "mrtc-proxy-params.conf",
+          "mrtc-transportd.env.example", "grafana-dashboard.json"]
 
 
 def bare_env(**env):

@@ -223,12 +223,20 @@ class Handler(BaseHTTPRequestHandler):
                 events.append({"type": "m.room.server_acl", "state_key": "",
                                "content": room["acl"], "room_id": room_id})
             return 200, {"state": events}
-        m = re.fullmatch(r"/_matrix/client/unstable/io\.element\.msc4502/rooms/([^/]+)/is_joined",
-                         path)
-        if m:
+        # MSC4502: the unstable path, and the stable one when STATE["is_joined_stable"]; with
+        # STATE["is_joined_unstable"] False the unstable one is gone (a later Synapse).
+        m = re.fullmatch(r"/_matrix/client/(unstable/io\.element\.msc4502|v3)/rooms/([^/]+)/"
+                         r"is_joined", path)
+        if m and (STATE.get("is_joined_stable") if m.group(1) == "v3"
+                  else STATE.get("is_joined_unstable", True)):
             if token != STATE.get("appservice_token"):
                 return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
-            room = rooms.get(urllib.parse.unquote(m.group(1)), {"members": {}})
+            STATE.setdefault("is_joined_calls", []).append(
+                {"path": m.group(1), "query": {k: v[0] for k, v in query.items()}})
+            if ("mxid" in query) == ("server_name" in query):
+                return matrix_error(400, "M_INVALID_PARAM",
+                                    "Exactly one of mxid or server_name is required")
+            room = rooms.get(urllib.parse.unquote(m.group(2)), {"members": {}})
             if "mxid" in query:
                 return 200, {"joined": room["members"].get(query["mxid"][0]) == "join"}
             if "server_name" in query:
@@ -266,6 +274,8 @@ class Handler(BaseHTTPRequestHandler):
             return out
         if method == "GET":
             u = users.get(token or "")
+            if token and token == STATE.get("appservice_token") and "user_id" in query:
+                u = {"user_id": query["user_id"][0]}  # an application service as the user
             if delay_id and not mode.get("single"):
                 return matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request")
             if not u:

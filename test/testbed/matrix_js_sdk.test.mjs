@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // matrix-js-sdk 43 as the client of the daemon, through nginx over TLS on the testbed (run by
-// test/clients/run_matrix_js_sdk.py, which passes the testbed in MRTC_TB).
+// test/clients/run_matrix_js_sdk.py, which passes the testbed in MRTC_TB). The bodies carry
+// the client's claimed_device_id (LivekitRtcMember): the homeserver's own device when hs1.test's
+// daemon checks tokens with whoami, the only device there is when it runs behind the Synapse
+// stand-in in application-service mode.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import https from 'node:https';
@@ -91,7 +94,8 @@ test('the first advertised transport is a LiveKit transport config for the libra
 
 test('a token for our SFU, verified by livekit-server-sdk', async () => {
   const answer = await alice._unstable_getLivekitToken({
-    url: 'wss://sfu.hs1.test', room_id: '!call:hs1.test', slot_id: SLOT, member: { id: 'js1' } });
+    url: 'wss://sfu.hs1.test', room_id: '!call:hs1.test', slot_id: SLOT,
+    member: { id: 'js1', claimed_device_id: 'ALICEDEV' } });
   assert.equal(typeof answer.jwt, 'string');
   await verifyToken(answer.jwt, 'hs1.test', '!call:hs1.test', 'js1', true);
   await assert.rejects(new TokenVerifier(TB.livekit_key, TB.secrets['hs2.test']).verify(answer.jwt));
@@ -99,7 +103,8 @@ test('a token for our SFU, verified by livekit-server-sdk', async () => {
 
 test("a token for hs2.test's SFU over federation, verified by livekit-server-sdk", async () => {
   const answer = await alice._unstable_getLivekitToken({
-    url: 'wss://sfu.hs2.test', room_id: '!call:hs2.test', slot_id: SLOT, member: { id: 'js2' },
+    url: 'wss://sfu.hs2.test', room_id: '!call:hs2.test', slot_id: SLOT,
+    member: { id: 'js2', claimed_device_id: 'ALICEDEV' },
     server_name: 'hs2.test' });
   assert.equal(typeof answer.jwt, 'string');
   await verifyToken(answer.jwt, 'hs2.test', '!call:hs2.test', 'js2', false);
@@ -116,8 +121,9 @@ async function refused(c, body, httpStatus, errcode) {
 
 test('refusals are MatrixErrors and the client stays logged in', async () => {
   const body = { url: 'wss://sfu.hs1.test', room_id: '!call:hs1.test', slot_id: SLOT,
-                 member: { id: 'js3' } };
-  await refused(bob, body, 403, 'M_FORBIDDEN');
+                 member: { id: 'js3', claimed_device_id: 'ALICEDEV' } };
+  await refused(bob, { ...body, member: { id: 'js3', claimed_device_id: 'BOBDEV' } }, 403,
+                'M_FORBIDDEN');
   await refused(alice, { ...body, url: 'wss://sfu.elsewhere.test' }, 400, 'M_INVALID_PARAM');
   await refused(alice, { ...body, room_id: '!call:hs2.test', url: 'wss://sfu.hs2.test',
                          server_name: 'nosuchname.test' }, 502, 'M_UNKNOWN');
@@ -135,7 +141,7 @@ test('a delegated delayed leave is sent once after the participant leaves the SF
                                                   user_id: '@alice:hs1.test', room_id: '!call:hs1.test',
                                                   state: 'scheduled' });
   const body = { url: 'wss://sfu.hs1.test', room_id: '!call:hs1.test', slot_id: SLOT,
-                 member: { id: 'js4' }, delay_id: delayId };
+                 member: { id: 'js4', claimed_device_id: 'ALICEDEV' }, delay_id: delayId };
   assert.deepEqual(await alice._unstable_delegateDelayedLeave(body), {});
   const participant = { room: roomHash('!call:hs1.test', SLOT),
                         identity: await computeRtcIdentityRaw('@alice:hs1.test', 'ALICEDEV', 'js4') };

@@ -76,6 +76,17 @@ class Server:
         self.admin_token = "admin-" + os.urandom(6).hex()
         self.appservice_token = "as-" + os.urandom(6).hex()
         self.mrtc = None  # harness.Daemon when started
+        # Application-service mode: synapse_proxy.py (Synapse's MSC4512 proxy and fed_proxy)
+        # stands in front of the test homeserver, and the daemon is registered with it.
+        self.appservice = False
+        self.proxy_port = free_port(svc)
+        self.deny = []  # destinations its fed_proxy refuses (federation_domain_whitelist)
+        self.extra_env = {}  # this server's daemon only
+        self.proxy_timeout = 30  # Synapse's limit for the application service's answer
+
+    @property
+    def proxy_url(self):
+        return f"http://{self.svc}:{self.proxy_port}"
 
     @property
     def hs_url(self):
@@ -91,7 +102,7 @@ class Server:
 
 
 class Testbed:
-    def __init__(self, mrtc_binary=None, state=None, keep=False):
+    def __init__(self, mrtc_binary=None, state=None, keep=False, appservice=()):
         self.dir = tempfile.mkdtemp(prefix="mrtc-testbed-")
         os.chmod(self.dir, 0o755)  # nginx workers (user nobody) serve files from it
         self.mrtc_binary = mrtc_binary
@@ -104,6 +115,8 @@ class Testbed:
         self.svc = base + "1"
         self.servers = {"hs1.test": Server("hs1.test", base + "11", self.svc),
                         "hs2.test": Server("hs2.test", base + "12", self.svc)}
+        for name in appservice:
+            self.servers[name].appservice = True
         self.wk_address = base + "13"
         self.dns_port = free_port(self.svc)
         self.state = state or {}
@@ -243,7 +256,7 @@ class Testbed:
         for i, s in enumerate(self.servers.values()):
             conf_dir = self.path(f"nginx-{s.name}")
             os.makedirs(os.path.join(conf_dir, "tmp"))
-            for f in ("nginx-mrtc.conf", "mrtc-proxy-params.conf"):
+            for f in ("nginx-mrtc.conf", "nginx-mrtc-appservice.conf", "mrtc-proxy-params.conf"):
                 shutil.copy(os.path.join(DEPLOY, f), conf_dir)
             mrtc_port = s.mrtc.port if s.mrtc else free_port(self.svc)  # none: nginx says 502
             conf = f"""
@@ -258,7 +271,7 @@ http {{
     fastcgi_temp_path {conf_dir}/tmp/fastcgi;
     uwsgi_temp_path {conf_dir}/tmp/uwsgi;
     scgi_temp_path {conf_dir}/tmp/scgi;
-    upstream homeserver {{ server {self.svc}:{s.hs_port}; keepalive 8; }}
+    upstream homeserver {{ server {self.svc}:{s.proxy_port if s.appservice else s.hs_port}; keepalive 8; }}
     upstream mrtc_transport {{ server {self.svc}:{mrtc_port}; keepalive 8; }}
     server {{
         listen {s.address}:443 ssl;
@@ -266,7 +279,7 @@ http {{
         server_name {s.name} srv.test oldsrv.test srvtarget.test wrongcert.test;
         ssl_certificate {self.path('server.pem')};
         ssl_certificate_key {self.path('server.key')};
-        include nginx-mrtc.conf;
+        include {'nginx-mrtc-appservice.conf' if s.appservice else 'nginx-mrtc.conf'};
         {self.client_locations() if self.client_root else ''}
         location / {{
             proxy_pass http://homeserver;
@@ -324,8 +337,47 @@ http {{
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
             "MRTC_PUBLIC_BASE_URL": f"https://{s.name}",
         }
+        if s.appservice:
+            # The homeserver authenticates and signs: no key, no admin token, and every call
+            # (is_joined, fed_proxy, delayed events) goes to "Synapse".
+            del env["MRTC_SIGNING_KEY_FILE"], env["MRTC_HOMESERVER_ADMIN_TOKEN"]
+            env["MRTC_HOMESERVER_URL"] = s.proxy_url
+        env.update(s.extra_env)
         env.update(extra)
         return env
+
+    def start_appservice(self, s, daemon):
+        """Registers @daemon with the server's Synapse stand-in, the way an operator does: the
+        daemon writes the registration, "Synapse" reads it (refusing to start on a bad one)."""
+        sys.path.insert(0, HERE)
+        from synapse_proxy import load_registration
+        reg = self.path(f"{s.name}.registration.yaml")
+        out = run([self.mrtc_binary, "--print-appservice-registration",
+                   f"http://{daemon.host}:{daemon.port}"],
+                  env={"MRTC_SERVER_NAME": s.name, "PATH": os.environ.get("PATH", "")}).stdout
+        with open(reg, "w") as f:
+            f.write(out)
+        r = load_registration(reg, s.name)
+        s.as_token, s.hs_token = r["as_token"], r["hs_token"]
+        daemon.env["MRTC_APPSERVICE_TOKEN"] = s.as_token
+        daemon.env["MRTC_APPSERVICE_HS_TOKEN"] = s.hs_token
+        state = json.load(urllib.request.urlopen(s.hs_url + "/_test/state"))
+        state["appservice_token"] = s.as_token
+        state.setdefault("unstable_features", {}).update(
+            {"io.element.msc4195": True, "io.element.msc4502": True, "io.element.msc4512": True})
+        urllib.request.urlopen(urllib.request.Request(
+            s.hs_url + "/_test/state", data=json.dumps(state).encode(), method="POST"))
+        peers = [f"--peer={o.name}={o.address}" for o in self.servers.values() if o is not s]
+        self.spawn(f"synapse-{s.name}", [PY, os.path.join(HERE, "synapse_proxy.py"), "--port",
+                   str(s.proxy_port), "--host", self.svc, "--server-name", s.name,
+                   "--homeserver", s.hs_url, "--signing-key", s.signing_key_file,
+                   "--registration", reg, "--ca", self.ca] + peers +
+                   [f"--deny={d}" for d in s.deny] + [f"--proxy-timeout={s.proxy_timeout}",
+                   "--rtc-transports=" + json.dumps([{
+                       "type": "livekit", "url": s.livekit_url,
+                       "livekit_service_url": f"https://{s.name}/livekit/jwt"}])])
+        wait_for(lambda: urllib.request.urlopen(s.proxy_url + "/_test/proxy_requests").status
+                 == 200, f"synapse_proxy for {s.name}")
 
     def start_daemons(self, **extra):
         sys.path.insert(0, os.path.join(ROOT, "test", "integration"))
@@ -335,6 +387,8 @@ http {{
                             host=self.svc)
             s.mrtc.log.close()
             s.mrtc.log = open(self.path(f"mrtc-{s.name}.log"), "w")
+            if s.appservice:
+                self.start_appservice(s, s.mrtc)
             s.mrtc.start()
 
     # -- client helpers ----------------------------------------------------------------------

@@ -465,6 +465,58 @@ START_TEST(test_config_cidr_and_hostport)
 }
 END_TEST
 
+START_TEST(test_config_load_appservice)
+{
+	struct env e;
+	legacy_env(&e);
+	env_set(&e, "MRTC_SERVER_NAME", "hs1.test");
+	env_set(&e, "MRTC_HOMESERVER_URL", "http://127.0.0.1:8008");
+	env_set(&e, "MRTC_PUBLIC_BASE_URL", "https://matrix.example.org/");
+	env_set(&e, "MRTC_APPSERVICE_TOKEN", "astoken");
+	env_set(&e, "MRTC_APPSERVICE_HS_TOKEN", "hstoken");
+	struct mrtc_config *c;
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert(c->appservice);
+	ck_assert(!c->legacy_only);
+	ck_assert_ptr_null(c->signing_key);
+	ck_assert_int_eq(c->membership_backend, MRTC_MEMBERSHIP_MSC4502);
+	ck_assert_str_eq(c->appservice_hs_token, "hstoken");
+	ck_assert_str_eq(mrtc_config_mode_name(c), "application service");
+	mrtc_config_destroy(c);
+
+	char *key = key_file();
+	assert_problem(&e, "MRTC_SIGNING_KEY_FILE", key,
+		       "MRTC_SIGNING_KEY_FILE: not used in application-service mode");
+	env_set(&e, "MRTC_SIGNING_KEY_FILE", NULL);
+	assert_problem(&e, "MRTC_APPSERVICE_TOKEN", "hstoken",
+		       "MRTC_APPSERVICE_HS_TOKEN: must differ from MRTC_APPSERVICE_TOKEN");
+	assert_problem(&e, "MRTC_APPSERVICE_TOKEN", NULL,
+		       "MRTC_APPSERVICE_TOKEN: required in application-service mode");
+	env_set(&e, "MRTC_APPSERVICE_TOKEN", "astoken");
+	assert_problem(&e, "MRTC_MEMBERSHIP_BACKEND", "synapse-admin",
+		       "MRTC_MEMBERSHIP_BACKEND: application-service mode");
+	env_set(&e, "MRTC_MEMBERSHIP_BACKEND", "msc4502");
+	assert_problem(&e, "MRTC_HOMESERVER_ADMIN_TOKEN", "admintoken",
+		       "MRTC_HOMESERVER_ADMIN_TOKEN: not used in application-service mode");
+	env_set(&e, "MRTC_HOMESERVER_ADMIN_TOKEN", NULL);
+	assert_problem(&e, "MRTC_HOMESERVER_URL", NULL,
+		       "MRTC_HOMESERVER_URL: required in application-service mode");
+	env_set(&e, "MRTC_HOMESERVER_URL", "http://127.0.0.1:8008");
+	/* hs_token from a file. */
+	char *hs_file = vectors_temp_file("filehstoken\n");
+	env_set(&e, "MRTC_APPSERVICE_HS_TOKEN", NULL);
+	env_set(&e, "MRTC_APPSERVICE_HS_TOKEN_FILE", hs_file);
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert(c->appservice);
+	ck_assert_str_eq(c->appservice_hs_token, "filehstoken");
+	mrtc_config_destroy(c);
+	unlink(hs_file);
+	free(hs_file);
+	unlink(key);
+	free(key);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -480,6 +532,7 @@ int main(void)
 		test_config_load_bind_fallback_and_clash,
 		test_config_print_help_redacts_secrets,
 		test_config_cidr_and_hostport,
+		test_config_load_appservice,
 	};
 	vectors_add_tests(s, "config", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);

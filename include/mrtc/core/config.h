@@ -35,6 +35,7 @@ struct mrtc_hostport {
 
 struct mrtc_config {
 	bool legacy_only; /* none of the homeserver variables set: lk-jwt-service drop-in mode */
+	bool appservice;  /* MRTC_APPSERVICE_HS_TOKEN set: behind Synapse's MSC4512 proxy */
 	char *server_name;
 	char *homeserver_url;
 	char *signing_key_file;
@@ -47,7 +48,8 @@ struct mrtc_config {
 	char *livekit_api_url; /* derived from livekit_url when not set */
 	enum mrtc_membership_backend membership_backend;
 	char *homeserver_admin_token;
-	char *appservice_token;
+	char *appservice_token;	   /* as_token: is_joined, fed_proxy, delayed events */
+	char *appservice_hs_token; /* hs_token: what the homeserver sends us */
 	uint64_t token_ttl_s;
 	enum mrtc_identity_format identity;
 	char *ca_file;
@@ -112,6 +114,9 @@ void mrtc_config_destroy(struct mrtc_config *config);
  * and its current value from @getenv (secrets only as "set"/"unset").
  */
 void mrtc_config_print_help(FILE *out, const char *argv0, mrtc_getenv_fn getenv_fn, void *ctx);
+
+/* "application service", "homeserver" or "lk-jwt-service drop-in": the mode @config runs in. */
+const char *mrtc_config_mode_name(const struct mrtc_config *config);
 
 /* Parses "host:port", "[v6]:port" or ":port". */
 bool mrtc_hostport_parse(const char *s, bool host_required, struct mrtc_hostport *ret);

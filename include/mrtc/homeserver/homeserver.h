@@ -78,13 +78,19 @@ void mrtc_homeserver_get_stats(const struct mrtc_homeserver *hs,
 
 struct mrtc_hs_op *mrtc_hs_whoami(struct mrtc_homeserver *hs, const char *token, mrtc_whoami_fn cb,
 				  void *ctx);
-/* Our own user's membership, asked with their token; a 401 also forgets the token. */
+/* Our own user's membership, asked with their token; a 401 also forgets the token. With
+ * @token NULL (application-service mode) it is asked with MSC4502 is_joined?mxid= and the
+ * application-service token instead. */
 struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const char *token,
 					    const char *room_id, const char *user_id,
 					    mrtc_joined_fn cb, void *ctx);
 struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const char *room_id,
 					     const char *user_id, const char *origin,
 					     mrtc_remote_fn cb, void *ctx);
+/* MSC4502: use the stable /_matrix/client/v3/rooms/{id}/is_joined (true) or the unstable
+ * io.element.msc4502 path (false, the default). */
+void mrtc_homeserver_set_is_joined_stable(struct mrtc_homeserver *hs, bool stable);
+
 /* The callback will not be called. Accepts NULL. */
 void mrtc_hs_op_cancel(struct mrtc_hs_op *op);
 

@@ -7,6 +7,7 @@
 #ifndef MRTC_SERVICES_H
 #define MRTC_SERVICES_H
 
+#include "mrtc/appservice/appservice.h"
 #include "mrtc/base/cache.h"
 #include "mrtc/core/config.h"
 #include "mrtc/net/fedclient.h"
@@ -35,6 +36,7 @@ struct mrtc_services {
 	struct mrtc_metrics metrics;
 	struct mrtc_readiness *readiness;
 	struct mrtc_delayed *delayed;
+	struct mrtc_appservice_features appservice_features; /* application-service mode */
 	struct {
 		uint64_t tokens_local, tokens_federated, tokens_legacy;
 		uint64_t fed_out_ok, fed_out_forbidden, fed_out_invalid, fed_out_failed;
