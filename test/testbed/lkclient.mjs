@@ -11,8 +11,9 @@
 //                              "remotes":[identity...],"subscribed":[identity...]}
 //   {"op":"rooms","url":U,"key":K,"secret":S}               -> {"rooms":[Room...]}
 //   {"op":"participants","url":U,"key":K,"secret":S,"room":R} -> {"participants":[...]}
+//   {"op":"delete_room","url":U,"key":K,"secret":S,"room":R}  -> {"ok":true}
 import readline from 'node:readline';
-import { AudioFrame, AudioSource, LocalAudioTrack, Room, RoomEvent, TrackPublishOptions,
+import { AudioFrame, AudioSource, DisconnectReason, LocalAudioTrack, Room, RoomEvent, TrackPublishOptions,
          TrackSource } from '@livekit/rtc-node';
 import { RoomServiceClient } from 'livekit-server-sdk';
 
@@ -22,7 +23,10 @@ const plain = (x) => JSON.parse(JSON.stringify(x, (k, v) => (typeof v === 'bigin
 async function join(cmd) {
   const room = new Room();
   const st = { connected: false, disconnected: false, reason: null, subscribed: new Set() };
-  room.on(RoomEvent.Disconnected, (reason) => { st.disconnected = true; st.reason = reason ?? null; });
+  room.on(RoomEvent.Disconnected, (reason) => {
+    st.disconnected = true;
+    st.reason = reason === undefined ? null : (DisconnectReason[reason] ?? reason);
+  });
   room.on(RoomEvent.TrackSubscribed, (track, pub, p) => st.subscribed.add(p.identity));
   rooms.set(cmd.id, { room, st });
   try {
@@ -63,6 +67,7 @@ async function handle(cmd) {
   const svc = new RoomServiceClient(cmd.url, cmd.key, cmd.secret);
   if (cmd.op === 'rooms') return { rooms: plain(await svc.listRooms()) };
   if (cmd.op === 'participants') return { participants: plain(await svc.listParticipants(cmd.room)) };
+  if (cmd.op === 'delete_room') { await svc.deleteRoom(cmd.room); return { ok: true }; }
   return { error: 'unknown op' };
 }
 
