@@ -268,11 +268,20 @@ class RealLiveKit(unittest.TestCase):
         """frank joins, then delegates: the job's GetParticipant finds him on the SFU."""
         r = self.join("f6", self.token("frank", member="m6"))
         self.assertTrue(r["ok"], r)
+        ident = self.ident("frank", "m6")
+        # His participant_joined webhook comes before the job exists, so only the poll can
+        # tell the job that he is there.
+        self.assertTrue(self.wait_for(lambda: [
+            line for line in self.lk_log_lines(self.hs1, '"event": "participant_joined"')
+            if ident in line]))
+        time.sleep(1.0)
         self.delayed_event("de_frank", "frank", "!call:hs1.test")
         self.delegate("frank", "de_frank", "!call:hs1.test", member="m6")
         self.assertTrue(self.wait_for(
             lambda: "participant of @frank:hs1.test is on the SFU" in self.hs1.mrtc.logs()))
-        self.assertTrue(self.lk_log_lines(self.hs1, "RoomService.GetParticipant"))
+        polls = [line for line in self.lk_log_lines(self.hs1, "RoomService.GetParticipant")
+                 if ident in line]
+        self.assertTrue(polls and '"status": "200"' in polls[-1], polls)
         self.lk(op="leave", id="f6")
         self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_frank"), timeout=10))
 
