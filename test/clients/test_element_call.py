@@ -62,13 +62,65 @@ def member(user, n):
     return state_event("m.room.member", user, {"membership": "join"}, sender=user, n=n)
 
 
+def serve_clients(tb):
+    """Element Call's dist/, matrix-widget-api and the host page, served by @tb's nginx at
+    /_client/ (set before tb.start())."""
+    modules = os.path.join(EC, "node_modules")
+    for pkg in ("@element-hq/element-call-embedded", "matrix-widget-api", "playwright-core"):
+        if not os.path.isdir(os.path.join(modules, pkg)):
+            raise RuntimeError(f"{pkg} missing: run `npm install` in {EC}")
+    web = tb.path("web")
+    os.makedirs(web)
+    # Copies, not links: nginx workers (user nobody) may not traverse the checkout's folders
+    # (a clone under a 0700 home or temporary folder).
+    shutil.copytree(os.path.join(modules, "@element-hq", "element-call-embedded", "dist"),
+                    os.path.join(web, "ec"))
+    shutil.copytree(os.path.join(modules, "matrix-widget-api", "dist"),
+                    os.path.join(web, "mxwidgets"))
+    shutil.copy(os.path.join(EC, "host.html"), os.path.join(web, "host.html"))
+    tb.client_root = web
+
+
+def initial_state():
+    """The call room's state as every participant's host page starts with it."""
+    return [state_event("m.room.create", "", {"creator": "@alice:hs1.test",
+                                              "room_version": "10"}),
+            state_event("m.room.name", "", {"name": "mrtc call"}, n=1),
+            state_event("m.room.join_rules", "", {"join_rule": "invite"}, n=2),
+            member("@alice:hs1.test", 3), member("@carol:hs2.test", 4)]
+
+
+def run_driver(tb, out, cfg):
+    """Runs run.mjs with @cfg (participants and the mode) plus what reaching @tb takes;
+    returns its JSON lines by "name"."""
+    pem = subprocess.run(["openssl", "x509", "-in", tb.path("server.pem"), "-pubkey",
+                          "-noout"], check=True, capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pem,
+                         check=True, capture_output=True).stdout
+    rules = ", ".join(f"MAP {n} {s.address}" for s in tb.servers.values()
+                      for n in (s.name, "sfu." + s.name))
+    cfg = dict({"out": out, "spki": base64.b64encode(hashlib.sha256(der).digest()).decode(),
+                "resolverRules": rules, "state": initial_state(), "sfus": []}, **cfg)
+    path = tb.path("element-call.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    r = subprocess.run(["node", os.path.join(EC, "run.mjs"), path], capture_output=True,
+                       text=True, timeout=170)
+    with open(os.path.join(out, "driver.log"), "w") as f:
+        f.write(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise RuntimeError(f"browser driver failed:\n{r.stderr[-3000:]}")
+    found = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("{"):
+            d = json.loads(line)
+            found[d["name"]] = d
+    return found
+
+
 class ElementCall(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        modules = os.path.join(EC, "node_modules")
-        for pkg in ("@element-hq/element-call-embedded", "matrix-widget-api", "playwright-core"):
-            if not os.path.isdir(os.path.join(modules, pkg)):
-                raise RuntimeError(f"{pkg} missing: run `npm install` in {EC}")
         joined = {"@alice:hs1.test": "join", "@carol:hs2.test": "join"}
         state = {}
         for name, (server, user, device, token) in USERS.items():
@@ -77,16 +129,7 @@ class ElementCall(unittest.TestCase):
                                            "unstable_features": {"org.matrix.msc4140": True}})
             st["users"][token] = {"user_id": user, "device_id": device}
         cls.tb = Testbed(mrtc_binary=BINARY, state=state)
-        web = cls.tb.path("web")
-        os.makedirs(web)
-        # Copies, not links: nginx workers (user nobody) may not traverse the checkout's folders
-        # (a clone under a 0700 home or temporary folder).
-        shutil.copytree(os.path.join(modules, "@element-hq", "element-call-embedded", "dist"),
-                        os.path.join(web, "ec"))
-        shutil.copytree(os.path.join(modules, "matrix-widget-api", "dist"),
-                        os.path.join(web, "mxwidgets"))
-        shutil.copy(os.path.join(EC, "host.html"), os.path.join(web, "host.html"))
-        cls.tb.client_root = web
+        serve_clients(cls.tb)
         cls.tb.start(with_daemons=True, LIVEKIT_FULL_ACCESS_HOMESERVERS="hs1.test,hs2.test")
         cls.out = cls.tb.path("element-call")
         os.makedirs(cls.out)
@@ -111,17 +154,6 @@ class ElementCall(unittest.TestCase):
     @classmethod
     def run_browser(cls):
         tb = cls.tb
-        pem = subprocess.run(["openssl", "x509", "-in", tb.path("server.pem"), "-pubkey",
-                              "-noout"], check=True, capture_output=True).stdout
-        der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pem,
-                             check=True, capture_output=True).stdout
-        rules = ", ".join(f"MAP {n} {s.address}" for s in tb.servers.values()
-                          for n in (s.name, "sfu." + s.name))
-        initial = [state_event("m.room.create", "", {"creator": "@alice:hs1.test",
-                                                    "room_version": "10"}),
-                   state_event("m.room.name", "", {"name": "mrtc call"}, n=1),
-                   state_event("m.room.join_rules", "", {"join_rule": "invite"}, n=2),
-                   member("@alice:hs1.test", 3), member("@carol:hs2.test", 4)]
         participants = []
         # Signalling connections each is expected to open: its own transport, plus the call's
         # focus (alice's) for carol; mallory none.
@@ -131,24 +163,9 @@ class ElementCall(unittest.TestCase):
                                  "deviceId": device, "accessToken": token, "roomId": ROOM,
                                  "waitMs": 40000, "connections": conns,
                                  "extraState": [member(user, 5)] if name == "mallory" else []})
-        cfg = {"out": cls.out, "spki": base64.b64encode(hashlib.sha256(der).digest()).decode(),
-               "resolverRules": rules, "state": initial, "participants": participants,
-               "sfus": [s.sfu_url for s in tb.servers.values()], "waitMs": 40000}
-        path = tb.path("element-call.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f)
-        r = subprocess.run(["node", os.path.join(EC, "run.mjs"), path], capture_output=True,
-                           text=True, timeout=150)
-        with open(os.path.join(cls.out, "driver.log"), "w") as f:
-            f.write(r.stdout + r.stderr)
-        if r.returncode != 0:
-            raise RuntimeError(f"browser driver failed:\n{r.stderr[-3000:]}")
-        out = {}
-        for line in r.stdout.splitlines():
-            if line.startswith("{"):
-                d = json.loads(line)
-                out[d["name"]] = d
-        return out
+        cfg = {"participants": participants, "sfus": [s.sfu_url for s in tb.servers.values()],
+               "waitMs": 40000}
+        return run_driver(tb, cls.out, cfg)
 
     def connections(self, server):
         return get_json(self.tb.hs(server).sfu_url + "/_test/connections")["connections"]

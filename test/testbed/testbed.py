@@ -92,6 +92,7 @@ class Server:
         self.admin_token = "admin-" + os.urandom(6).hex()
         self.appservice_token = "as-" + os.urandom(6).hex()
         self.mrtc = None  # harness.Daemon when started
+        self.extra_env = {}  # this server's own daemon variables, over start_daemons()
         # The real LiveKit server beside it (Testbed(livekit=True)): signalling and RoomService
         # on lk_port, ICE over TCP on lk_tcp_port, ICE over UDP on lk_udp_port.
         self.lk_port = self.lk_tcp_port = self.lk_udp_port = None
@@ -360,6 +361,7 @@ http {{
             "MRTC_PUBLIC_BASE_URL": f"https://{s.name}",
         }
         env.update(extra)
+        env.update(s.extra_env)
         return env
 
     def start_daemons(self, **extra):
@@ -418,7 +420,8 @@ http {{
             "bind_addresses": [self.svc],
             "rtc": {"tcp_port": s.lk_tcp_port, "udp_port": s.lk_udp_port,
                     "use_external_ip": False, "node_ip": self.svc,
-                    "enable_loopback_candidate": True},
+                    # Loopback only: tests send nothing beyond it.
+                    "interfaces": {"includes": ["lo"]}, "enable_loopback_candidate": True},
             "keys": {LIVEKIT_KEY: s.secret},
             "room": {"auto_create": False},
             "logging": {"level": "info"},
