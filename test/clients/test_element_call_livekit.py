@@ -146,6 +146,8 @@ class RealCall(unittest.TestCase):
             media = self.results[name].get("media", [])
 
             def on(s, pc):
+                if not pc["remote"]:
+                    return False
                 host, _, port = pc["remote"].split("/")[0].rpartition(":")
                 return host in ("", s.svc) and int(port) in (s.lk_tcp_port, s.lk_udp_port)
             for kind in ("audio", "video"):
