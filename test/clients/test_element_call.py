@@ -5,7 +5,9 @@ a widget in headless Chromium (playwright-core) inside a small host page on matr
 homeserver and the daemon (OpenID from request_token, transports from /rtc/transports); Element
 Call then has to find the transport, get a token from the daemon's /sfu/get on its own and open
 LiveKit's signalling WebSocket to the test SFU through nginx, which verifies the access_token
-with livekit-server-sdk and records room, identity and grants.
+with livekit-server-sdk and records room, identity and grants. (The stand-in, not LiveKit's
+server: it records every handshake, also one that must never happen. The real call on LiveKit's
+own server is test_element_call_livekit.py.)
 
 Participants, starting together in one call (Element Call 0.26.1 is multi-SFU: each publishes on
 its own transport and subscribes at the others'): @alice:hs1.test, @carol:hs2.test (hs1's daemon

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The federation testbed: two homeservers on one machine, with real DNS (dnsmasq), real TLS (a
 CA made at start with openssl), a real reverse proxy (nginx, with the operator configuration from
-module/deploy/), a test homeserver and a test SFU per server, and optionally mrtc-transportd per
-server. Integration tests, benchmarks and the demo start and stop it; `testbed.py up` runs it for
+module/deploy/), a test homeserver and a stand-in SFU per server, optionally LiveKit's own server
+per server (livekit=True, behind wss://sfu.<name>), and optionally mrtc-transportd per server. Integration tests, benchmarks and the demo start and stop it; `testbed.py up` runs it for
 manual use. Everything lives in one temporary folder that is removed on a clean stop and kept
 (with every log) when a test fails.
 
