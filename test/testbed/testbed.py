@@ -134,12 +134,13 @@ class Testbed:
         self.state = state or {}
         self.ca = os.path.join(self.dir, "ca.pem")
         # A folder of static files for browser clients (test/clients/): when set, each nginx
-        # serves it at /_client/, and sfu.<name> on 443 proxies WebSockets to the test SFU. (The
-        # daemon's OpenID endpoints are at /livekit/jwt/ through the operator snippet always.)
+        # serves it at /_client/. (The daemon's OpenID endpoints are at /livekit/jwt/ through the
+        # operator snippet always.)
         self.client_root = None
         # livekit=True: one real LiveKit server per homeserver (start_livekit), which the
-        # daemons' RoomService calls and sfu.<name> then reach instead of the stand-in SFU
-        # (sfu.mjs still runs, at sfu_url, for tests that need a fault).
+        # daemons' RoomService calls then reach instead of the stand-in SFU (sfu.mjs still runs,
+        # at sfu_url, for tests that need a fault), and sfu.<name> on 443 (nginx, TLS, WebSocket)
+        # for clients.
         self.livekit = livekit
         if livekit:
             for s in self.servers.values():
@@ -310,7 +311,7 @@ http {{
             proxy_set_header Host $host;
         }}
     }}
-    {self.sfu_server(s) if self.client_root or self.livekit else ''}
+    {self.sfu_server(s) if self.livekit else ''}
     {wk if i == 0 else ''}
 }}
 """
@@ -336,7 +337,7 @@ http {{
         ssl_certificate {self.path('server.pem')};
         ssl_certificate_key {self.path('server.key')};
         location / {{
-            proxy_pass http://{s.svc}:{s.lk_port if self.livekit else s.sfu_port};
+            proxy_pass http://{s.svc}:{s.lk_port};
             proxy_http_version 1.1;
             proxy_read_timeout 300s;
             proxy_set_header Upgrade $http_upgrade;
