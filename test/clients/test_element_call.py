@@ -50,7 +50,7 @@ EC = os.path.join(HERE, "element_call")
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "test", "testbed"))
 sys.path.insert(0, os.path.join(ROOT, "test", "integration"))
-from harness import get_json  # noqa: E402
+from harness import RemembersFailure, get_json  # noqa: E402
 from testbed import LIVEKIT_KEY, Testbed  # noqa: E402
 
 BINARY = None
@@ -147,7 +147,7 @@ def admin_token(secret):
                       secret, algorithm="HS256")
 
 
-class RealCall(unittest.TestCase):
+class RealCall(RemembersFailure, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         joined = {USERS[n][1]: "join" for n in CALLERS}
@@ -186,14 +186,6 @@ class RealCall(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.tb.stop(failed=cls.failed)
-
-    failed = False
-
-    def run(self, result=None):
-        r = super().run(result)
-        if result and (result.failures or result.errors):
-            type(self).failed = True
-        return r
 
     def livekit(self):
         lk = self.results.get("livekit")

@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "test", "testbed"))
 sys.path.insert(0, HERE)
-from harness import post_json as post, get_json as get  # noqa: E402
+from harness import RemembersFailure, post_json as post, get_json as get  # noqa: E402
 from testbed import LIVEKIT_KEY, Testbed  # noqa: E402
 
 BINARY = None
@@ -77,7 +77,7 @@ class LiveKitClients:
             self.p.wait()
 
 
-class RealLiveKit(unittest.TestCase):
+class RealLiveKit(RemembersFailure, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tb = Testbed(mrtc_binary=BINARY, state=STATE, livekit=True)
@@ -90,14 +90,6 @@ class RealLiveKit(unittest.TestCase):
         except BaseException:
             cls.tb.stop(failed=True)
             raise
-
-    failed = False
-
-    def run(self, result=None):
-        r = super().run(result)
-        if result and (result.failures or result.errors):
-            type(self).failed = True
-        return r
 
     @classmethod
     def tearDownClass(cls):
