@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 import jwt  # python3-jwt: re-signs the daemon's tokens with one claim changed
 
@@ -293,6 +295,44 @@ class RealLiveKit(RemembersFailure, unittest.TestCase):
         self.assertLess(time.monotonic() - start, 7.5, "sent by the connect wait, not the webhook")
         self.assertTrue(self.lk_log_lines(self.hs1, '"event": "room_finished"'))
         self.lk(op="leave", id="b7")
+
+    def test_8_the_stand_in_answers_as_livekit_does(self):
+        """The stand-in SFU the fault tests use answers RoomService calls as LiveKit's server
+        does: status, content type and Twirp error code, for each case here."""
+        def call(url, method, body, secret, grant):
+            now = int(time.time())
+            tok = jwt.encode({"iss": LIVEKIT_KEY, "sub": "mrtc-test", "nbf": now - 10,
+                              "exp": now + 300, "video": grant}, secret, algorithm="HS256")
+            req = urllib.request.Request(f"{url}/twirp/livekit.RoomService/{method}",
+                                         data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {tok}"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    status, ctype, data = r.status, r.headers["Content-Type"], r.read()
+            except urllib.error.HTTPError as e:
+                status, ctype, data = e.code, e.headers["Content-Type"], e.read()
+            code = json.loads(data).get("code") if ctype.startswith("application/json") else None
+            return status, ctype.split(";")[0], code
+        s = self.hs1
+        room = lk_hash("!call:hs1.test", SLOT)
+        self.token("alice")  # the room exists on both: the daemon's CreateRoom
+        cases = {
+            "wrong secret": ("CreateRoom", {"name": room}, "wrong-secret", {"roomCreate": True}),
+            "create": ("CreateRoom", {"name": room, "empty_timeout": 300}, s.secret,
+                       {"roomCreate": True}),
+            "absent participant": ("GetParticipant", {"room": room, "identity": "nobody"},
+                                   s.secret, {"roomAdmin": True, "room": room}),
+            "grant for another room": ("GetParticipant", {"room": room, "identity": "nobody"},
+                                       s.secret, {"roomAdmin": True, "room": "elsewhere"}),
+            "no roomCreate grant": ("CreateRoom", {"name": "r2"}, s.secret, {"roomJoin": True}),
+        }
+        post(s.sfu_url + "/_test/mode", {"mode": "normal"})
+        for what, (method, body, secret, grant) in cases.items():
+            with self.subTest(what):
+                real = call(s.lk_api_url, method, body, secret, grant)
+                stand_in = call(s.sfu_url, method, body, secret, grant)
+                self.assertEqual(stand_in, real)
 
 
 if __name__ == "__main__":

@@ -99,7 +99,8 @@ async function roomService(req, res, name, raw) {
     call.status = 400; return twirpError(res, 400, 'malformed', 'the json request could not be decoded');
   }
   call.body = body;
-  if (!m[0](call.grant, body)) { call.status = 403; return twirpError(res, 403, 'permission_denied', 'permissions denied'); }
+  // As LiveKit (twirpAuthError): a grant that does not cover the call is Twirp unauthenticated.
+  if (!m[0](call.grant, body)) { call.status = 401; return twirpError(res, 401, 'unauthenticated', 'permissions denied'); }
   const [status, out] = m[1](body);
   call.status = status;
   if (status === 200) json(res, 200, out); else twirpError(res, status, out.code, out.msg);
