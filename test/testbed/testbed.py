@@ -497,14 +497,22 @@ http {{
 
 
 def main():
-    """`testbed.py up [path/to/mrtc-transportd]`: run until Ctrl-C, printing how to reach it."""
-    if len(sys.argv) < 2 or sys.argv[1] != "up":
+    """`testbed.py up [--livekit] [path/to/mrtc-transportd]`: run until Ctrl-C, printing how to
+    reach it; --livekit adds LiveKit's own server per homeserver."""
+    args = sys.argv[1:]
+    livekit = "--livekit" in args
+    args = [a for a in args if a != "--livekit"]
+    if not args or args[0] != "up":
         print(__doc__)
-        print("usage: testbed.py up [mrtc-transportd binary]")
+        print("usage: testbed.py up [--livekit] [mrtc-transportd binary]")
         return 2
-    binary = sys.argv[2] if len(sys.argv) > 2 else None
-    tb = Testbed(mrtc_binary=binary, keep=True).start(with_daemons=binary is not None)
+    binary = args[1] if len(args) > 1 else None
+    tb = Testbed(mrtc_binary=binary, keep=True, livekit=livekit).start(
+        with_daemons=binary is not None)
     h1, h2 = tb.hs("hs1.test"), tb.hs("hs2.test")
+    if livekit:
+        print(f"LiveKit    hs1.test {h1.lk_api_url}  hs2.test {h2.lk_api_url} "
+              f"(key {LIVEKIT_KEY}, secrets in {tb.dir}/livekit-*.yaml)")
     print(f"""testbed up in {tb.dir}
   DNS        dig @{tb.svc} -p {tb.dns_port} SRV _matrix-fed._tcp.srv.test
   hs1.test   {h1.address} (nginx 443/8448)  homeserver {h1.hs_url}  SFU {h1.sfu_url}
