@@ -2,7 +2,9 @@
 """matrix-js-sdk 43 as the client: brings up the two-homeserver testbed with both daemons behind
 nginx over TLS, then runs test/testbed/matrix_js_sdk.test.mjs with node's test runner. The test
 reaches https://hs1.test through the testbed's own address for it; where to find the test
-homeserver and test SFU controls, the LiveKit secrets and the CA are passed in the environment.
+homeserver's controls, LiveKit's own servers (the participants join them with @livekit/rtc-node,
+at their signalling ports on loopback), the LiveKit secrets and the CA are passed in the
+environment.
 
 Usage: run_matrix_js_sdk.py <mrtc-transportd> [extra daemon VAR=value ...]
 """
@@ -33,7 +35,7 @@ STATE = {
 def main():
     binary = sys.argv[1]
     extra = dict(a.split("=", 1) for a in sys.argv[2:])
-    tb = Testbed(mrtc_binary=binary, state=STATE)
+    tb = Testbed(mrtc_binary=binary, state=STATE, livekit=True)
     daemon_env = {"MRTC_STORE": f"sqlite:{tb.path('jobs.db')}", "MRTC_DELAYED_POLL_MS": "300",
                   "MRTC_DELAYED_CONNECT_WAIT": "5", "MRTC_MEMBERSHIP_CACHE_TTL": "0",
                   "MRTC_FEDERATION_TIMEOUT": "4", "MRTC_RATE_BURST": "1000"}
@@ -46,7 +48,8 @@ def main():
             "addresses": {"hs1.test": hs1.address, "hs2.test": hs2.address},
             "livekit_key": LIVEKIT_KEY,
             "secrets": {"hs1.test": hs1.secret, "hs2.test": hs2.secret},
-            "hs1_control": hs1.hs_url, "hs1_sfu_control": hs1.sfu_url,
+            "hs1_control": hs1.hs_url,
+            "livekit_ws": {s.name: f"ws://{s.svc}:{s.lk_port}" for s in (hs1, hs2)},
             "hs1_webhook": f"http://{hs1.mrtc.host}:{hs1.mrtc.port}/sfu_webhook",
         }))
         rc = subprocess.run(["node", "--test", "--test-reporter=spec",
