@@ -25,7 +25,7 @@ mrtc_install_deps() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Node.js and the testbed's npm packages (livekit-server-sdk, prom-client). Debian's nodejs and
+# Node.js and the testbed's npm packages (livekit-server-sdk, prom-client, @livekit/rtc-node). Debian's nodejs and
 # npm are installed only when no node/npm is on PATH (the machine image may bring its own).
 mrtc_install_node_deps() {
   local want=()
@@ -37,7 +37,8 @@ mrtc_install_node_deps() {
   fi
   local dir
   dir="$(dirname "${BASH_SOURCE[0]}")/testbed"
-  if [ ! -d "$dir/node_modules/livekit-server-sdk" ] || [ ! -d "$dir/node_modules/matrix-js-sdk" ]; then
+  if [ ! -d "$dir/node_modules/livekit-server-sdk" ] || [ ! -d "$dir/node_modules/matrix-js-sdk" ] ||
+     [ ! -d "$dir/node_modules/@livekit/rtc-node" ]; then
     (cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
   fi
   # Element Call, matrix-widget-api and playwright-core for the clients suite.
@@ -46,4 +47,43 @@ mrtc_install_node_deps() {
      [ ! -d "$dir/node_modules/playwright-core" ]; then
     (cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
   fi
+}
+
+# LiveKit's own server, for the suites that run against the real SFU: the pinned release built
+# with `go install` from the Go module proxy into a cache folder that survives between runs on
+# the same machine (MRTC_CACHE_DIR, default /var/cache/mrtc-transport when writable). Skipped
+# when the binary there already reports the pinned version. Go itself: /usr/local/go/bin/go or
+# `go` on PATH. Exports MRTC_LIVEKIT_SERVER (the testbed also looks in the same place itself).
+MRTC_LIVEKIT_VERSION=1.9.11
+mrtc_install_livekit() {
+  local cache="${MRTC_CACHE_DIR:-}"
+  if [ -z "$cache" ]; then
+    if mkdir -p /var/cache/mrtc-transport 2>/dev/null && [ -w /var/cache/mrtc-transport ]; then
+      cache=/var/cache/mrtc-transport
+    else
+      cache="${XDG_CACHE_HOME:-$HOME/.cache}/mrtc-transport"
+    fi
+  fi
+  local bin="$cache/go/bin/livekit-server"
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -qw "$MRTC_LIVEKIT_VERSION"; then
+    export MRTC_LIVEKIT_SERVER="$bin"
+    return 0
+  fi
+  local go
+  go="$(command -v go || echo /usr/local/go/bin/go)"
+  if [ ! -x "$go" ]; then
+    echo "Go is needed to build livekit-server $MRTC_LIVEKIT_VERSION (https://go.dev/dl/)" >&2
+    return 1
+  fi
+  echo "building livekit-server v$MRTC_LIVEKIT_VERSION with go install (a few minutes, once)"
+  mkdir -p "$cache/go/bin"
+  GOPATH="$cache/go" GOMODCACHE="$cache/go/pkg/mod" GOCACHE="$cache/go/build" \
+    GOBIN="$cache/go/bin" GOFLAGS=-modcacherw GOTOOLCHAIN=auto \
+    "$go" install "github.com/livekit/livekit-server/cmd/server@v$MRTC_LIVEKIT_VERSION" || return 1
+  mv -f "$cache/go/bin/server" "$bin"
+  "$bin" --version | grep -qw "$MRTC_LIVEKIT_VERSION" || {
+    echo "livekit-server at $bin does not report version $MRTC_LIVEKIT_VERSION" >&2
+    return 1
+  }
+  export MRTC_LIVEKIT_SERVER="$bin"
 }

@@ -2,7 +2,9 @@
 """matrix-js-sdk 43 as the client: brings up the two-homeserver testbed with both daemons behind
 nginx over TLS, then runs test/testbed/matrix_js_sdk.test.mjs with node's test runner. The test
 reaches https://hs1.test through the testbed's own address for it; where to find the test
-homeserver and test SFU controls, the LiveKit secrets and the CA are passed in the environment.
+homeserver's controls, LiveKit's own servers (the participants join them with @livekit/rtc-node,
+at their signalling ports on loopback), the LiveKit secrets and the CA are passed in the
+environment.
 
 With --appservice, hs1.test's daemon runs in application-service mode behind the Synapse
 stand-in (synapse_proxy.py): the same library calls, answered through MSC4512 and fed_proxy.
@@ -37,7 +39,7 @@ def main():
     binary = sys.argv[1]
     appservice = "--appservice" in sys.argv[2:]
     extra = dict(a.split("=", 1) for a in sys.argv[2:] if a != "--appservice")
-    tb = Testbed(mrtc_binary=binary, state=STATE,
+    tb = Testbed(mrtc_binary=binary, state=STATE, livekit=True,
                  appservice=("hs1.test",) if appservice else ())
     daemon_env = {"MRTC_STORE": f"sqlite:{tb.path('jobs.db')}", "MRTC_DELAYED_POLL_MS": "300",
                   "MRTC_DELAYED_CONNECT_WAIT": "5", "MRTC_MEMBERSHIP_CACHE_TTL": "0",
@@ -51,7 +53,8 @@ def main():
             "addresses": {"hs1.test": hs1.address, "hs2.test": hs2.address},
             "livekit_key": LIVEKIT_KEY,
             "secrets": {"hs1.test": hs1.secret, "hs2.test": hs2.secret},
-            "hs1_control": hs1.hs_url, "hs1_sfu_control": hs1.sfu_url,
+            "hs1_control": hs1.hs_url,
+            "livekit_ws": {s.name: f"ws://{s.svc}:{s.lk_port}" for s in (hs1, hs2)},
             "hs1_webhook": f"http://{hs1.mrtc.host}:{hs1.mrtc.port}/sfu_webhook",
         }))
         rc = subprocess.run(["node", "--test", "--test-reporter=spec",

@@ -134,3 +134,16 @@ class HttpsTo:
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
             conn.close()
+
+
+class RemembersFailure:
+    """unittest.TestCase mixin: cls.failed turns True once a test of the class failed or
+    errored, so that tearDownClass can keep the testbed's logs (Testbed.stop(failed=...))."""
+
+    failed = False
+
+    def run(self, result=None):
+        r = super().run(result)
+        if result and (result.failures or result.errors):
+            type(self).failed = True
+        return r

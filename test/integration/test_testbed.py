@@ -125,7 +125,7 @@ class TestbedSmoke(unittest.TestCase):
         self.assertEqual((status, json.loads(body)["code"]), (404, "not_found"))
         status, ctype, body = sfu_call(self.tb, "hs1.test", "CreateRoom", {"name": "r2"},
                                        service_token(s.secret, {"roomJoin": True}))
-        self.assertEqual((status, json.loads(body)["code"]), (403, "permission_denied"))
+        self.assertEqual((status, json.loads(body)["code"]), (401, "unauthenticated"))
 
     def test_nginx_routes_rtc_paths_to_daemon_unchanged(self):
         status, body = self.tb.curl("hs1.test", "/_matrix/client/v1/rtc/transports")

@@ -188,6 +188,20 @@ class Handler(BaseHTTPRequestHandler):
             STATE.setdefault("openid", {})[oid] = u["user_id"]
             return 200, {"access_token": oid, "token_type": "Bearer",
                          "matrix_server_name": ARGS.server_name, "expires_in": 3600}
+        m = re.fullmatch(r"/_matrix/client/v3/rooms/([^/]+)/state/([^/]+)/([^/]*)", path)
+        if m and method == "PUT" and "org.matrix.msc4140.delay" in query:
+            # MSC4140: a state event scheduled with a delay (the widget host sends its
+            # participants' delayed leave through here); restart/send/cancel as below.
+            u = users.get(token or "")
+            if not u:
+                return matrix_error(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
+            delay_id = "syd_" + os.urandom(8).hex()
+            STATE.setdefault("delayed_events", {})[delay_id] = {
+                "user_id": u["user_id"], "room_id": urllib.parse.unquote(m.group(1)),
+                "delay": int(query["org.matrix.msc4140.delay"][0]), "state": "scheduled",
+                "type": urllib.parse.unquote(m.group(2)),
+                "state_key": urllib.parse.unquote(m.group(3)), "scheduled_at": time.time()}
+            return 200, {"delay_id": delay_id}
         m = re.fullmatch(r"/_matrix/client/v3/rooms/([^/]+)/state/m\.room\.member/([^/]+)", path)
         if m:
             u = users.get(token or "") or wildcard_user(token)

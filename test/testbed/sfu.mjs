@@ -2,9 +2,8 @@
 // A test SFU: LiveKit's RoomService Twirp JSON endpoints, authenticated with the npm
 // livekit-server-sdk TokenVerifier and answering with LiveKit's error shapes (Twirp JSON errors,
 // plain-text 401 for bad tokens). Records every call for assertions, can send signed webhooks,
-// and lets tests verify tokens with the SDK. Accepts LiveKit's signalling WebSocket (/rtc...)
-// for browser clients after verifying its access_token, recorded at /_test/connections; it
-// signals nothing after the upgrade. Not product code.
+// and lets tests verify tokens with the SDK. Clients join LiveKit's own server instead
+// (Testbed(livekit=True)). Not product code.
 //
 // Usage: node sfu.mjs --port P --key KEY --secret SECRET
 import http from 'node:http';
@@ -19,7 +18,6 @@ const verifier = new TokenVerifier(args.key, args.secret);
 const rooms = new Map(); // name -> room
 const participants = new Map(); // `${room}\0${identity}` -> participant
 let calls = [];
-let connections = []; // signalling WebSockets (/rtc?access_token=...) from browser clients
 let mode = { mode: 'normal', delay: 0 };
 
 const twirpError = (res, status, code, msg) => {
@@ -101,7 +99,8 @@ async function roomService(req, res, name, raw) {
     call.status = 400; return twirpError(res, 400, 'malformed', 'the json request could not be decoded');
   }
   call.body = body;
-  if (!m[0](call.grant, body)) { call.status = 403; return twirpError(res, 403, 'permission_denied', 'permissions denied'); }
+  // As LiveKit (twirpAuthError): a grant that does not cover the call is Twirp unauthenticated.
+  if (!m[0](call.grant, body)) { call.status = 401; return twirpError(res, 401, 'unauthenticated', 'permissions denied'); }
   const [status, out] = m[1](body);
   call.status = status;
   if (status === 200) json(res, 200, out); else twirpError(res, status, out.code, out.msg);
@@ -114,7 +113,6 @@ async function control(req, res, path, raw) {
     if (req.method === 'POST') calls = [];
     return json(res, 200, { calls: out });
   }
-  if (path === '/_test/connections') return json(res, 200, { connections });
   if (path === '/_test/rooms') return json(res, 200, { rooms: [...rooms.values()] });
   if (path === '/_test/mode') { mode = { mode: 'normal', delay: 0, ...b }; return json(res, 200, mode); }
   if (path === '/_test/participant') {
@@ -139,32 +137,6 @@ async function control(req, res, path, raw) {
   return json(res, 404, { error: 'unknown control path' });
 }
 
-// LiveKit's signalling WebSocket (livekit-client connects to <url>/rtc or /rtc/v1 with the token
-// in access_token): the token is verified, room, identity and grants recorded, and the upgrade
-// accepted (RFC 6455 handshake) when it verifies; nothing is signalled after it.
-async function signalling(req, socket) {
-  const url = new URL(req.url, 'http://x');
-  const conn = { path: url.pathname, time: Date.now(), ok: false };
-  connections.push(conn);
-  try {
-    const claims = await verifier.verify(url.searchParams.get('access_token') || '');
-    Object.assign(conn, { ok: true, identity: claims.sub, name: claims.name || null,
-                          room: claims.video?.room ?? null, grants: claims.video || {},
-                          exp: claims.exp });
-  } catch (e) {
-    conn.error = String(e.message || e);
-    socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n' +
-               `invalid token: ${conn.error}\n`);
-    return;
-  }
-  const accept = crypto.createHash('sha1')
-    .update(req.headers['sec-websocket-key'] + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
-  socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-               `Sec-WebSocket-Accept: ${accept}\r\n\r\n`);
-  socket.on('error', () => {});
-  socket.on('close', () => { conn.closed = Date.now(); });
-}
-
 const server = http.createServer(async (req, res) => {
   const raw = await readBody(req);
   const path = new URL(req.url, 'http://x').pathname;
@@ -176,13 +148,5 @@ const server = http.createServer(async (req, res) => {
   } catch (e) {
     twirpError(res, 500, 'internal', String(e));
   }
-});
-server.on('upgrade', (req, socket) => {
-  socket.on('error', () => {});
-  if (!new URL(req.url, 'http://x').pathname.startsWith('/rtc')) {
-    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
-    return;
-  }
-  signalling(req, socket).catch(() => socket.destroy());
 });
 server.listen(port, args.host || '127.0.0.1', () => console.log(`test SFU on ${args.host}:${port}`));

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The federation testbed: two homeservers on one machine, with real DNS (dnsmasq), real TLS (a
 CA made at start with openssl), a real reverse proxy (nginx, with the operator configuration from
-module/deploy/), a test homeserver and a test SFU per server, and optionally mrtc-transportd per
-server. Integration tests, benchmarks and the demo start and stop it; `testbed.py up` runs it for
+module/deploy/), a test homeserver and a stand-in SFU per server, optionally LiveKit's own server
+per server (livekit=True, behind wss://sfu.<name>), and optionally mrtc-transportd per server. Integration tests, benchmarks and the demo start and stop it; `testbed.py up` runs it for
 manual use. Everything lives in one temporary folder that is removed on a clean stop and kept
 (with every log) when a test fails.
 
@@ -46,6 +46,22 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def free_udp_port(host):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def livekit_binary():
+    """The livekit-server that test/deps.sh (mrtc_install_livekit) installed, or None."""
+    found = [os.environ.get("MRTC_LIVEKIT_SERVER", ""),
+             "/var/cache/mrtc-transport/go/bin/livekit-server",
+             os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                          "mrtc-transport", "go", "bin", "livekit-server"),
+             shutil.which("livekit-server") or ""]
+    return next((f for f in found if f and os.access(f, os.X_OK)), None)
+
+
 def wait_for(check, what, timeout=15.0):
     deadline = time.monotonic() + timeout
     last = None
@@ -76,13 +92,16 @@ class Server:
         self.admin_token = "admin-" + os.urandom(6).hex()
         self.appservice_token = "as-" + os.urandom(6).hex()
         self.mrtc = None  # harness.Daemon when started
+        self.extra_env = {}  # this server's own daemon variables, over start_daemons()
         # Application-service mode: synapse_proxy.py (Synapse's MSC4512 proxy and fed_proxy)
         # stands in front of the test homeserver, and the daemon is registered with it.
         self.appservice = False
         self.proxy_port = free_port(svc)
         self.deny = []  # destinations its fed_proxy refuses (federation_domain_whitelist)
-        self.extra_env = {}  # this server's daemon only
         self.proxy_timeout = 30  # Synapse's limit for the application service's answer
+        # The real LiveKit server beside it (Testbed(livekit=True)): signalling and RoomService
+        # on lk_port, ICE over TCP on lk_tcp_port, ICE over UDP on lk_udp_port.
+        self.lk_port = self.lk_tcp_port = self.lk_udp_port = None
 
     @property
     def proxy_url(self):
@@ -100,9 +119,14 @@ class Server:
     def livekit_url(self):
         return f"wss://sfu.{self.name}"
 
+    @property
+    def lk_api_url(self):
+        """The real LiveKit server's RoomService and signalling, plain HTTP on loopback."""
+        return f"http://{self.svc}:{self.lk_port}"
+
 
 class Testbed:
-    def __init__(self, mrtc_binary=None, state=None, keep=False, appservice=()):
+    def __init__(self, mrtc_binary=None, state=None, keep=False, appservice=(), livekit=False):
         self.dir = tempfile.mkdtemp(prefix="mrtc-testbed-")
         os.chmod(self.dir, 0o755)  # nginx workers (user nobody) serve files from it
         self.mrtc_binary = mrtc_binary
@@ -122,9 +146,20 @@ class Testbed:
         self.state = state or {}
         self.ca = os.path.join(self.dir, "ca.pem")
         # A folder of static files for browser clients (test/clients/): when set, each nginx
-        # serves it at /_client/, and sfu.<name> on 443 proxies WebSockets to the test SFU. (The
-        # daemon's OpenID endpoints are at /livekit/jwt/ through the operator snippet always.)
+        # serves it at /_client/. (The daemon's OpenID endpoints are at /livekit/jwt/ through the
+        # operator snippet always.)
         self.client_root = None
+        # livekit=True: one real LiveKit server per homeserver (start_livekit), which the
+        # daemons' RoomService calls then reach instead of the stand-in SFU (sfu.mjs still runs,
+        # at sfu_url, for tests that need a fault), and sfu.<name> on 443 (nginx, TLS, WebSocket)
+        # for clients.
+        self.livekit = livekit
+        if livekit:
+            for s in self.servers.values():
+                s.lk_port = free_port(self.svc)
+                # LiveKit binds its ICE ports on every address: free on all of them.
+                s.lk_tcp_port = free_port("0.0.0.0")
+                s.lk_udp_port = free_udp_port("0.0.0.0")
 
     # -- helpers -----------------------------------------------------------------------------
     def path(self, *parts):
@@ -288,7 +323,7 @@ http {{
             proxy_set_header Host $host;
         }}
     }}
-    {self.sfu_server(s) if self.client_root else ''}
+    {self.sfu_server(s) if self.livekit else ''}
     {wk if i == 0 else ''}
 }}
 """
@@ -314,8 +349,9 @@ http {{
         ssl_certificate {self.path('server.pem')};
         ssl_certificate_key {self.path('server.key')};
         location / {{
-            proxy_pass http://{s.svc}:{s.sfu_port};
+            proxy_pass http://{s.svc}:{s.lk_port};
             proxy_http_version 1.1;
+            proxy_read_timeout 300s;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection "upgrade";
             proxy_set_header Host $host;
@@ -331,7 +367,7 @@ http {{
             "LIVEKIT_URL": s.livekit_url,
             "LIVEKIT_KEY": LIVEKIT_KEY,
             "LIVEKIT_SECRET": s.secret,
-            "MRTC_LIVEKIT_API_URL": s.sfu_url,
+            "MRTC_LIVEKIT_API_URL": s.lk_api_url if self.livekit else s.sfu_url,
             "MRTC_CA_FILE": self.ca,
             "MRTC_DNS_SERVER": f"{self.svc}:{self.dns_port}",
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
@@ -342,8 +378,8 @@ http {{
             # (is_joined, fed_proxy, delayed events) goes to "Synapse".
             del env["MRTC_SIGNING_KEY_FILE"], env["MRTC_HOMESERVER_ADMIN_TOKEN"]
             env["MRTC_HOMESERVER_URL"] = s.proxy_url
-        env.update(s.extra_env)
         env.update(extra)
+        env.update(s.extra_env)
         return env
 
     def start_appservice(self, s, daemon):
@@ -419,6 +455,40 @@ http {{
                  "redis")
         return f"redis://{self.svc}:{self.redis_port}"
 
+    def start_livekit(self, s, webhook_url=None):
+        """LiveKit's own server for @s, in production configuration (no --dev) written here:
+        the daemon's API key and secret, rooms only by CreateRoom (as PROTOCOL.md §4.4 asks of
+        an SFU the daemon serves), webhooks to @webhook_url (default: the daemon's
+        /sfu_webhook), everything on the testbed's loopback address. ICE: the host candidate is
+        the testbed's address (node_ip) on the TCP port, which listens on every address, and
+        the UDP port."""
+        binary = livekit_binary()
+        if not binary:
+            raise RuntimeError("livekit-server not installed: run `source test/deps.sh; "
+                               "mrtc_install_livekit`")
+        if webhook_url is None and s.mrtc:
+            webhook_url = f"http://{s.mrtc.host}:{s.mrtc.port}/sfu_webhook"
+        conf = {
+            "port": s.lk_port,
+            "bind_addresses": [self.svc],
+            "rtc": {"tcp_port": s.lk_tcp_port, "udp_port": s.lk_udp_port,
+                    "use_external_ip": False, "node_ip": self.svc,
+                    # Loopback only: tests send nothing beyond it.
+                    "interfaces": {"includes": ["lo"]}, "enable_loopback_candidate": True},
+            "keys": {LIVEKIT_KEY: s.secret},
+            "room": {"auto_create": False},
+            "logging": {"level": "info"},
+        }
+        if webhook_url:
+            conf["webhook"] = {"api_key": LIVEKIT_KEY, "urls": [webhook_url]}
+        path = self.path(f"livekit-{s.name}.yaml")
+        with open(path, "w") as f:
+            json.dump(conf, f, indent=1)  # JSON is YAML
+        os.chmod(path, 0o600)
+        self.spawn(f"livekit-{s.name}", [binary, "--config", path])
+        wait_for(lambda: urllib.request.urlopen(s.lk_api_url + "/").status == 200,
+                 f"LiveKit for {s.name}", timeout=30)
+
     def start(self, with_daemons=False, **daemon_env):
         try:
             self.make_pki()
@@ -426,6 +496,9 @@ http {{
             self.start_homeservers()
             if with_daemons:
                 self.start_daemons(**daemon_env)
+            if self.livekit:
+                for s in self.servers.values():
+                    self.start_livekit(s)
             self.start_nginx()
         except Exception:
             self.stop(failed=True)
@@ -476,14 +549,22 @@ http {{
 
 
 def main():
-    """`testbed.py up [path/to/mrtc-transportd]`: run until Ctrl-C, printing how to reach it."""
-    if len(sys.argv) < 2 or sys.argv[1] != "up":
+    """`testbed.py up [--livekit] [path/to/mrtc-transportd]`: run until Ctrl-C, printing how to
+    reach it; --livekit adds LiveKit's own server per homeserver."""
+    args = sys.argv[1:]
+    livekit = "--livekit" in args
+    args = [a for a in args if a != "--livekit"]
+    if not args or args[0] != "up":
         print(__doc__)
-        print("usage: testbed.py up [mrtc-transportd binary]")
+        print("usage: testbed.py up [--livekit] [mrtc-transportd binary]")
         return 2
-    binary = sys.argv[2] if len(sys.argv) > 2 else None
-    tb = Testbed(mrtc_binary=binary, keep=True).start(with_daemons=binary is not None)
+    binary = args[1] if len(args) > 1 else None
+    tb = Testbed(mrtc_binary=binary, keep=True, livekit=livekit).start(
+        with_daemons=binary is not None)
     h1, h2 = tb.hs("hs1.test"), tb.hs("hs2.test")
+    if livekit:
+        print(f"LiveKit    hs1.test {h1.lk_api_url}  hs2.test {h2.lk_api_url} "
+              f"(key {LIVEKIT_KEY}, secrets in {tb.dir}/livekit-*.yaml)")
     print(f"""testbed up in {tb.dir}
   DNS        dig @{tb.svc} -p {tb.dns_port} SRV _matrix-fed._tcp.srv.test
   hs1.test   {h1.address} (nginx 443/8448)  homeserver {h1.hs_url}  SFU {h1.sfu_url}
