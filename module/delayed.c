@@ -1036,7 +1036,12 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 			goto fail;
 	}
 	if (c->store) {
-		err = mrtc_store_open(c->store, &d->store);
+		struct mrtc_store_options so = {
+			.redis_password = c->redis_password,
+			.redis_sentinel_user = c->redis_sentinel_user,
+			.redis_sentinel_password = c->redis_sentinel_password,
+		};
+		err = mrtc_store_open(c->store, &so, &d->store);
 		if (err != MRTC_OK)
 			goto fail;
 		err = MRTC_ERR_NOMEM;
@@ -1080,4 +1085,9 @@ void mrtc_delayed_destroy(struct mrtc_delayed *d)
 	mrtc_cache_destroy(d->admitted);
 	mrtc_store_close(d->store);
 	free(d);
+}
+
+const struct mrtc_store *mrtc_delayed_get_store(const struct mrtc_delayed *d)
+{
+	return d ? d->store : NULL;
 }

@@ -15,6 +15,7 @@
 #include "mrtc/config.h"
 #include "mrtc/log.h"
 #include "mrtc/server.h"
+#include "mrtc/store.h"
 
 #define SHUTDOWN_DEADLINE_MS 10000
 
@@ -112,6 +113,11 @@ int main(int argc, char **argv)
 	if (check_only) {
 		printf("configuration OK (%s mode)\n",
 		       config->legacy_only ? "lk-jwt-service drop-in" : "homeserver");
+		if (config->store) {
+			char shown[512];
+			mrtc_store_spec_redact(config->store, shown, sizeof(shown));
+			printf("store: %s\n", shown);
+		}
 		mrtc_config_destroy(config);
 		return 0;
 	}
