@@ -684,7 +684,7 @@ enum mrtc_err mrtc_delayed_start_job(struct mrtc_delayed *d, const struct mrtc_j
 	if (old)
 		job_unlink_free(old);
 	if (d->store->ops->put(d->store->self, rec) != MRTC_OK)
-		return MRTC_ERR_INTERNAL;
+		return MRTC_ERR_UPSTREAM; /* the store (Redis) is unreachable: 502 */
 	if (!job_start(d, rec))
 		return MRTC_ERR_INTERNAL;
 	mrtc_log(LOG_INFO, "delayed", NULL, "delayed leave of %s in %s delegated%s", rec->user_id,

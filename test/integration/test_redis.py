@@ -236,6 +236,10 @@ class Redis(unittest.TestCase):
                 self.assertEqual(body["store"]["state"], "credentials refused")
                 self.assertIn(code, body["store"]["detail"])
                 self.assertNotIn("not-", json.dumps(body))
+                name = "u3" if code == "WRONGPASS" else "u4"
+                self.delayed_event(f"de_refused_{name}", name)
+                status, err = self.delegate(d, name, f"de_refused_{name}")
+                self.assertEqual((status, err["errcode"]), (502, "M_UNKNOWN"))
                 time.sleep(3)  # retried meanwhile (backoff): still logged once
                 logs = d.logs()
                 line = f"server {self.host}:{self.port} refused the credentials ({code})"
