@@ -22,17 +22,6 @@
 
 /* ---- the spec ---- */
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes @len bytes of @s into @out (NUL-terminated); false on a bad escape, a
  * control character, a NUL or an overflow. */
 static bool decode(const char *s, size_t len, char *out, size_t size)
@@ -43,11 +32,9 @@ static bool decode(const char *s, size_t len, char *out, size_t size)
 		if (ch == '%') {
 			if (i + 2 >= len)
 				return false;
-			int h = hex_value(s[i + 1]), l = hex_value(s[i + 2]);
-			if (h < 0 || l < 0)
-				return false;
-			ch = (unsigned char)(h * 16 + l);
-			if (ch == 0)
+			size_t got = 0;
+			if (sodium_hex2bin(&ch, 1, s + i + 1, 2, NULL, &got, NULL) != 0 ||
+			    got != 1 || ch == 0)
 				return false;
 			i += 2;
 		} else if (ch < 0x20 || ch == 0x7f) {

@@ -19,19 +19,15 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
 sys.path.insert(0, HERE)
-from harness import Daemon, free_port, post_json as post, get_json as get  # noqa: E402
-from test_delayed import lk_hash  # noqa: E402
+from harness import Daemon, free_port  # noqa: E402
+import test_delayed  # noqa: E402
+from test_delayed import STATE, USERS, lk_hash  # noqa: E402
 from testbed import Testbed, wait_for  # noqa: E402
 
 BINARY = None
-PATH = "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/delegate_delayed_leave"
-NAMES = [f"u{i}" for i in range(10)]
-USERS = {f"tok_{n}": {"user_id": f"@{n}:hs1.test", "device_id": f"DEV_{n}"} for n in NAMES}
-STATE = {"hs1.test": {"users": USERS, "rooms": {"!call:hs1.test": {"members": {
-    u["user_id"]: "join" for u in USERS.values()}}}}}
+NAMES = [u["user_id"][1:].split(":")[0] for u in USERS.values()]  # alice ... ivan
 FAST = {"MRTC_DELAYED_POLL_MS": "300", "MRTC_DELAYED_CONNECT_WAIT": "20",
         "MRTC_RATE_BURST": "1000", "MRTC_MIN_DELAY_MS": "1000", "MRTC_READINESS_INTERVAL": "1"}
-ROOM = lk_hash("!call:hs1.test", "m.call#ROOM")
 
 ADMIN_PW = "adm1n-Pw-7c4e"             # requirepass: the default user (and the sentinels' view)
 USER_PW = "s3cr:t/@%x-9d2a"           # the ACL user's password: ':', '/', '@', '%' in it
@@ -128,32 +124,15 @@ class Redis(unittest.TestCase):
         cls.tb.stop()
         assert not problems, problems
 
-    # -- helpers ------------------------------------------------------------------------------
-    def user(self, name):
-        return USERS[f"tok_{name}"]
-
-    def delayed_event(self, delay_id, name, delay=10000):
-        post(self.hs1.hs_url + "/_test/delayed", {"delay_id": delay_id, "delay": delay,
-                                                  "user_id": self.user(name)["user_id"],
-                                                  "state": "scheduled",
-                                                  "room_id": "!call:hs1.test"})
+    # -- helpers (test_delayed's: its users, delayed events, delegations, SFU participants) ---
+    # (Borrowed as functions: a TestCase class imported by name would run here too.)
+    _D = test_delayed.Delayed
+    ROOM = _D.ROOM
+    user, ident, delayed_event, delegate, participant = (
+        _D.user, _D.ident, _D.delayed_event, _D.delegate, _D.participant)
 
     def actions(self, delay_id):
-        ev = get(self.hs1.hs_url + "/_test/delayed").get(delay_id, {})
-        return [a["action"] for a in ev.get("actions", [])]
-
-    def delegate(self, d, name, delay_id, member="m1"):
-        body = {"url": "wss://sfu.hs1.test", "room_id": "!call:hs1.test",
-                "slot_id": "m.call#ROOM", "member": {"id": member}, "delay_id": delay_id}
-        status, _, data = d.request("POST", PATH, body=json.dumps(body),
-                                    headers={"Authorization": f"Bearer tok_{name}"})
-        return status, json.loads(data)
-
-    def participant(self, name, present, member="m1"):
-        u = self.user(name)
-        post(self.hs1.sfu_url + "/_test/participant",
-             {"room": ROOM, "identity": lk_hash(u["user_id"], u["device_id"], member),
-              "present": present})
+        return self._D.actions(self, delay_id)[0]
 
     def readyz(self, d):
         status, _, data = d.request("GET", "/readyz", admin=True)
@@ -180,9 +159,9 @@ class Redis(unittest.TestCase):
         pw = urllib.parse.quote(USER_PW, safe="")
         spec = f"redis://mrtc:{pw}@{self.host}:{self.port}/3"
         d = self.daemon(MRTC_STORE=spec)
-        self.delayed_event("de_acl", "u0")
-        self.assertEqual(self.delegate(d, "u0", "de_acl"), (200, {}))
-        key = lk_hash("!call:hs1.test", "m.call#ROOM", "m1", "@u0:hs1.test")
+        self.delayed_event("de_acl", "alice", delay=10000)
+        self.assertEqual(self.delegate("alice", "de_acl", d=d), (200, {}))
+        key = lk_hash("!call:hs1.test", "m.call#ROOM", "m1", "@alice:hs1.test")
         self.assertIn(key, self.job_keys(self.port, db=3))  # in db 3, as the ACL user wrote it
         status, body = self.readyz(d)
         self.assertEqual(body["store"]["kind"], "redis")
@@ -209,16 +188,16 @@ class Redis(unittest.TestCase):
         os.chmod(path, 0o600)
         d = self.daemon(MRTC_STORE=f"redis://{self.host}:{self.port}/4",
                         MRTC_REDIS_PASSWORD_FILE=path)
-        self.delayed_event("de_file", "u1")
-        self.assertEqual(self.delegate(d, "u1", "de_file"), (200, {}))
+        self.delayed_event("de_file", "bob", delay=10000)
+        self.assertEqual(self.delegate("bob", "de_file", d=d), (200, {}))
         self.assertEqual(len(self.job_keys(self.port, db=4)), 1)
         # An ACL user in the URL, its password from the file: AUTH user pass.
         with open(path, "w") as f:
             f.write(USER_PW + "\n")
         d2 = self.daemon(MRTC_STORE=f"redis://mrtc@{self.host}:{self.port}/5",
                          MRTC_REDIS_PASSWORD_FILE=path)
-        self.delayed_event("de_file2", "u2")
-        self.assertEqual(self.delegate(d2, "u2", "de_file2"), (200, {}))
+        self.delayed_event("de_file2", "carol", delay=10000)
+        self.assertEqual(self.delegate("carol", "de_file2", d=d2), (200, {}))
         self.assertEqual(len(self.job_keys(self.port, db=5)), 1)
         self.assertEqual(self.readyz(d2)[1]["store"]["state"], "connected")
 
@@ -236,9 +215,9 @@ class Redis(unittest.TestCase):
                 self.assertEqual(body["store"]["state"], "credentials refused")
                 self.assertIn(code, body["store"]["detail"])
                 self.assertNotIn("not-", json.dumps(body))
-                name = "u3" if code == "WRONGPASS" else "u4"
-                self.delayed_event(f"de_refused_{name}", name)
-                status, err = self.delegate(d, name, f"de_refused_{name}")
+                name = "dave" if code == "WRONGPASS" else "erin"
+                self.delayed_event(f"de_refused_{name}", name, delay=10000)
+                status, err = self.delegate(name, f"de_refused_{name}", d=d)
                 self.assertEqual((status, err["errcode"]), (502, "M_UNKNOWN"))
                 time.sleep(3)  # retried meanwhile (backoff): still logged once
                 logs = d.logs()
@@ -296,8 +275,8 @@ class Redis(unittest.TestCase):
         # Jobs running: every participant on the SFU, restarts flowing.
         names = NAMES[:8]
         for n in names:
-            self.delayed_event(f"de_s_{n}", n)
-            self.assertEqual(self.delegate(d, n, f"de_s_{n}", member="ms"), (200, {}))
+            self.delayed_event(f"de_s_{n}", n, delay=10000)
+            self.assertEqual(self.delegate(n, f"de_s_{n}", member="ms", d=d), (200, {}))
             self.participant(n, True, member="ms")
         self.assertTrue(self.wait(lambda: all("restart" in self.actions(f"de_s_{n}")
                                               for n in names)))
@@ -332,18 +311,18 @@ class Redis(unittest.TestCase):
         # The rest leave after the failover; a new delegation lands on the new master.
         for n in names[3:]:
             self.participant(n, False, member="ms")
-        self.delayed_event("de_s_new", "u9")
-        self.assertEqual(self.delegate(d, "u9", "de_s_new", member="ms"), (200, {}))
-        key = lk_hash("!call:hs1.test", "m.call#ROOM", "ms", "@u9:hs1.test")
+        self.delayed_event("de_s_new", "ivan", delay=10000)
+        self.assertEqual(self.delegate("ivan", "de_s_new", member="ms", d=d), (200, {}))
+        key = lk_hash("!call:hs1.test", "m.call#ROOM", "ms", "@ivan:hs1.test")
         self.assertIn(key, self.job_keys(replica, db=2))
-        self.participant("u9", True, member="ms")
+        self.participant("ivan", True, member="ms")
         self.assertTrue(self.wait(lambda: all("send" in self.actions(f"de_s_{n}")
                                               for n in names), timeout=30),
                         {n: self.actions(f"de_s_{n}") for n in names})
         time.sleep(2 * 3.4 + 1)  # two lease scans: a stale job would be taken up again
         for n in names:
             self.assertEqual(self.actions(f"de_s_{n}").count("send"), 1, n)
-        self.participant("u9", False, member="ms")
+        self.participant("ivan", False, member="ms")
         self.assertTrue(self.wait(lambda: "send" in self.actions("de_s_new"), timeout=15))
         # Jobs that ended while Redis was failing over were taken up again and found gone.
         self.assertTrue(self.wait(lambda: not self.job_keys(replica, db=2), timeout=10),
