@@ -35,7 +35,8 @@ SENTINEL_PW = "sentinel-Pw-41b8"      # the sentinels' own password
 # What the daemon needs and nothing more: its keys, reads, writes, scripts, PING, SELECT, ROLE.
 ACL = ["mrtc", "on", ">" + USER_PW, "~mrtc:*", "resetchannels", "-@all", "+@read", "+@write",
        "+@scripting", "+ping", "+select", "+role", "+auth"]
-SECRETS = (ADMIN_PW, USER_PW, SENTINEL_PW, urllib.parse.quote(USER_PW, safe=""))
+BAD_SENTINEL_PW = "wrong-sentinel-Pw-93fe"
+SECRETS = (ADMIN_PW, USER_PW, SENTINEL_PW, urllib.parse.quote(USER_PW, safe=""), BAD_SENTINEL_PW)
 
 
 def cli(host, port, *args, password=ADMIN_PW, user=None, timeout=5):
@@ -139,12 +140,7 @@ class Redis(unittest.TestCase):
         return status, json.loads(data)
 
     def wait(self, cond, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            time.sleep(0.1)
-        return cond()
+        return self._D.wait_for(self, cond, timeout)
 
     def job_keys(self, port, db=0):
         out = cli(self.host, port, "-n", str(db), "smembers", "mrtc:jobs")
@@ -271,6 +267,14 @@ class Redis(unittest.TestCase):
                          ("redis-sentinel", "connected"))
         self.assertEqual(body["store"]["address"], f"{self.host}:{master}")
         self.assertEqual(body["store"]["spec"], f"redis+sentinel://mrtc:***@{nodes}/mymaster/2")
+        # The sentinels' own password is a separate credential; a wrong one is refused too.
+        bad = self.daemon(MRTC_STORE=spec, MRTC_REDIS_SENTINEL_PASSWORD=BAD_SENTINEL_PW)
+        self.assertTrue(self.wait(lambda: self.readyz(bad)[0] == 503))
+        store = self.readyz(bad)[1]["store"]
+        self.assertEqual(store["state"], "credentials refused")
+        self.assertIn("sentinel", store["detail"])
+        self.assertIn("WRONGPASS", store["detail"])
+        self.assertEqual(bad.stop(), 0)
 
         # Jobs running: every participant on the SFU, restarts flowing.
         names = NAMES[:8]
