@@ -18,7 +18,7 @@
 #define DB_MAX 1000
 #define BACKOFF_START_MS 100
 #define BACKOFF_CAP_MS 2000
-#define ROLE_RECHECK_MS 1000 /* Sentinel: how often the master is asked whether it still is */
+#define ROLE_RECHECK_MS 1000 /* Sentinel: how often the master in use is checked again */
 
 /* ---- the spec ---- */
 
@@ -592,6 +592,28 @@ bool mrtc_redis_connect(struct mrtc_redis *r)
 	return false;
 }
 
+/*
+ * Sentinel: whether the master in use is still the one the sentinels name, and still says it is
+ * a master. Both matter: after a planned switchover (SENTINEL FAILOVER) the old master goes on
+ * saying "master" and taking writes, that the new one never sees, until the sentinels convert
+ * it, seconds later. A sentinel that does not answer proves nothing: ROLE decides then.
+ */
+static bool still_master(struct mrtc_redis *r, struct failure *f)
+{
+	uint64_t deadline = mrtc_monotonic_ms() + r->timeout_ms;
+	struct mrtc_redis_node named;
+	struct failure ignored = { .state = MRTC_REDIS_UNREACHABLE };
+	const struct mrtc_redis_node *sentinel = &r->spec.nodes[r->next_sentinel % r->spec.n_nodes];
+	if (ask_sentinel(r, sentinel, deadline, &named, &ignored) &&
+	    (strcmp(named.host, r->master.host) != 0 || named.port != r->master.port)) {
+		fail(f, MRTC_REDIS_NO_MASTER,
+		     "the sentinels name %s:%d as the master now, not %s:%d", named.host,
+		     named.port, r->master.host, r->master.port);
+		return false;
+	}
+	return is_master(r->c, deadline, &r->master, f);
+}
+
 redisReply *mrtc_redis_command(struct mrtc_redis *r, const char *fmt, ...)
 {
 	if (!mrtc_redis_connect(r))
@@ -599,8 +621,7 @@ redisReply *mrtc_redis_command(struct mrtc_redis *r, const char *fmt, ...)
 	struct failure f = { .state = MRTC_REDIS_UNREACHABLE };
 	uint64_t now = mrtc_monotonic_ms();
 	if (r->spec.sentinel && now - r->verified_ms >= ROLE_RECHECK_MS) {
-		/* A master may have been turned into a replica without us noticing. */
-		if (!is_master(r->c, now + r->timeout_ms, &r->master, &f)) {
+		if (!still_master(r, &f)) {
 			failed(r, &f);
 			r->next_attempt_ms = 0; /* rediscover on the next call */
 			return NULL;

@@ -331,6 +331,44 @@ class Redis(unittest.TestCase):
         # Jobs that ended while Redis was failing over were taken up again and found gone.
         self.assertTrue(self.wait(lambda: not self.job_keys(replica, db=2), timeout=10),
                         f"finished jobs were left in the store:\n{d.logs()}")
+
+        # A planned switchover back (SENTINEL FAILOVER, as for maintenance): the old master,
+        # continued, is a replica now; the sentinels promote it and drop our connection.
+        os.kill(master_proc.pid, signal.SIGCONT)
+        self.assertTrue(self.wait(lambda: "master_link_status:up" in cli(
+            self.host, master, "info", "replication"), timeout=30))
+        back = names[:2]
+        for n in back:
+            self.delayed_event(f"de_b_{n}", n, delay=10000)
+            self.assertEqual(self.delegate(n, f"de_b_{n}", member="mb", d=d), (200, {}))
+            self.participant(n, True, member="mb")
+        bkeys = [lk_hash("!call:hs1.test", "m.call#ROOM", "mb", f"@{n}:hs1.test") for n in back]
+        self.assertTrue(self.wait(lambda: all(
+            cli(self.host, master, "-n", "2", "hget", f"mrtc:job:{k}", "state") == "1"
+            for k in bkeys)))
+        self.assertTrue(self.wait(lambda: cli(self.host, sentinels[1], "sentinel", "failover",
+                                              "mymaster", password=SENTINEL_PW) == "OK",
+                                  timeout=30))
+        t0 = time.monotonic()
+        line = f"connected to master 'mymaster' at {self.host}:{master} (from Sentinel)"
+        self.assertTrue(self.wait(lambda: cli(
+            self.host, sentinels[0], "sentinel", "get-master-addr-by-name", "mymaster",
+            password=SENTINEL_PW).split() == [self.host, str(master)], timeout=60))
+        t_switched = time.monotonic() - t0
+        self.assertTrue(self.wait(lambda: d.logs().count(line) == 2, timeout=30), d.logs())
+        print(f"switchover: sentinels name the old master after {t_switched:.1f} s, the daemon "
+              f"uses it after {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        # Not when the sentinels convert the old master (seconds later): the daemon checks
+        # every second that the sentinels still name the master it uses.
+        self.assertLess(time.monotonic() - t0 - t_switched, 5.0)
+        for n in back:
+            self.participant(n, False, member="mb")
+        self.assertTrue(self.wait(lambda: all("send" in self.actions(f"de_b_{n}") for n in back),
+                                  timeout=30))
+        self.assertTrue(self.wait(lambda: not self.job_keys(master, db=2), timeout=10),
+                        f"left: {self.job_keys(master, db=2)}\n{d.logs()[-3000:]}")
+        for n in back:
+            self.assertEqual(self.actions(f"de_b_{n}").count("send"), 1, n)
         self.assert_no_secret(d.logs())
 
 
