@@ -118,7 +118,15 @@ static const struct var vars[] = {
 	{ "MRTC_FEDERATION_TIMEOUT", T_UINT, "10", 0, OFF(federation_timeout_s), 1, 300,
 	  "seconds for a whole federation get_token call" },
 	{ "MRTC_STORE", T_STORE, NULL, 0, OFF(store), 0, 0,
-	  "sqlite:<path> or redis://host[:port][/db]: enables delegate_delayed_leave" },
+	  "sqlite:<path>, redis://[user[:password]@]host[:port][/db] or "
+	  "redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master[/db]: "
+	  "enables delegate_delayed_leave" },
+	{ "MRTC_REDIS_PASSWORD", T_STRING, NULL, F_SECRET, OFF(redis_password), 0, 0,
+	  "password of the Redis server (Sentinel: of the master) when MRTC_STORE holds none" },
+	{ "MRTC_REDIS_SENTINEL_USER", T_STRING, NULL, 0, OFF(redis_sentinel_user), 0, 0,
+	  "ACL user the sentinels are asked as (with MRTC_REDIS_SENTINEL_PASSWORD)" },
+	{ "MRTC_REDIS_SENTINEL_PASSWORD", T_STRING, NULL, F_SECRET, OFF(redis_sentinel_password), 0,
+	  0, "password of the sentinels themselves (default: none)" },
 	{ "MRTC_DELAYED_POLL_MS", T_UINT, "2000", 0, OFF(delayed_poll_ms), 100, 60000,
 	  "milliseconds between GetParticipant checks of a delegated job" },
 	{ "MRTC_DELAYED_CONNECT_WAIT", T_UINT, "60", 0, OFF(delayed_connect_wait_s), 1, 3600,
@@ -496,8 +504,11 @@ static void parse_var(struct mrtc_config *c, const struct var *v, const char *va
 		return;
 	case T_STORE:
 		if (!mrtc_store_spec_is_valid(value)) {
-			problem(problems, v->name,
-				"expected sqlite:<path> or redis://host[:port][/db]");
+			problem(
+			    problems, v->name,
+			    "expected sqlite:<path>, redis://[user[:password]@]host[:port][/db] "
+			    "or redis+sentinel://[user[:password]@]host[:port][,...]/master[/db]"
+			    " (percent-encode special characters in the user and password)");
 			return;
 		}
 		break;
@@ -584,6 +595,32 @@ static void load_livekit_credentials(struct mrtc_config *c, mrtc_getenv_fn geten
 			"required (or LIVEKIT_KEY_FROM_FILE, or LIVEKIT_KEY_FILE)");
 	if (!c->livekit_secret || !c->livekit_secret[0])
 		problem(problems, "LIVEKIT_SECRET", "required (or LIVEKIT_SECRET_FROM_FILE)");
+}
+
+/* The Redis credentials outside MRTC_STORE must fit it. */
+static void check_redis_credentials(const struct mrtc_config *c, struct mrtc_buf *problems)
+{
+	bool redis = c->store && strncmp(c->store, "redis", 5) == 0;
+	bool sentinel = c->store && strncmp(c->store, "redis+sentinel:", 15) == 0;
+	if (c->redis_password && !redis)
+		problem(problems, "MRTC_REDIS_PASSWORD",
+			"set, but MRTC_STORE is not a Redis store");
+	else if (c->redis_password && mrtc_store_spec_has_password(c->store))
+		problem(problems, "MRTC_REDIS_PASSWORD",
+			"MRTC_STORE holds a password already; use one of them");
+	if (redis && mrtc_store_spec_has_user(c->store) && !c->redis_password &&
+	    !mrtc_store_spec_has_password(c->store))
+		problem(problems, "MRTC_STORE",
+			"names a Redis user but no password (give user:password@ or "
+			"MRTC_REDIS_PASSWORD[_FILE])");
+	if ((c->redis_sentinel_password || c->redis_sentinel_user) && !sentinel)
+		problem(problems,
+			c->redis_sentinel_password ? "MRTC_REDIS_SENTINEL_PASSWORD"
+						   : "MRTC_REDIS_SENTINEL_USER",
+			"set, but MRTC_STORE is not a redis+sentinel:// store");
+	if (c->redis_sentinel_user && !c->redis_sentinel_password)
+		problem(problems, "MRTC_REDIS_SENTINEL_USER",
+			"needs MRTC_REDIS_SENTINEL_PASSWORD[_FILE]");
 }
 
 static char *derive_api_url(const char *ws)
@@ -760,6 +797,7 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 			problem(problems, "MRTC_APPSERVICE_TOKEN",
 				"required with MRTC_MEMBERSHIP_BACKEND=msc4502");
 	}
+	check_redis_credentials(c, problems);
 	if (c->bind.port && c->admin_bind.port == c->bind.port &&
 	    strcmp(c->bind.host, c->admin_bind.host) == 0)
 		problem(problems, "MRTC_ADMIN_BIND", "must differ from MRTC_BIND");
@@ -837,6 +875,10 @@ void mrtc_config_print_help(FILE *out, const char *argv0, mrtc_getenv_fn getenv_
 			snprintf(file_var, sizeof(file_var), "%s_FILE", v->name);
 			bool set = value || env_value(getenv_fn, ctx, file_var);
 			snprintf(shown, sizeof(shown), "%s", set ? "set" : "unset");
+		} else if (value && v->type == T_STORE) {
+			char redacted[512];
+			mrtc_store_spec_redact(value, redacted, sizeof(redacted));
+			mrtc_quote(shown, sizeof(shown), redacted, 64);
 		} else if (value) {
 			mrtc_quote(shown, sizeof(shown), value, 64);
 		} else {

@@ -685,7 +685,7 @@ enum mrtc_err mrtc_delayed_start_job(struct mrtc_delayed *d, const struct mrtc_j
 	if (old)
 		job_unlink_free(old);
 	if (d->store->ops->put(d->store->self, rec) != MRTC_OK)
-		return MRTC_ERR_INTERNAL;
+		return MRTC_ERR_UPSTREAM; /* the store (Redis) is unreachable: 502 */
 	if (!job_start(d, rec))
 		return MRTC_ERR_INTERNAL;
 	mrtc_log(LOG_INFO, "delayed", NULL, "delayed leave of %s in %s delegated%s", rec->user_id,
@@ -1076,7 +1076,12 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 			goto fail;
 	}
 	if (c->store) {
-		err = mrtc_store_open(c->store, &d->store);
+		struct mrtc_store_options so = {
+			.redis_password = c->redis_password,
+			.redis_sentinel_user = c->redis_sentinel_user,
+			.redis_sentinel_password = c->redis_sentinel_password,
+		};
+		err = mrtc_store_open(c->store, &so, &d->store);
 		if (err != MRTC_OK)
 			goto fail;
 		err = MRTC_ERR_NOMEM;
@@ -1120,4 +1125,9 @@ void mrtc_delayed_destroy(struct mrtc_delayed *d)
 	mrtc_cache_destroy(d->admitted);
 	mrtc_store_close(d->store);
 	free(d);
+}
+
+const struct mrtc_store *mrtc_delayed_get_store(const struct mrtc_delayed *d)
+{
+	return d ? d->store : NULL;
 }

@@ -16,6 +16,7 @@
 #include "mrtc/core/config.h"
 #include "mrtc/core/log.h"
 #include "mrtc/http/server.h"
+#include "mrtc/store/store.h"
 
 #define SHUTDOWN_DEADLINE_MS 10000
 
@@ -155,6 +156,11 @@ int main(int argc, char **argv)
 	mrtc_buf_finish(&problems);
 	if (check_only) {
 		printf("configuration OK (%s mode)\n", mrtc_config_mode_name(config));
+		if (config->store) {
+			char shown[512];
+			mrtc_store_spec_redact(config->store, shown, sizeof(shown));
+			printf("store: %s\n", shown);
+		}
 		mrtc_config_destroy(config);
 		return 0;
 	}

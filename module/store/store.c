@@ -1,21 +1,23 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The job stores: SQLite (WAL, one row per job) and Redis (a hash per job, leases by SET NX). */
+/* The job stores: SQLite (WAL, one row per job) and Redis (a hash per job, leases by SET NX;
+ * the connection, its credentials and Sentinel live in redis_conn.c). */
 #include "mrtc/store/store.h"
 
 #include <hiredis/hiredis.h>
-#include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
+#include "mrtc/base/cache.h"
 #include "mrtc/core/log.h"
-#include "mrtc/matrix/servername.h"
+#include "mrtc/store/redis_conn.h"
 #include "mrtc/base/util.h"
+
+#define RD_TIMEOUT_MS 250 /* per Redis command, and per reconnection attempt */
 
 /* ---- SQLite ---- */
 
@@ -148,8 +150,17 @@ static void sq_destroy(void *self)
 	free(s);
 }
 
+static void sq_status(void *self, struct mrtc_store_status *ret)
+{
+	struct sq *s = self;
+	const char *path = sqlite3_db_filename(s->db, "main");
+	ret->kind = "sqlite";
+	snprintf(ret->spec, sizeof(ret->spec), "sqlite:%s", path ? path : "");
+	ret->state = "open";
+}
+
 static const struct mrtc_store_ops sq_ops = {
-	sq_put, sq_del, sq_get, sq_each, sq_lease, sq_release, sq_destroy,
+	sq_put, sq_del, sq_get, sq_each, sq_lease, sq_release, sq_destroy, sq_status,
 };
 
 static enum mrtc_err sq_open(const char *path, struct mrtc_store *store)
@@ -190,54 +201,16 @@ static enum mrtc_err sq_open(const char *path, struct mrtc_store *store)
 /* ---- Redis ---- */
 
 struct rd {
-	redisContext *c;
-	char host[256];
-	int port, db;
+	struct mrtc_redis *conn;
+	struct mrtc_cache *held; /* leases we hold, until they would run out: rides out outages */
+	char spec[512];		 /* redacted, for /readyz */
 };
 
 #define RD_JOBS "mrtc:jobs"
+#define RD_HELD_MAX 100000
 
-static bool rd_connect(struct rd *r)
-{
-	if (r->c && !r->c->err)
-		return true;
-	if (r->c)
-		redisFree(r->c);
-	struct timeval tv = { .tv_usec = 250000 };
-	r->c = redisConnectWithTimeout(r->host, r->port, tv);
-	if (!r->c || r->c->err)
-		return false;
-	redisSetTimeout(r->c, tv);
-	if (r->db) {
-		redisReply *rep = redisCommand(r->c, "SELECT %d", r->db);
-		bool ok = rep && rep->type == REDIS_REPLY_STATUS;
-		if (rep)
-			freeReplyObject(rep);
-		return ok;
-	}
-	return true;
-}
-
-/* One command; NULL (and a reconnect next time) on failure. Caller frees the reply. */
-static redisReply *rd_cmd(struct rd *r, const char *fmt, ...)
-{
-	if (!rd_connect(r))
-		return NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	redisReply *rep = redisvCommand(r->c, fmt, ap);
-	va_end(ap);
-	if (!rep || rep->type == REDIS_REPLY_ERROR) {
-		if (rep)
-			freeReplyObject(rep);
-		if (r->c->err) {
-			redisFree(r->c);
-			r->c = NULL;
-		}
-		return NULL;
-	}
-	return rep;
-}
+/* One command; NULL on failure (the connection logs and reconnects). Caller frees. */
+#define rd_cmd(r, ...) mrtc_redis_command((r)->conn, __VA_ARGS__)
 
 static enum mrtc_err rd_put(void *self, const struct mrtc_job_record *j)
 {
@@ -346,16 +319,27 @@ static bool rd_lease(void *self, const char *key, const char *owner, uint64_t tt
 	struct rd *r = self;
 	char ttl[24];
 	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
+	uint64_t now = mrtc_monotonic_ms();
 	redisReply *rep = rd_cmd(r, "EVAL %s 1 mrtc:lease:%s %s %s", lease_script, key, owner, ttl);
-	bool ok = rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
-	if (rep)
-		freeReplyObject(rep);
+	if (!rep) {
+		/* Redis cannot say (a failover, an outage): a lease we hold is still ours until
+		 * it would run out, so the job goes on meanwhile instead of being dropped. */
+		return mrtc_cache_get(r->held, key, strlen(key), now) != NULL;
+	}
+	bool ok = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+	freeReplyObject(rep);
+	char *mark = ok ? malloc(1) : NULL;
+	if (ok && mark)
+		mrtc_cache_put(r->held, key, strlen(key), mark, now + ttl_ms - ttl_ms / 10);
+	else
+		mrtc_cache_remove(r->held, key, strlen(key));
 	return ok;
 }
 
 static void rd_release(void *self, const char *key, const char *owner)
 {
 	struct rd *r = self;
+	mrtc_cache_remove(r->held, key, strlen(key));
 	redisReply *rep = rd_cmd(r, "EVAL %s 1 mrtc:lease:%s %s", release_script, key, owner);
 	if (rep)
 		freeReplyObject(rep);
@@ -364,87 +348,131 @@ static void rd_release(void *self, const char *key, const char *owner)
 static void rd_destroy(void *self)
 {
 	struct rd *r = self;
-	if (r->c)
-		redisFree(r->c);
+	if (!r)
+		return;
+	mrtc_redis_destroy(r->conn);
+	mrtc_cache_destroy(r->held);
 	free(r);
 }
 
+static void rd_status(void *self, struct mrtc_store_status *ret)
+{
+	struct rd *r = self;
+	struct mrtc_redis_status st;
+	mrtc_redis_get_status(r->conn, &st);
+	ret->kind = strncmp(r->spec, "redis+sentinel:", 15) == 0 ? "redis-sentinel" : "redis";
+	snprintf(ret->spec, sizeof(ret->spec), "%s", r->spec);
+	snprintf(ret->address, sizeof(ret->address), "%s", st.address);
+	snprintf(ret->detail, sizeof(ret->detail), "%s", st.detail);
+	ret->state = mrtc_redis_state_str(st.state);
+	ret->refused = st.state == MRTC_REDIS_AUTH_REFUSED;
+}
+
 static const struct mrtc_store_ops rd_ops = {
-	rd_put, rd_del, rd_get, rd_each, rd_lease, rd_release, rd_destroy,
+	rd_put, rd_del, rd_get, rd_each, rd_lease, rd_release, rd_destroy, rd_status,
 };
 
-/* "redis://host[:port][/db]" */
-static bool rd_parse(const char *spec, struct rd *r)
+static bool is_redis(const char *spec)
 {
-	if (strncmp(spec, "redis://", 8) != 0)
-		return false;
-	const char *h = spec + 8;
-	size_t hl = strcspn(h, ":/");
-	if (hl == 0 || hl >= sizeof(r->host))
-		return false;
-	memcpy(r->host, h, hl);
-	r->host[hl] = '\0';
-	if (!mrtc_server_name_is_valid(r->host))
-		return false;
-	const char *p = h + hl;
-	uint64_t v;
-	r->port = 6379;
-	r->db = 0;
-	if (*p == ':') {
-		size_t n = strcspn(p + 1, "/");
-		if (!mrtc_parse_u64_n(p + 1, n, 1, 65535, &v))
-			return false;
-		r->port = (int)v;
-		p += 1 + n;
-	}
-	if (*p == '/') {
-		if (!mrtc_parse_u64(p + 1, 0, 1000, &v))
-			return false;
-		r->db = (int)v;
-	} else if (*p) {
-		return false;
-	}
-	return true;
+	return strncmp(spec, "redis://", 8) == 0 || strncmp(spec, "redis+sentinel://", 17) == 0;
 }
 
 bool mrtc_store_spec_is_valid(const char *spec)
 {
-	struct rd r;
 	if (strncmp(spec, "sqlite:", 7) == 0)
 		return spec[7] != '\0';
-	return rd_parse(spec, &r);
+	struct mrtc_redis_spec r;
+	bool ok = is_redis(spec) && mrtc_redis_spec_parse(spec, &r);
+	mrtc_redis_spec_wipe(&r);
+	return ok;
 }
 
-enum mrtc_err mrtc_store_open(const char *spec, struct mrtc_store **ret)
+bool mrtc_store_spec_has_password(const char *spec)
+{
+	struct mrtc_redis_spec r;
+	bool has = is_redis(spec) && mrtc_redis_spec_parse(spec, &r) && r.has_password;
+	mrtc_redis_spec_wipe(&r);
+	return has;
+}
+
+bool mrtc_store_spec_has_user(const char *spec)
+{
+	struct mrtc_redis_spec r;
+	bool has = is_redis(spec) && mrtc_redis_spec_parse(spec, &r) && r.user[0];
+	mrtc_redis_spec_wipe(&r);
+	return has;
+}
+
+void mrtc_store_spec_redact(const char *spec, char *out, size_t size)
+{
+	mrtc_redis_spec_redact(spec, out, size);
+}
+
+static enum mrtc_err rd_open(const char *spec, const struct mrtc_store_options *opts,
+			     struct mrtc_store *store)
+{
+	struct mrtc_redis_spec *parsed = calloc(1, sizeof(*parsed));
+	struct rd *r = calloc(1, sizeof(*r));
+	enum mrtc_err err = MRTC_ERR_NOMEM;
+	if (!parsed || !r)
+		goto out;
+	err = MRTC_ERR_CONFIG;
+	if (!mrtc_redis_spec_parse(spec, parsed))
+		goto out;
+	err = MRTC_ERR_NOMEM;
+	struct mrtc_redis_options ro = {
+		.password = opts ? opts->redis_password : NULL,
+		.sentinel_user = opts ? opts->redis_sentinel_user : NULL,
+		.sentinel_password = opts ? opts->redis_sentinel_password : NULL,
+		.timeout_ms = RD_TIMEOUT_MS,
+	};
+	r->conn = mrtc_redis_create(parsed, &ro);
+	r->held = mrtc_cache_create(RD_HELD_MAX, free);
+	if (!r->conn || !r->held)
+		goto out;
+	mrtc_redis_spec_redact(spec, r->spec, sizeof(r->spec));
+	/* A shared store may come up after us: an unreachable one is retried on use (the
+	 * connection logs why once), so only a malformed spec fails here. */
+	mrtc_redis_connect(r->conn);
+	store->ops = &rd_ops;
+	store->self = r;
+	store->shared = true;
+	r = NULL;
+	err = MRTC_OK;
+out:
+	if (parsed) {
+		mrtc_redis_spec_wipe(parsed);
+		free(parsed);
+	}
+	rd_destroy(r);
+	return err;
+}
+
+enum mrtc_err mrtc_store_open(const char *spec, const struct mrtc_store_options *opts,
+			      struct mrtc_store **ret)
 {
 	struct mrtc_store *st = calloc(1, sizeof(*st));
 	if (!st)
 		return MRTC_ERR_NOMEM;
 	enum mrtc_err err = MRTC_ERR_CONFIG;
-	if (strncmp(spec, "sqlite:", 7) == 0 && spec[7]) {
+	if (strncmp(spec, "sqlite:", 7) == 0 && spec[7])
 		err = sq_open(spec + 7, st);
-	} else {
-		struct rd *r = calloc(1, sizeof(*r));
-		if (r && rd_parse(spec, r)) {
-			st->ops = &rd_ops;
-			st->self = r;
-			st->shared = true;
-			err = rd_connect(r) ? MRTC_OK : MRTC_ERR_IO;
-			if (err != MRTC_OK)
-				mrtc_log(LOG_WARNING, "store", NULL,
-					 "Redis at %s:%d does not answer yet; retrying on use",
-					 r->host, r->port);
-			err = MRTC_OK; /* a shared store may come up after us */
-		} else {
-			free(r);
-		}
-	}
+	else if (is_redis(spec))
+		err = rd_open(spec, opts, st);
 	if (err != MRTC_OK) {
 		free(st);
 		return err;
 	}
 	*ret = st;
 	return MRTC_OK;
+}
+
+void mrtc_store_get_status(const struct mrtc_store *st, struct mrtc_store_status *ret)
+{
+	struct mrtc_store_status s = { .kind = "none", .state = "off" };
+	if (st)
+		st->ops->status(st->self, &s);
+	*ret = s;
 }
 
 void mrtc_store_close(struct mrtc_store *st)

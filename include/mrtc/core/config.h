@@ -72,7 +72,10 @@ struct mrtc_config {
 	uint64_t key_fetch_max;
 	uint64_t key_fetch_per_peer;
 	uint64_t verify_threads;
-	char *store;
+	char *store; /* may hold a Redis password: print only through mrtc_store_spec_redact */
+	char *redis_password;
+	char *redis_sentinel_user;
+	char *redis_sentinel_password;
 	uint64_t delayed_poll_ms;
 	uint64_t delayed_connect_wait_s;
 	uint64_t delayed_min_delay_ms;

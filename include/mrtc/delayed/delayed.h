@@ -12,6 +12,7 @@
 
 struct mrtc_services;
 struct mrtc_delayed;
+struct mrtc_store;
 
 /* Opens the store (when configured), resumes its jobs, starts the membership watch. */
 enum mrtc_err mrtc_delayed_create(struct mrtc_services *services,
@@ -28,6 +29,9 @@ struct mrtc_job_record;
 
 /* True when delegation is possible (a store is configured). */
 bool mrtc_delayed_enabled(const struct mrtc_delayed *delayed);
+
+/* The job store (borrowed), or NULL without one. */
+const struct mrtc_store *mrtc_delayed_get_store(const struct mrtc_delayed *delayed);
 
 /*
  * Stores and starts the job @rec, replacing the job of the same key. Logs without the

@@ -1,17 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Where delegated delayed-leave jobs live so that they survive a restart (PROTOCOL §2.4):
- * "sqlite:<path>" (embedded, one daemon) or "redis://host[:port][/db]" (shared by several
- * daemons, each job driven by one of them at a time through a lease). A struct of function
- * pointers is the seam; both stores implement it.
+ * "sqlite:<path>" (embedded, one daemon) or a Redis spec (shared by several daemons, each job
+ * driven by one of them at a time through a lease): "redis://[user[:password]@]host[:port][/db]"
+ * or "redis+sentinel://[user[:password]@]host[:port][,...]/master-name[/db]" (redis_conn.h).
+ * A struct of function pointers is the seam; both stores implement it.
  *
  * Store calls are synchronous: SQLite writes a local file, and Redis is asked with a 250 ms
- * timeout per command, so a Redis outage costs the event loop at most that per call.
+ * timeout per command (and per reconnection attempt, after which it backs off and fails at
+ * once), so a Redis outage or failover costs the event loop at most that per call.
  */
 #ifndef MRTC_STORE_H
 #define MRTC_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mrtc/base/err.h"
@@ -36,6 +39,16 @@ struct mrtc_job_record {
 	bool guarded; /* cs_api_url came from a client: the outbound guard applies */
 };
 
+/* What /readyz says about the store: no secret in it. */
+struct mrtc_store_status {
+	const char *kind;  /* "sqlite", "redis", "redis-sentinel" or "none" (static) */
+	char spec[512];	   /* MRTC_STORE with the password redacted */
+	char address[300]; /* Redis: the server or the master last found, "host:port" */
+	const char *state; /* "open", "connected", "unreachable", "credentials refused"... */
+	char detail[128];  /* why the last Redis attempt failed ("" if it did not) */
+	bool refused;	   /* the credentials were refused: a configuration error */
+};
+
 typedef void (*mrtc_store_each_fn)(void *ctx, const struct mrtc_job_record *job);
 
 struct mrtc_store_ops {
@@ -47,6 +60,7 @@ struct mrtc_store_ops {
 	bool (*lease)(void *self, const char *key, const char *owner, uint64_t ttl_ms);
 	void (*release)(void *self, const char *key, const char *owner);
 	void (*destroy)(void *self);
+	void (*status)(void *self, struct mrtc_store_status *ret_status);
 };
 
 struct mrtc_store {
@@ -55,11 +69,28 @@ struct mrtc_store {
 	bool shared; /* several daemons may use it: leases matter */
 };
 
-/* Opens @spec. MRTC_ERR_CONFIG for a spec of unknown form; MRTC_ERR_IO if unreachable. */
-enum mrtc_err mrtc_store_open(const char *spec, struct mrtc_store **ret_store);
+/* Credentials from outside the spec (all may be NULL). */
+struct mrtc_store_options {
+	const char *redis_password;	     /* when the spec holds none */
+	const char *redis_sentinel_user;     /* for the sentinels themselves */
+	const char *redis_sentinel_password; /* for the sentinels themselves */
+};
+
+/* Opens @spec (@opts may be NULL). MRTC_ERR_CONFIG for a spec of unknown form; MRTC_ERR_IO if
+ * SQLite cannot open the file. An unreachable Redis is not an error: it is retried on use. */
+enum mrtc_err mrtc_store_open(const char *spec, const struct mrtc_store_options *opts,
+			      struct mrtc_store **ret_store);
 void mrtc_store_close(struct mrtc_store *store);
+
+/* @store may be NULL (no store: kind "none"). */
+void mrtc_store_get_status(const struct mrtc_store *store, struct mrtc_store_status *ret_status);
 
 /* True if @spec has one of the accepted forms (configuration validation). */
 bool mrtc_store_spec_is_valid(const char *spec);
+/* Whether a valid Redis @spec carries a password / names an ACL user in its userinfo. */
+bool mrtc_store_spec_has_password(const char *spec);
+bool mrtc_store_spec_has_user(const char *spec);
+/* Writes @spec to @out with any password in it replaced by "***" (for logs, --help, /readyz). */
+void mrtc_store_spec_redact(const char *spec, char *out, size_t size);
 
 #endif

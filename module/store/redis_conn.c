@@ -1,0 +1,675 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The Redis connection of the shared store: spec, credentials, Sentinel discovery, backoff. */
+#include "mrtc/store/redis_conn.h"
+
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "mrtc/core/log.h"
+#include "mrtc/matrix/servername.h"
+#include "mrtc/base/util.h"
+
+#define DEFAULT_PORT 6379
+#define DEFAULT_SENTINEL_PORT 26379
+#define DB_MAX 1000
+#define BACKOFF_START_MS 100
+#define BACKOFF_CAP_MS 2000
+#define ROLE_RECHECK_MS 1000 /* Sentinel: how often the master in use is checked again */
+
+/* ---- the spec ---- */
+
+/* Percent-decodes @len bytes of @s into @out (NUL-terminated); false on a bad escape, a
+ * control character, a NUL or an overflow. */
+static bool decode(const char *s, size_t len, char *out, size_t size)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '%') {
+			if (i + 2 >= len)
+				return false;
+			size_t got = 0;
+			if (sodium_hex2bin(&ch, 1, s + i + 1, 2, NULL, &got, NULL) != 0 ||
+			    got != 1 || ch == 0)
+				return false;
+			i += 2;
+		} else if (ch < 0x20 || ch == 0x7f) {
+			return false;
+		}
+		if (n + 1 >= size)
+			return false;
+		out[n++] = (char)ch;
+	}
+	out[n] = '\0';
+	return true;
+}
+
+/* One "host[:port]" or "[v6]:port" of @len bytes. */
+static bool parse_node(const char *s, size_t len, int def_port, struct mrtc_redis_node *ret)
+{
+	char name[sizeof(ret->host) + 2];
+	size_t hl;
+	if (len && s[0] == '[') {
+		const char *close = memchr(s, ']', len);
+		if (!close)
+			return false;
+		hl = (size_t)(close - s) + 1;
+	} else {
+		const char *colon = memchr(s, ':', len);
+		hl = colon ? (size_t)(colon - s) : len;
+	}
+	if (hl == 0 || hl >= sizeof(name))
+		return false;
+	memcpy(name, s, hl);
+	name[hl] = '\0';
+	if (!mrtc_server_name_is_valid(name))
+		return false;
+	uint64_t port = (uint64_t)def_port;
+	if (hl < len) {
+		if (s[hl] != ':' || !mrtc_parse_u64_n(s + hl + 1, len - hl - 1, 1, 65535, &port))
+			return false;
+	}
+	size_t off = name[0] == '[' ? 1 : 0;
+	size_t n = hl - 2 * off;
+	if (n >= sizeof(ret->host))
+		return false;
+	memcpy(ret->host, name + off, n);
+	ret->host[n] = '\0';
+	ret->port = (int)port;
+	return true;
+}
+
+static bool master_name_ok(const char *s, size_t len)
+{
+	if (len == 0 || len >= sizeof(((struct mrtc_redis_spec *)0)->master))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+static bool parse_userinfo(const char *s, size_t len, struct mrtc_redis_spec *r)
+{
+	const char *colon = memchr(s, ':', len);
+	size_t ul = colon ? (size_t)(colon - s) : len;
+	if (!decode(s, ul, r->user, sizeof(r->user)))
+		return false;
+	if (!colon)
+		return r->user[0] != '\0'; /* "user@": the password comes from elsewhere */
+	size_t pl = len - ul - 1;
+	r->has_password = true;
+	return pl > 0 && decode(colon + 1, pl, r->password, sizeof(r->password));
+}
+
+static bool parse(const char *spec, struct mrtc_redis_spec *r)
+{
+	const char *rest;
+	if (strncmp(spec, "redis://", 8) == 0) {
+		rest = spec + 8;
+	} else if (strncmp(spec, "redis+sentinel://", 17) == 0) {
+		r->sentinel = true;
+		rest = spec + 17;
+	} else {
+		return false;
+	}
+	/* The userinfo ends at the last '@': nothing after it may hold one. */
+	const char *at = strrchr(rest, '@');
+	if (at) {
+		if (!parse_userinfo(rest, (size_t)(at - rest), r))
+			return false;
+		rest = at + 1;
+	}
+	size_t hosts_len = strcspn(rest, "/");
+	const char *path = rest + hosts_len;
+	for (const char *p = rest; p < path;) {
+		size_t n = strcspn(p, ",/");
+		if (n > (size_t)(path - p))
+			n = (size_t)(path - p);
+		if (r->n_nodes == MRTC_REDIS_NODES_MAX || (!r->sentinel && r->n_nodes == 1) ||
+		    !parse_node(p, n, r->sentinel ? DEFAULT_SENTINEL_PORT : DEFAULT_PORT,
+				&r->nodes[r->n_nodes]))
+			return false;
+		r->n_nodes++;
+		p += n;
+		if (*p == ',' && p + 1 >= path)
+			return false; /* a trailing comma */
+		if (*p == ',')
+			p++;
+	}
+	if (r->n_nodes == 0)
+		return false;
+	if (r->sentinel) {
+		if (*path != '/')
+			return false;
+		path++;
+		size_t n = strcspn(path, "/");
+		if (!master_name_ok(path, n))
+			return false;
+		memcpy(r->master, path, n);
+		r->master[n] = '\0';
+		path += n;
+	}
+	uint64_t db = 0;
+	if (*path == '/') {
+		if (!mrtc_parse_u64(path + 1, 0, DB_MAX, &db))
+			return false;
+	} else if (*path) {
+		return false;
+	}
+	r->db = (int)db;
+	return true;
+}
+
+bool mrtc_redis_spec_parse(const char *spec, struct mrtc_redis_spec *ret)
+{
+	struct mrtc_redis_spec *r = calloc(1, sizeof(*r));
+	if (!r)
+		return false;
+	bool ok = parse(spec, r);
+	if (ok)
+		*ret = *r;
+	mrtc_redis_spec_wipe(r);
+	free(r);
+	return ok;
+}
+
+void mrtc_redis_spec_wipe(struct mrtc_redis_spec *spec)
+{
+	sodium_memzero(spec, sizeof(*spec));
+}
+
+void mrtc_redis_spec_redact(const char *spec, char *out, size_t size)
+{
+	if (size == 0)
+		return;
+	const char *scheme_end = strstr(spec, "://");
+	const char *at = scheme_end ? strrchr(scheme_end + 3, '@') : NULL;
+	const char *colon = at ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3)) : NULL;
+	int n;
+	if (colon)
+		n = snprintf(out, size, "%.*s***%s", (int)(colon + 1 - spec), spec, at);
+	else
+		n = snprintf(out, size, "%s", spec);
+	if (n < 0)
+		out[0] = '\0';
+	/* A truncated copy still holds no password: the cut falls before or after it. */
+}
+
+/* ---- the connection ---- */
+
+struct mrtc_redis {
+	struct mrtc_redis_spec spec;
+	char *password; /* NULL: none */
+	char *sentinel_user, *sentinel_password;
+	uint64_t timeout_ms;
+	redisContext *c;
+	struct mrtc_redis_node master; /* the node connected to, or last found */
+	size_t next_sentinel;
+	uint64_t next_attempt_ms, backoff_ms, verified_ms;
+	enum mrtc_redis_state state;
+	char detail[128];
+	char logged[128]; /* the last failure logged, to log each once */
+	bool was_connected;
+};
+
+const char *mrtc_redis_state_str(enum mrtc_redis_state state)
+{
+	switch (state) {
+	case MRTC_REDIS_CONNECTING:
+		return "connecting";
+	case MRTC_REDIS_CONNECTED:
+		return "connected";
+	case MRTC_REDIS_UNREACHABLE:
+		return "unreachable";
+	case MRTC_REDIS_AUTH_REFUSED:
+		return "credentials refused";
+	case MRTC_REDIS_NO_MASTER:
+		return "no master";
+	}
+	return "unknown";
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s && s[0] ? strdup(s) : NULL;
+}
+
+static void free_secret(char *s)
+{
+	if (s) {
+		sodium_memzero(s, strlen(s));
+		free(s);
+	}
+}
+
+struct mrtc_redis *mrtc_redis_create(const struct mrtc_redis_spec *spec,
+				     const struct mrtc_redis_options *opts)
+{
+	struct mrtc_redis *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->spec = *spec;
+	const char *pw = opts->password	      ? opts->password
+			 : spec->has_password ? spec->password
+					      : NULL;
+	r->password = dup_or_null(pw);
+	r->sentinel_user = dup_or_null(opts->sentinel_user);
+	r->sentinel_password = dup_or_null(opts->sentinel_password);
+	sodium_memzero(r->spec.password, sizeof(r->spec.password));
+	r->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 250;
+	r->backoff_ms = BACKOFF_START_MS;
+	r->state = MRTC_REDIS_CONNECTING;
+	r->master = spec->sentinel ? (struct mrtc_redis_node){ .port = 0 } : spec->nodes[0];
+	if ((pw && !r->password) || (opts->sentinel_user && !r->sentinel_user) ||
+	    (opts->sentinel_password && !r->sentinel_password)) {
+		mrtc_redis_destroy(r);
+		return NULL;
+	}
+	return r;
+}
+
+void mrtc_redis_destroy(struct mrtc_redis *r)
+{
+	if (!r)
+		return;
+	if (r->c)
+		redisFree(r->c);
+	free_secret(r->password);
+	free_secret(r->sentinel_password);
+	free(r->sentinel_user);
+	free(r);
+}
+
+static struct timeval remaining(uint64_t deadline_ms)
+{
+	uint64_t now = mrtc_monotonic_ms();
+	uint64_t left = deadline_ms > now ? deadline_ms - now : 1;
+	return (struct timeval){ .tv_sec = (time_t)(left / 1000),
+				 .tv_usec = (suseconds_t)(left % 1000) * 1000 };
+}
+
+/* Why a step failed, for the status and the log: never a secret. */
+struct failure {
+	enum mrtc_redis_state state;
+	char detail[128];
+};
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void
+fail(struct failure *f, enum mrtc_redis_state state, const char *fmt, ...);
+
+static void fail(struct failure *f, enum mrtc_redis_state state, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(f->detail, sizeof(f->detail), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		f->detail[0] = '\0';
+	f->state = state;
+}
+
+/* The first word of an error reply (WRONGPASS, NOPERM, READONLY...): Redis's text after it
+ * is harmless, but the code is all a log needs. */
+static void error_code(const redisReply *rep, char *out, size_t size)
+{
+	size_t n = rep->str ? strcspn(rep->str, " \r\n") : 0;
+	if (n > 32)
+		n = 32;
+	if (snprintf(out, size, "%.*s", (int)n, rep->str ? rep->str : "") < 0)
+		out[0] = '\0';
+}
+
+static redisContext *open_node(const struct mrtc_redis_node *node, uint64_t deadline,
+			       const char *what, struct failure *f)
+{
+	redisContext *c = redisConnectWithTimeout(node->host, node->port, remaining(deadline));
+	if (!c || c->err) {
+		fail(f, MRTC_REDIS_UNREACHABLE, "%s %s:%d: %s", what, node->host, node->port,
+		     c ? c->errstr : "out of memory");
+		if (c)
+			redisFree(c);
+		return NULL;
+	}
+	return c;
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static redisReply *
+call(redisContext *c, uint64_t deadline, const char *fmt, ...);
+
+/* One command within the attempt's budget. */
+static redisReply *call(redisContext *c, uint64_t deadline, const char *fmt, ...)
+{
+	if (redisSetTimeout(c, remaining(deadline)) != REDIS_OK)
+		return NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *rep = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	return rep;
+}
+
+static bool is_auth_error(const char *code)
+{
+	return strcmp(code, "WRONGPASS") == 0 || strcmp(code, "NOAUTH") == 0;
+}
+
+/* AUTH (when there is a password), then PING: proves the credentials either way. */
+static bool authenticate(redisContext *c, const char *user, const char *password, uint64_t deadline,
+			 const char *what, const struct mrtc_redis_node *node, struct failure *f)
+{
+	redisReply *rep = NULL;
+	if (password)
+		rep = user && user[0] ? call(c, deadline, "AUTH %s %s", user, password)
+				      : call(c, deadline, "AUTH %s", password);
+	else
+		rep = call(c, deadline, "PING");
+	if (!rep) {
+		fail(f, MRTC_REDIS_UNREACHABLE, "%s %s:%d: %s", what, node->host, node->port,
+		     c->errstr[0] ? c->errstr : "no answer");
+		return false;
+	}
+	bool ok = rep->type != REDIS_REPLY_ERROR;
+	if (!ok) {
+		char code[40];
+		error_code(rep, code, sizeof(code));
+		/* Any error to AUTH (WRONGPASS; ERR when no password is set) or to the PING
+		 * (NOAUTH) is a refusal of what we were configured with. */
+		fail(f, MRTC_REDIS_AUTH_REFUSED, "%s %s:%d refused the credentials (%s)", what,
+		     node->host, node->port, code);
+	}
+	freeReplyObject(rep);
+	return ok;
+}
+
+/* ROLE: true if the node says it is a master. A user without the right to ask is believed. */
+static bool is_master(redisContext *c, uint64_t deadline, const struct mrtc_redis_node *node,
+		      struct failure *f)
+{
+	redisReply *rep = call(c, deadline, "ROLE");
+	if (!rep) {
+		fail(f, MRTC_REDIS_UNREACHABLE, "master %s:%d: %s", node->host, node->port,
+		     c->errstr[0] ? c->errstr : "no answer");
+		return false;
+	}
+	bool ok;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		char code[40];
+		error_code(rep, code, sizeof(code));
+		ok = strcmp(code, "NOPERM") == 0;
+		if (!ok)
+			fail(f, MRTC_REDIS_UNREACHABLE, "master %s:%d answered ROLE with %s",
+			     node->host, node->port, code);
+	} else {
+		ok = rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+		     rep->element[0]->type == REDIS_REPLY_STRING &&
+		     strcmp(rep->element[0]->str, "master") == 0;
+		if (!ok)
+			fail(f, MRTC_REDIS_NO_MASTER, "%s:%d is not a master (%s)", node->host,
+			     node->port,
+			     rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+				     rep->element[0]->str
+				 ? rep->element[0]->str
+				 : "no role");
+	}
+	freeReplyObject(rep);
+	return ok;
+}
+
+/* Asks one sentinel for the master's address. */
+static bool ask_sentinel(struct mrtc_redis *r, const struct mrtc_redis_node *sentinel,
+			 uint64_t deadline, struct mrtc_redis_node *ret, struct failure *f)
+{
+	redisContext *c = open_node(sentinel, deadline, "sentinel", f);
+	if (!c)
+		return false;
+	bool ok = false;
+	if (!r->sentinel_password || authenticate(c, r->sentinel_user, r->sentinel_password,
+						  deadline, "sentinel", sentinel, f)) {
+		redisReply *rep =
+		    call(c, deadline, "SENTINEL get-master-addr-by-name %s", r->spec.master);
+		if (!rep) {
+			fail(f, MRTC_REDIS_UNREACHABLE, "sentinel %s:%d: %s", sentinel->host,
+			     sentinel->port, c->errstr[0] ? c->errstr : "no answer");
+		} else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+			   rep->element[0]->type == REDIS_REPLY_STRING &&
+			   rep->element[1]->type == REDIS_REPLY_STRING) {
+			uint64_t port;
+			ok = strlen(rep->element[0]->str) < sizeof(ret->host) &&
+			     mrtc_parse_u64(rep->element[1]->str, 1, 65535, &port);
+			if (ok) {
+				snprintf(ret->host, sizeof(ret->host), "%s", rep->element[0]->str);
+				ret->port = (int)port;
+			} else {
+				fail(f, MRTC_REDIS_NO_MASTER, "sentinel %s:%d gave a bad address",
+				     sentinel->host, sentinel->port);
+			}
+		} else {
+			char code[40] = "no such master";
+			if (rep->type == REDIS_REPLY_ERROR)
+				error_code(rep, code, sizeof(code));
+			fail(f,
+			     rep->type == REDIS_REPLY_ERROR && is_auth_error(code)
+				 ? MRTC_REDIS_AUTH_REFUSED
+				 : MRTC_REDIS_NO_MASTER,
+			     "sentinel %s:%d knows no master '%s' (%s)", sentinel->host,
+			     sentinel->port, r->spec.master, code);
+		}
+		if (rep)
+			freeReplyObject(rep);
+	}
+	redisFree(c);
+	return ok;
+}
+
+/* Connects to @node as the data server: AUTH, ROLE (Sentinel), SELECT. */
+static redisContext *open_server(struct mrtc_redis *r, const struct mrtc_redis_node *node,
+				 uint64_t deadline, struct failure *f)
+{
+	const char *what = r->spec.sentinel ? "master" : "server";
+	redisContext *c = open_node(node, deadline, what, f);
+	if (!c)
+		return NULL;
+	if (!authenticate(c, r->spec.user, r->password, deadline, what, node, f) ||
+	    (r->spec.sentinel && !is_master(c, deadline, node, f)))
+		goto fail;
+	if (r->spec.db) {
+		redisReply *rep = call(c, deadline, "SELECT %d", r->spec.db);
+		bool ok = rep && rep->type == REDIS_REPLY_STATUS;
+		if (!ok)
+			fail(f, MRTC_REDIS_UNREACHABLE, "%s %s:%d: SELECT %d failed", what,
+			     node->host, node->port, r->spec.db);
+		if (rep)
+			freeReplyObject(rep);
+		if (!ok)
+			goto fail;
+	}
+	return c;
+fail:
+	redisFree(c);
+	return NULL;
+}
+
+static void drop(struct mrtc_redis *r)
+{
+	if (r->c)
+		redisFree(r->c);
+	r->c = NULL;
+}
+
+/* The attempt failed: remember why, log it once, back off. */
+static void failed(struct mrtc_redis *r, const struct failure *f)
+{
+	drop(r);
+	r->state = f->state;
+	snprintf(r->detail, sizeof(r->detail), "%s", f->detail);
+	uint64_t now = mrtc_monotonic_ms();
+	r->next_attempt_ms = now + r->backoff_ms;
+	r->backoff_ms = r->backoff_ms * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : r->backoff_ms * 2;
+	if (strcmp(r->logged, f->detail) != 0) {
+		snprintf(r->logged, sizeof(r->logged), "%s", f->detail);
+		if (f->state == MRTC_REDIS_AUTH_REFUSED)
+			mrtc_log(LOG_ERR, "store", NULL,
+				 "Redis: %s: check the user and password of MRTC_STORE, "
+				 "MRTC_REDIS_PASSWORD and MRTC_REDIS_SENTINEL_PASSWORD",
+				 f->detail);
+		else
+			mrtc_log(LOG_WARNING, "store", NULL, "Redis %s: %s; retrying with backoff",
+				 mrtc_redis_state_str(f->state), f->detail);
+	}
+}
+
+static void connected(struct mrtc_redis *r, const struct mrtc_redis_node *node)
+{
+	bool moved = strcmp(r->master.host, node->host) != 0 || r->master.port != node->port;
+	if (!r->was_connected || r->state != MRTC_REDIS_CONNECTED || moved) {
+		if (r->spec.sentinel)
+			mrtc_log(LOG_INFO, "store", NULL,
+				 "Redis: connected to master '%s' at %s:%d (from Sentinel)",
+				 r->spec.master, node->host, node->port);
+		else
+			mrtc_log(LOG_INFO, "store", NULL, "Redis: connected to %s:%d", node->host,
+				 node->port);
+	}
+	r->master = *node;
+	r->state = MRTC_REDIS_CONNECTED;
+	r->detail[0] = r->logged[0] = '\0';
+	r->backoff_ms = BACKOFF_START_MS;
+	r->verified_ms = mrtc_monotonic_ms();
+	r->was_connected = true;
+}
+
+bool mrtc_redis_connect(struct mrtc_redis *r)
+{
+	if (r->c)
+		return true;
+	uint64_t now = mrtc_monotonic_ms();
+	if (now < r->next_attempt_ms)
+		return false;
+	uint64_t deadline = now + r->timeout_ms;
+	struct failure f = { .state = MRTC_REDIS_UNREACHABLE };
+	if (!r->spec.sentinel) {
+		r->c = open_server(r, &r->spec.nodes[0], deadline, &f);
+		if (r->c)
+			connected(r, &r->spec.nodes[0]);
+		else
+			failed(r, &f);
+		return r->c != NULL;
+	}
+	/* Sentinels in turn, from the one that last answered, within the one budget. */
+	for (size_t i = 0; i < r->spec.n_nodes && mrtc_monotonic_ms() < deadline; i++) {
+		size_t idx = (r->next_sentinel + i) % r->spec.n_nodes;
+		struct mrtc_redis_node master;
+		if (!ask_sentinel(r, &r->spec.nodes[idx], deadline, &master, &f))
+			continue;
+		r->c = open_server(r, &master, deadline, &f);
+		if (r->c) {
+			r->next_sentinel = idx;
+			connected(r, &master);
+			return true;
+		}
+		r->next_sentinel = idx + 1; /* it may be behind: ask the next one next time */
+		if (f.state != MRTC_REDIS_NO_MASTER)
+			break; /* an answer we cannot use: wait for the failover to progress */
+	}
+	if (mrtc_monotonic_ms() >= deadline && !f.detail[0])
+		fail(&f, MRTC_REDIS_UNREACHABLE, "no sentinel answered in %llu ms",
+		     (unsigned long long)r->timeout_ms);
+	failed(r, &f);
+	return false;
+}
+
+/*
+ * Sentinel: whether the master in use is still the one the sentinels name, and still says it is
+ * a master. Both matter: after a planned switchover (SENTINEL FAILOVER) the old master goes on
+ * saying "master" and taking writes, that the new one never sees, until the sentinels convert
+ * it, seconds later. A sentinel that does not answer proves nothing: ROLE decides then.
+ */
+static bool still_master(struct mrtc_redis *r, struct failure *f)
+{
+	uint64_t deadline = mrtc_monotonic_ms() + r->timeout_ms;
+	struct mrtc_redis_node named;
+	struct failure ignored = { .state = MRTC_REDIS_UNREACHABLE };
+	const struct mrtc_redis_node *sentinel = &r->spec.nodes[r->next_sentinel % r->spec.n_nodes];
+	if (ask_sentinel(r, sentinel, deadline, &named, &ignored) &&
+	    (strcmp(named.host, r->master.host) != 0 || named.port != r->master.port)) {
+		fail(f, MRTC_REDIS_NO_MASTER,
+		     "the sentinels name %s:%d as the master now, not %s:%d", named.host,
+		     named.port, r->master.host, r->master.port);
+		return false;
+	}
+	return is_master(r->c, deadline, &r->master, f);
+}
+
+redisReply *mrtc_redis_command(struct mrtc_redis *r, const char *fmt, ...)
+{
+	if (!mrtc_redis_connect(r))
+		return NULL;
+	struct failure f = { .state = MRTC_REDIS_UNREACHABLE };
+	uint64_t now = mrtc_monotonic_ms();
+	if (r->spec.sentinel && now - r->verified_ms >= ROLE_RECHECK_MS) {
+		if (!still_master(r, &f)) {
+			failed(r, &f);
+			r->next_attempt_ms = 0; /* rediscover on the next call */
+			return NULL;
+		}
+		r->verified_ms = now;
+	}
+	struct timeval tv = { .tv_sec = (time_t)(r->timeout_ms / 1000),
+			      .tv_usec = (suseconds_t)(r->timeout_ms % 1000) * 1000 };
+	redisSetTimeout(r->c, tv);
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *rep = redisvCommand(r->c, fmt, ap);
+	va_end(ap);
+	if (!rep) {
+		fail(&f, MRTC_REDIS_UNREACHABLE, "%s:%d: %s", r->master.host, r->master.port,
+		     r->c->errstr[0] ? r->c->errstr : "no answer");
+		failed(r, &f);
+		return NULL;
+	}
+	if (rep->type != REDIS_REPLY_ERROR)
+		return rep;
+	char code[40];
+	error_code(rep, code, sizeof(code));
+	freeReplyObject(rep);
+	if (strcmp(code, "READONLY") == 0 || strcmp(code, "MASTERDOWN") == 0 ||
+	    strcmp(code, "LOADING") == 0 || strcmp(code, "NOAUTH") == 0) {
+		/* A failover (or a restart) under us: find the master again. */
+		fail(&f,
+		     strcmp(code, "NOAUTH") == 0 ? MRTC_REDIS_AUTH_REFUSED : MRTC_REDIS_NO_MASTER,
+		     "%s:%d answered %s", r->master.host, r->master.port, code);
+		failed(r, &f);
+		if (f.state != MRTC_REDIS_AUTH_REFUSED)
+			r->next_attempt_ms = 0;
+	} else if (strcmp(r->logged, code) != 0) {
+		snprintf(r->logged, sizeof(r->logged), "%s", code);
+		mrtc_log(LOG_ERR, "store", NULL, "Redis %s:%d refused a command: %s",
+			 r->master.host, r->master.port, code);
+	}
+	return NULL;
+}
+
+void mrtc_redis_get_status(const struct mrtc_redis *r, struct mrtc_redis_status *ret)
+{
+	struct mrtc_redis_status st = { .state = r->state };
+	if (r->master.port && snprintf(st.address, sizeof(st.address), "%s%s%s:%d",
+				       strchr(r->master.host, ':') ? "[" : "", r->master.host,
+				       strchr(r->master.host, ':') ? "]" : "", r->master.port) < 0)
+		st.address[0] = '\0';
+	snprintf(st.detail, sizeof(st.detail), "%s", r->detail);
+	*ret = st;
+}
