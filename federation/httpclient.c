@@ -55,6 +55,7 @@ struct mrtc_http_client {
 	SSL_CTX *ssl_ctx;
 	size_t max_idle;
 	size_t max_dests;
+	size_t max_open;
 	size_t n_dests;
 	uint64_t tick;
 	struct dest *dests;
@@ -118,6 +119,7 @@ enum mrtc_err mrtc_http_client_create(struct event_base *base,
 	c->base = base;
 	c->max_idle = config->max_idle_per_dest ? config->max_idle_per_dest : 32;
 	c->max_dests = config->max_dests ? config->max_dests : 256;
+	c->max_open = config->max_open;
 	c->ssl_ctx = make_ssl_ctx(config->ca_file);
 	if (!c->ssl_ctx) {
 		free(c);
@@ -324,6 +326,20 @@ fail:
 		event_free(k->free_ev);
 	free(k);
 	return NULL;
+}
+
+/* Makes room for one more connection under max_open by closing an idle one (the first
+ * found); false when every open connection is busy. */
+static bool room_for_one_more(struct mrtc_http_client *c)
+{
+	if (!c->max_open || c->stats.open < c->max_open)
+		return true;
+	for (struct conn *k = c->conns; k; k = k->next)
+		if (k->idle && !k->dead) {
+			conn_free_now(k); /* idle: none of its callbacks is running */
+			return true;
+		}
+	return false;
 }
 
 /* ---- calls ---- */
@@ -612,6 +628,11 @@ static void start(struct mrtc_http_call *call, const struct mrtc_http_target *t,
 		call->reused = true;
 	} else {
 		k = NULL;
+		if (!room_for_one_more(c)) {
+			c->stats.refused++;
+			fail_later(call, MRTC_ERR_LIMIT_EXCEEDED, "too many outbound connections");
+			return;
+		}
 		k = conn_open(c, d, t, ip);
 	}
 	if (!k) {

@@ -234,7 +234,8 @@ static void finish(struct server *s, enum mrtc_err err)
 	struct mrtc_keyring_op *op = s->waiters;
 	s->waiters = NULL;
 	fetch_ended(s);
-	if (err != MRTC_OK) {
+	/* Our own connection cap (MRTC_ERR_LIMIT_EXCEEDED) says nothing about the server. */
+	if (err != MRTC_OK && err != MRTC_ERR_LIMIT_EXCEEDED) {
 		kr->stats.fetch_failures++;
 		s->failed_until_ms = mrtc_monotonic_ms() + kr->cfg.failure_ttl_ms;
 	}
@@ -281,7 +282,7 @@ static void on_keys(void *arg, const struct mrtc_http_response *resp)
 	 * A response that verified but lacks the key id asked for is an answer, not a failure;
 	 * anything else may be a server that is down, so the notary gets a chance.
 	 */
-	if (err != MRTC_OK && ask_notary(s))
+	if (err != MRTC_OK && err != MRTC_ERR_LIMIT_EXCEEDED && ask_notary(s))
 		return;
 	finish(s, err);
 }

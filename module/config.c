@@ -135,6 +135,12 @@ static const struct var vars[] = {
 	  "signing-key fetches in flight at once; more answer 429" },
 	{ "MRTC_KEY_FETCH_PER_PEER", T_UINT, "32", 0, OFF(key_fetch_per_peer), 1, 100000,
 	  "of them started by one client address; more answer 429" },
+	{ "MRTC_INBOUND_MAX", T_UINT, "0", 0, OFF(inbound_max), 0, 10000000,
+	  "client connections open at once; more are closed at accept (0: half the descriptor "
+	  "limit less 64)" },
+	{ "MRTC_OUTBOUND_MAX", T_UINT, "0", 0, OFF(outbound_max), 0, 10000000,
+	  "outbound connections open at once; calls that need one more fail (0: half the "
+	  "descriptor limit less 64)" },
 	{ "MRTC_READINESS_INTERVAL", T_UINT, "10", 0, OFF(readiness_interval_s), 1, 3600,
 	  "seconds between readiness probes of the homeserver and the SFU" },
 	{ "MRTC_LIVEKIT_SERVICE_URL", T_HTTP_URL, NULL, 0, OFF(livekit_service_url), 0, 0,

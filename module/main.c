@@ -119,7 +119,21 @@ int main(int argc, char **argv)
 	event_set_log_callback(libevent_log);
 	signal(SIGPIPE, SIG_IGN);
 	unsigned long long nofile = raise_nofile();
-	mrtc_log(LOG_INFO, "main", NULL, "descriptor limit: %llu", nofile);
+	/* Connection caps left at 0 take half the descriptors each, less 64 for listeners,
+	 * files, DNS, the store and the workers (a quarter each under a tiny limit). */
+	unsigned long long share = nofile >= 256 ? (nofile - 64) / 2 : nofile / 4 + 1;
+	if (!config->inbound_max)
+		config->inbound_max = share;
+	if (!config->outbound_max)
+		config->outbound_max = share;
+	mrtc_log(LOG_INFO, "main", NULL,
+		 "descriptor limit: %llu; connections at once: %llu inbound, %llu outbound", nofile,
+		 (unsigned long long)config->inbound_max, (unsigned long long)config->outbound_max);
+	if (nofile && config->inbound_max + config->outbound_max + 64 > nofile)
+		mrtc_log(LOG_WARNING, "main", NULL,
+			 "MRTC_INBOUND_MAX + MRTC_OUTBOUND_MAX + 64 exceed the descriptor limit "
+			 "(%llu): raise LimitNOFILE",
+			 nofile);
 
 	int rc = 1;
 	struct event_base *base = event_base_new();

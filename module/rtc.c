@@ -233,9 +233,9 @@ static void fail(struct token_req *t, enum mrtc_err err, const char *msg)
 	struct mrtc_request *r = t->r;
 	char who[300];
 	mrtc_quote(who, sizeof(who), t->federated ? t->origin : t->who.user_id, 255);
-	mrtc_log(LOG_INFO, "rtc", r->id, "%s refused for %s %s: %s (%s)",
-		 r->route ? r->route->name : "request", t->federated ? "origin" : "user", who, msg,
-		 mrtc_err_str(err));
+	mrtc_log_refusal(LOG_INFO, "rtc", r->id, "%s refused for %s %s: %s (%s)",
+			 r->route ? r->route->name : "request", t->federated ? "origin" : "user",
+			 who, msg, mrtc_err_str(err));
 	r->on_abort = NULL;
 	tr_free(t);
 	mrtc_http_reply_error(r, err, msg);
@@ -245,7 +245,7 @@ static void limited(struct token_req *t, uint64_t retry_ms)
 {
 	struct mrtc_request *r = t->r;
 	t->s->counters.rate_limited++;
-	mrtc_log(LOG_INFO, "rtc", r->id, "rate limited");
+	mrtc_log_refusal(LOG_INFO, "rtc", r->id, "rate limited");
 	r->on_abort = NULL;
 	tr_free(t);
 	mrtc_http_reply_limited(r, retry_ms);

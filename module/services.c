@@ -30,7 +30,8 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 	err = mrtc_dns_create(base, cfg->has_dns_server ? dns_server : NULL, 2500, &s->dns);
 	if (err != MRTC_OK)
 		goto fail;
-	struct mrtc_http_client_config hc = { .ca_file = cfg->ca_file };
+	struct mrtc_http_client_config hc = { .ca_file = cfg->ca_file,
+					      .max_open = (size_t)cfg->outbound_max };
 	err = mrtc_http_client_create(base, &hc, &s->http);
 	if (err != MRTC_OK)
 		goto fail;

@@ -69,6 +69,8 @@ struct mrtc_config {
 	uint64_t client_timeout_s;
 	uint64_t key_fetch_max;
 	uint64_t key_fetch_per_peer;
+	uint64_t inbound_max;  /* 0 until sized from the descriptor limit at start */
+	uint64_t outbound_max; /* likewise */
 	uint64_t verify_threads;
 	char *store;
 	uint64_t delayed_poll_ms;

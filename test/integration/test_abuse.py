@@ -207,7 +207,8 @@ class Abuse(unittest.TestCase):
 
     # -- descriptors ----------------------------------------------------------------------------
     def test_descriptor_exhaustion_pauses_accepting(self):
-        d = self.daemon()
+        # A connection cap above the descriptor limit, so that accept() itself runs out.
+        d = self.daemon({"MRTC_INBOUND_MAX": "1000"})
         limit = 64
 
         def low_limit():
