@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "mrtc/delayed.h"
+#include "mrtc/dns.h"
+#include "mrtc/guard.h"
 #include "mrtc/json.h"
 #include "mrtc/store.h"
 #include "mrtc/livekit.h"
@@ -48,6 +50,8 @@ struct legacy_req {
 	struct mrtc_fed_call *fed_call;
 	struct mrtc_rs_call *rs_call;
 	struct mrtc_hs_op *hs_op;
+	struct mrtc_dns_query *dns_q; /* delay_cs_api_url's host, before the 200 */
+	bool delay_url_checked;
 };
 
 bool mrtc_legacy_is_full_access(const struct mrtc_config *c, const char *server_name)
@@ -76,6 +80,7 @@ static void lr_abort(struct mrtc_request *r)
 	mrtc_fed_call_cancel(l->fed_call);
 	mrtc_rs_call_cancel(l->rs_call);
 	mrtc_hs_op_cancel(l->hs_op);
+	mrtc_dns_cancel(l->dns_q);
 	lr_free(l);
 }
 
@@ -267,9 +272,69 @@ static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote
 		admitted(l);
 }
 
+static void on_delay_url_resolved(void *arg, enum mrtc_err err,
+				  const struct sockaddr_storage *addrs, size_t n)
+{
+	struct legacy_req *l = arg;
+	l->dns_q = NULL;
+	if (err != MRTC_OK) {
+		lr_fail(l, MRTC_ERR_INVALID_PARAM,
+			err == MRTC_ERR_NOT_FOUND
+			    ? "`delay_cs_api_url`'s host does not resolve"
+			    : "`delay_cs_api_url`'s host could not be resolved");
+		return;
+	}
+	const struct mrtc_config *c = l->s->config;
+	bool usable = false;
+	for (size_t i = 0; i < n && !usable; i++)
+		usable = !mrtc_guard_is_blocked((const struct sockaddr *)&addrs[i], c->allow_cidrs,
+						c->n_allow_cidrs);
+	if (!usable) {
+		lr_fail(l, MRTC_ERR_INVALID_PARAM,
+			"`delay_cs_api_url` points at an address this service does not call");
+		return;
+	}
+	l->delay_url_checked = true;
+	admitted(l);
+}
+
+/*
+ * A job will call the client's delay_cs_api_url for as long as the delay runs: its host must
+ * resolve, to an address the outbound guard lets through, before the 200 (each call resolves
+ * and checks again). False when the answer is on its way (a refusal or admitted() again).
+ */
+static bool delay_url_ready(struct legacy_req *l)
+{
+	if (!l->delegation || l->delay_url_checked)
+		return true;
+	struct evhttp_uri *u = evhttp_uri_parse_with_flags(l->delay_url, 0);
+	const char *host = u ? evhttp_uri_get_host(u) : NULL;
+	char bare[256] = "";
+	size_t hl = host ? strlen(host) : 0;
+	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']' && hl - 2 < sizeof(bare)) {
+		memcpy(bare, host + 1, hl - 2);
+		bare[hl - 2] = '\0';
+	} else if (hl && hl < sizeof(bare)) {
+		memcpy(bare, host, hl + 1);
+	}
+	int port = u ? evhttp_uri_get_port(u) : -1;
+	evhttp_uri_free(u);
+	if (!bare[0]) {
+		lr_fail(l, MRTC_ERR_INVALID_PARAM, "`delay_cs_api_url` is not a usable URL");
+		return false;
+	}
+	l->dns_q = mrtc_dns_resolve(l->s->dns, bare, (uint16_t)(port > 0 ? port : 443),
+				    on_delay_url_resolved, l);
+	if (!l->dns_q)
+		lr_fail(l, MRTC_ERR_INTERNAL, "Internal Server Error");
+	return false;
+}
+
 /* The user may be in the call: a delegation job, or a token (creating the room if allowed). */
 static void admitted(struct legacy_req *l)
 {
+	if (!delay_url_ready(l))
+		return;
 	if (l->delegate_only) {
 		/* The client is on the SFU already: no token, no room creation. */
 		if (!start_delegation(l))
