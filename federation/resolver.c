@@ -27,6 +27,7 @@ struct job {
 	bool via_wellknown;
 	char url[MRTC_SERVER_NAME_MAX + 64];
 	int redirects;
+	uint64_t deadline_ms; /* monotonic: every well-known hop shares the one timeout */
 	bool tried_legacy_srv;
 	uint64_t ttl_ms;
 	struct mrtc_http_call *http;
@@ -301,9 +302,16 @@ static void on_wellknown(void *arg, const struct mrtc_http_response *resp)
 static void fetch_wellknown(struct job *j)
 {
 	struct mrtc_resolver *r = j->r;
+	uint64_t now = mrtc_monotonic_ms();
+	if (now >= j->deadline_ms) {
+		/* Out of time across the redirects: no usable well-known. */
+		j->ttl_ms = MRTC_WELLKNOWN_FAILURE_TTL_MS;
+		after_wellknown(j);
+		return;
+	}
 	struct mrtc_http_request req = {
 		.method = "GET",
-		.timeout_ms = r->cfg.timeout_ms,
+		.timeout_ms = j->deadline_ms - now,
 		.max_body = MRTC_WELLKNOWN_MAX,
 	};
 	r->stats.wellknown_fetches++;
@@ -369,6 +377,7 @@ struct mrtc_resolve_op *mrtc_resolver_resolve(struct mrtc_resolver *r, const cha
 		return NULL;
 	}
 	j->r = r;
+	j->deadline_ms = mrtc_monotonic_ms() + r->cfg.timeout_ms;
 	memcpy(j->name, server_name, strlen(server_name) + 1);
 	memcpy(j->delegated, server_name, strlen(server_name) + 1);
 	snprintf(j->url, sizeof(j->url), "https://%s/.well-known/matrix/server", server_name);
