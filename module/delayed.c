@@ -25,7 +25,8 @@
 #define BACKOFF_START_MS 1000
 #define BACKOFF_CAP_MS 60000
 #define WATCH_MAX 100000
-#define WATCH_PER_ROUND 2000
+#define WATCH_BATCH 2000   /* keys taken from the cache at a time by a sweep */
+#define WATCH_IN_FLIGHT 64 /* membership checks a sweep keeps in flight */
 #define HS_RESPONSE_MAX (256 * 1024)
 #define WATCH_KEY_MAX (2 * MRTC_LIVEKIT_NAME_MAX + 2)
 #define FORM_MEMO_MAX 64
@@ -61,6 +62,7 @@ struct watched {
 	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
 	char user_id[256];
 	bool checking;
+	uint64_t sweep; /* the last sweep that took it */
 };
 
 struct mrtc_delayed {
@@ -72,6 +74,15 @@ struct mrtc_delayed {
 	struct event *scan;  /* shared store: take over jobs whose lease ran out */
 	struct event *watch; /* membership re-checks */
 	struct mrtc_cache *admitted;
+	/* The sweep over every admitted participant that each watch period starts (when the
+	 * last one has ended): batches of keys not yet taken by this sweep, checked with at most
+	 * WATCH_IN_FLIGHT in flight, the next check started as one ends. */
+	uint64_t sweep;
+	bool sweeping;
+	bool stopping;
+	char (*batch)[WATCH_KEY_MAX];
+	size_t batch_n, batch_i;
+	size_t watch_in_flight;
 	/* Which MSC4140 management form each homeserver serves (by base URL). */
 	struct {
 		char url[sizeof(((struct mrtc_job_record *)0)->cs_api_url)];
@@ -498,7 +509,10 @@ struct recheck {
 	struct mrtc_delayed *d;
 	char key[WATCH_KEY_MAX];
 	struct watched w;
+	bool swept; /* started by the sweep (counts in watch_in_flight) */
 };
+
+static void sweep_pump(struct mrtc_delayed *d);
 
 static void on_removed(void *arg, enum mrtc_err err, const char *detail)
 {
@@ -516,10 +530,15 @@ static void on_removed(void *arg, enum mrtc_err err, const char *detail)
 static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote_membership *m)
 {
 	struct recheck *c = arg;
+	struct mrtc_delayed *d = c->d;
 	struct watched *w =
-	    mrtc_cache_get(c->d->admitted, c->key, strlen(c->key), mrtc_monotonic_ms());
+	    mrtc_cache_get(d->admitted, c->key, strlen(c->key), mrtc_monotonic_ms());
 	if (w)
 		w->checking = false;
+	if (c->swept) {
+		d->watch_in_flight--;
+		sweep_pump(d);
+	}
 	if (err != MRTC_OK || m->user_joined) {
 		free(c);
 		return;
@@ -530,14 +549,16 @@ static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote
 		free(c);
 }
 
-static void check_one(struct mrtc_delayed *d, const char *key, struct watched *w)
+/* Starts a membership check of @w; false when none was started. */
+static bool check_one(struct mrtc_delayed *d, const char *key, struct watched *w, bool swept)
 {
 	if (w->checking)
-		return;
+		return false;
 	struct recheck *c = calloc(1, sizeof(*c));
 	if (!c)
-		return;
+		return false;
 	c->d = d;
+	c->swept = swept;
 	snprintf(c->key, sizeof(c->key), "%s", key);
 	c->w = *w;
 	const char *server = mrtc_user_id_server(w->user_id);
@@ -546,23 +567,44 @@ static void check_one(struct mrtc_delayed *d, const char *key, struct watched *w
 						  on_membership, c)) {
 		w->checking = false;
 		free(c);
+		return false;
+	}
+	if (swept)
+		d->watch_in_flight++;
+	return true;
+}
+
+/* Takes up to WATCH_BATCH keys the current sweep has not taken yet (the sweep number on each
+ * entry is the cursor: entries added or removed meanwhile neither stop nor repeat it). */
+static void collect(void *ctx, const void *key, size_t len, void *value)
+{
+	struct mrtc_delayed *d = ctx;
+	struct watched *w = value;
+	if (d->batch_n < WATCH_BATCH && w->sweep != d->sweep && len < sizeof(d->batch[0])) {
+		w->sweep = d->sweep;
+		memcpy(d->batch[d->batch_n], key, len);
+		d->batch[d->batch_n][len] = '\0';
+		d->batch_n++;
 	}
 }
 
-struct round {
-	struct mrtc_delayed *d;
-	size_t n;
-	char (*keys)[WATCH_KEY_MAX];
-};
-
-static void collect(void *ctx, const void *key, size_t len, void *value)
+/* Keeps WATCH_IN_FLIGHT checks of the sweep going until every participant was taken. */
+static void sweep_pump(struct mrtc_delayed *d)
 {
-	(void)value;
-	struct round *r = ctx;
-	if (r->n < WATCH_PER_ROUND && len < sizeof(r->keys[0])) {
-		memcpy(r->keys[r->n], key, len);
-		r->keys[r->n][len] = '\0';
-		r->n++;
+	uint64_t now = mrtc_monotonic_ms();
+	while (d->sweeping && !d->stopping && d->watch_in_flight < WATCH_IN_FLIGHT) {
+		if (d->batch_i == d->batch_n) {
+			d->batch_n = d->batch_i = 0;
+			mrtc_cache_foreach(d->admitted, now, collect, d);
+			if (d->batch_n == 0) {
+				d->sweeping = false; /* every participant was taken */
+				return;
+			}
+		}
+		const char *key = d->batch[d->batch_i++];
+		struct watched *w = mrtc_cache_get(d->admitted, key, strlen(key), now);
+		if (w)
+			check_one(d, key, w, true);
 	}
 }
 
@@ -571,17 +613,14 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct mrtc_delayed *d = arg;
-	struct round r = { .d = d, .keys = calloc(WATCH_PER_ROUND, sizeof(*r.keys)) };
-	if (!r.keys)
+	if (d->sweeping)
+		return; /* the last sweep is still walking: it goes on */
+	if (!d->batch && !(d->batch = calloc(WATCH_BATCH, sizeof(*d->batch))))
 		return;
-	uint64_t now = mrtc_monotonic_ms();
-	mrtc_cache_foreach(d->admitted, now, collect, &r);
-	for (size_t i = 0; i < r.n; i++) {
-		struct watched *w = mrtc_cache_get(d->admitted, r.keys[i], strlen(r.keys[i]), now);
-		if (w)
-			check_one(d, r.keys[i], w);
-	}
-	free(r.keys);
+	d->sweep++;
+	d->sweeping = true;
+	d->batch_n = d->batch_i = 0;
+	sweep_pump(d);
 }
 
 static void watch_key(char *out, size_t size, const char *room_name, const char *identity)
@@ -662,7 +701,7 @@ void mrtc_delayed_webhook(struct mrtc_request *r)
 			struct watched *w =
 			    mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms());
 			if (w)
-				check_one(d, key, w);
+				check_one(d, key, w, false);
 		}
 	}
 	struct json_object *ok = json_object_new_object();
@@ -1061,6 +1100,7 @@ void mrtc_delayed_quiesce(struct mrtc_delayed *d)
 		return;
 	while (d->jobs)
 		job_unlink_free(d->jobs); /* they stay in the store for the next start */
+	d->stopping = true;		  /* no new membership checks */
 	if (d->scan)
 		event_del(d->scan);
 	if (d->watch)
@@ -1079,5 +1119,6 @@ void mrtc_delayed_destroy(struct mrtc_delayed *d)
 		event_free(d->watch);
 	mrtc_cache_destroy(d->admitted);
 	mrtc_store_close(d->store);
+	free(d->batch);
 	free(d);
 }

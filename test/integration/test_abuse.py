@@ -21,7 +21,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import Daemon, free_port  # noqa: E402
+from harness import Daemon, free_port, get_json, post_json  # noqa: E402
 
 BINARY = None
 SECRET = "integration-secret-0123456789abcdef"
@@ -29,6 +29,7 @@ BASE_ENV = {"LIVEKIT_URL": "wss://sfu.example.org", "LIVEKIT_KEY": "devkey",
             "LIVEKIT_SECRET": SECRET}
 KEY_LINE = "ed25519 a_1 YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1\n"
 HOMESERVER = os.path.join(os.path.dirname(HERE), "testbed", "homeserver.py")
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
 
 
 def raw(d, data, timeout=5):
@@ -471,6 +472,73 @@ class Abuse(unittest.TestCase):
         for c in first + other:
             c.close()
         self.stopped_cleanly(d)
+
+
+    # -- finding 9: the membership watch walks every participant -------------------------------
+    def test_watch_walks_every_participant(self):
+        from concurrent.futures import ThreadPoolExecutor
+        import http.client
+        from testbed import Testbed
+        n, period = 5000, 10
+        room = "!big:hs1.test"
+        members = {f"@wild_{i}:hs1.test": "join" for i in range(n)}
+        tb = Testbed(state={"hs1.test": {"wildcard_users": True,
+                                         "rooms": {room: {"members": members}}}}).start()
+        failed = True
+        try:
+            hs1 = tb.hs("hs1.test")
+            d = Daemon(BINARY, tb.mrtc_env(
+                hs1, MRTC_MEMBERSHIP_BACKEND="msc4502", MRTC_APPSERVICE_TOKEN=hs1.appservice_token,
+                MRTC_MEMBERSHIP_RECHECK=str(period), MRTC_MEMBERSHIP_CACHE_TTL="0",
+                MRTC_STORE="sqlite:" + tb.path("watch.db"), MRTC_LOG_LEVEL="warn",
+                MRTC_TOKEN_TTL="3600"), name="abuse-watch", host=tb.svc).start()
+            self.addCleanup(d.close)
+            body = json.dumps({"room_id": room, "slot_id": "m.call#ROOM",
+                               "url": hs1.livekit_url, "member": {"id": "m"},
+                               "member_id": "m"})
+            local = threading.local()
+            conns = []
+
+            def mint(i):
+                if not hasattr(local, "conn"):
+                    local.conn = http.client.HTTPConnection(d.host, d.port, timeout=30)
+                    conns.append(local.conn)
+                local.conn.request("POST", "/_matrix/client/v1/rtc/livekit/get_token",
+                                   body=body, headers={"Authorization": f"Bearer wild_{i}",
+                                                       "Content-Type": "application/json"})
+                resp = local.conn.getresponse()
+                resp.read()
+                return resp.status
+
+            start = time.monotonic()
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(pool.map(mint, range(n)))
+            for c in conns:
+                c.close()
+            print(f"{n} participants admitted in {time.monotonic() - start:.1f} s")
+            self.assertEqual(statuses.count(200), n, {s: statuses.count(s) for s in statuses})
+            # The last one admitted leaves the Matrix room.
+            post_json(hs1.sfu_url + "/_test/calls", {})
+            post_json(hs1.hs_url + "/_test/patch", {"room": room, "member": f"@wild_{n - 1}:hs1.test",
+                                                    "membership": "leave"})
+            left = time.monotonic()
+
+            def removed():
+                return [c for c in get_json(hs1.sfu_url + "/_test/calls")["calls"]
+                        if c["method"] == "RemoveParticipant"]
+            while not removed():
+                self.assertLess(time.monotonic() - left, 2 * period + 5,
+                                f"not removed from the SFU\n{d.logs()[-2000:]}")
+                time.sleep(0.2)
+            took = time.monotonic() - left
+            print(f"participant {n - 1} of {n} removed from the SFU {took:.1f} s after leaving "
+                  f"(watch period {period} s)")
+            self.assertLess(took, 2 * period)
+            self.assertEqual(len(removed()), 1)
+            self.stopped_cleanly(d)
+            failed = False
+        finally:
+            tb.stop(failed=failed)
 
 
 if __name__ == "__main__":
