@@ -425,15 +425,21 @@ static void parse_var(struct mrtc_config *c, const struct var *v, const char *va
 		break;
 	case T_HTTP_URL:
 	case T_HTTPS_URL:
+	case T_WS_URL:
+		if (strlen(value) > MRTC_URL_MAX) {
+			problem(problems, v->name, "longer than %d characters", MRTC_URL_MAX);
+			return;
+		}
+		if (v->type == T_WS_URL) {
+			if (!url_ok(value, ws_schemes)) {
+				problem(problems, v->name, "not a valid ws:// or wss:// URL");
+				return;
+			}
+			break;
+		}
 		if (!url_ok(value, v->type == T_HTTP_URL ? http_schemes : https_schemes)) {
 			problem(problems, v->name, "not a valid %s URL",
 				v->type == T_HTTP_URL ? "http(s)" : "https");
-			return;
-		}
-		break;
-	case T_WS_URL:
-		if (!url_ok(value, ws_schemes)) {
-			problem(problems, v->name, "not a valid ws:// or wss:// URL");
 			return;
 		}
 		break;

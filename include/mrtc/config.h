@@ -91,6 +91,10 @@ struct mrtc_config {
 /* The path under MRTC_PUBLIC_BASE_URL where the proxy snippet serves the OpenID endpoints. */
 #define MRTC_SERVICE_PATH "/livekit/jwt"
 
+/* The longest operator URL (homeserver, SFU, service URLs) accepted: every buffer a URL is built
+ * in has room for it and the longest path appended. */
+#define MRTC_URL_MAX 1024
+
 /* Returns the value of environment variable @name, or NULL. */
 typedef const char *(*mrtc_getenv_fn)(void *ctx, const char *name);
 

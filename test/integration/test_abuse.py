@@ -474,6 +474,34 @@ class Abuse(unittest.TestCase):
         self.stopped_cleanly(d)
 
 
+    # -- finding 7: operator URLs are length-capped -------------------------------------------
+    def test_overlong_operator_urls_refused(self):
+        key = tempfile.NamedTemporaryFile("w", suffix=".key", delete=False)
+        self.addCleanup(os.unlink, key.name)
+        key.write(KEY_LINE)
+        key.close()
+        base = dict(BASE_ENV, MRTC_SERVER_NAME="hs1.test", MRTC_HOMESERVER_URL="http://hs.test",
+                    MRTC_SIGNING_KEY_FILE=key.name, MRTC_HOMESERVER_ADMIN_TOKEN="admin-token",
+                    MRTC_PUBLIC_BASE_URL="https://hs1.test", PATH=os.environ["PATH"])
+        ok = subprocess.run([BINARY, "--check-config"], env=base, capture_output=True,
+                            text=True, timeout=30)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        long_path = "/" + "a" * 1100
+        for var, url in (("MRTC_HOMESERVER_URL", "http://hs.test" + long_path),
+                         ("LIVEKIT_URL", "wss://sfu.example.org" + long_path),
+                         ("MRTC_LIVEKIT_API_URL", "https://sfu.example.org" + long_path),
+                         ("MRTC_PUBLIC_BASE_URL", "https://hs1.test" + long_path)):
+            with self.subTest(var=var):
+                r = subprocess.run([BINARY, "--check-config"], env=dict(base, **{var: url}),
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertIn(f"{var}: longer than 1024 characters", r.stderr)
+        # 1024 characters exactly are accepted.
+        edge = "http://hs.test/" + "a" * (1024 - len("http://hs.test/"))
+        r = subprocess.run([BINARY, "--check-config"], env=dict(base, MRTC_HOMESERVER_URL=edge),
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     # -- finding 9: the membership watch walks every participant -------------------------------
     def test_watch_walks_every_participant(self):
         from concurrent.futures import ThreadPoolExecutor
