@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "mrtc/servername.h"
+#include "mrtc/util.h"
 
 #define DEST_KEY_MAX 600
 #define USER_AGENT "mrtc-transport"
@@ -243,7 +244,7 @@ static struct dest *dest_find(struct mrtc_http_client *c, const char *key, bool 
 	struct dest *d = calloc(1, sizeof(*d));
 	if (!d)
 		return NULL;
-	snprintf(d->key, sizeof(d->key), "%s", key);
+	mrtc_copy(d->key, sizeof(d->key), key); /* same size as the caller's: fits */
 	d->used = ++c->tick;
 	d->next = c->dests;
 	c->dests = d;
@@ -618,9 +619,12 @@ static void start(struct mrtc_http_call *call, const struct mrtc_http_target *t,
 	char ip[INET6_ADDRSTRLEN];
 	mrtc_sockaddr_ntop(&t->addr, ip, sizeof(ip));
 	char key[DEST_KEY_MAX];
-	snprintf(key, sizeof(key), "%d|%s|%s|%s|%u", t->tls, t->tls_name ? t->tls_name : "",
-		 t->host_header ? t->host_header : "", ip, port_of(&t->addr));
-	struct dest *d = dest_find(c, key, true);
+	/* A key that does not fit: no pooling for this call (a fresh connection, not kept). */
+	struct dest *d =
+	    mrtc_format(key, sizeof(key), "%d|%s|%s|%s|%u", t->tls, t->tls_name ? t->tls_name : "",
+			t->host_header ? t->host_header : "", ip, port_of(&t->addr))
+		? dest_find(c, key, true)
+		: NULL;
 	struct conn *k = d && !fresh ? d->idle : NULL;
 	if (k && !call->retried && keep_for_retry(call, t, rq)) {
 		dest_remove_idle(k);
@@ -810,17 +814,21 @@ struct mrtc_http_call *mrtc_http_fetch(struct mrtc_http_client *c, struct mrtc_d
 	struct in6_addr tmp;
 	call->f_ip_literal =
 	    inet_pton(AF_INET, bare, &tmp) == 1 || inet_pton(AF_INET6, bare, &tmp) == 1;
-	char host_header[300];
+	char host_header[300]; /* bare is under 256 bytes: it fits */
 	bool v6 = strchr(bare, ':') != NULL;
-	if (port > 0)
-		snprintf(host_header, sizeof(host_header), v6 ? "[%s]:%d" : "%s:%d", bare, port);
-	else
-		snprintf(host_header, sizeof(host_header), v6 ? "[%s]" : "%s", bare);
+	bool fits = port > 0
+			? (v6 ? mrtc_format(host_header, sizeof(host_header), "[%s]:%d", bare, port)
+			      : mrtc_format(host_header, sizeof(host_header), "%s:%d", bare, port))
+			: (v6 ? mrtc_format(host_header, sizeof(host_header), "[%s]", bare)
+			      : mrtc_copy(host_header, sizeof(host_header), bare));
 	size_t tl = (path && path[0] ? strlen(path) : 1) + (query ? strlen(query) + 1 : 0) + 1;
-	call->f_target = malloc(tl);
-	if (call->f_target)
-		snprintf(call->f_target, tl, "%s%s%s", path && path[0] ? path : "/",
-			 query ? "?" : "", query ? query : "");
+	call->f_target = fits ? malloc(tl) : NULL;
+	if (call->f_target &&
+	    !mrtc_format(call->f_target, tl, "%s%s%s", path && path[0] ? path : "/",
+			 query ? "?" : "", query ? query : "")) {
+		free(call->f_target);
+		call->f_target = NULL;
+	}
 	call->f_host = strdup(bare);
 	call->f_host_header = strdup(host_header);
 	call->f_tls = tls;

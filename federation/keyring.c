@@ -218,8 +218,10 @@ static bool ask_notary(struct server *s)
 	if (!name)
 		return false;
 	char target[sizeof("/_matrix/key/v2/query/") + 3 * MRTC_SERVER_NAME_MAX];
-	snprintf(target, sizeof(target), "/_matrix/key/v2/query/%s", name);
+	bool fits = mrtc_format(target, sizeof(target), "/_matrix/key/v2/query/%s", name);
 	free(name);
+	if (!fits)
+		return false;
 	kr->stats.notary_fetches++;
 	s->fetch = mrtc_fed_request(
 	    kr->cfg.fed, kr->cfg.notary, "GET", target, NULL, false, kr->cfg.timeout_ms,

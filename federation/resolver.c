@@ -199,8 +199,7 @@ static bool direct(const char *name, struct mrtc_resolved *res)
 	}
 	if (sn.kind == MRTC_HOST_DNS)
 		memcpy(res->tls_name, sn.host, strlen(sn.host) + 1);
-	snprintf(res->host_header, sizeof(res->host_header), "%s", name);
-	return true;
+	return mrtc_copy(res->host_header, sizeof(res->host_header), name);
 }
 
 static void srv_step(struct job *j);
@@ -245,9 +244,11 @@ static void on_srv(void *arg, enum mrtc_err err, const struct mrtc_srv *recs, si
 static void srv_step(struct job *j)
 {
 	char q[MRTC_SERVER_NAME_MAX + 32];
-	snprintf(q, sizeof(q), "%s.%s", j->tried_legacy_srv ? "_matrix._tcp" : "_matrix-fed._tcp",
-		 j->delegated);
-	j->dnsq = mrtc_dns_srv(j->r->cfg.dns, q, on_srv, j);
+	j->dnsq =
+	    mrtc_format(q, sizeof(q), "%s.%s",
+			j->tried_legacy_srv ? "_matrix._tcp" : "_matrix-fed._tcp", j->delegated)
+		? mrtc_dns_srv(j->r->cfg.dns, q, on_srv, j)
+		: NULL;
 	if (!j->dnsq)
 		job_finish(j, MRTC_ERR_NOMEM, NULL);
 }
@@ -380,7 +381,8 @@ struct mrtc_resolve_op *mrtc_resolver_resolve(struct mrtc_resolver *r, const cha
 	j->deadline_ms = mrtc_monotonic_ms() + r->cfg.timeout_ms;
 	memcpy(j->name, server_name, strlen(server_name) + 1);
 	memcpy(j->delegated, server_name, strlen(server_name) + 1);
-	snprintf(j->url, sizeof(j->url), "https://%s/.well-known/matrix/server", server_name);
+	/* url has room for the longest server name */
+	mrtc_format(j->url, sizeof(j->url), "https://%s/.well-known/matrix/server", server_name);
 	j->ops = op;
 	op->job = j;
 	j->next = r->jobs;

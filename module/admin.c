@@ -53,13 +53,16 @@ static void probe(evutil_socket_t fd, short what, void *arg)
 	struct mrtc_readiness *rd = arg;
 	const struct mrtc_config *c = rd->s->config;
 	if (c->homeserver_url && !rd->hs_probing) {
-		char url[2100];
-		snprintf(url, sizeof(url), "%s/_matrix/client/versions", c->homeserver_url);
+		char url[MRTC_URL_MAX + 64];
 		struct mrtc_http_request req = { .method = "GET",
 						 .timeout_ms = c->homeserver_timeout_s * 1000,
 						 .max_body = 64 * 1024 };
-		rd->hs_call = mrtc_http_fetch(rd->s->http, rd->s->dns, url, &req, false, NULL, 0,
-					      on_hs_probe, rd);
+		/* MRTC_URL_MAX leaves room for the path: a failure is a bug, and no probe. */
+		rd->hs_call =
+		    mrtc_format(url, sizeof(url), "%s/_matrix/client/versions", c->homeserver_url)
+			? mrtc_http_fetch(rd->s->http, rd->s->dns, url, &req, false, NULL, 0,
+					  on_hs_probe, rd)
+			: NULL;
 		rd->hs_probing = rd->hs_call != NULL;
 	}
 	if (!rd->sfu_probing) {

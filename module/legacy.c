@@ -158,14 +158,15 @@ static bool start_delegation(struct legacy_req *l)
 	const char *parts[] = { l->room_id, l->slot_id, l->member_id, l->user_id };
 	bool ok = mrtc_livekit_hash(parts, 4, rec.key) == MRTC_OK;
 	memcpy(rec.room_name, l->room_name, sizeof(rec.room_name));
-	snprintf(rec.identity, sizeof(rec.identity), "%s", l->identity);
-	snprintf(rec.user_id, sizeof(rec.user_id), "%s", l->user_id);
-	snprintf(rec.room_id, sizeof(rec.room_id), "%s", l->room_id);
-	snprintf(rec.delay_id, sizeof(rec.delay_id), "%s", l->delay_id);
+	ok = ok && mrtc_copy(rec.identity, sizeof(rec.identity), l->identity) &&
+	     mrtc_copy(rec.user_id, sizeof(rec.user_id), l->user_id) &&
+	     mrtc_copy(rec.room_id, sizeof(rec.room_id), l->room_id) &&
+	     mrtc_copy(rec.delay_id, sizeof(rec.delay_id), l->delay_id);
 	size_t n = strlen(l->delay_url);
 	while (n && l->delay_url[n - 1] == '/')
 		n--;
-	snprintf(rec.cs_api_url, sizeof(rec.cs_api_url), "%.*s", (int)n, l->delay_url);
+	ok =
+	    ok && mrtc_format(rec.cs_api_url, sizeof(rec.cs_api_url), "%.*s", (int)n, l->delay_url);
 	ok = ok && mrtc_delayed_start_job(l->s->delayed, &rec) == MRTC_OK;
 	sodium_memzero(&rec, sizeof(rec));
 	if (!ok)
@@ -369,11 +370,11 @@ static void on_userinfo(void *arg, const struct mrtc_http_response *resp)
 	char why[160];
 	if (!server || strcmp(server, l->server_name) != 0) {
 		if (resp->err != MRTC_OK)
-			snprintf(why, sizeof(why), "%s (%s)", mrtc_err_str(resp->err),
-				 resp->detail ? resp->detail : "");
+			mrtc_format_shown(why, sizeof(why), "%s (%s)", mrtc_err_str(resp->err),
+					  resp->detail ? resp->detail : "");
 		else
-			snprintf(why, sizeof(why), "HTTP %d, %s", resp->status,
-				 sub ? "sub of another server" : "no valid sub");
+			mrtc_format_shown(why, sizeof(why), "HTTP %d, %s", resp->status,
+					  sub ? "sub of another server" : "no valid sub");
 		mrtc_log(LOG_WARNING, "legacy", l->r->id, "OpenID token not accepted: %s", why);
 		json_object_put(doc);
 		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
@@ -423,8 +424,11 @@ static void verify_openid(struct legacy_req *l)
 	}
 	size_t n = strlen(enc) + 64;
 	char *target = malloc(n);
-	if (target)
-		snprintf(target, n, "/_matrix/federation/v1/openid/userinfo?access_token=%s", enc);
+	if (target && !mrtc_format(target, n,
+				   "/_matrix/federation/v1/openid/userinfo?access_token=%s", enc)) {
+		free(target);
+		target = NULL;
+	}
 	sodium_memzero(enc, strlen(enc));
 	free(enc);
 	if (target)
@@ -467,7 +471,7 @@ static bool parse(struct legacy_req *l)
 	if (ok && l->sfu_get) {
 		ok = str_member(doc, "room", l->room_id, sizeof(l->room_id)) &&
 		     str_member(doc, "device_id", l->device, sizeof(l->device));
-		snprintf(l->slot_id, sizeof(l->slot_id), "m.call#ROOM");
+		mrtc_copy(l->slot_id, sizeof(l->slot_id), "m.call#ROOM"); /* fits */
 	} else if (ok) {
 		ok = str_member(doc, "room_id", l->room_id, sizeof(l->room_id)) &&
 		     str_member(doc, "slot_id", l->slot_id, sizeof(l->slot_id)) &&
@@ -511,8 +515,9 @@ static bool parse(struct legacy_req *l)
 	if (!msg && all_delay) {
 		l->delegation = true;
 		l->delay_ms = (uint64_t)delay_timeout;
-		snprintf(l->delay_id, sizeof(l->delay_id), "%s", delay_id);
-		snprintf(l->delay_url, sizeof(l->delay_url), "%s", delay_url);
+		/* Same sizes as the buffers they were read into: they fit. */
+		mrtc_copy(l->delay_id, sizeof(l->delay_id), delay_id);
+		mrtc_copy(l->delay_url, sizeof(l->delay_url), delay_url);
 	}
 	sodium_memzero(delay_id, sizeof(delay_id));
 	if (msg) {

@@ -15,6 +15,7 @@
 #include "mrtc/config.h"
 #include "mrtc/log.h"
 #include "mrtc/server.h"
+#include "mrtc/util.h"
 
 #define SHUTDOWN_DEADLINE_MS 10000
 
@@ -49,7 +50,8 @@ static void libevent_log(int severity, const char *msg)
 		lines = 0;
 	}
 	lines++;
-	snprintf(last, sizeof(last), "%s", msg);
+	/* Only compared with the next message: a cut copy is enough. */
+	mrtc_format_shown(last, sizeof(last), "%s", msg);
 	int level = severity == EVENT_LOG_ERR	 ? LOG_ERR
 		    : severity == EVENT_LOG_WARN ? LOG_WARNING
 		    : severity == EVENT_LOG_MSG	 ? LOG_INFO

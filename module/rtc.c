@@ -488,8 +488,11 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 		     "'member.claimed_device_id' is not the device of the access token");
 		return;
 	}
-	snprintf(t->device, sizeof(t->device), "%s",
-		 t->f.claimed_device_id[0] ? t->f.claimed_device_id : who->device_id);
+	if (!mrtc_copy(t->device, sizeof(t->device),
+		       t->f.claimed_device_id[0] ? t->f.claimed_device_id : who->device_id)) {
+		fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long");
+		return;
+	}
 	if (!t->device[0] && c->identity == MRTC_IDENTITY_USER_DEVICE_MEMBER) {
 		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')");
 		return;
@@ -657,7 +660,10 @@ static void fed_verified(struct token_req *t)
 		fail(t, MRTC_ERR_FORBIDDEN, "'user_id' does not belong to the requesting server");
 		return;
 	}
-	snprintf(t->device, sizeof(t->device), "%s", t->f.claimed_device_id);
+	if (!mrtc_copy(t->device, sizeof(t->device), t->f.claimed_device_id)) {
+		fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long");
+		return;
+	}
 	if (!t->device[0] && t->s->config->identity == MRTC_IDENTITY_USER_DEVICE_MEMBER) {
 		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')");
 		return;
@@ -748,7 +754,7 @@ static void client_address(struct mrtc_request *r, char *out, size_t size)
 			return;
 		}
 	}
-	snprintf(out, size, "%s", addr);
+	mrtc_copy(out, size, addr); /* "" if it does not fit: counted as no address */
 }
 
 void mrtc_rtc_federation_get_token(struct mrtc_request *r)
@@ -798,7 +804,7 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 						  : "Malformed X-Matrix authorization");
 		return;
 	}
-	snprintf(t->origin, sizeof(t->origin), "%s", a.origin);
+	mrtc_copy(t->origin, sizeof(t->origin), a.origin); /* a parsed server name: fits */
 	if (a.destination[0] && strcmp(a.destination, r->services->config->server_name) != 0) {
 		t->s->counters.sig_bad++;
 		fail(t, MRTC_ERR_WRONG_DESTINATION, "Request is addressed to another server");

@@ -70,7 +70,8 @@ static enum mrtc_err sq_del(void *self, const char *key)
 static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
-	snprintf(dst, size, "%s", t ? (const char *)t : "");
+	/* Written from the same buffers: a value that does not fit reads as empty. */
+	mrtc_copy(dst, size, t ? (const char *)t : "");
 }
 
 static void sq_row(sqlite3_stmt *st, struct mrtc_job_record *j)
@@ -277,7 +278,7 @@ static void field(redisReply *rep, const char *name, char *dst, size_t size)
 	for (size_t i = 0; i + 1 < rep->elements; i += 2)
 		if (rep->element[i]->str && strcmp(rep->element[i]->str, name) == 0 &&
 		    rep->element[i + 1]->str) {
-			snprintf(dst, size, "%s", rep->element[i + 1]->str);
+			mrtc_copy(dst, size, rep->element[i + 1]->str); /* "" if too long */
 			return;
 		}
 	dst[0] = '\0';
@@ -295,7 +296,10 @@ static enum mrtc_err rd_get(void *self, const char *key, struct mrtc_job_record 
 	}
 	struct mrtc_job_record j = { .state = 0 };
 	char num[32];
-	snprintf(j.key, sizeof(j.key), "%s", key);
+	if (!mrtc_copy(j.key, sizeof(j.key), key)) {
+		freeReplyObject(rep);
+		return MRTC_ERR_NOT_FOUND;
+	}
 	field(rep, "user_id", j.user_id, sizeof(j.user_id));
 	field(rep, "room_id", j.room_id, sizeof(j.room_id));
 	field(rep, "room_name", j.room_name, sizeof(j.room_name));
@@ -345,7 +349,8 @@ static bool rd_lease(void *self, const char *key, const char *owner, uint64_t tt
 {
 	struct rd *r = self;
 	char ttl[24];
-	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
+	if (!mrtc_format(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms))
+		return false; /* cannot happen: any 64-bit number fits */
 	redisReply *rep = rd_cmd(r, "EVAL %s 1 mrtc:lease:%s %s %s", lease_script, key, owner, ttl);
 	bool ok = rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
 	if (rep)
