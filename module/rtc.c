@@ -540,6 +540,12 @@ static void relay_done(void *arg, const struct mrtc_http_response *resp)
 		return;
 	}
 	struct mrtc_services *s = t->s;
+	if (resp->err == MRTC_ERR_LIMIT_EXCEEDED) {
+		/* Our own cap on outbound connections (MRTC_OUTBOUND_MAX): try again shortly. */
+		json_object_put(doc);
+		limited(t, 1000);
+		return;
+	}
 	if (resp->err == MRTC_OK && resp->status == 200 && jwt && mrtc_jwt_is_well_formed(jwt)) {
 		int *path = malloc(sizeof(*path));
 		if (path) {

@@ -252,6 +252,94 @@ class Abuse(unittest.TestCase):
         self.assertIn(f"descriptor limit: {limit}", logs)
         self.assertIn("pausing accepts", logs)
 
+    def test_inbound_connections_capped(self):
+        cap = 20
+        d = self.daemon({"MRTC_INBOUND_MAX": str(cap)}).start()
+        held = [socket.create_connection((d.host, d.port), timeout=5) for _ in range(2 * cap)]
+        self.addCleanup(lambda: [s.close() for s in held])
+        time.sleep(0.5)
+        closed = 0
+        for s in held:
+            s.settimeout(0.05)
+            try:
+                if s.recv(1) == b"":
+                    closed += 1
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                closed += 1
+        print(f"{2 * cap} idle connections with MRTC_INBOUND_MAX={cap}: {closed} closed at accept")
+        self.assertEqual(closed, cap)
+        # The admin listener is not counted; the main one answers again once some close.
+        self.assertEqual(d.request("GET", "/healthz", admin=True)[0], 200)
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                if d.request("GET", "/healthz", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        logs = self.stopped_cleanly(d)
+        self.assertIn("connections open (MRTC_INBOUND_MAX)", logs)
+        self.assertIn(f"connections at once: {cap} inbound", logs)
+
+    def test_outbound_connections_capped(self):
+        users = {"tok_1": {"user_id": "@u1:hs1.test", "device_id": "D1"}}
+        hs = Homeserver({"users": users, "rooms": {"!r:hs1.test": {"members": {
+            "@u1:hs1.test": "join"}}}})
+        self.addCleanup(hs.close)
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(1024)
+        self.addCleanup(hole.close)
+        cap = 10
+        d = self.daemon(dict(homeserver_env(hs), MRTC_FEDERATION_ALLOW_CIDRS="127.0.0.0/8",
+                             MRTC_OUTBOUND_MAX=str(cap), MRTC_RATE_BURST="10000",
+                             MRTC_RATE_PER_SECOND="10000", MRTC_AUTH_CACHE_TTL="300",
+                             MRTC_MEMBERSHIP_CACHE_TTL="300", MRTC_LOG_LEVEL="warn")).start()
+
+        def outbound_open():
+            _, _, body = d.request("GET", "/metrics", admin=True)
+            return int(re.search(rb"^mrtc_outbound_connections_open (\d+)", body,
+                                 re.M).group(1))
+
+        server = f"127.0.0.1:{hole.getsockname()[1]}"
+        body = json.dumps({"room_id": "!r:hs1.test", "slot_id": "m.call#ROOM",
+                           "url": "wss://sfu.example.org", "member": {"id": "m"},
+                           "member_id": "m", "server_name": server}).encode()
+        d.request("POST", "/_matrix/client/v1/rtc/livekit/get_token", headers={
+            "Authorization": "Bearer tok_1"}, body=body.replace(server.encode(), b"hs1.test"))
+        req = (b"POST /_matrix/client/v1/rtc/livekit/get_token HTTP/1.1\r\nHost: x\r\n"
+               b"Authorization: Bearer tok_1\r\nContent-Type: application/json\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        clients = []
+        for _ in range(3 * cap):
+            s = socket.create_connection((d.host, d.port), timeout=5)
+            self.addCleanup(s.close)
+            s.sendall(req)
+            clients.append(s)
+        limited = 0
+        for s in clients:
+            s.settimeout(0.3)
+            try:
+                status, headers, data = parse(s.recv(65536))
+            except socket.timeout:
+                continue
+            self.assertEqual((status, json.loads(data)["errcode"]), (429, "M_LIMIT_EXCEEDED"))
+            limited += 1
+        opened = outbound_open()
+        print(f"{3 * cap} relays to a silent server, MRTC_OUTBOUND_MAX={cap}: {opened} "
+              f"outbound connections open, {limited} answered 429")
+        self.assertLessEqual(opened, cap)
+        self.assertGreaterEqual(limited, 2 * cap - 1)  # one may be the homeserver's keep-alive
+        for s in clients:
+            s.close()
+        self.stopped_cleanly(d)
+
     # -- finding 11: readiness timing -----------------------------------------------------------
     def test_readyz_homeserver_check_after_three_intervals(self):
         hs = Homeserver({"users": {}})
