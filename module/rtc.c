@@ -6,6 +6,7 @@
  */
 #include "mrtc/rtc.h"
 
+#include <arpa/inet.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <sodium.h>
@@ -735,8 +736,23 @@ static void fed_key_ready(void *arg, enum mrtc_err err)
 	fed_verify(t);
 }
 
+/* An IPv6 client counts as its /64 (what one machine is given); anything else as is. */
+static void peer_key(char *addr, size_t size)
+{
+	struct in6_addr a;
+	if (!strchr(addr, ':') || inet_pton(AF_INET6, addr, &a) != 1 || IN6_IS_ADDR_V4MAPPED(&a))
+		return;
+	memset(a.s6_addr + 8, 0, 8);
+	char out[INET6_ADDRSTRLEN];
+	char keyed[INET6_ADDRSTRLEN + 4];
+	if (inet_ntop(AF_INET6, &a, out, sizeof(out)) &&
+	    mrtc_format(keyed, sizeof(keyed), "%s/64", out) && strlen(keyed) < size)
+		mrtc_copy(addr, size, keyed);
+}
+
 /* The client's address, for the per-peer cap on key fetches: the connection's peer, or behind a
- * reverse proxy on loopback the address it appended to X-Forwarded-For (the last one). */
+ * reverse proxy on loopback the address it appended to X-Forwarded-For (the last one); an IPv6
+ * address as its /64. */
 static void client_address(struct mrtc_request *r, char *out, size_t size)
 {
 	char *addr = NULL;
@@ -757,10 +773,12 @@ static void client_address(struct mrtc_request *r, char *out, size_t size)
 		if (n > 0 && n < size) {
 			memcpy(out, last, n);
 			out[n] = '\0';
+			peer_key(out, size);
 			return;
 		}
 	}
-	mrtc_copy(out, size, addr); /* "" if it does not fit: counted as no address */
+	if (mrtc_copy(out, size, addr)) /* "" if it does not fit: counted as no address */
+		peer_key(out, size);
 }
 
 void mrtc_rtc_federation_get_token(struct mrtc_request *r)

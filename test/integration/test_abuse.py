@@ -559,6 +559,15 @@ class Abuse(unittest.TestCase):
         self.assertEqual(limited(other), 0)
         for c in first + other:
             c.close()
+        # An IPv6 client counts as its /64 (what one machine gets): two addresses of one /64
+        # share an allowance, another /64 has its own.
+        time.sleep(0.5)  # the hang-ups above cancel those fetches
+        v6 = [send(h, f"2001:db8:0:1::{i + 1}") for i, h in enumerate(holes[:6])]
+        self.assertEqual(limited(v6), 2)
+        v6_other = [send(h, "2001:db8:0:2::1") for h in holes[6:9]]
+        self.assertEqual(limited(v6_other), 0)
+        for c in v6 + v6_other:
+            c.close()
         self.stopped_cleanly(d)
 
 
