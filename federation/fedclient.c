@@ -14,6 +14,7 @@ struct mrtc_fedclient {
 	struct event_base *base;
 	struct mrtc_fedclient_config cfg;
 	struct mrtc_fedclient_stats stats;
+	struct mrtc_fed_call *calls; /* every call not yet freed, for destroy */
 };
 
 struct mrtc_fed_call {
@@ -31,10 +32,17 @@ struct mrtc_fed_call {
 	struct mrtc_dns_query *dnsq;
 	struct mrtc_http_call *http;
 	struct event *deadline; /* ends resolution (well-known hops, SRV, DNS) at deadline_ms */
+	struct mrtc_fed_call *prev, *next;
 };
 
 static void call_free(struct mrtc_fed_call *c)
 {
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (c->fc->calls == c)
+		c->fc->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	if (c->deadline)
 		event_free(c->deadline);
 	free(c->method);
@@ -173,6 +181,10 @@ struct mrtc_fed_call *mrtc_fed_request(struct mrtc_fedclient *fc, const char *de
 	if (!c)
 		return NULL;
 	c->fc = fc;
+	c->next = fc->calls;
+	if (fc->calls)
+		fc->calls->prev = c;
+	fc->calls = c;
 	memcpy(c->destination, destination, strlen(destination) + 1);
 	c->method = strdup(method);
 	c->target = strdup(target);
@@ -236,6 +248,17 @@ enum mrtc_err mrtc_fedclient_create(struct event_base *base,
 
 void mrtc_fedclient_destroy(struct mrtc_fedclient *fc)
 {
+	if (!fc)
+		return;
+	/* Calls still resolving for the cache after their caller was answered or went away (the
+	 * resolver, DNS and HTTP client are destroyed after us and never call back). */
+	while (fc->calls) {
+		struct mrtc_fed_call *c = fc->calls;
+		mrtc_resolve_cancel(c->rop);
+		mrtc_dns_cancel(c->dnsq);
+		mrtc_http_call_cancel(c->http);
+		call_free(c);
+	}
 	free(fc);
 }
 
