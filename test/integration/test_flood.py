@@ -7,7 +7,9 @@ correctly signed request from a genuine server whose key is not cached yet (a fr
 <n>.fresh.test name each time, served by hs1's homeserver through nginx) goes to hs2 through
 nginx and must be answered 200 within 1 s, every time. Measured and asserted: open outbound
 connections stay under the configured cap, the log grows by under 1 000 lines, RSS by under
-50 MiB, and SIGTERM completes within 11 s.
+50 MiB, and SIGTERM completes within 11 s. Under AddressSanitizer (CI runs every suite so) the
+daemon is several times slower and ASan's quarantine keeps freed memory: the same flood runs and
+every genuine try must still get 200, but within 5 s, and RSS growth is only reported.
 
 Usage: test_flood.py <mrtc-transportd>
 """
@@ -31,6 +33,12 @@ from signedjson.sign import sign_json  # noqa: E402
 from testbed import Testbed  # noqa: E402
 
 BINARY = None
+
+
+def sanitized(binary):
+    import subprocess
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    return "libasan" in out
 RATE = 500          # requests per second
 DURATION = 20       # seconds
 HANG_UP_AFTER = 0.5  # seconds a flood client waits for an answer before it hangs up
@@ -234,12 +242,14 @@ class FloodTest(unittest.TestCase):
         self.assertGreaterEqual(flood.sent, RATE * DURATION * 0.95)
         self.assertGreaterEqual(flood.sent / flood.elapsed, RATE * 0.9)
         self.assertGreaterEqual(len(tries), DURATION - 3)
+        asan = sanitized(BINARY)
         for status, took, i in tries:
             self.assertEqual(status, 200, f"genuine try {i}: {status}\n{logs[-3000:]}")
-            self.assertLess(took, 1.0, f"genuine try {i} took {took:.2f} s")
+            self.assertLess(took, 5.0 if asan else 1.0, f"genuine try {i} took {took:.2f} s")
         self.assertLess(peak[0], OUTBOUND_CAP)
         self.assertLess(log_growth, 1000, "\n".join(logs.splitlines()[-50:]))
-        self.assertLess(rss_after - rss_before, 50 * 1024)
+        if not asan:
+            self.assertLess(rss_after - rss_before, 50 * 1024)
         self.assertLess(sigterm, 11)
 
 
