@@ -9,7 +9,8 @@ nginx and must be answered 200 within 1 s, every time. Measured and asserted: op
 connections stay under the configured cap, the log grows by under 1 000 lines, RSS by under
 50 MiB, and SIGTERM completes within 11 s. Under AddressSanitizer (CI runs every suite so) the
 daemon is several times slower and ASan's quarantine keeps freed memory: the same flood runs and
-every genuine try must still get 200, but within 5 s, and RSS growth is only reported.
+every genuine try must still get 200, but within 8 s (the sender may reach only 60 % of the rate),
+and RSS growth is only reported. meson runs this test alone (is_parallel: false).
 
 Usage: test_flood.py <mrtc-transportd>
 """
@@ -239,13 +240,14 @@ class FloodTest(unittest.TestCase):
         print(f"log grew by {log_growth} lines; RSS {rss_before} -> {rss_after} KiB "
               f"(+{(rss_after - rss_before) / 1024:.1f} MiB); SIGTERM took {sigterm:.2f} s")
         self.assertEqual(rc, 0, logs[-3000:])
-        self.assertGreaterEqual(flood.sent, RATE * DURATION * 0.95)
-        self.assertGreaterEqual(flood.sent / flood.elapsed, RATE * 0.9)
-        self.assertGreaterEqual(len(tries), DURATION - 3)
         asan = sanitized(BINARY)
+        # Under ASan the daemon takes most of the two cores and the sender may fall behind.
+        self.assertGreaterEqual(flood.sent, RATE * DURATION * (0.6 if asan else 0.95))
+        self.assertGreaterEqual(flood.sent / flood.elapsed, RATE * (0.6 if asan else 0.9))
+        self.assertGreaterEqual(len(tries), DURATION - 3)
         for status, took, i in tries:
             self.assertEqual(status, 200, f"genuine try {i}: {status}\n{logs[-3000:]}")
-            self.assertLess(took, 5.0 if asan else 1.0, f"genuine try {i} took {took:.2f} s")
+            self.assertLess(took, 8.0 if asan else 1.0, f"genuine try {i} took {took:.2f} s")
         self.assertLess(peak[0], OUTBOUND_CAP)
         self.assertLess(log_growth, 1000, "\n".join(logs.splitlines()[-50:]))
         if not asan:
