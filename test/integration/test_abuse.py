@@ -1,8 +1,24 @@
 # SPDX-License-Identifier: Apache-2.0
 """Abuse of the real daemon, as an attacker would try it from one machine, over real sockets:
 a slowloris client cut by the whole-request deadline, ambiguous request framing refused, the
-SQLite store created 0600, descriptor exhaustion that neither spins nor floods the log, /readyz
-timing as README states it, and client hang-ups that cancel their outbound work.
+SQLite store created 0600, descriptor exhaustion that neither spins nor floods the log, connection
+caps, /readyz timing as README states it, client hang-ups that cancel their outbound work, key
+fetches capped, operator URLs capped, and the membership watch over 5 000 participants.
+
+Issue 16's findings and where each is tested:
+  1 key-fetch amplification   test_key_fetches_capped*, integration-flood (test_flood.py)
+  2 hang-ups                   test_hangups_cancel_outbound_work
+  3 delegation abuse           test_legacy.py: minimum delay, delay URL resolved and guarded;
+                               test_delayed.py: minimum delay, give-up after failing
+  4 federation deadline        test_federation_io.py: test_one_deadline_covers_wellknown_redirects
+  5 direct listener            test_slowloris_cut_by_whole_request_deadline,
+                               test_ambiguous_framing_refused
+  6 SQLite store mode          test_sqlite_store_is_private
+  7 silent truncation          test_overlong_operator_urls_refused
+  8 Redis guarded flag         test_delayed.py: test_store_round_trips_every_field
+  9 membership watch           test_watch_walks_every_participant
+  10 connected participant     test_delayed.py: test_failing_homeserver_does_not_drop_...
+  11 readiness timing          test_readyz_homeserver_check_after_three_intervals
 
 Usage: test_abuse.py <mrtc-transportd>
 """
