@@ -127,6 +127,20 @@ class Abuse(unittest.TestCase):
         self.addCleanup(d.close)
         return d
 
+    def count_limited(self, conns, wait):
+        """How many of @conns were answered (within @wait s each) with 429 M_LIMIT_EXCEEDED;
+        any other answer fails the test."""
+        n = 0
+        for c in conns:
+            c.settimeout(wait)
+            try:
+                status, _, data = parse(c.recv(65536))
+            except socket.timeout:
+                continue
+            self.assertEqual((status, json.loads(data)["errcode"]), (429, "M_LIMIT_EXCEEDED"))
+            n += 1
+        return n
+
     def stopped_cleanly(self, d):
         rc = d.stop()
         logs = d.logs()
@@ -338,15 +352,7 @@ class Abuse(unittest.TestCase):
             self.addCleanup(s.close)
             s.sendall(req)
             clients.append(s)
-        limited = 0
-        for s in clients:
-            s.settimeout(0.3)
-            try:
-                status, headers, data = parse(s.recv(65536))
-            except socket.timeout:
-                continue
-            self.assertEqual((status, json.loads(data)["errcode"]), (429, "M_LIMIT_EXCEEDED"))
-            limited += 1
+        limited = self.count_limited(clients, 0.3)
         opened = outbound_open()
         print(f"{3 * cap} relays to a silent server, MRTC_OUTBOUND_MAX={cap}: {opened} "
               f"outbound connections open, {limited} answered 429")
@@ -557,16 +563,7 @@ class Abuse(unittest.TestCase):
             return c
 
         def limited(conns):
-            n = 0
-            for c in conns:
-                c.settimeout(1)
-                try:
-                    status, _, data = parse(c.recv(65536))
-                except socket.timeout:
-                    continue
-                self.assertEqual((status, json.loads(data)["errcode"]), (429, "M_LIMIT_EXCEEDED"))
-                n += 1
-            return n
+            return self.count_limited(conns, 1)
 
         first = [send(h, "198.51.100.1") for h in holes[:10]]
         self.assertEqual(limited(first), 6)
