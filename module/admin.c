@@ -265,6 +265,13 @@ void mrtc_admin_metrics(struct mrtc_request *r)
 	mrtc_metrics_write_one(&b, "mrtc_outbound_connections_open", "gauge",
 			       "Outbound connections open now (in use or pooled).", NULL,
 			       (double)cs.open);
+	mrtc_metrics_write_one(&b, "mrtc_outbound_connections_max", "gauge",
+			       "Outbound connections allowed open at once (MRTC_OUTBOUND_MAX).",
+			       NULL, (double)s->config->outbound_max);
+	mrtc_metrics_write_one(&b, "mrtc_outbound_connections_refused_total", "counter",
+			       "Outbound calls failed because MRTC_OUTBOUND_MAX connections were "
+			       "open.",
+			       NULL, (double)cs.refused);
 	mrtc_metrics_write_one(&b, "mrtc_outbound_requests_reused_total", "counter",
 			       "Outbound requests sent on a pooled connection.", NULL,
 			       (double)cs.reused);

@@ -358,6 +358,11 @@ class Abuse(unittest.TestCase):
               f"outbound connections open, {limited} answered 429")
         self.assertLessEqual(opened, cap)
         self.assertGreaterEqual(limited, 2 * cap - 1)  # one may be the homeserver's keep-alive
+        _, _, metrics = d.request("GET", "/metrics", admin=True)
+        self.assertIn(f"mrtc_outbound_connections_max {cap}".encode(), metrics)
+        refused = int(re.search(rb"^mrtc_outbound_connections_refused_total (\d+)", metrics,
+                                re.M).group(1))
+        self.assertGreaterEqual(refused, limited)
         for s in clients:
             s.close()
         self.stopped_cleanly(d)

@@ -74,12 +74,14 @@ class Flood:
         self.errors = 0
         self.elapsed = 0.0
 
+    BODY = json.dumps(fed_body("@mallory:x.test")).encode()
+    SIG = "A" * 86
+
     def request(self, origin):
-        body = json.dumps(fed_body("@mallory:x.test")).encode()
-        auth = (f'X-Matrix origin="{origin}",destination="hs2.test",key="ed25519:a",'
-                f'sig="{"A" * 86}"')
         return (f"POST {FED_PATH} HTTP/1.1\r\nHost: hs2.test\r\nContent-Type: application/json"
-                f"\r\nAuthorization: {auth}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+                f'\r\nAuthorization: X-Matrix origin="{origin}",destination="hs2.test",'
+                f'key="ed25519:a",sig="{self.SIG}"\r\nContent-Length: {len(self.BODY)}'
+                f"\r\n\r\n").encode() + self.BODY
 
     async def one(self, i):
         try:
@@ -90,7 +92,8 @@ class Flood:
             return
         try:
             writer.write(self.request(self.origins[i % len(self.origins)]))
-            line = await asyncio.wait_for(reader.readline(), HANG_UP_AFTER)
+            async with asyncio.timeout(HANG_UP_AFTER):
+                line = await reader.readline()
             key = int(line.split(b" ", 2)[1]) if line.startswith(b"HTTP/") else "closed"
         except asyncio.TimeoutError:
             key = "hung up"
@@ -202,6 +205,8 @@ class FloodTest(unittest.TestCase):
         log_lines_before = len(d.logs().splitlines())
         rss_before = rss_kib()
         idle = outbound_open()
+        _, _, metrics = d.request("GET", "/metrics", admin=True)
+        self.assertIn(f"mrtc_outbound_connections_max {OUTBOUND_CAP}".encode(), metrics)
 
         flood = Flood((d.host, d.port), tb.base + "66", origins, RATE, DURATION)
         done = threading.Event()
@@ -256,7 +261,7 @@ class FloodTest(unittest.TestCase):
         asan = sanitized(BINARY)
         # Under ASan the daemon takes most of the two cores and the sender may fall behind.
         self.assertGreaterEqual(flood.sent, RATE * DURATION * (0.6 if asan else 0.95))
-        self.assertGreaterEqual(flood.sent / flood.elapsed, RATE * (0.6 if asan else 0.9))
+        self.assertGreaterEqual(flood.sent / flood.elapsed, RATE * (0.6 if asan else 0.85))
         self.assertGreaterEqual(len(tries), DURATION - 3)
         for status, took, i in tries:
             self.assertEqual(status, 200, f"genuine try {i}: {status}\n{logs[-3000:]}")
