@@ -72,7 +72,8 @@ static enum mrtc_err sq_del(void *self, const char *key)
 static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
-	snprintf(dst, size, "%s", t ? (const char *)t : "");
+	/* Written from the same buffers: a value that does not fit reads as empty. */
+	mrtc_copy(dst, size, t ? (const char *)t : "");
 }
 
 static void sq_row(sqlite3_stmt *st, struct mrtc_job_record *j)
@@ -155,7 +156,7 @@ static void sq_status(void *self, struct mrtc_store_status *ret)
 	struct sq *s = self;
 	const char *path = sqlite3_db_filename(s->db, "main");
 	ret->kind = "sqlite";
-	snprintf(ret->spec, sizeof(ret->spec), "sqlite:%s", path ? path : "");
+	mrtc_format_shown(ret->spec, sizeof(ret->spec), "sqlite:%s", path ? path : "");
 	ret->state = "open";
 }
 
@@ -250,7 +251,7 @@ static void field(redisReply *rep, const char *name, char *dst, size_t size)
 	for (size_t i = 0; i + 1 < rep->elements; i += 2)
 		if (rep->element[i]->str && strcmp(rep->element[i]->str, name) == 0 &&
 		    rep->element[i + 1]->str) {
-			snprintf(dst, size, "%s", rep->element[i + 1]->str);
+			mrtc_copy(dst, size, rep->element[i + 1]->str); /* "" if too long */
 			return;
 		}
 	dst[0] = '\0';
@@ -268,7 +269,10 @@ static enum mrtc_err rd_get(void *self, const char *key, struct mrtc_job_record 
 	}
 	struct mrtc_job_record j = { .state = 0 };
 	char num[32];
-	snprintf(j.key, sizeof(j.key), "%s", key);
+	if (!mrtc_copy(j.key, sizeof(j.key), key)) {
+		freeReplyObject(rep);
+		return MRTC_ERR_NOT_FOUND;
+	}
 	field(rep, "user_id", j.user_id, sizeof(j.user_id));
 	field(rep, "room_id", j.room_id, sizeof(j.room_id));
 	field(rep, "room_name", j.room_name, sizeof(j.room_name));
@@ -318,7 +322,8 @@ static bool rd_lease(void *self, const char *key, const char *owner, uint64_t tt
 {
 	struct rd *r = self;
 	char ttl[24];
-	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
+	if (!mrtc_format(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms))
+		return false; /* cannot happen: any 64-bit number fits */
 	uint64_t now = mrtc_monotonic_ms();
 	redisReply *rep = rd_cmd(r, "EVAL %s 1 mrtc:lease:%s %s %s", lease_script, key, owner, ttl);
 	if (!rep) {
@@ -361,9 +366,9 @@ static void rd_status(void *self, struct mrtc_store_status *ret)
 	struct mrtc_redis_status st;
 	mrtc_redis_get_status(r->conn, &st);
 	ret->kind = strncmp(r->spec, "redis+sentinel:", 15) == 0 ? "redis-sentinel" : "redis";
-	snprintf(ret->spec, sizeof(ret->spec), "%s", r->spec);
-	snprintf(ret->address, sizeof(ret->address), "%s", st.address);
-	snprintf(ret->detail, sizeof(ret->detail), "%s", st.detail);
+	mrtc_format_shown(ret->spec, sizeof(ret->spec), "%s", r->spec);
+	mrtc_format_shown(ret->address, sizeof(ret->address), "%s", st.address);
+	mrtc_format_shown(ret->detail, sizeof(ret->detail), "%s", st.detail);
 	ret->state = mrtc_redis_state_str(st.state);
 	ret->refused = st.state == MRTC_REDIS_AUTH_REFUSED;
 }
