@@ -12,6 +12,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -406,14 +407,16 @@ class TokenFlow(unittest.TestCase):
         self.assertEqual(self.get_token("tok_down", self.body())[0], 200)
 
     def test_rate_limit(self):
-        statuses, limited = [], None
-        for _ in range(30):
-            status, h, doc = self.get_token("tok_rate", self.body(member="r"))
-            statuses.append(status)
-            if status == 429 and limited is None:
-                limited = (h, doc)
+        # 40 requests at once against a burst of 20 and 5/s: some must be limited however slowly
+        # a loaded or sanitizer-built daemon answers (one after another, a slow daemon refills
+        # the bucket between them).
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as ex:
+            answers = list(ex.map(lambda _: self.get_token("tok_rate", self.body(member="r")),
+                                  range(40)))
+        statuses = [status for status, _, _ in answers]
         self.assertIn(429, statuses)
-        h, doc = limited
+        self.assertIn(200, statuses)
+        _, h, doc = next(a for a in answers if a[0] == 429)
         self.assertEqual(doc["errcode"], "M_LIMIT_EXCEEDED")
         self.assertIsInstance(doc["retry_after_ms"], int)
         self.assertGreater(doc["retry_after_ms"], 0)
@@ -551,9 +554,10 @@ class TokenFlow(unittest.TestCase):
             remote = i % 4 == 0
             body = self.remote(member=f"c{i}") if remote else self.body(member=f"c{i}")
             start = time.monotonic()
-            status, _, data = self.c1.request("POST", UNSTABLE, body=body,
+            status, h, data = self.c1.request("POST", UNSTABLE, body=body,
                                               headers={"Authorization": f"Bearer tok_u{i}"})
-            return remote, status, time.monotonic() - start, json.loads(data), time.monotonic()
+            return (remote, status, time.monotonic() - start, json.loads(data),
+                    h.get("x-request-id"))
 
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=N_USERS) as ex:
@@ -567,12 +571,18 @@ class TokenFlow(unittest.TestCase):
         remote = sorted(t for r, _, t, _, _ in results if r)
         self.assertEqual((len(local), len(remote)), (150, 50))
         self.assertGreaterEqual(remote[0], 2.0)
-        # The slow remote server does not hold the local requests up: (nearly) all of them are
-        # answered before the first remote one, however loaded the machine (ASan, parallel
-        # suites) makes each of them.
-        first_remote = min(done for r, _, _, _, done in results if r)
-        before = sum(1 for r, _, _, _, done in results if not r and done < first_remote)
-        self.assertGreaterEqual(before, 140, f"local p50 {local[75]:.2f}s, max {local[-1]:.2f}s")
+        # The slow remote server does not hold the local requests up: every local one is
+        # answered in less than the remote's 2 s delay, as the daemon timed it (its access line);
+        # how fast 200 client threads get their requests out on a loaded machine does not count.
+        took = {}
+        for line in self.mrtc_log("hs1.test").splitlines():
+            m = re.search(r'\[([0-9a-f]+)\] POST "[^"]*get_token" 200 (\d+)ms', line)
+            if m:
+                took[m.group(1)] = int(m.group(2))
+        served = sorted(took[rid] for r, _, _, _, rid in results if not r)
+        self.assertEqual(len(served), 150, "an access line per local request")
+        self.assertLess(served[-1], 2000, f"daemon-side local p50 {served[75]} ms, "
+                        f"client-side p50 {local[75]:.2f}s, max {local[-1]:.2f}s")
         for r, _, _, d, _ in results:
             self.assertIs(claims_of(d["jwt"])["video"]["canPublish"], not r)
 
