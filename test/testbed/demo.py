@@ -88,8 +88,8 @@ def main():
         if livekit:
             for name, room in tb.livekit_rooms("hs2.test").items():
                 print(f"   [LiveKit of hs2.test] ListRooms: room {name}, empty_timeout "
-                      f"{room['empty_timeout']} s, departure_timeout {room['departure_timeout']} s, "
-                      f"{room['num_participants']} participants")
+                      f"{room['empty_timeout']} s, departure_timeout "
+                      f"{room['departure_timeout']} s, {room['num_participants']} participants")
         else:
             with urllib.request.urlopen(hs2.sfu_url + "/_test/calls") as r:
                 for call in json.load(r)["calls"]:
