@@ -4,6 +4,12 @@ SQLite file and a real Redis server as the job stores. The test homeserver recor
 restart and send of a delayed event; the test SFU holds participants, records RemoveParticipant
 and signs webhooks with livekit-server-sdk.
 
+SFU: the stand-in (sfu.mjs) for every test here, because the delayed-leave state machine and
+its stores are tested with participants present or gone, and webhooks sent, at an exact moment
+(and some webhooks signed wrongly or stale), and with the record of RemoveParticipant calls;
+a real server produces none of that on demand. The same flows against LiveKit's own server, with
+real participants and its real webhooks, are in integration-livekit-real.
+
 Usage: test_delayed.py <mrtc-transportd>
 """
 import base64
