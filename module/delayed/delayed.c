@@ -638,20 +638,26 @@ void mrtc_delayed_webhook(struct mrtc_request *r)
 	}
 	const char *auth =
 	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
-	/* Each SFU signs with its own key: the one whose secret verifies it sent the hook. */
+	/* Each SFU signs with its own key and secret: the hook concerns the SFUs whose secret
+	 * verifies it (several if they share the key and secret). A hook that verified but whose
+	 * body is bad says so rather than 401. */
 	struct mrtc_webhook hook;
 	enum mrtc_err err = MRTC_ERR_AUTH_MISSING;
-	size_t sfu = 0;
+	unsigned from = 0; /* bit i: SFU i */
 	for (size_t i = 0; auth && i < s->config->n_sfus; i++) {
 		const struct mrtc_sfu_config *u = &s->config->sfus[i];
 		struct mrtc_livekit_creds creds = { u->key, u->secret };
-		enum mrtc_err e = mrtc_livekit_webhook_verify(&creds, auth, body, len,
-							      mrtc_now_ms() / 1000, &hook);
-		if (i == 0 || e == MRTC_OK)
-			err = e;
+		struct mrtc_webhook h;
+		enum mrtc_err e =
+		    mrtc_livekit_webhook_verify(&creds, auth, body, len, mrtc_now_ms() / 1000, &h);
 		if (e == MRTC_OK) {
-			sfu = i;
-			break;
+			if (!from)
+				hook = h;
+			from |= 1u << i;
+			err = MRTC_OK;
+		} else if (i == 0 ||
+			   (err != MRTC_OK && (e == MRTC_ERR_NOT_JSON || e == MRTC_ERR_BAD_JSON))) {
+			err = e;
 		}
 	}
 	if (err != MRTC_OK) {
@@ -668,7 +674,7 @@ void mrtc_delayed_webhook(struct mrtc_request *r)
 	if (d && hook.room[0]) {
 		for (struct job *j = d->jobs, *next; j; j = next) {
 			next = j->next;
-			if (j->sfu != sfu || strcmp(j->rec.room_name, hook.room) != 0)
+			if (!(from & (1u << j->sfu)) || strcmp(j->rec.room_name, hook.room) != 0)
 				continue;
 			bool mine = strcmp(j->rec.identity, hook.identity) == 0;
 			if (mine && hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED &&
@@ -686,9 +692,12 @@ void mrtc_delayed_webhook(struct mrtc_request *r)
 				}
 			}
 		}
-		if (hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED && d->admitted) {
+		bool joined = hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED && d->admitted;
+		for (size_t i = 0; joined && i < s->config->n_sfus; i++) {
+			if (!(from & (1u << i)))
+				continue;
 			char key[WATCH_KEY_MAX];
-			watch_key(key, sizeof(key), sfu, hook.room, hook.identity);
+			watch_key(key, sizeof(key), i, hook.room, hook.identity);
 			struct watched *w =
 			    mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms());
 			if (w)
