@@ -643,15 +643,23 @@ static void load_sfus(struct mrtc_config *c, mrtc_getenv_fn getenv_fn, void *ctx
 		char names[4][40], files[2][48];
 		static const char *const stem[4] = { "LIVEKIT_URL", "LIVEKIT_KEY", "LIVEKIT_SECRET",
 						     "MRTC_LIVEKIT_API_URL" };
-		bool any = false;
+		bool any = false, fits = true;
 		for (int k = 0; k < 4; k++) {
-			snprintf(names[k], sizeof(names[k]), "%s_%u", stem[k], n);
-			any = any || env_value(getenv_fn, ctx, names[k]);
+			int w = snprintf(names[k], sizeof(names[k]), "%s_%u", stem[k], n);
+			fits = fits && w > 0 && (size_t)w < sizeof(names[k]);
 		}
 		for (int k = 0; k < 2; k++) {
-			snprintf(files[k], sizeof(files[k]), "%s_FILE", names[k + 1]);
-			any = any || env_value(getenv_fn, ctx, files[k]);
+			int w = snprintf(files[k], sizeof(files[k]), "%s_FILE", names[k + 1]);
+			fits = fits && w > 0 && (size_t)w < sizeof(files[k]);
 		}
+		if (!fits) { /* cannot happen: the names are short */
+			problem(problems, "LIVEKIT_URL_2", "internal error naming SFU %u", n);
+			return;
+		}
+		for (int k = 0; k < 4; k++)
+			any = any || env_value(getenv_fn, ctx, names[k]);
+		for (int k = 0; k < 2; k++)
+			any = any || env_value(getenv_fn, ctx, files[k]);
 		if (!any) {
 			if (!gap)
 				gap = n;
@@ -670,18 +678,15 @@ static void load_sfus(struct mrtc_config *c, mrtc_getenv_fn getenv_fn, void *ctx
 		size_t i = c->n_sfus++;
 		struct mrtc_sfu_config *u = &c->sfus[i];
 		size_t base = OFF(sfus) + i * sizeof(struct mrtc_sfu_config);
-		const struct var url_var = {
-			names[0], T_WS_URL, NULL, 0, base + offsetof(struct mrtc_sfu_config, url),
-			0,	  0,	    ""
-		};
-		const struct var api_var = { names[3],
-					     T_HTTP_URL,
-					     NULL,
-					     0,
-					     base + offsetof(struct mrtc_sfu_config, api_url),
-					     0,
-					     0,
-					     "" };
+		const struct var url_var = { .name = names[0],
+					     .type = T_WS_URL,
+					     .offset = base + offsetof(struct mrtc_sfu_config, url),
+					     .help = "" };
+		const struct var api_var = { .name = names[3],
+					     .type = T_HTTP_URL,
+					     .offset =
+						 base + offsetof(struct mrtc_sfu_config, api_url),
+					     .help = "" };
 		const char *url = env_value(getenv_fn, ctx, names[0]);
 		const char *api = env_value(getenv_fn, ctx, names[3]);
 		if (!url)
