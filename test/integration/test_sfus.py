@@ -213,8 +213,12 @@ class Sfus(RemembersFailure, unittest.TestCase):
         self.assertGreaterEqual(m[("mrtc_roomservice_calls_total",
                                    (("result", "ok"), ("sfu", "2")))], 1)
         post(self.sfu(2) + "/_test/mode", {"mode": "down"})
+        down = time.monotonic()
         try:
             self.assertTrue(self.until(lambda: not self.readyz()[1]["sfus"][1]["ready"]))
+            # Three missed probes at MRTC_READINESS_INTERVAL=1 s (each timing out after 1 s).
+            print(f"/readyz named SFU 2 not ready {time.monotonic() - down:.2f} s after it "
+                  "went down", file=sys.stderr)
             status, doc = self.readyz()
             # The first SFU still serves: the daemon stays ready, naming the one that is not.
             self.assertEqual(status, 200, doc)
