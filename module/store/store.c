@@ -30,15 +30,18 @@ static const char *const sq_schema =
     "PRAGMA synchronous=FULL;"
     "CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, user_id TEXT, room_id TEXT,"
     " room_name TEXT, identity TEXT, delay_id TEXT, cs_api_url TEXT, delay_ms INTEGER,"
-    " created_ms INTEGER, state INTEGER, guarded INTEGER);";
+    " created_ms INTEGER, state INTEGER, guarded INTEGER, sfu_url TEXT);";
+/* Stores made before several SFUs lack the column; "duplicate column" is fine. */
+static const char *const sq_migrate = "ALTER TABLE jobs ADD COLUMN sfu_url TEXT;";
 
 static enum mrtc_err sq_put(void *self, const struct mrtc_job_record *j)
 {
 	struct sq *s = self;
 	sqlite3_stmt *st = NULL;
 	enum mrtc_err err = MRTC_ERR_IO;
-	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db,
+			       "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", -1,
+			       &st, NULL) != SQLITE_OK)
 		return err;
 	const char *texts[] = { j->key,	     j->user_id,  j->room_id,	j->room_name,
 				j->identity, j->delay_id, j->cs_api_url };
@@ -48,6 +51,7 @@ static enum mrtc_err sq_put(void *self, const struct mrtc_job_record *j)
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)j->created_ms);
 	sqlite3_bind_int(st, 10, j->state);
 	sqlite3_bind_int(st, 11, j->guarded ? 1 : 0);
+	sqlite3_bind_text(st, 12, j->sfu_url, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_DONE)
 		err = MRTC_OK;
 	sqlite3_finalize(st);
@@ -90,6 +94,7 @@ static void sq_row(sqlite3_stmt *st, struct mrtc_job_record *j)
 	j->created_ms = (uint64_t)sqlite3_column_int64(st, 8);
 	j->state = sqlite3_column_int(st, 9);
 	j->guarded = sqlite3_column_int(st, 10) != 0;
+	copy_col(j->sfu_url, sizeof(j->sfu_url), st, 11);
 }
 
 static enum mrtc_err sq_get(void *self, const char *key, struct mrtc_job_record *ret)
@@ -185,6 +190,8 @@ static enum mrtc_err sq_open(const char *path, struct mrtc_store *store)
 		      SQLITE_OK &&
 		  sqlite3_busy_timeout(s->db, 250) == SQLITE_OK &&
 		  sqlite3_exec(s->db, sq_schema, NULL, NULL, &msg) == SQLITE_OK;
+	if (ok)
+		sqlite3_exec(s->db, sq_migrate, NULL, NULL, NULL);
 	umask(old_mask);
 	if (!ok) {
 		mrtc_log(LOG_ERR, "store", NULL, "cannot open the SQLite store: %s",
@@ -219,9 +226,9 @@ static enum mrtc_err rd_put(void *self, const struct mrtc_job_record *j)
 	redisReply *rep =
 	    rd_cmd(r,
 		   "HSET mrtc:job:%s user_id %s room_id %s room_name %s identity %s delay_id %s "
-		   "cs_api_url %s delay_ms %llu created_ms %llu state %d guarded %d",
+		   "cs_api_url %s sfu_url %s delay_ms %llu created_ms %llu state %d guarded %d",
 		   j->key, j->user_id, j->room_id, j->room_name, j->identity, j->delay_id,
-		   j->cs_api_url, (unsigned long long)j->delay_ms,
+		   j->cs_api_url, j->sfu_url, (unsigned long long)j->delay_ms,
 		   (unsigned long long)j->created_ms, j->state, j->guarded ? 1 : 0);
 	if (!rep)
 		return MRTC_ERR_IO;
@@ -279,6 +286,7 @@ static enum mrtc_err rd_get(void *self, const char *key, struct mrtc_job_record 
 	field(rep, "identity", j.identity, sizeof(j.identity));
 	field(rep, "delay_id", j.delay_id, sizeof(j.delay_id));
 	field(rep, "cs_api_url", j.cs_api_url, sizeof(j.cs_api_url));
+	field(rep, "sfu_url", j.sfu_url, sizeof(j.sfu_url));
 	field(rep, "delay_ms", num, sizeof(num));
 	mrtc_parse_u64(num, 0, UINT64_MAX, &j.delay_ms);
 	field(rep, "created_ms", num, sizeof(num));

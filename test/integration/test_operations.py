@@ -87,7 +87,8 @@ class Operations(unittest.TestCase):
         status, doc = self.wait_ready(True)
         self.assertEqual(status, 200, doc)
         self.assertEqual(doc, {"status": "ready", "checks": {
-            "sfu": True, "signing_key": True, "homeserver": True, "membership_token": True}})
+            "sfu": True, "signing_key": True, "homeserver": True, "membership_token": True},
+            "sfus": [{"sfu": 1, "url": "wss://sfu.hs1.test", "ready": True}]})
         hs = self.tb.hs("hs1.test")
         post(hs.hs_url + "/_test/mode", {"mode": "down"})
         try:

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Store specs: Redis credentials and Sentinel, redaction, status, the connection's backoff. */
 #include <check.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,18 @@ START_TEST(test_help_redacts_the_store)
 }
 END_TEST
 
+/* Removes the SQLite file @path and its WAL files. */
+static void remove_db(const char *path)
+{
+	unlink(path);
+	static const char *const suffixes[] = { "-wal", "-shm" };
+	for (size_t i = 0; i < 2; i++) {
+		char p[64];
+		if (snprintf(p, sizeof(p), "%s%s", path, suffixes[i]) < (int)sizeof(p))
+			unlink(p);
+	}
+}
+
 START_TEST(test_store_status)
 {
 	struct mrtc_store_status st;
@@ -166,13 +179,52 @@ START_TEST(test_store_status)
 	ck_assert_str_eq(st.state, "open");
 	ck_assert(!st.refused);
 	mrtc_store_close(store);
-	unlink(path);
-	static const char *const suffixes[] = { "-wal", "-shm" };
-	for (size_t i = 0; i < 2; i++) {
-		char p[64];
-		if (snprintf(p, sizeof(p), "%s%s", path, suffixes[i]) < (int)sizeof(p))
-			unlink(p);
+	remove_db(path);
+}
+END_TEST
+
+/* A job keeps its SFU's URL; a store written before several SFUs gains the column, its jobs
+ * reading "" (the first SFU). */
+START_TEST(test_sqlite_sfu_url_and_old_store)
+{
+	char path[] = "/tmp/mrtc-test-store-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	sqlite3 *db = NULL;
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_exec(db,
+			 "CREATE TABLE jobs (key TEXT PRIMARY KEY, user_id TEXT, room_id TEXT,"
+			 " room_name TEXT, identity TEXT, delay_id TEXT, cs_api_url TEXT,"
+			 " delay_ms INTEGER, created_ms INTEGER, state INTEGER, guarded INTEGER);"
+			 "INSERT INTO jobs VALUES ('old','@a:hs','!r:hs','room','id','d1',"
+			 "'https://hs',5000,1,0,1);",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	char spec[64];
+	ck_assert_int_lt(snprintf(spec, sizeof(spec), "sqlite:%s", path), (int)sizeof(spec));
+	for (int round = 0; round < 2; round++) { /* the second open finds the column there */
+		struct mrtc_store *store = NULL;
+		ck_assert_int_eq(mrtc_store_open(spec, NULL, &store), MRTC_OK);
+		struct mrtc_job_record rec;
+		ck_assert_int_eq(store->ops->get(store->self, "old", &rec), MRTC_OK);
+		ck_assert_str_eq(rec.cs_api_url, "https://hs");
+		ck_assert_str_eq(rec.sfu_url, "");
+		if (round == 0) {
+			struct mrtc_job_record j = { .key = "new",
+						     .delay_ms = 5000,
+						     .guarded = true };
+			snprintf(j.sfu_url, sizeof(j.sfu_url), "wss://sfu2.example.org");
+			ck_assert_int_eq(store->ops->put(store->self, &j), MRTC_OK);
+		}
+		ck_assert_int_eq(store->ops->get(store->self, "new", &rec), MRTC_OK);
+		ck_assert_str_eq(rec.sfu_url, "wss://sfu2.example.org");
+		ck_assert(rec.guarded);
+		mrtc_store_close(store);
 	}
+	remove_db(path);
 }
 END_TEST
 
@@ -207,7 +259,7 @@ int main(void)
 		test_redis_spec_parse_credentials, test_redis_spec_parse_sentinel,
 		test_redis_spec_parse_refused,	   test_redis_spec_redact,
 		test_help_redacts_the_store,	   test_store_status,
-		test_redis_unreachable_backs_off,
+		test_redis_unreachable_backs_off,  test_sqlite_sfu_url_and_old_store,
 	};
 	vectors_add_tests(s, "store", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);

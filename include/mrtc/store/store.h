@@ -33,6 +33,7 @@ struct mrtc_job_record {
 	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
 	char delay_id[256]; /* a capability: never logged */
 	char cs_api_url[2049];
+	char sfu_url[2049]; /* the SFU the participant is on (its LIVEKIT_URL); "": the first */
 	uint64_t delay_ms;
 	uint64_t created_ms; /* wall clock */
 	int state;
