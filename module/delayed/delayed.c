@@ -30,6 +30,8 @@
 #define HS_RESPONSE_MAX (256 * 1024)
 #define WATCH_KEY_MAX (2 * MRTC_LIVEKIT_NAME_MAX + 2)
 #define FORM_MEMO_MAX 64
+#define WATCH_PENDING_MAX 1024 /* admissions written to the store in one transaction */
+#define WATCH_FLUSH_MS 250     /* at most this long before an admission is in the store */
 #define N_FORMS 4 /* (unstable, stable path) x (action in the path, action in the body) */
 
 static const char *const de_paths[2] = {
@@ -73,6 +75,10 @@ struct mrtc_delayed {
 	struct event *scan;  /* shared store: take over jobs whose lease ran out */
 	struct event *watch; /* membership re-checks */
 	struct mrtc_cache *admitted;
+	/* Admissions not yet in the store: written together, so a token costs no fsync. */
+	struct mrtc_watch_record *pending;
+	size_t n_pending;
+	struct event *flush;
 	/* Which MSC4140 management form each homeserver serves (by base URL). */
 	struct {
 		char url[sizeof(((struct mrtc_job_record *)0)->cs_api_url)];
@@ -526,6 +532,8 @@ static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote
 		return;
 	}
 	mrtc_cache_remove(c->d->admitted, c->key, strlen(c->key));
+	if (c->d->store)
+		c->d->store->ops->watch_del(c->d->store->self, c->w.room_name, c->w.identity);
 	if (!mrtc_roomservice_remove_participant(c->d->s->rooms, c->w.room_name, c->w.identity,
 						 on_removed, c))
 		free(c);
@@ -576,6 +584,8 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 	if (!r.keys)
 		return;
 	uint64_t now = mrtc_monotonic_ms();
+	if (d->store)
+		d->store->ops->watch_prune(d->store->self, mrtc_now_ms());
 	mrtc_cache_foreach(d->admitted, now, collect, &r);
 	for (size_t i = 0; i < r.n; i++) {
 		struct watched *w = mrtc_cache_get(d->admitted, r.keys[i], strlen(r.keys[i]), now);
@@ -590,21 +600,69 @@ static void watch_key(char *out, size_t size, const char *room_name, const char 
 	snprintf(out, size, "%s|%s", room_name, identity);
 }
 
+static void watch_flush(struct mrtc_delayed *d)
+{
+	if (!d->n_pending)
+		return;
+	if (d->store->ops->watch_put(d->store->self, d->pending, d->n_pending) != MRTC_OK)
+		mrtc_log(LOG_ERR, "watch", NULL,
+			 "cannot write %zu admitted participants to the store: a restart "
+			 "forgets them",
+			 d->n_pending);
+	d->n_pending = 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	watch_flush(arg);
+}
+
+/* Puts one admitted participant into the watch; @expires_ms is wall clock. */
+static void watch_add(struct mrtc_delayed *d, const struct mrtc_watch_record *rec)
+{
+	uint64_t wall = mrtc_now_ms();
+	if (rec->expires_ms <= wall)
+		return;
+	struct watched *w = calloc(1, sizeof(*w));
+	if (!w)
+		return;
+	snprintf(w->room_id, sizeof(w->room_id), "%s", rec->room_id);
+	snprintf(w->room_name, sizeof(w->room_name), "%s", rec->room_name);
+	snprintf(w->identity, sizeof(w->identity), "%s", rec->identity);
+	snprintf(w->user_id, sizeof(w->user_id), "%s", rec->user_id);
+	char key[WATCH_KEY_MAX];
+	watch_key(key, sizeof(key), rec->room_name, rec->identity);
+	mrtc_cache_put(d->admitted, key, strlen(key), w,
+		       mrtc_monotonic_ms() + (rec->expires_ms - wall));
+}
+
+static void watch_resume(void *ctx, const struct mrtc_watch_record *rec)
+{
+	watch_add(ctx, rec);
+}
+
 void mrtc_delayed_admitted(struct mrtc_delayed *d, const char *room_id, const char *room_name,
 			   const char *identity, const char *user_id, uint64_t ttl_s)
 {
 	if (!d || !d->admitted)
 		return;
-	struct watched *w = calloc(1, sizeof(*w));
-	if (!w)
+	struct mrtc_watch_record rec = { .expires_ms = mrtc_now_ms() + ttl_s * 1000 };
+	snprintf(rec.room_id, sizeof(rec.room_id), "%s", room_id);
+	snprintf(rec.room_name, sizeof(rec.room_name), "%s", room_name);
+	snprintf(rec.identity, sizeof(rec.identity), "%s", identity);
+	snprintf(rec.user_id, sizeof(rec.user_id), "%s", user_id);
+	watch_add(d, &rec);
+	if (!d->store || !d->pending)
 		return;
-	snprintf(w->room_id, sizeof(w->room_id), "%s", room_id);
-	snprintf(w->room_name, sizeof(w->room_name), "%s", room_name);
-	snprintf(w->identity, sizeof(w->identity), "%s", identity);
-	snprintf(w->user_id, sizeof(w->user_id), "%s", user_id);
-	char key[WATCH_KEY_MAX];
-	watch_key(key, sizeof(key), room_name, identity);
-	mrtc_cache_put(d->admitted, key, strlen(key), w, mrtc_monotonic_ms() + ttl_s * 1000);
+	if (d->n_pending == WATCH_PENDING_MAX)
+		watch_flush(d);
+	d->pending[d->n_pending++] = rec;
+	if (d->n_pending == 1) {
+		struct timeval tv = { .tv_usec = WATCH_FLUSH_MS * 1000 };
+		event_add(d->flush, &tv);
+	}
 }
 
 /* ---- webhooks ---- */
@@ -1081,6 +1139,18 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 			.redis_sentinel_user = c->redis_sentinel_user,
 			.redis_sentinel_password = c->redis_sentinel_password,
 		};
+		char why[160];
+		if (c->store_default &&
+		    !mrtc_store_dir_is_usable(c->state_dir, true, why, sizeof(why))) {
+			mrtc_log(
+			    LOG_ERR, "store", NULL,
+			    "the state directory %s (MRTC_STATE_DIR) %s; make it writable, set "
+			    "MRTC_STATE_DIR or MRTC_STORE, or switch delegation off with "
+			    "MRTC_STORE=none",
+			    c->state_dir, why);
+			err = MRTC_ERR_IO;
+			goto fail;
+		}
 		err = mrtc_store_open(c->store, &so, &d->store);
 		if (err != MRTC_OK)
 			goto fail;
@@ -1092,6 +1162,14 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 		if (!d->scan || (d->store->shared && event_add(d->scan, &tv) != 0))
 			goto fail;
 		d->store->ops->each(d->store->self, resume_one, d);
+		if (d->admitted) {
+			/* The watch outlives a restart: its admitted set is in the store. */
+			d->pending = calloc(WATCH_PENDING_MAX, sizeof(*d->pending));
+			d->flush = event_new(s->base, -1, 0, on_flush, d);
+			if (!d->pending || !d->flush)
+				goto fail;
+			d->store->ops->watch_each(d->store->self, mrtc_now_ms(), watch_resume, d);
+		}
 	}
 	*ret = d;
 	return MRTC_OK;
@@ -1110,6 +1188,10 @@ void mrtc_delayed_quiesce(struct mrtc_delayed *d)
 		event_del(d->scan);
 	if (d->watch)
 		event_del(d->watch);
+	if (d->flush) {
+		event_del(d->flush);
+		watch_flush(d);
+	}
 }
 
 void mrtc_delayed_destroy(struct mrtc_delayed *d)
@@ -1122,6 +1204,11 @@ void mrtc_delayed_destroy(struct mrtc_delayed *d)
 		event_free(d->scan);
 	if (d->watch)
 		event_free(d->watch);
+	if (d->flush) {
+		event_free(d->flush);
+		watch_flush(d);
+	}
+	free(d->pending);
 	mrtc_cache_destroy(d->admitted);
 	mrtc_store_close(d->store);
 	free(d);

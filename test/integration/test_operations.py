@@ -75,7 +75,10 @@ class Operations(unittest.TestCase):
         status, doc = self.wait_ready(True)
         self.assertEqual(status, 200, doc)
         self.assertEqual(doc, {"status": "ready", "checks": {
-            "sfu": True, "signing_key": True, "homeserver": True, "membership_token": True}})
+            "sfu": True, "signing_key": True, "homeserver": True, "membership_token": True,
+            "store": True}, "store": {
+                "kind": "sqlite", "state": "open",
+                "spec": "sqlite:" + self.tb.path("state-mrtc-hs1.test", "store.db")}})
         hs = self.tb.hs("hs1.test")
         post(hs.hs_url + "/_test/mode", {"mode": "down"})
         try:

@@ -72,7 +72,11 @@ struct mrtc_config {
 	uint64_t key_fetch_max;
 	uint64_t key_fetch_per_peer;
 	uint64_t verify_threads;
-	char *store; /* may hold a Redis password: print only through mrtc_store_spec_redact */
+	char *store;	    /* may hold a Redis password: print only through mrtc_store_spec_redact;
+			     * NULL only with MRTC_STORE=none */
+	bool store_off;	    /* MRTC_STORE=none: delegation off */
+	bool store_default; /* MRTC_STORE unset: SQLite in state_dir */
+	char *state_dir;    /* MRTC_STATE_DIR, or the default when store_default */
 	char *redis_password;
 	char *redis_sentinel_user;
 	char *redis_sentinel_password;
@@ -90,6 +94,10 @@ struct mrtc_config {
 	int log_level;
 	enum mrtc_log_format log_format;
 };
+
+/* The default store: SQLite, this file in the state directory. */
+#define MRTC_STATE_DB "store.db"
+#define MRTC_STATE_DIR_DEFAULT "/var/lib/mrtc-transport"
 
 /* The path under MRTC_PUBLIC_BASE_URL where the proxy snippet serves the OpenID endpoints. */
 #define MRTC_SERVICE_PATH "/livekit/jwt"
