@@ -32,6 +32,9 @@
 #define FORM_MEMO_MAX 64
 #define WATCH_PENDING_MAX 1024 /* admissions written to the store in one transaction */
 #define WATCH_FLUSH_MS 250     /* at most this long before an admission is in the store */
+/* A new token for a participant already watched is written to the store only if it extends the
+ * stored expiry by more than this: a client fetching tokens in a loop costs no writes. */
+#define WATCH_STORE_SLACK_MS 60000
 #define N_FORMS 4 /* (unstable, stable path) x (action in the path, action in the body) */
 
 static const char *const de_paths[2] = {
@@ -64,6 +67,7 @@ struct watched {
 	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
 	char user_id[256];
 	bool checking;
+	uint64_t stored_until_ms; /* wall clock: the expiry the store holds (or will, pending) */
 };
 
 struct mrtc_delayed {
@@ -619,28 +623,32 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 	watch_flush(arg);
 }
 
-/* Puts one admitted participant into the watch; @expires_ms is wall clock. */
-static void watch_add(struct mrtc_delayed *d, const struct mrtc_watch_record *rec)
+/* Puts one admitted participant into the watch (@expires_ms is wall clock); the entry, or NULL.
+ */
+static struct watched *watch_add(struct mrtc_delayed *d, const struct mrtc_watch_record *rec)
 {
 	uint64_t wall = mrtc_now_ms();
 	if (rec->expires_ms <= wall)
-		return;
+		return NULL;
 	struct watched *w = calloc(1, sizeof(*w));
 	if (!w)
-		return;
+		return NULL;
+	w->stored_until_ms = rec->expires_ms;
 	snprintf(w->room_id, sizeof(w->room_id), "%s", rec->room_id);
 	snprintf(w->room_name, sizeof(w->room_name), "%s", rec->room_name);
 	snprintf(w->identity, sizeof(w->identity), "%s", rec->identity);
 	snprintf(w->user_id, sizeof(w->user_id), "%s", rec->user_id);
 	char key[WATCH_KEY_MAX];
 	watch_key(key, sizeof(key), rec->room_name, rec->identity);
-	mrtc_cache_put(d->admitted, key, strlen(key), w,
-		       mrtc_monotonic_ms() + (rec->expires_ms - wall));
+	uint64_t until = mrtc_monotonic_ms() + (rec->expires_ms - wall);
+	if (!mrtc_cache_put(d->admitted, key, strlen(key), w, until))
+		return NULL;
+	return w;
 }
 
 static void watch_resume(void *ctx, const struct mrtc_watch_record *rec)
 {
-	watch_add(ctx, rec);
+	(void)watch_add(ctx, rec);
 }
 
 void mrtc_delayed_admitted(struct mrtc_delayed *d, const char *room_id, const char *room_name,
@@ -653,9 +661,17 @@ void mrtc_delayed_admitted(struct mrtc_delayed *d, const char *room_id, const ch
 	snprintf(rec.room_name, sizeof(rec.room_name), "%s", room_name);
 	snprintf(rec.identity, sizeof(rec.identity), "%s", identity);
 	snprintf(rec.user_id, sizeof(rec.user_id), "%s", user_id);
-	watch_add(d, &rec);
-	if (!d->store || !d->pending)
+	char key[WATCH_KEY_MAX];
+	watch_key(key, sizeof(key), room_name, identity);
+	struct watched *old = mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms());
+	uint64_t stored = old ? old->stored_until_ms : 0;
+	struct watched *w = watch_add(d, &rec);
+	if (!w || !d->store || !d->pending)
 		return;
+	if (stored + WATCH_STORE_SLACK_MS >= rec.expires_ms) {
+		w->stored_until_ms = stored; /* the store holds nearly as long already */
+		return;
+	}
 	if (d->n_pending == WATCH_PENDING_MAX)
 		watch_flush(d);
 	d->pending[d->n_pending++] = rec;
