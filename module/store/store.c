@@ -448,22 +448,51 @@ static void rd_status(void *self, struct mrtc_store_status *ret)
 #define RD_WATCH_EXP "mrtc:watch:expiry"
 #define RD_SEP "\x1f"
 
+/* ARGV: field, value, expiry for each record: both keys in one atomic round trip. */
+static const char watch_put_script[] =
+    "for i = 1, #ARGV, 3 do redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) "
+    "redis.call('zadd', KEYS[2], ARGV[i + 2], ARGV[i]) end return 1";
+
 static enum mrtc_err rd_watch_put(void *self, const struct mrtc_watch_record *w, size_t n)
 {
 	struct rd *r = self;
+	if (n == 0)
+		return MRTC_OK;
+	size_t argc = 5 + 3 * n;
+	const char **argv = calloc(argc, sizeof(*argv));
+	size_t *len = calloc(argc, sizeof(*len));
+	char(*text)[3][sizeof(w->room_id) + sizeof(w->user_id) + 2] = calloc(n, sizeof(*text));
+	enum mrtc_err err = MRTC_ERR_NOMEM;
+	if (!argv || !len || !text)
+		goto out;
+	const char *head[] = { "EVAL", watch_put_script, "2", RD_WATCH, RD_WATCH_EXP };
+	for (size_t k = 0; k < 5; k++)
+		argv[k] = head[k];
+	err = MRTC_ERR_INVALID_PARAM;
 	for (size_t i = 0; i < n; i++) {
-		redisReply *rep = rd_cmd(r, "HSET " RD_WATCH " %s|%s %s" RD_SEP "%s",
-					 w[i].room_name, w[i].identity, w[i].room_id, w[i].user_id);
-		if (!rep)
-			return MRTC_ERR_IO;
-		freeReplyObject(rep);
-		rep = rd_cmd(r, "ZADD " RD_WATCH_EXP " %llu %s|%s",
-			     (unsigned long long)w[i].expires_ms, w[i].room_name, w[i].identity);
-		if (!rep)
-			return MRTC_ERR_IO;
-		freeReplyObject(rep);
+		int a = snprintf(text[i][0], sizeof(text[i][0]), "%s|%s", w[i].room_name,
+				 w[i].identity);
+		int b = snprintf(text[i][1], sizeof(text[i][1]), "%s" RD_SEP "%s", w[i].room_id,
+				 w[i].user_id);
+		int c = snprintf(text[i][2], sizeof(text[i][2]), "%llu",
+				 (unsigned long long)w[i].expires_ms);
+		if (a < 0 || b < 0 || c < 0 || (size_t)a >= sizeof(text[i][0]) ||
+		    (size_t)b >= sizeof(text[i][1]) || (size_t)c >= sizeof(text[i][2]))
+			goto out;
+		for (size_t k = 0; k < 3; k++)
+			argv[5 + 3 * i + k] = text[i][k];
 	}
-	return MRTC_OK;
+	for (size_t k = 0; k < argc; k++)
+		len[k] = strlen(argv[k]);
+	redisReply *rep = mrtc_redis_command_argv(r->conn, (int)argc, argv, len);
+	err = rep ? MRTC_OK : MRTC_ERR_IO;
+	if (rep)
+		freeReplyObject(rep);
+out:
+	free(argv);
+	free(len);
+	free(text);
+	return err;
 }
 
 static enum mrtc_err rd_watch_del(void *self, const char *room_name, const char *identity)
