@@ -2,6 +2,7 @@
 /* Number parsing, constant-time comparison, log quoting and clocks. */
 #include "mrtc/base/util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -50,7 +51,7 @@ char *mrtc_quote(char *out, size_t size, const char *s, size_t max_chars)
 		return out;
 	}
 	if (!s) {
-		snprintf(out, size, "(null)");
+		memcpy(out, "(null)", sizeof("(null)")); /* size >= 8 */
 		return out;
 	}
 	size_t o = 0;
@@ -65,7 +66,10 @@ char *mrtc_quote(char *out, size_t size, const char *s, size_t max_chars)
 			tmp[1] = (char)c;
 			n = 2;
 		} else if (c < 0x20 || c >= 0x7f) {
-			snprintf(tmp, sizeof(tmp), "\\x%02x", c);
+			tmp[0] = '\\';
+			tmp[1] = 'x';
+			tmp[2] = "0123456789abcdef"[c >> 4];
+			tmp[3] = "0123456789abcdef"[c & 15];
 			n = 4;
 		} else {
 			tmp[0] = (char)c;
@@ -111,4 +115,47 @@ bool mrtc_has_control(const char *s, size_t len)
 			return true;
 	}
 	return false;
+}
+
+static bool vformat(char *out, size_t size, const char *fmt, va_list ap)
+{
+	if (size == 0)
+		return false;
+	int n = vsnprintf(out, size, fmt, ap);
+	if (n < 0) {
+		out[0] = '\0';
+		return false;
+	}
+	return (size_t)n < size;
+}
+
+bool mrtc_format(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	bool ok = vformat(out, size, fmt, ap);
+	va_end(ap);
+	return ok;
+}
+
+void mrtc_format_shown(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	bool ok = vformat(out, size, fmt, ap);
+	va_end(ap);
+	if (!ok && size >= 4 && out[0])
+		memcpy(out + size - 4, "...", 4);
+}
+
+bool mrtc_copy(char *out, size_t size, const char *s)
+{
+	size_t n = strlen(s);
+	if (n >= size) {
+		if (size)
+			out[0] = '\0';
+		return false;
+	}
+	memcpy(out, s, n + 1);
+	return true;
 }

@@ -2,6 +2,7 @@
 /* Outbound federation requests: resolver -> DNS -> guard -> TLS (+ X-Matrix). */
 #include "mrtc/net/fedclient.h"
 
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@ struct mrtc_fedclient {
 	struct event_base *base;
 	struct mrtc_fedclient_config cfg;
 	struct mrtc_fedclient_stats stats;
+	struct mrtc_fed_call *calls; /* every call not yet freed, for destroy */
 };
 
 struct mrtc_fed_call {
@@ -29,10 +31,20 @@ struct mrtc_fed_call {
 	struct mrtc_resolve_op *rop;
 	struct mrtc_dns_query *dnsq;
 	struct mrtc_http_call *http;
+	struct event *deadline; /* ends resolution (well-known hops, SRV, DNS) at deadline_ms */
+	struct mrtc_fed_call *prev, *next;
 };
 
 static void call_free(struct mrtc_fed_call *c)
 {
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (c->fc->calls == c)
+		c->fc->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (c->deadline)
+		event_free(c->deadline);
 	free(c->method);
 	free(c->target);
 	free(c->body);
@@ -55,6 +67,29 @@ static uint64_t remaining(const struct mrtc_fed_call *c)
 {
 	uint64_t now = mrtc_monotonic_ms();
 	return c->deadline_ms > now ? c->deadline_ms - now : 0;
+}
+
+/*
+ * The call's one deadline passed while the destination was still being resolved: the caller
+ * gets its timeout now. A resolution goes on for the resolver's cache and frees the call when
+ * it ends; an address lookup is cancelled. (Once the request is sent, the HTTP call's own
+ * timeout, the time left, ends it.)
+ */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct mrtc_fed_call *c = arg;
+	if (c->http || c->cancelled || (!c->rop && !c->dnsq))
+		return;
+	struct mrtc_http_response r = { .err = MRTC_ERR_TIMEOUT, .detail = "timed out resolving" };
+	c->fc->stats.failures++;
+	c->done(c->ctx, &r);
+	c->cancelled = true;
+	if (c->dnsq) {
+		mrtc_dns_cancel(c->dnsq);
+		call_free(c);
+	}
 }
 
 static void on_response(void *arg, const struct mrtc_http_response *resp)
@@ -146,6 +181,10 @@ struct mrtc_fed_call *mrtc_fed_request(struct mrtc_fedclient *fc, const char *de
 	if (!c)
 		return NULL;
 	c->fc = fc;
+	c->next = fc->calls;
+	if (fc->calls)
+		fc->calls->prev = c;
+	fc->calls = c;
 	memcpy(c->destination, destination, strlen(destination) + 1);
 	c->method = strdup(method);
 	c->target = strdup(target);
@@ -163,6 +202,11 @@ struct mrtc_fed_call *mrtc_fed_request(struct mrtc_fedclient *fc, const char *de
 	fc->stats.requests++;
 	if (sign)
 		fc->stats.signed_requests++;
+	c->deadline = evtimer_new(fc->base, on_deadline, c);
+	struct timeval tv = { .tv_sec = (time_t)(timeout_ms / 1000),
+			      .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000 };
+	if (!c->deadline || evtimer_add(c->deadline, &tv) != 0)
+		goto fail;
 	c->rop = mrtc_resolver_resolve(fc->cfg.resolver, destination, on_resolved, c);
 	if (!c->rop)
 		goto fail;
@@ -204,6 +248,17 @@ enum mrtc_err mrtc_fedclient_create(struct event_base *base,
 
 void mrtc_fedclient_destroy(struct mrtc_fedclient *fc)
 {
+	if (!fc)
+		return;
+	/* Calls still resolving for the cache after their caller was answered or went away (the
+	 * resolver, DNS and HTTP client are destroyed after us and never call back). */
+	while (fc->calls) {
+		struct mrtc_fed_call *c = fc->calls;
+		mrtc_resolve_cancel(c->rop);
+		mrtc_dns_cancel(c->dnsq);
+		mrtc_http_call_cancel(c->http);
+		call_free(c);
+	}
 	free(fc);
 }
 

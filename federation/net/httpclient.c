@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "mrtc/matrix/servername.h"
+#include "mrtc/base/util.h"
 
 #define DEST_KEY_MAX 600
 #define USER_AGENT "mrtc-transport"
@@ -55,6 +56,7 @@ struct mrtc_http_client {
 	SSL_CTX *ssl_ctx;
 	size_t max_idle;
 	size_t max_dests;
+	size_t max_open;
 	size_t n_dests;
 	uint64_t tick;
 	struct dest *dests;
@@ -118,6 +120,7 @@ enum mrtc_err mrtc_http_client_create(struct event_base *base,
 	c->base = base;
 	c->max_idle = config->max_idle_per_dest ? config->max_idle_per_dest : 32;
 	c->max_dests = config->max_dests ? config->max_dests : 256;
+	c->max_open = config->max_open;
 	c->ssl_ctx = make_ssl_ctx(config->ca_file);
 	if (!c->ssl_ctx) {
 		free(c);
@@ -241,7 +244,7 @@ static struct dest *dest_find(struct mrtc_http_client *c, const char *key, bool 
 	struct dest *d = calloc(1, sizeof(*d));
 	if (!d)
 		return NULL;
-	snprintf(d->key, sizeof(d->key), "%s", key);
+	mrtc_copy(d->key, sizeof(d->key), key); /* same size as the caller's: fits */
 	d->used = ++c->tick;
 	d->next = c->dests;
 	c->dests = d;
@@ -324,6 +327,20 @@ fail:
 		event_free(k->free_ev);
 	free(k);
 	return NULL;
+}
+
+/* Makes room for one more connection under max_open by closing an idle one (the first
+ * found); false when every open connection is busy. */
+static bool room_for_one_more(struct mrtc_http_client *c)
+{
+	if (!c->max_open || c->stats.open < c->max_open)
+		return true;
+	for (struct conn *k = c->conns; k; k = k->next)
+		if (k->idle && !k->dead) {
+			conn_free_now(k); /* idle: none of its callbacks is running */
+			return true;
+		}
+	return false;
 }
 
 /* ---- calls ---- */
@@ -602,9 +619,12 @@ static void start(struct mrtc_http_call *call, const struct mrtc_http_target *t,
 	char ip[INET6_ADDRSTRLEN];
 	mrtc_sockaddr_ntop(&t->addr, ip, sizeof(ip));
 	char key[DEST_KEY_MAX];
-	snprintf(key, sizeof(key), "%d|%s|%s|%s|%u", t->tls, t->tls_name ? t->tls_name : "",
-		 t->host_header ? t->host_header : "", ip, port_of(&t->addr));
-	struct dest *d = dest_find(c, key, true);
+	/* A key that does not fit: no pooling for this call (a fresh connection, not kept). */
+	struct dest *d =
+	    mrtc_format(key, sizeof(key), "%d|%s|%s|%s|%u", t->tls, t->tls_name ? t->tls_name : "",
+			t->host_header ? t->host_header : "", ip, port_of(&t->addr))
+		? dest_find(c, key, true)
+		: NULL;
 	struct conn *k = d && !fresh ? d->idle : NULL;
 	if (k && !call->retried && keep_for_retry(call, t, rq)) {
 		dest_remove_idle(k);
@@ -612,6 +632,11 @@ static void start(struct mrtc_http_call *call, const struct mrtc_http_target *t,
 		call->reused = true;
 	} else {
 		k = NULL;
+		if (!room_for_one_more(c)) {
+			c->stats.refused++;
+			fail_later(call, MRTC_ERR_LIMIT_EXCEEDED, "too many outbound connections");
+			return;
+		}
 		k = conn_open(c, d, t, ip);
 	}
 	if (!k) {
@@ -789,17 +814,21 @@ struct mrtc_http_call *mrtc_http_fetch(struct mrtc_http_client *c, struct mrtc_d
 	struct in6_addr tmp;
 	call->f_ip_literal =
 	    inet_pton(AF_INET, bare, &tmp) == 1 || inet_pton(AF_INET6, bare, &tmp) == 1;
-	char host_header[300];
+	char host_header[300]; /* bare is under 256 bytes: it fits */
 	bool v6 = strchr(bare, ':') != NULL;
-	if (port > 0)
-		snprintf(host_header, sizeof(host_header), v6 ? "[%s]:%d" : "%s:%d", bare, port);
-	else
-		snprintf(host_header, sizeof(host_header), v6 ? "[%s]" : "%s", bare);
+	bool fits = port > 0
+			? (v6 ? mrtc_format(host_header, sizeof(host_header), "[%s]:%d", bare, port)
+			      : mrtc_format(host_header, sizeof(host_header), "%s:%d", bare, port))
+			: (v6 ? mrtc_format(host_header, sizeof(host_header), "[%s]", bare)
+			      : mrtc_copy(host_header, sizeof(host_header), bare));
 	size_t tl = (path && path[0] ? strlen(path) : 1) + (query ? strlen(query) + 1 : 0) + 1;
-	call->f_target = malloc(tl);
-	if (call->f_target)
-		snprintf(call->f_target, tl, "%s%s%s", path && path[0] ? path : "/",
-			 query ? "?" : "", query ? query : "");
+	call->f_target = fits ? malloc(tl) : NULL;
+	if (call->f_target &&
+	    !mrtc_format(call->f_target, tl, "%s%s%s", path && path[0] ? path : "/",
+			 query ? "?" : "", query ? query : "")) {
+		free(call->f_target);
+		call->f_target = NULL;
+	}
 	call->f_host = strdup(bare);
 	call->f_host_header = strdup(host_header);
 	call->f_tls = tls;

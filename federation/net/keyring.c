@@ -218,8 +218,10 @@ static bool ask_notary(struct server *s)
 	if (!name)
 		return false;
 	char target[sizeof("/_matrix/key/v2/query/") + 3 * MRTC_SERVER_NAME_MAX];
-	snprintf(target, sizeof(target), "/_matrix/key/v2/query/%s", name);
+	bool fits = mrtc_format(target, sizeof(target), "/_matrix/key/v2/query/%s", name);
 	free(name);
+	if (!fits)
+		return false;
 	kr->stats.notary_fetches++;
 	s->fetch = mrtc_fed_request(
 	    kr->cfg.fed, kr->cfg.notary, "GET", target, NULL, false, kr->cfg.timeout_ms,
@@ -234,7 +236,8 @@ static void finish(struct server *s, enum mrtc_err err)
 	struct mrtc_keyring_op *op = s->waiters;
 	s->waiters = NULL;
 	fetch_ended(s);
-	if (err != MRTC_OK) {
+	/* Our own connection cap (MRTC_ERR_LIMIT_EXCEEDED) says nothing about the server. */
+	if (err != MRTC_OK && err != MRTC_ERR_LIMIT_EXCEEDED) {
 		kr->stats.fetch_failures++;
 		s->failed_until_ms = mrtc_monotonic_ms() + kr->cfg.failure_ttl_ms;
 	}
@@ -281,7 +284,7 @@ static void on_keys(void *arg, const struct mrtc_http_response *resp)
 	 * A response that verified but lacks the key id asked for is an answer, not a failure;
 	 * anything else may be a server that is down, so the notary gets a chance.
 	 */
-	if (err != MRTC_OK && ask_notary(s))
+	if (err != MRTC_OK && err != MRTC_ERR_LIMIT_EXCEEDED && ask_notary(s))
 		return;
 	finish(s, err);
 }

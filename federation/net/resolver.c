@@ -27,6 +27,7 @@ struct job {
 	bool via_wellknown;
 	char url[MRTC_SERVER_NAME_MAX + 64];
 	int redirects;
+	uint64_t deadline_ms; /* monotonic: every well-known hop shares the one timeout */
 	bool tried_legacy_srv;
 	uint64_t ttl_ms;
 	struct mrtc_http_call *http;
@@ -198,8 +199,7 @@ static bool direct(const char *name, struct mrtc_resolved *res)
 	}
 	if (sn.kind == MRTC_HOST_DNS)
 		memcpy(res->tls_name, sn.host, strlen(sn.host) + 1);
-	snprintf(res->host_header, sizeof(res->host_header), "%s", name);
-	return true;
+	return mrtc_copy(res->host_header, sizeof(res->host_header), name);
 }
 
 static void srv_step(struct job *j);
@@ -244,9 +244,11 @@ static void on_srv(void *arg, enum mrtc_err err, const struct mrtc_srv *recs, si
 static void srv_step(struct job *j)
 {
 	char q[MRTC_SERVER_NAME_MAX + 32];
-	snprintf(q, sizeof(q), "%s.%s", j->tried_legacy_srv ? "_matrix._tcp" : "_matrix-fed._tcp",
-		 j->delegated);
-	j->dnsq = mrtc_dns_srv(j->r->cfg.dns, q, on_srv, j);
+	j->dnsq =
+	    mrtc_format(q, sizeof(q), "%s.%s",
+			j->tried_legacy_srv ? "_matrix._tcp" : "_matrix-fed._tcp", j->delegated)
+		? mrtc_dns_srv(j->r->cfg.dns, q, on_srv, j)
+		: NULL;
 	if (!j->dnsq)
 		job_finish(j, MRTC_ERR_NOMEM, NULL);
 }
@@ -301,9 +303,16 @@ static void on_wellknown(void *arg, const struct mrtc_http_response *resp)
 static void fetch_wellknown(struct job *j)
 {
 	struct mrtc_resolver *r = j->r;
+	uint64_t now = mrtc_monotonic_ms();
+	if (now >= j->deadline_ms) {
+		/* Out of time across the redirects: no usable well-known. */
+		j->ttl_ms = MRTC_WELLKNOWN_FAILURE_TTL_MS;
+		after_wellknown(j);
+		return;
+	}
 	struct mrtc_http_request req = {
 		.method = "GET",
-		.timeout_ms = r->cfg.timeout_ms,
+		.timeout_ms = j->deadline_ms - now,
 		.max_body = MRTC_WELLKNOWN_MAX,
 	};
 	r->stats.wellknown_fetches++;
@@ -369,9 +378,11 @@ struct mrtc_resolve_op *mrtc_resolver_resolve(struct mrtc_resolver *r, const cha
 		return NULL;
 	}
 	j->r = r;
+	j->deadline_ms = mrtc_monotonic_ms() + r->cfg.timeout_ms;
 	memcpy(j->name, server_name, strlen(server_name) + 1);
 	memcpy(j->delegated, server_name, strlen(server_name) + 1);
-	snprintf(j->url, sizeof(j->url), "https://%s/.well-known/matrix/server", server_name);
+	/* url has room for the longest server name */
+	mrtc_format(j->url, sizeof(j->url), "https://%s/.well-known/matrix/server", server_name);
 	j->ops = op;
 	op->job = j;
 	j->next = r->jobs;

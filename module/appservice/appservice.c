@@ -209,8 +209,8 @@ static void fedproxy_answer(void *arg, const struct mrtc_http_response *resp)
 				out.body_len = strlen(text);
 			}
 		} else {
-			snprintf(detail, sizeof(detail), "fed_proxy answered HTTP %d: %s",
-				 resp->status, mrtc_fedproxy_refusal_str(refusal));
+			mrtc_format_shown(detail, sizeof(detail), "fed_proxy answered HTTP %d: %s",
+					  resp->status, mrtc_fedproxy_refusal_str(refusal));
 			out.detail = detail;
 		}
 	}
@@ -248,9 +248,8 @@ struct mrtc_fedproxy_call *mrtc_fedproxy_request(struct mrtc_services *s, const 
 	size_t base = strlen(c->homeserver_url);
 	while (base && c->homeserver_url[base - 1] == '/')
 		base--;
-	int n = snprintf(url, ul, "%.*s%s", (int)base, c->homeserver_url, MRTC_FEDPROXY_PATH);
-	int m = snprintf(auth, al, "Bearer %s", c->appservice_token);
-	if (n < 0 || (size_t)n >= ul || m < 0 || (size_t)m >= al)
+	if (!mrtc_format(url, ul, "%.*s%s", (int)base, c->homeserver_url, MRTC_FEDPROXY_PATH) ||
+	    !mrtc_format(auth, al, "Bearer %s", c->appservice_token))
 		goto fail;
 	struct mrtc_http_request hr = {
 		.method = "POST",

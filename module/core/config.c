@@ -149,6 +149,12 @@ static const struct var vars[] = {
 	  "signing-key fetches in flight at once; more answer 429" },
 	{ "MRTC_KEY_FETCH_PER_PEER", T_UINT, "32", 0, OFF(key_fetch_per_peer), 1, 100000,
 	  "of them started by one client address; more answer 429" },
+	{ "MRTC_INBOUND_MAX", T_UINT, "0", 0, OFF(inbound_max), 0, 10000000,
+	  "client connections open at once; more are closed at accept (0: half the descriptor "
+	  "limit less 64)" },
+	{ "MRTC_OUTBOUND_MAX", T_UINT, "0", 0, OFF(outbound_max), 0, 10000000,
+	  "outbound connections open at once; calls that need one more fail (0: half the "
+	  "descriptor limit less 64)" },
 	{ "MRTC_READINESS_INTERVAL", T_UINT, "10", 0, OFF(readiness_interval_s), 1, 3600,
 	  "seconds between readiness probes of the homeserver and the SFU" },
 	{ "MRTC_LIVEKIT_SERVICE_URL", T_HTTP_URL, NULL, 0, OFF(livekit_service_url), 0, 0,
@@ -185,9 +191,12 @@ static void problem(struct mrtc_buf *problems, const char *name, const char *fmt
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	mrtc_buf_printf(problems, "%s: %s\n", name, msg);
+	if (n < 0)
+		msg[0] = '\0';
+	mrtc_buf_printf(problems, "%s: %s%s\n", name, msg,
+			(size_t)n >= sizeof(msg) ? "..." : ""); /* a cut message is marked */
 }
 
 static const char *env_value(mrtc_getenv_fn getenv_fn, void *ctx, const char *name)
@@ -433,15 +442,21 @@ static void parse_var(struct mrtc_config *c, const struct var *v, const char *va
 		break;
 	case T_HTTP_URL:
 	case T_HTTPS_URL:
+	case T_WS_URL:
+		if (strlen(value) > MRTC_URL_MAX) {
+			problem(problems, v->name, "longer than %d characters", MRTC_URL_MAX);
+			return;
+		}
+		if (v->type == T_WS_URL) {
+			if (!url_ok(value, ws_schemes)) {
+				problem(problems, v->name, "not a valid ws:// or wss:// URL");
+				return;
+			}
+			break;
+		}
 		if (!url_ok(value, v->type == T_HTTP_URL ? http_schemes : https_schemes)) {
 			problem(problems, v->name, "not a valid %s URL",
 				v->type == T_HTTP_URL ? "http(s)" : "https");
-			return;
-		}
-		break;
-	case T_WS_URL:
-		if (!url_ok(value, ws_schemes)) {
-			problem(problems, v->name, "not a valid ws:// or wss:// URL");
 			return;
 		}
 		break;
@@ -533,7 +548,10 @@ static char *secret_value(mrtc_getenv_fn getenv_fn, void *ctx, const char *name,
 			  struct mrtc_buf *problems)
 {
 	char file_var[128];
-	snprintf(file_var, sizeof(file_var), "%s_FILE", name);
+	if (!mrtc_format(file_var, sizeof(file_var), "%s_FILE", name)) {
+		problem(problems, name, "name too long");
+		return NULL;
+	}
 	const char *direct = env_value(getenv_fn, ctx, name);
 	const char *path = env_value(getenv_fn, ctx, file_var);
 	if (direct && path) {
@@ -709,9 +727,8 @@ static void derive_service_url(struct mrtc_config *c, struct mrtc_buf *problems)
 		n--;
 	size_t len = n + sizeof(MRTC_SERVICE_PATH);
 	c->livekit_service_url = malloc(len);
-	if (!c->livekit_service_url ||
-	    snprintf(c->livekit_service_url, len, "%.*s%s", (int)n, c->public_base_url,
-		     MRTC_SERVICE_PATH) != (int)len - 1)
+	if (!c->livekit_service_url || !mrtc_format(c->livekit_service_url, len, "%.*s%s", (int)n,
+						    c->public_base_url, MRTC_SERVICE_PATH))
 		problem(problems, "MRTC_PUBLIC_BASE_URL", "out of memory");
 }
 
@@ -786,8 +803,10 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 					"must not be set together with LIVEKIT_JWT_BIND");
 			value = jb;
 			if (!value && jp) {
-				snprintf(jwt_port_bind, sizeof(jwt_port_bind), ":%.8s", jp);
-				value = jwt_port_bind;
+				/* A longer port is refused by MRTC_BIND's check. */
+				value = mrtc_format(jwt_port_bind, sizeof(jwt_port_bind), ":%s", jp)
+					    ? jwt_port_bind
+					    : jp;
 			}
 		}
 		if (!value && (v->flags & F_REQUIRED))
@@ -915,9 +934,10 @@ void mrtc_config_print_help(FILE *out, const char *argv0, mrtc_getenv_fn getenv_
 		char shown[96];
 		if (v->flags & F_SECRET) {
 			char file_var[128];
-			snprintf(file_var, sizeof(file_var), "%s_FILE", v->name);
-			bool set = value || env_value(getenv_fn, ctx, file_var);
-			snprintf(shown, sizeof(shown), "%s", set ? "set" : "unset");
+			bool set =
+			    value || (mrtc_format(file_var, sizeof(file_var), "%s_FILE", v->name) &&
+				      env_value(getenv_fn, ctx, file_var));
+			mrtc_copy(shown, sizeof(shown), set ? "set" : "unset");
 		} else if (value && v->type == T_STORE) {
 			char redacted[512];
 			mrtc_store_spec_redact(value, redacted, sizeof(redacted));
@@ -925,7 +945,7 @@ void mrtc_config_print_help(FILE *out, const char *argv0, mrtc_getenv_fn getenv_
 		} else if (value) {
 			mrtc_quote(shown, sizeof(shown), value, 64);
 		} else {
-			snprintf(shown, sizeof(shown), "unset");
+			mrtc_copy(shown, sizeof(shown), "unset");
 		}
 		fprintf(out, "  %s%s\n      %s\n      default: %s%s; now: %s\n", v->name,
 			(v->flags & F_HOMESERVER) ? " (*)" : "", v->help, v->def ? v->def : "none",

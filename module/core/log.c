@@ -76,17 +76,18 @@ static void json_escape(struct mrtc_buf *b, const char *s)
 	}
 }
 
-void mrtc_log(int level, const char *component, const char *request_id, const char *fmt, ...)
+static void vlog(int level, const char *component, const char *request_id, const char *fmt,
+		 va_list ap)
 {
 	if (level > log_level)
 		return;
 	char msg[2048];
-	va_list ap;
-	va_start(ap, fmt);
+	/* A longer message is cut, never dropped: the cut is marked. */
 	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (n < 0)
 		return;
+	if ((size_t)n >= sizeof(msg))
+		memcpy(msg + sizeof(msg) - 4, "...", 4);
 	/* One event, one line: fold any newline that slipped into a message. */
 	for (char *p = msg; *p; p++)
 		if (*p == '\n' || *p == '\r')
@@ -124,4 +125,42 @@ void mrtc_log(int level, const char *component, const char *request_id, const ch
 	if (!b.failed)
 		fputs(b.data, stderr);
 	mrtc_buf_finish(&b);
+}
+
+void mrtc_log(int level, const char *component, const char *request_id, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(level, component, request_id, fmt, ap);
+	va_end(ap);
+}
+
+void mrtc_log_refusal(int level, const char *component, const char *request_id, const char *fmt,
+		      ...)
+{
+	static uint64_t second;
+	static unsigned lines, suppressed;
+	if (level > log_level)
+		return;
+	uint64_t now = mrtc_monotonic_ms() / 1000;
+	if (now != second) {
+		second = now;
+		lines = 0;
+	}
+	if (lines >= MRTC_LOG_REFUSALS_PER_SECOND) {
+		suppressed++;
+		return;
+	}
+	lines++;
+	if (suppressed) {
+		mrtc_log(level, component, NULL,
+			 "%u lines about refused or abandoned requests suppressed (more than %u a "
+			 "second)",
+			 suppressed, MRTC_LOG_REFUSALS_PER_SECOND);
+		suppressed = 0;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(level, component, request_id, fmt, ap);
+	va_end(ap);
 }

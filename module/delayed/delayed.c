@@ -26,7 +26,8 @@
 #define BACKOFF_START_MS 1000
 #define BACKOFF_CAP_MS 60000
 #define WATCH_MAX 100000
-#define WATCH_PER_ROUND 2000
+#define WATCH_BATCH 2000   /* keys taken from the cache at a time by a sweep */
+#define WATCH_IN_FLIGHT 64 /* membership checks a sweep keeps in flight */
 #define HS_RESPONSE_MAX (256 * 1024)
 #define WATCH_KEY_MAX (2 * MRTC_LIVEKIT_NAME_MAX + 2)
 #define FORM_MEMO_MAX 64
@@ -67,6 +68,7 @@ struct watched {
 	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
 	char user_id[256];
 	bool checking;
+	uint64_t sweep;		  /* the last sweep that took it */
 	uint64_t stored_until_ms; /* wall clock: the expiry the store holds (or will, pending) */
 };
 
@@ -79,6 +81,15 @@ struct mrtc_delayed {
 	struct event *scan;  /* shared store: take over jobs whose lease ran out */
 	struct event *watch; /* membership re-checks */
 	struct mrtc_cache *admitted;
+	/* The sweep over every admitted participant that each watch period starts (when the
+	 * last one has ended): batches of keys not yet taken by this sweep, checked with at most
+	 * WATCH_IN_FLIGHT in flight, the next check started as one ends. */
+	uint64_t sweep;
+	bool sweeping;
+	bool stopping;
+	char (*batch)[WATCH_KEY_MAX];
+	size_t batch_n, batch_i;
+	size_t watch_in_flight;
 	/* Admissions not yet in the store: written together, so a token costs no fsync. */
 	struct mrtc_watch_record *pending;
 	size_t n_pending;
@@ -138,8 +149,8 @@ static void memo_put(struct mrtc_delayed *d, const char *url, int form)
 			return;
 		}
 	size_t i = d->memo_next++ % FORM_MEMO_MAX;
-	snprintf(d->memo[i].url, sizeof(d->memo[i].url), "%s", url);
-	d->memo[i].form = form;
+	/* Same size as the job's URL: it fits (else nothing is remembered). */
+	d->memo[i].form = mrtc_copy(d->memo[i].url, sizeof(d->memo[i].url), url) ? form : 0;
 }
 
 /* The job is over: forget it everywhere (logged once, here). */
@@ -217,8 +228,9 @@ static void on_action(void *arg, const struct mrtc_http_response *resp, bool sen
 	bool unrecognized = errcode && strcmp(errcode, "M_UNRECOGNIZED") == 0;
 	if (resp->err == MRTC_OK) {
 		j->last_status = resp->status;
-		snprintf(j->last_errcode, sizeof(j->last_errcode), "%s",
-			 errcode ? errcode : "no errcode");
+		/* Only shown in log lines: a cut errcode is marked. */
+		mrtc_format_shown(j->last_errcode, sizeof(j->last_errcode), "%s",
+				  errcode ? errcode : "no errcode");
 	}
 	json_object_put(doc);
 	bool is_404 = resp->err == MRTC_OK && resp->status == 404;
@@ -255,20 +267,23 @@ static void on_action(void *arg, const struct mrtc_http_response *resp, bool sen
 		char why[240];
 		bool gone = j->saw_not_found;
 		if (gone && j->confirmed && !unrecognized && !is_405)
-			snprintf(why, sizeof(why), "%s (HTTP 404 %s to %s)",
-				 sending ? "leave event already sent" : "delayed event gone",
-				 j->last_errcode, sending ? "send" : "restart");
+			mrtc_format_shown(why, sizeof(why), "%s (HTTP 404 %s to %s)",
+					  sending ? "leave event already sent"
+						  : "delayed event gone",
+					  j->last_errcode, sending ? "send" : "restart");
 		else if (gone)
-			snprintf(why, sizeof(why),
-				 "%s (HTTP 404 to %s; no other management form knows it)",
-				 sending ? "leave event already sent" : "delayed event gone",
-				 sending ? "send" : "restart");
+			mrtc_format_shown(why, sizeof(why),
+					  "%s (HTTP 404 to %s; no other management form knows it)",
+					  sending ? "leave event already sent"
+						  : "delayed event gone",
+					  sending ? "send" : "restart");
 		else
-			snprintf(why, sizeof(why),
-				 "the homeserver serves no MSC4140 management form (every form "
-				 "answered %s to %s; last HTTP %d %s)",
-				 "404/405", sending ? "send" : "restart", j->last_status,
-				 j->last_errcode);
+			mrtc_format_shown(
+			    why, sizeof(why),
+			    "the homeserver serves no MSC4140 management form (every form "
+			    "answered %s to %s; last HTTP %d %s)",
+			    "404/405", sending ? "send" : "restart", j->last_status,
+			    j->last_errcode);
 		job_done_at(j, sending && gone ? LOG_INFO : LOG_WARNING, why);
 		return;
 	} else if (resp->err == MRTC_OK && resp->status == 429) {
@@ -294,6 +309,14 @@ static void on_send(void *arg, const struct mrtc_http_response *resp)
 	on_action(arg, resp, true);
 }
 
+/* A management call could not even start: counted as failing (for the give-up), backed off. */
+static void act_failed(struct job *j)
+{
+	if (!j->failing_since_ms)
+		j->failing_since_ms = mrtc_monotonic_ms();
+	backoff(j);
+}
+
 static void act(struct job *j, const char *action)
 {
 	const struct mrtc_config *c = j->d->s->config;
@@ -304,33 +327,37 @@ static void act(struct job *j, const char *action)
 	bool as_user = c->appservice_token && !j->rec.guarded;
 	char *user = as_user ? evhttp_uriencode(j->rec.user_id, -1, 0) : NULL;
 	bool in_body = j->form % 2 == 1;
-	int n = id && (!as_user || user)
-		    ? snprintf(url, sizeof(url), "%s%s/%s%s%s%s%s", j->rec.cs_api_url,
-			       de_paths[j->form / 2], id, in_body ? "" : "/", in_body ? "" : action,
-			       as_user ? "?user_id=" : "", as_user ? user : "")
-		    : -1;
+	bool built =
+	    id && (!as_user || user) &&
+	    mrtc_format(url, sizeof(url), "%s%s/%s%s%s%s%s", j->rec.cs_api_url,
+			de_paths[j->form / 2], id, in_body ? "" : "/", in_body ? "" : action,
+			as_user ? "?user_id=" : "", as_user ? user : "");
 	if (id) {
 		sodium_memzero(id, strlen(id));
 		free(id);
 	}
 	free(user);
-	if (n < 0 || (size_t)n >= sizeof(url)) {
-		backoff(j);
+	if (!built) {
+		/* Encoding failed or the URL does not fit: a failure like any other, with backoff,
+		 * and the give-up after failing longer than the delay. */
+		act_failed(j);
 		return;
 	}
 	if (as_user) {
 		size_t al = strlen(c->appservice_token) + 8;
 		auth = malloc(al);
-		if (!auth) {
-			backoff(j);
+		if (!auth || !mrtc_format(auth, al, "Bearer %s", c->appservice_token)) {
+			free(auth);
+			act_failed(j);
 			return;
 		}
-		snprintf(auth, al, "Bearer %s", c->appservice_token);
 	}
-	if (in_body)
-		snprintf(body, sizeof(body), "{\"action\":\"%s\"}", action);
-	else
-		snprintf(body, sizeof(body), "{}");
+	if (!(in_body ? mrtc_format(body, sizeof(body), "{\"action\":\"%s\"}", action)
+		      : mrtc_copy(body, sizeof(body), "{}"))) {
+		free(auth);
+		act_failed(j);
+		return;
+	}
 	struct mrtc_http_request req = {
 		.method = "POST",
 		.content_type = "application/json",
@@ -353,7 +380,7 @@ static void act(struct job *j, const char *action)
 	if (j->http)
 		j->busy = true;
 	else
-		backoff(j);
+		act_failed(j);
 }
 
 static void on_poll(void *arg, enum mrtc_err err, const char *detail)
@@ -509,7 +536,10 @@ struct recheck {
 	struct mrtc_delayed *d;
 	char key[WATCH_KEY_MAX];
 	struct watched w;
+	bool swept; /* started by the sweep (counts in watch_in_flight) */
 };
+
+static void sweep_pump(struct mrtc_delayed *d);
 
 static void on_removed(void *arg, enum mrtc_err err, const char *detail)
 {
@@ -527,10 +557,15 @@ static void on_removed(void *arg, enum mrtc_err err, const char *detail)
 static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote_membership *m)
 {
 	struct recheck *c = arg;
+	struct mrtc_delayed *d = c->d;
 	struct watched *w =
-	    mrtc_cache_get(c->d->admitted, c->key, strlen(c->key), mrtc_monotonic_ms());
+	    mrtc_cache_get(d->admitted, c->key, strlen(c->key), mrtc_monotonic_ms());
 	if (w)
 		w->checking = false;
+	if (c->swept) {
+		d->watch_in_flight--;
+		sweep_pump(d);
+	}
 	if (err != MRTC_OK || m->user_joined) {
 		free(c);
 		return;
@@ -543,15 +578,20 @@ static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote
 		free(c);
 }
 
-static void check_one(struct mrtc_delayed *d, const char *key, struct watched *w)
+/* Starts a membership check of @w; false when none was started. */
+static bool check_one(struct mrtc_delayed *d, const char *key, struct watched *w, bool swept)
 {
 	if (w->checking)
-		return;
+		return false;
 	struct recheck *c = calloc(1, sizeof(*c));
 	if (!c)
-		return;
+		return false;
 	c->d = d;
-	snprintf(c->key, sizeof(c->key), "%s", key);
+	c->swept = swept;
+	if (!mrtc_copy(c->key, sizeof(c->key), key)) {
+		free(c);
+		return false;
+	}
 	c->w = *w;
 	const char *server = mrtc_user_id_server(w->user_id);
 	w->checking = true;
@@ -559,23 +599,44 @@ static void check_one(struct mrtc_delayed *d, const char *key, struct watched *w
 						  on_membership, c)) {
 		w->checking = false;
 		free(c);
+		return false;
+	}
+	if (swept)
+		d->watch_in_flight++;
+	return true;
+}
+
+/* Takes up to WATCH_BATCH keys the current sweep has not taken yet (the sweep number on each
+ * entry is the cursor: entries added or removed meanwhile neither stop nor repeat it). */
+static void collect(void *ctx, const void *key, size_t len, void *value)
+{
+	struct mrtc_delayed *d = ctx;
+	struct watched *w = value;
+	if (d->batch_n < WATCH_BATCH && w->sweep != d->sweep && len < sizeof(d->batch[0])) {
+		w->sweep = d->sweep;
+		memcpy(d->batch[d->batch_n], key, len);
+		d->batch[d->batch_n][len] = '\0';
+		d->batch_n++;
 	}
 }
 
-struct round {
-	struct mrtc_delayed *d;
-	size_t n;
-	char (*keys)[WATCH_KEY_MAX];
-};
-
-static void collect(void *ctx, const void *key, size_t len, void *value)
+/* Keeps WATCH_IN_FLIGHT checks of the sweep going until every participant was taken. */
+static void sweep_pump(struct mrtc_delayed *d)
 {
-	(void)value;
-	struct round *r = ctx;
-	if (r->n < WATCH_PER_ROUND && len < sizeof(r->keys[0])) {
-		memcpy(r->keys[r->n], key, len);
-		r->keys[r->n][len] = '\0';
-		r->n++;
+	uint64_t now = mrtc_monotonic_ms();
+	while (d->sweeping && !d->stopping && d->watch_in_flight < WATCH_IN_FLIGHT) {
+		if (d->batch_i == d->batch_n) {
+			d->batch_n = d->batch_i = 0;
+			mrtc_cache_foreach(d->admitted, now, collect, d);
+			if (d->batch_n == 0) {
+				d->sweeping = false; /* every participant was taken */
+				return;
+			}
+		}
+		const char *key = d->batch[d->batch_i++];
+		struct watched *w = mrtc_cache_get(d->admitted, key, strlen(key), now);
+		if (w)
+			check_one(d, key, w, true);
 	}
 }
 
@@ -584,24 +645,22 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct mrtc_delayed *d = arg;
-	struct round r = { .d = d, .keys = calloc(WATCH_PER_ROUND, sizeof(*r.keys)) };
-	if (!r.keys)
+	if (d->sweeping)
+		return; /* the last sweep is still walking: it goes on */
+	if (!d->batch && !(d->batch = calloc(WATCH_BATCH, sizeof(*d->batch))))
 		return;
-	uint64_t now = mrtc_monotonic_ms();
 	if (d->store)
 		d->store->ops->watch_prune(d->store->self, mrtc_now_ms());
-	mrtc_cache_foreach(d->admitted, now, collect, &r);
-	for (size_t i = 0; i < r.n; i++) {
-		struct watched *w = mrtc_cache_get(d->admitted, r.keys[i], strlen(r.keys[i]), now);
-		if (w)
-			check_one(d, r.keys[i], w);
-	}
-	free(r.keys);
+	d->sweep++;
+	d->sweeping = true;
+	d->batch_n = d->batch_i = 0;
+	sweep_pump(d);
 }
 
-static void watch_key(char *out, size_t size, const char *room_name, const char *identity)
+/* False when the key does not fit (never with names the daemon made). */
+static bool watch_key(char *out, size_t size, const char *room_name, const char *identity)
 {
-	snprintf(out, size, "%s|%s", room_name, identity);
+	return mrtc_format(out, size, "%s|%s", room_name, identity);
 }
 
 static void watch_flush(struct mrtc_delayed *d)
@@ -634,12 +693,15 @@ static struct watched *watch_add(struct mrtc_delayed *d, const struct mrtc_watch
 	if (!w)
 		return NULL;
 	w->stored_until_ms = rec->expires_ms;
-	snprintf(w->room_id, sizeof(w->room_id), "%s", rec->room_id);
-	snprintf(w->room_name, sizeof(w->room_name), "%s", rec->room_name);
-	snprintf(w->identity, sizeof(w->identity), "%s", rec->identity);
-	snprintf(w->user_id, sizeof(w->user_id), "%s", rec->user_id);
 	char key[WATCH_KEY_MAX];
-	watch_key(key, sizeof(key), rec->room_name, rec->identity);
+	if (!mrtc_copy(w->room_id, sizeof(w->room_id), rec->room_id) ||
+	    !mrtc_copy(w->room_name, sizeof(w->room_name), rec->room_name) ||
+	    !mrtc_copy(w->identity, sizeof(w->identity), rec->identity) ||
+	    !mrtc_copy(w->user_id, sizeof(w->user_id), rec->user_id) ||
+	    !watch_key(key, sizeof(key), rec->room_name, rec->identity)) {
+		free(w);
+		return NULL;
+	}
 	uint64_t until = mrtc_monotonic_ms() + (rec->expires_ms - wall);
 	if (!mrtc_cache_put(d->admitted, key, strlen(key), w, until))
 		return NULL;
@@ -657,12 +719,13 @@ void mrtc_delayed_admitted(struct mrtc_delayed *d, const char *room_id, const ch
 	if (!d || !d->admitted)
 		return;
 	struct mrtc_watch_record rec = { .expires_ms = mrtc_now_ms() + ttl_s * 1000 };
-	snprintf(rec.room_id, sizeof(rec.room_id), "%s", room_id);
-	snprintf(rec.room_name, sizeof(rec.room_name), "%s", room_name);
-	snprintf(rec.identity, sizeof(rec.identity), "%s", identity);
-	snprintf(rec.user_id, sizeof(rec.user_id), "%s", user_id);
 	char key[WATCH_KEY_MAX];
-	watch_key(key, sizeof(key), room_name, identity);
+	if (!mrtc_copy(rec.room_id, sizeof(rec.room_id), room_id) ||
+	    !mrtc_copy(rec.room_name, sizeof(rec.room_name), room_name) ||
+	    !mrtc_copy(rec.identity, sizeof(rec.identity), identity) ||
+	    !mrtc_copy(rec.user_id, sizeof(rec.user_id), user_id) ||
+	    !watch_key(key, sizeof(key), room_name, identity))
+		return; /* names longer than the watch holds: not watched */
 	struct watched *old = mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms());
 	uint64_t stored = old ? old->stored_until_ms : 0;
 	struct watched *w = watch_add(d, &rec);
@@ -733,11 +796,12 @@ void mrtc_delayed_webhook(struct mrtc_request *r)
 		}
 		if (hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED && d->admitted) {
 			char key[WATCH_KEY_MAX];
-			watch_key(key, sizeof(key), hook.room, hook.identity);
 			struct watched *w =
-			    mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms());
+			    watch_key(key, sizeof(key), hook.room, hook.identity)
+				? mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms())
+				: NULL;
 			if (w)
-				check_one(d, key, w);
+				check_one(d, key, w, false);
 		}
 	}
 	struct json_object *ok = json_object_new_object();
@@ -918,11 +982,13 @@ static void on_list(void *arg, const struct mrtc_http_response *resp)
 			"A device id is required ('member.claimed_device_id')");
 		return;
 	}
-	snprintf(rec.user_id, sizeof(rec.user_id), "%s", g->who.user_id);
-	snprintf(rec.room_id, sizeof(rec.room_id), "%s", g->f.room_id);
-	snprintf(rec.delay_id, sizeof(rec.delay_id), "%s", g->delay_id);
-	snprintf(rec.cs_api_url, sizeof(rec.cs_api_url), "%s", c->homeserver_url);
-	enum mrtc_err err = mrtc_delayed_start_job(d, &rec);
+	enum mrtc_err err =
+	    mrtc_copy(rec.user_id, sizeof(rec.user_id), g->who.user_id) &&
+		    mrtc_copy(rec.room_id, sizeof(rec.room_id), g->f.room_id) &&
+		    mrtc_copy(rec.delay_id, sizeof(rec.delay_id), g->delay_id) &&
+		    mrtc_copy(rec.cs_api_url, sizeof(rec.cs_api_url), c->homeserver_url)
+		? mrtc_delayed_start_job(d, &rec)
+		: MRTC_ERR_INVALID_PARAM;
 	sodium_memzero(&rec, sizeof(rec));
 	if (err != MRTC_OK) {
 		dl_fail(g, err, "Unable to take the delegation");
@@ -940,15 +1006,14 @@ static void dl_list(struct delegation *g)
 {
 	char url[2600];
 	char *id = g->single ? evhttp_uriencode(g->delay_id, -1, 0) : NULL;
-	int n = g->single && !id
-		    ? -1
-		    : snprintf(url, sizeof(url), "%s%s%s%s", g->s->config->homeserver_url,
-			       de_paths[g->path], g->single ? "/" : "", g->single ? id : "");
+	bool built = (!g->single || id) &&
+		     mrtc_format(url, sizeof(url), "%s%s%s%s", g->s->config->homeserver_url,
+				 de_paths[g->path], g->single ? "/" : "", g->single ? id : "");
 	if (id) {
 		sodium_memzero(id, strlen(id));
 		free(id);
 	}
-	if (n < 0 || (size_t)n >= sizeof(url)) {
+	if (!built) {
 		dl_fail(g, MRTC_ERR_INVALID_PARAM, "`delay_id` is too long");
 		return;
 	}
@@ -956,9 +1021,10 @@ static void dl_list(struct delegation *g)
 	const char *token = g->token ? g->token : g->s->config->appservice_token;
 	if (!g->token) {
 		char *user = evhttp_uriencode(g->who.user_id, -1, 0);
-		int m = user ? snprintf(url + n, sizeof(url) - (size_t)n, "?user_id=%s", user) : -1;
+		size_t n = strlen(url);
+		bool fits = user && mrtc_format(url + n, sizeof(url) - n, "?user_id=%s", user);
 		free(user);
-		if (m < 0 || (size_t)m >= sizeof(url) - (size_t)n) {
+		if (!fits) {
 			sodium_memzero(url, sizeof(url));
 			dl_fail(g, MRTC_ERR_INVALID_PARAM, "`delay_id` is too long");
 			return;
@@ -966,12 +1032,12 @@ static void dl_list(struct delegation *g)
 	}
 	size_t al = strlen(token) + 8;
 	char *auth = malloc(al);
-	if (!auth) {
+	if (!auth || !mrtc_format(auth, al, "Bearer %s", token)) {
+		free(auth);
 		sodium_memzero(url, sizeof(url));
 		dl_fail(g, MRTC_ERR_NOMEM, "Out of memory");
 		return;
 	}
-	snprintf(auth, al, "Bearer %s", token);
 	struct mrtc_http_request req = { .method = "GET",
 					 .authorization = auth,
 					 .timeout_ms = g->s->config->homeserver_timeout_s * 1000,
@@ -1047,7 +1113,7 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 		err = MRTC_ERR_INVALID_PARAM;
 		msg = "`delay_id` is too long";
 	} else if (err == MRTC_OK) {
-		snprintf(g->delay_id, sizeof(g->delay_id), "%s", json_object_get_string(dv));
+		mrtc_copy(g->delay_id, sizeof(g->delay_id), json_object_get_string(dv)); /* fits */
 	}
 	json_object_put(doc);
 	if (err != MRTC_OK) {
@@ -1066,8 +1132,11 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 			"'member.claimed_device_id' is not the device of the access token");
 		return;
 	}
-	snprintf(g->device, sizeof(g->device), "%s",
-		 g->f.claimed_device_id[0] ? g->f.claimed_device_id : who->device_id);
+	if (!mrtc_copy(g->device, sizeof(g->device),
+		       g->f.claimed_device_id[0] ? g->f.claimed_device_id : who->device_id)) {
+		dl_fail(g, MRTC_ERR_INVALID_PARAM, "The device id is too long");
+		return;
+	}
 	uint64_t retry;
 	if (!mrtc_ratelimit_take(g->s->user_limit, who->user_id, mrtc_monotonic_ms(), &retry)) {
 		struct mrtc_request *r = g->r;
@@ -1200,6 +1269,7 @@ void mrtc_delayed_quiesce(struct mrtc_delayed *d)
 		return;
 	while (d->jobs)
 		job_unlink_free(d->jobs); /* they stay in the store for the next start */
+	d->stopping = true;		  /* no new membership checks */
 	if (d->scan)
 		event_del(d->scan);
 	if (d->watch)
@@ -1227,6 +1297,7 @@ void mrtc_delayed_destroy(struct mrtc_delayed *d)
 	free(d->pending);
 	mrtc_cache_destroy(d->admitted);
 	mrtc_store_close(d->store);
+	free(d->batch);
 	free(d);
 }
 

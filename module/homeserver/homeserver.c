@@ -199,12 +199,11 @@ static bool get(struct mrtc_hs_op *op, const char *path, const char *auth, step_
 	size_t n = strlen(hs->base_url) + strlen(path) + 1;
 	char *url = malloc(n);
 	struct http_ctx *hc = calloc(1, sizeof(*hc));
-	if (!url || !hc) {
+	if (!url || !hc || !mrtc_format(url, n, "%s%s", hs->base_url, path)) {
 		free(url);
 		free(hc);
 		return false;
 	}
-	snprintf(url, n, "%s%s", hs->base_url, path);
 	hc->op = op;
 	hc->step = step;
 	struct mrtc_http_request req = {
@@ -241,7 +240,7 @@ static void whoami_step(struct mrtc_hs_op *op, const struct mrtc_http_response *
 		if (code && strlen(code) < sizeof(op->who.errcode))
 			memcpy(op->who.errcode, code, strlen(code) + 1);
 		if (msg)
-			snprintf(op->who.error, sizeof(op->who.error), "%s", msg);
+			mrtc_format_shown(op->who.error, sizeof(op->who.error), "%s", msg);
 		struct json_object *v;
 		op->who.soft_logout = -1;
 		if (doc && json_object_object_get_ex(doc, "soft_logout", &v) &&
@@ -286,11 +285,11 @@ struct mrtc_hs_op *mrtc_hs_whoami(struct mrtc_homeserver *hs, const char *token,
 	}
 	size_t al = strlen(token) + 8;
 	char *auth = malloc(al);
-	if (!auth) {
+	if (!auth || !mrtc_format(auth, al, "Bearer %s", token)) {
+		free(auth);
 		op_free(op);
 		return NULL;
 	}
-	snprintf(auth, al, "Bearer %s", token);
 	bool ok = get(op, "/_matrix/client/v3/account/whoami", auth, whoami_step);
 	sodium_memzero(auth, al);
 	free(auth);
@@ -338,12 +337,11 @@ struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const ch
 	op->joined_cb = cb;
 	if (token)
 		crypto_hash_sha256(op->token_digest, (const uint8_t *)token, strlen(token));
-	int n = snprintf(op->cache_key, sizeof(op->cache_key), "L|%s|%s", room_id, user_id);
-	op->cache_key_len = (size_t)n;
-	const bool *hit = (n > 0 && (size_t)n < sizeof(op->cache_key))
-			      ? mrtc_cache_get(hs->membership, op->cache_key, op->cache_key_len,
-					       mrtc_monotonic_ms())
-			      : NULL;
+	bool keyed = mrtc_format(op->cache_key, sizeof(op->cache_key), "L|%s|%s", room_id, user_id);
+	op->cache_key_len = keyed ? strlen(op->cache_key) : 0;
+	const bool *hit = keyed ? mrtc_cache_get(hs->membership, op->cache_key, op->cache_key_len,
+						 mrtc_monotonic_ms())
+				: NULL;
 	if (hit) {
 		op->joined = *hit;
 		return answer_later(op);
@@ -352,11 +350,9 @@ struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const ch
 	if (!token) {
 		bool ok = hs->as_auth && encode_segment(room_id, room_e, sizeof(room_e)) &&
 			  encode_segment(user_id, user_e, sizeof(user_e));
-		int m = ok ? snprintf(path, sizeof(path), "%s%s/is_joined?mxid=%s",
-				      is_joined_prefix(hs), room_e, user_e)
-			   : -1;
-		if (m < 0 || (size_t)m >= sizeof(path) ||
-		    !get(op, path, hs->as_auth, is_joined_local_step)) {
+		ok = ok && mrtc_format(path, sizeof(path), "%s%s/is_joined?mxid=%s",
+				       is_joined_prefix(hs), room_e, user_e);
+		if (!ok || !get(op, path, hs->as_auth, is_joined_local_step)) {
 			op_free(op);
 			return NULL;
 		}
@@ -366,12 +362,10 @@ struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const ch
 	char *auth = malloc(al);
 	bool ok = auth && encode_segment(room_id, room_e, sizeof(room_e)) &&
 		  encode_segment(user_id, user_e, sizeof(user_e));
-	if (ok) {
-		snprintf(auth, al, "Bearer %s", token);
-		snprintf(path, sizeof(path), "/_matrix/client/v3/rooms/%s/state/m.room.member/%s",
-			 room_e, user_e);
-		ok = get(op, path, auth, local_step);
-	}
+	ok = ok && mrtc_format(auth, al, "Bearer %s", token) &&
+	     mrtc_format(path, sizeof(path), "/_matrix/client/v3/rooms/%s/state/m.room.member/%s",
+			 room_e, user_e) &&
+	     get(op, path, auth, local_step);
 	if (auth)
 		sodium_memzero(auth, al);
 	free(auth);
@@ -514,40 +508,42 @@ struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const c
 		return NULL;
 	op->remote_cb = cb;
 	op->remote.acl_allows = true;
-	snprintf(op->origin, sizeof(op->origin), "%s", origin);
-	snprintf(op->user_id, sizeof(op->user_id), "%s", user_id);
-	int n =
-	    snprintf(op->cache_key, sizeof(op->cache_key), "R|%s|%s|%s", room_id, user_id, origin);
-	op->cache_key_len = (size_t)n;
+	bool fits = mrtc_copy(op->origin, sizeof(op->origin), origin) &&
+		    mrtc_copy(op->user_id, sizeof(op->user_id), user_id) &&
+		    mrtc_format(op->cache_key, sizeof(op->cache_key), "R|%s|%s|%s", room_id,
+				user_id, origin);
+	op->cache_key_len = fits ? strlen(op->cache_key) : 0;
 	const struct mrtc_remote_membership *hit =
-	    (n > 0 && (size_t)n < sizeof(op->cache_key))
-		? mrtc_cache_get(hs->membership, op->cache_key, op->cache_key_len,
-				 mrtc_monotonic_ms())
-		: NULL;
+	    fits ? mrtc_cache_get(hs->membership, op->cache_key, op->cache_key_len,
+				  mrtc_monotonic_ms())
+		 : NULL;
 	if (hit) {
 		op->remote = *hit;
 		return answer_later(op);
 	}
 	char room_e[3 * MRTC_ID_MAX + 1], q_e[3 * MRTC_ID_MAX + 1], path[8 * MRTC_ID_MAX];
-	bool ok = encode_segment(room_id, room_e, sizeof(room_e));
+	bool ok = fits && encode_segment(room_id, room_e, sizeof(room_e));
 	/* Both calls start; a failure to start the second still lets the first complete. */
 	op->pending++;
 	if (ok && hs->cfg.backend == MRTC_MEMBERSHIP_SYNAPSE_ADMIN) {
-		snprintf(path, sizeof(path), "/_synapse/admin/v1/rooms/%s/members", room_e);
-		ok = get(op, path, hs->admin_auth, members_step);
-		snprintf(path, sizeof(path),
-			 "/_synapse/admin/v1/rooms/%s/state?type=m.room.server_acl", room_e);
-		ok = ok && get(op, path, hs->admin_auth, acl_step);
+		ok = mrtc_format(path, sizeof(path), "/_synapse/admin/v1/rooms/%s/members",
+				 room_e) &&
+		     get(op, path, hs->admin_auth, members_step);
+		ok = ok &&
+		     mrtc_format(path, sizeof(path),
+				 "/_synapse/admin/v1/rooms/%s/state?type=m.room.server_acl",
+				 room_e) &&
+		     get(op, path, hs->admin_auth, acl_step);
 	} else if (ok) {
 		/* msc4502 has no ACL source: the ACL step is skipped (documented). */
-		ok = encode_segment(user_id, q_e, sizeof(q_e));
-		snprintf(path, sizeof(path), "%s%s/is_joined?mxid=%s", is_joined_prefix(hs), room_e,
-			 q_e);
-		ok = ok && get(op, path, hs->as_auth, is_joined_user_step);
-		ok = ok && encode_segment(hs->cfg.server_name, q_e, sizeof(q_e));
-		snprintf(path, sizeof(path), "%s%s/is_joined?server_name=%s", is_joined_prefix(hs),
-			 room_e, q_e);
-		ok = ok && get(op, path, hs->as_auth, is_joined_server_step);
+		ok = encode_segment(user_id, q_e, sizeof(q_e)) &&
+		     mrtc_format(path, sizeof(path), "%s%s/is_joined?mxid=%s", is_joined_prefix(hs),
+				 room_e, q_e) &&
+		     get(op, path, hs->as_auth, is_joined_user_step);
+		ok = ok && encode_segment(hs->cfg.server_name, q_e, sizeof(q_e)) &&
+		     mrtc_format(path, sizeof(path), "%s%s/is_joined?server_name=%s",
+				 is_joined_prefix(hs), room_e, q_e) &&
+		     get(op, path, hs->as_auth, is_joined_server_step);
 	}
 	op->pending--;
 	if (!ok) {
@@ -573,8 +569,10 @@ static char *bearer(const char *token)
 		return NULL;
 	size_t n = strlen(token) + 8;
 	char *s = malloc(n);
-	if (s)
-		snprintf(s, n, "Bearer %s", token);
+	if (s && !mrtc_format(s, n, "Bearer %s", token)) {
+		free(s);
+		s = NULL;
+	}
 	return s;
 }
 

@@ -243,10 +243,11 @@ void mrtc_http_reply_limited(struct mrtc_request *r, uint64_t retry_after_ms)
 				       json_object_new_int64((int64_t)retry_after_ms));
 	}
 	if (r->req) {
-		char secs[24];
-		snprintf(secs, sizeof(secs), "%llu",
-			 (unsigned long long)((retry_after_ms + 999) / 1000));
-		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", secs);
+		char secs[24]; /* any 64-bit number fits */
+		if (mrtc_format(secs, sizeof(secs), "%llu",
+				(unsigned long long)((retry_after_ms + 999) / 1000)))
+			evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After",
+					  secs);
 	}
 	mrtc_http_reply_json(r, 429, body);
 	json_object_put(body);

@@ -81,6 +81,9 @@ struct mrtc_server {
 	struct event *drain_timer;
 	struct conn **conns; /* by descriptor */
 	size_t n_conns;
+	size_t open_conns;	/* on the main listener, against config->inbound_max */
+	uint64_t conns_refused; /* since the last log line about them */
+	uint64_t conns_refused_logged_ms;
 };
 
 static void handle_healthz(struct mrtc_request *r)
@@ -140,8 +143,8 @@ void mrtc_server_request_done(struct mrtc_request *r, int status)
 	if (r->conn)
 		((struct conn *)r->conn)->r = NULL;
 	if (!r->req) {
-		mrtc_log(LOG_INFO, "http", r->id, "client went away after %llums",
-			 (unsigned long long)elapsed);
+		mrtc_log_refusal(LOG_INFO, "http", r->id, "client went away after %llums",
+				 (unsigned long long)elapsed);
 		s->inflight--;
 		free(r);
 		return;
@@ -151,9 +154,11 @@ void mrtc_server_request_done(struct mrtc_request *r, int status)
 	/* Only the path is logged: query strings can carry access tokens. */
 	mrtc_quote(path, sizeof(path), raw, 120);
 	free(raw);
-	mrtc_log(status >= 500 ? LOG_WARNING : LOG_INFO, "http", r->id, "%s %s %d %llums",
-		 mrtc_http_method_name(evhttp_request_get_command(r->req)), path, status,
-		 (unsigned long long)(mrtc_monotonic_ms() - r->start_ms));
+	/* Any client can cause 4xx answers at will: their lines are rate-limited. */
+	(status >= 400 && status < 500 ? mrtc_log_refusal : mrtc_log)(
+	    status >= 500 ? LOG_WARNING : LOG_INFO, "http", r->id, "%s %s %d %llums",
+	    mrtc_http_method_name(evhttp_request_get_command(r->req)), path, status,
+	    (unsigned long long)(mrtc_monotonic_ms() - r->start_ms));
 	s->inflight--;
 	free(r);
 }
@@ -171,6 +176,8 @@ static void conn_free(struct conn *c)
 	struct mrtc_server *s = c->l->server;
 	if (c->fd >= 0 && (size_t)c->fd < s->n_conns && s->conns[c->fd] == c)
 		s->conns[c->fd] = NULL;
+	if (c->l == &s->main)
+		s->open_conns--;
 	if (c->deadline)
 		event_free(c->deadline);
 	if (c->hup)
@@ -208,9 +215,9 @@ static void conn_deadline(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 	if (c->r)
 		return;
-	mrtc_log(LOG_INFO, "http", NULL,
-		 "%s listener: request not complete within %us of the connection: closing",
-		 c->l->name, (unsigned)c->l->server->config->client_timeout_s);
+	mrtc_log_refusal(LOG_INFO, "http", NULL,
+			 "%s listener: request not complete within %us of the connection: closing",
+			 c->l->name, (unsigned)c->l->server->config->client_timeout_s);
 	evhttp_connection_free(c->evcon); /* runs conn_closed(), which frees c */
 }
 
@@ -254,6 +261,8 @@ static struct conn *conn_adopt(struct listener *l, struct evhttp_connection *evc
 	if (s->conns[fd]) /* a stale entry whose close we did not see */
 		conn_free(s->conns[fd]);
 	s->conns[fd] = c;
+	if (l == &s->main)
+		s->open_conns++;
 	conn_arm(c);
 	evhttp_connection_set_closecb(evcon, conn_closed, c);
 	return c;
@@ -274,8 +283,25 @@ static void adopt(evutil_socket_t fd, short what, void *arg)
 	bufferevent_data_cb readcb = NULL;
 	void *evcon = NULL;
 	bufferevent_getcb(p->bev, &readcb, NULL, NULL, &evcon);
-	if (readcb && evcon)
+	struct mrtc_server *s = p->l->server;
+	if (readcb && evcon && p->l == &s->main && s->config->inbound_max &&
+	    s->open_conns >= s->config->inbound_max) {
+		/* Over MRTC_INBOUND_MAX: closed before evhttp reads anything, so the descriptors
+		 * left serve the connections already open and the outbound calls they need. */
+		s->conns_refused++;
+		uint64_t now = mrtc_monotonic_ms();
+		if (now - s->conns_refused_logged_ms >= 1000) {
+			mrtc_log(LOG_WARNING, "server", NULL,
+				 "main listener: %zu connections open (MRTC_INBOUND_MAX): %llu "
+				 "closed at accept since the last report",
+				 s->open_conns, (unsigned long long)s->conns_refused);
+			s->conns_refused = 0;
+			s->conns_refused_logged_ms = now;
+		}
+		evhttp_connection_free(evcon);
+	} else if (readcb && evcon) {
 		conn_adopt(p->l, evcon);
+	}
 	bufferevent_decref(p->bev);
 	free(p);
 }

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "mrtc/delayed/delayed.h"
+#include "mrtc/net/dns.h"
+#include "mrtc/matrix/guard.h"
 #include "mrtc/matrix/json.h"
 #include "mrtc/store/store.h"
 #include "mrtc/livekit/livekit.h"
@@ -48,6 +50,8 @@ struct legacy_req {
 	struct mrtc_fed_call *fed_call;
 	struct mrtc_rs_call *rs_call;
 	struct mrtc_hs_op *hs_op;
+	struct mrtc_dns_query *dns_q; /* delay_cs_api_url's host, before the 200 */
+	bool delay_url_checked;
 };
 
 bool mrtc_legacy_is_full_access(const struct mrtc_config *c, const char *server_name)
@@ -76,6 +80,7 @@ static void lr_abort(struct mrtc_request *r)
 	mrtc_fed_call_cancel(l->fed_call);
 	mrtc_rs_call_cancel(l->rs_call);
 	mrtc_hs_op_cancel(l->hs_op);
+	mrtc_dns_cancel(l->dns_q);
 	lr_free(l);
 }
 
@@ -153,14 +158,15 @@ static bool start_delegation(struct legacy_req *l)
 	const char *parts[] = { l->room_id, l->slot_id, l->member_id, l->user_id };
 	bool ok = mrtc_livekit_hash(parts, 4, rec.key) == MRTC_OK;
 	memcpy(rec.room_name, l->room_name, sizeof(rec.room_name));
-	snprintf(rec.identity, sizeof(rec.identity), "%s", l->identity);
-	snprintf(rec.user_id, sizeof(rec.user_id), "%s", l->user_id);
-	snprintf(rec.room_id, sizeof(rec.room_id), "%s", l->room_id);
-	snprintf(rec.delay_id, sizeof(rec.delay_id), "%s", l->delay_id);
+	ok = ok && mrtc_copy(rec.identity, sizeof(rec.identity), l->identity) &&
+	     mrtc_copy(rec.user_id, sizeof(rec.user_id), l->user_id) &&
+	     mrtc_copy(rec.room_id, sizeof(rec.room_id), l->room_id) &&
+	     mrtc_copy(rec.delay_id, sizeof(rec.delay_id), l->delay_id);
 	size_t n = strlen(l->delay_url);
 	while (n && l->delay_url[n - 1] == '/')
 		n--;
-	snprintf(rec.cs_api_url, sizeof(rec.cs_api_url), "%.*s", (int)n, l->delay_url);
+	ok =
+	    ok && mrtc_format(rec.cs_api_url, sizeof(rec.cs_api_url), "%.*s", (int)n, l->delay_url);
 	ok = ok && mrtc_delayed_start_job(l->s->delayed, &rec) == MRTC_OK;
 	sodium_memzero(&rec, sizeof(rec));
 	if (!ok)
@@ -267,9 +273,69 @@ static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote
 		admitted(l);
 }
 
+static void on_delay_url_resolved(void *arg, enum mrtc_err err,
+				  const struct sockaddr_storage *addrs, size_t n)
+{
+	struct legacy_req *l = arg;
+	l->dns_q = NULL;
+	if (err != MRTC_OK) {
+		lr_fail(l, MRTC_ERR_INVALID_PARAM,
+			err == MRTC_ERR_NOT_FOUND
+			    ? "`delay_cs_api_url`'s host does not resolve"
+			    : "`delay_cs_api_url`'s host could not be resolved");
+		return;
+	}
+	const struct mrtc_config *c = l->s->config;
+	bool usable = false;
+	for (size_t i = 0; i < n && !usable; i++)
+		usable = !mrtc_guard_is_blocked((const struct sockaddr *)&addrs[i], c->allow_cidrs,
+						c->n_allow_cidrs);
+	if (!usable) {
+		lr_fail(l, MRTC_ERR_INVALID_PARAM,
+			"`delay_cs_api_url` points at an address this service does not call");
+		return;
+	}
+	l->delay_url_checked = true;
+	admitted(l);
+}
+
+/*
+ * A job will call the client's delay_cs_api_url for as long as the delay runs: its host must
+ * resolve, to an address the outbound guard lets through, before the 200 (each call resolves
+ * and checks again). False when the answer is on its way (a refusal or admitted() again).
+ */
+static bool delay_url_ready(struct legacy_req *l)
+{
+	if (!l->delegation || l->delay_url_checked)
+		return true;
+	struct evhttp_uri *u = evhttp_uri_parse_with_flags(l->delay_url, 0);
+	const char *host = u ? evhttp_uri_get_host(u) : NULL;
+	char bare[256] = "";
+	size_t hl = host ? strlen(host) : 0;
+	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']' && hl - 2 < sizeof(bare)) {
+		memcpy(bare, host + 1, hl - 2);
+		bare[hl - 2] = '\0';
+	} else if (hl && hl < sizeof(bare)) {
+		memcpy(bare, host, hl + 1);
+	}
+	int port = u ? evhttp_uri_get_port(u) : -1;
+	evhttp_uri_free(u);
+	if (!bare[0]) {
+		lr_fail(l, MRTC_ERR_INVALID_PARAM, "`delay_cs_api_url` is not a usable URL");
+		return false;
+	}
+	l->dns_q = mrtc_dns_resolve(l->s->dns, bare, (uint16_t)(port > 0 ? port : 443),
+				    on_delay_url_resolved, l);
+	if (!l->dns_q)
+		lr_fail(l, MRTC_ERR_INTERNAL, "Internal Server Error");
+	return false;
+}
+
 /* The user may be in the call: a delegation job, or a token (creating the room if allowed). */
 static void admitted(struct legacy_req *l)
 {
+	if (!delay_url_ready(l))
+		return;
 	if (l->delegate_only) {
 		/* The client is on the SFU already: no token, no room creation. */
 		if (!start_delegation(l))
@@ -304,11 +370,11 @@ static void on_userinfo(void *arg, const struct mrtc_http_response *resp)
 	char why[160];
 	if (!server || strcmp(server, l->server_name) != 0) {
 		if (resp->err != MRTC_OK)
-			snprintf(why, sizeof(why), "%s (%s)", mrtc_err_str(resp->err),
-				 resp->detail ? resp->detail : "");
+			mrtc_format_shown(why, sizeof(why), "%s (%s)", mrtc_err_str(resp->err),
+					  resp->detail ? resp->detail : "");
 		else
-			snprintf(why, sizeof(why), "HTTP %d, %s", resp->status,
-				 sub ? "sub of another server" : "no valid sub");
+			mrtc_format_shown(why, sizeof(why), "HTTP %d, %s", resp->status,
+					  sub ? "sub of another server" : "no valid sub");
 		mrtc_log(LOG_WARNING, "legacy", l->r->id, "OpenID token not accepted: %s", why);
 		json_object_put(doc);
 		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
@@ -358,8 +424,11 @@ static void verify_openid(struct legacy_req *l)
 	}
 	size_t n = strlen(enc) + 64;
 	char *target = malloc(n);
-	if (target)
-		snprintf(target, n, "/_matrix/federation/v1/openid/userinfo?access_token=%s", enc);
+	if (target && !mrtc_format(target, n,
+				   "/_matrix/federation/v1/openid/userinfo?access_token=%s", enc)) {
+		free(target);
+		target = NULL;
+	}
 	sodium_memzero(enc, strlen(enc));
 	free(enc);
 	if (target)
@@ -402,7 +471,7 @@ static bool parse(struct legacy_req *l)
 	if (ok && l->sfu_get) {
 		ok = str_member(doc, "room", l->room_id, sizeof(l->room_id)) &&
 		     str_member(doc, "device_id", l->device, sizeof(l->device));
-		snprintf(l->slot_id, sizeof(l->slot_id), "m.call#ROOM");
+		mrtc_copy(l->slot_id, sizeof(l->slot_id), "m.call#ROOM"); /* fits */
 	} else if (ok) {
 		ok = str_member(doc, "room_id", l->room_id, sizeof(l->room_id)) &&
 		     str_member(doc, "slot_id", l->slot_id, sizeof(l->slot_id)) &&
@@ -446,8 +515,9 @@ static bool parse(struct legacy_req *l)
 	if (!msg && all_delay) {
 		l->delegation = true;
 		l->delay_ms = (uint64_t)delay_timeout;
-		snprintf(l->delay_id, sizeof(l->delay_id), "%s", delay_id);
-		snprintf(l->delay_url, sizeof(l->delay_url), "%s", delay_url);
+		/* Same sizes as the buffers they were read into: they fit. */
+		mrtc_copy(l->delay_id, sizeof(l->delay_id), delay_id);
+		mrtc_copy(l->delay_url, sizeof(l->delay_url), delay_url);
 	}
 	sodium_memzero(delay_id, sizeof(delay_id));
 	if (msg) {

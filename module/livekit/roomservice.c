@@ -42,7 +42,7 @@ enum mrtc_err mrtc_roomservice_classify(int status, const char *body, size_t len
 					const char *content_type, char *detail, size_t size)
 {
 	if (status == 200) {
-		snprintf(detail, size, "ok");
+		mrtc_format_shown(detail, size, "ok");
 		return MRTC_OK;
 	}
 	struct json_object *doc = NULL;
@@ -56,19 +56,19 @@ enum mrtc_err mrtc_roomservice_classify(int status, const char *body, size_t len
 	if (code) {
 		if (strcmp(code, "not_found") == 0)
 			err = MRTC_ERR_NOT_FOUND;
-		snprintf(detail, size, "twirp %d %s: %s", status, code,
-			 mrtc_quote(q, sizeof(q), msg ? msg : "", 80));
+		mrtc_format_shown(detail, size, "twirp %d %s: %s", status, code,
+				  mrtc_quote(q, sizeof(q), msg ? msg : "", 80));
 	} else if (status == 401) {
 		/* LiveKit answers bad or expired tokens in plain text */
 		char text[96];
 		size_t n = len < sizeof(text) - 1 ? len : sizeof(text) - 1;
 		memcpy(text, body, n);
 		text[n] = '\0';
-		snprintf(detail, size, "SFU refused our credentials (401 %s): %s",
-			 content_type ? content_type : "no type",
-			 mrtc_quote(q, sizeof(q), text, 80));
+		mrtc_format_shown(detail, size, "SFU refused our credentials (401 %s): %s",
+				  content_type ? content_type : "no type",
+				  mrtc_quote(q, sizeof(q), text, 80));
 	} else {
-		snprintf(detail, size, "unexpected HTTP %d from the SFU", status);
+		mrtc_format_shown(detail, size, "unexpected HTTP %d from the SFU", status);
 	}
 	json_object_put(doc);
 	return err;
@@ -104,8 +104,8 @@ static void on_response(void *arg, const struct mrtc_http_response *resp)
 		err = mrtc_roomservice_classify(resp->status, resp->body, resp->body_len,
 						resp->content_type, detail, sizeof(detail));
 	} else {
-		snprintf(detail, sizeof(detail), "SFU unreachable: %s (%s)", mrtc_err_str(err),
-			 resp->detail ? resp->detail : "");
+		mrtc_format_shown(detail, sizeof(detail), "SFU unreachable: %s (%s)",
+				  mrtc_err_str(err), resp->detail ? resp->detail : "");
 	}
 	if (err == MRTC_OK) {
 		rs->stats.ok++;
@@ -137,10 +137,9 @@ static struct mrtc_rs_call *call(struct mrtc_roomservice *rs, const char *method
 	auth = malloc(al);
 	url = malloc(ul);
 	c = calloc(1, sizeof(*c));
-	if (!auth || !url || !c)
+	if (!auth || !url || !c || !mrtc_format(auth, al, "Bearer %s", jwt) ||
+	    !mrtc_format(url, ul, "%s/twirp/livekit.RoomService/%s", rs->api_url, method))
 		goto fail;
-	snprintf(auth, al, "Bearer %s", jwt);
-	snprintf(url, ul, "%s/twirp/livekit.RoomService/%s", rs->api_url, method);
 	c->rs = rs;
 	c->cb = cb;
 	c->ctx = ctx;

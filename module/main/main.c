@@ -17,6 +17,7 @@
 #include "mrtc/core/log.h"
 #include "mrtc/http/server.h"
 #include "mrtc/store/store.h"
+#include "mrtc/base/util.h"
 
 #define SHUTDOWN_DEADLINE_MS 10000
 
@@ -51,7 +52,8 @@ static void libevent_log(int severity, const char *msg)
 		lines = 0;
 	}
 	lines++;
-	snprintf(last, sizeof(last), "%s", msg);
+	/* Only compared with the next message: a cut copy is enough. */
+	mrtc_format_shown(last, sizeof(last), "%s", msg);
 	int level = severity == EVENT_LOG_ERR	 ? LOG_ERR
 		    : severity == EVENT_LOG_WARN ? LOG_WARNING
 		    : severity == EVENT_LOG_MSG	 ? LOG_INFO
@@ -99,10 +101,8 @@ static int print_registration(const char *argv0, const char *proxy_url)
 			return 2;
 		}
 		const char *host = hp.host[0] ? hp.host : "127.0.0.1";
-		int n =
-		    snprintf(url, sizeof(url),
-			     strchr(host, ':') ? "http://[%s]:%u" : "http://%s:%u", host, hp.port);
-		if (n < 0 || (size_t)n >= sizeof(url))
+		if (!mrtc_format(url, sizeof(url), "http://%s%s%s:%u", strchr(host, ':') ? "[" : "",
+				 host, strchr(host, ':') ? "]" : "", hp.port))
 			return 2;
 		proxy_url = url;
 	}
@@ -188,7 +188,21 @@ int main(int argc, char **argv)
 	event_set_log_callback(libevent_log);
 	signal(SIGPIPE, SIG_IGN);
 	unsigned long long nofile = raise_nofile();
-	mrtc_log(LOG_INFO, "main", NULL, "descriptor limit: %llu", nofile);
+	/* Connection caps left at 0 take half the descriptors each, less 64 for listeners,
+	 * files, DNS, the store and the workers (a quarter each under a tiny limit). */
+	unsigned long long share = nofile >= 256 ? (nofile - 64) / 2 : nofile / 4 + 1;
+	if (!config->inbound_max)
+		config->inbound_max = share;
+	if (!config->outbound_max)
+		config->outbound_max = share;
+	mrtc_log(LOG_INFO, "main", NULL,
+		 "descriptor limit: %llu; connections at once: %llu inbound, %llu outbound", nofile,
+		 (unsigned long long)config->inbound_max, (unsigned long long)config->outbound_max);
+	if (nofile && config->inbound_max + config->outbound_max + 64 > nofile)
+		mrtc_log(LOG_WARNING, "main", NULL,
+			 "MRTC_INBOUND_MAX + MRTC_OUTBOUND_MAX + 64 exceed the descriptor limit "
+			 "(%llu): raise LimitNOFILE",
+			 nofile);
 
 	int rc = 1;
 	struct event_base *base = event_base_new();

@@ -9,6 +9,7 @@
 #include "mrtc/ops/admin.h"
 #include "mrtc/delayed/delayed.h"
 #include "mrtc/core/log.h"
+#include "mrtc/base/util.h"
 
 #define RATE_KEYS_MAX 200000
 #define ORIGIN_FACTOR 10
@@ -23,14 +24,20 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 	s->config = cfg;
 	enum mrtc_err err;
 	char dns_server[300] = "";
-	if (cfg->has_dns_server)
-		snprintf(dns_server, sizeof(dns_server),
-			 strchr(cfg->dns_server.host, ':') ? "[%s]:%u" : "%s:%u",
-			 cfg->dns_server.host, cfg->dns_server.port);
+	if (cfg->has_dns_server &&
+	    !(strchr(cfg->dns_server.host, ':')
+		  ? mrtc_format(dns_server, sizeof(dns_server), "[%s]:%u", cfg->dns_server.host,
+				cfg->dns_server.port)
+		  : mrtc_format(dns_server, sizeof(dns_server), "%s:%u", cfg->dns_server.host,
+				cfg->dns_server.port))) {
+		err = MRTC_ERR_INVALID_PARAM;
+		goto fail;
+	}
 	err = mrtc_dns_create(base, cfg->has_dns_server ? dns_server : NULL, 2500, &s->dns);
 	if (err != MRTC_OK)
 		goto fail;
-	struct mrtc_http_client_config hc = { .ca_file = cfg->ca_file };
+	struct mrtc_http_client_config hc = { .ca_file = cfg->ca_file,
+					      .max_open = (size_t)cfg->outbound_max };
 	err = mrtc_http_client_create(base, &hc, &s->http);
 	if (err != MRTC_OK)
 		goto fail;

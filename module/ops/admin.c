@@ -60,13 +60,16 @@ static void probe(evutil_socket_t fd, short what, void *arg)
 	struct mrtc_readiness *rd = arg;
 	const struct mrtc_config *c = rd->s->config;
 	if (c->homeserver_url && !rd->hs_probing) {
-		char url[2100];
-		snprintf(url, sizeof(url), "%s/_matrix/client/versions", c->homeserver_url);
+		char url[MRTC_URL_MAX + 64];
 		struct mrtc_http_request req = { .method = "GET",
 						 .timeout_ms = c->homeserver_timeout_s * 1000,
 						 .max_body = 64 * 1024 };
-		rd->hs_call = mrtc_http_fetch(rd->s->http, rd->s->dns, url, &req, false, NULL, 0,
-					      on_hs_probe, rd);
+		/* MRTC_URL_MAX leaves room for the path: a failure is a bug, and no probe. */
+		rd->hs_call =
+		    mrtc_format(url, sizeof(url), "%s/_matrix/client/versions", c->homeserver_url)
+			? mrtc_http_fetch(rd->s->http, rd->s->dns, url, &req, false, NULL, 0,
+					  on_hs_probe, rd)
+			: NULL;
 		rd->hs_probing = rd->hs_call != NULL;
 	}
 	if (!rd->sfu_probing) {
@@ -314,6 +317,13 @@ void mrtc_admin_metrics(struct mrtc_request *r)
 	mrtc_metrics_write_one(&b, "mrtc_outbound_connections_open", "gauge",
 			       "Outbound connections open now (in use or pooled).", NULL,
 			       (double)cs.open);
+	mrtc_metrics_write_one(&b, "mrtc_outbound_connections_max", "gauge",
+			       "Outbound connections allowed open at once (MRTC_OUTBOUND_MAX).",
+			       NULL, (double)s->config->outbound_max);
+	mrtc_metrics_write_one(&b, "mrtc_outbound_connections_refused_total", "counter",
+			       "Outbound calls failed because MRTC_OUTBOUND_MAX connections were "
+			       "open.",
+			       NULL, (double)cs.refused);
 	mrtc_metrics_write_one(&b, "mrtc_outbound_requests_reused_total", "counter",
 			       "Outbound requests sent on a pooled connection.", NULL,
 			       (double)cs.reused);

@@ -6,6 +6,7 @@
  */
 #include "mrtc/rtc/rtc.h"
 
+#include <arpa/inet.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <sodium.h>
@@ -236,9 +237,9 @@ static void fail(struct token_req *t, enum mrtc_err err, const char *msg)
 	struct mrtc_request *r = t->r;
 	char who[300];
 	mrtc_quote(who, sizeof(who), t->federated ? t->origin : t->who.user_id, 255);
-	mrtc_log(LOG_INFO, "rtc", r->id, "%s refused for %s %s: %s (%s)",
-		 r->route ? r->route->name : "request", t->federated ? "origin" : "user", who, msg,
-		 mrtc_err_str(err));
+	mrtc_log_refusal(LOG_INFO, "rtc", r->id, "%s refused for %s %s: %s (%s)",
+			 r->route ? r->route->name : "request", t->federated ? "origin" : "user",
+			 who, msg, mrtc_err_str(err));
 	r->on_abort = NULL;
 	tr_free(t);
 	mrtc_http_reply_error(r, err, msg);
@@ -248,7 +249,7 @@ static void limited(struct token_req *t, uint64_t retry_ms)
 {
 	struct mrtc_request *r = t->r;
 	t->s->counters.rate_limited++;
-	mrtc_log(LOG_INFO, "rtc", r->id, "rate limited");
+	mrtc_log_refusal(LOG_INFO, "rtc", r->id, "rate limited");
 	r->on_abort = NULL;
 	tr_free(t);
 	mrtc_http_reply_limited(r, retry_ms);
@@ -513,8 +514,11 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 		     "'member.claimed_device_id' is not the device of the access token");
 		return;
 	}
-	snprintf(t->device, sizeof(t->device), "%s",
-		 t->f.claimed_device_id[0] ? t->f.claimed_device_id : who->device_id);
+	if (!mrtc_copy(t->device, sizeof(t->device),
+		       t->f.claimed_device_id[0] ? t->f.claimed_device_id : who->device_id)) {
+		fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long");
+		return;
+	}
 	if (!t->device[0] && c->identity == MRTC_IDENTITY_USER_DEVICE_MEMBER) {
 		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')");
 		return;
@@ -618,6 +622,12 @@ static void relay_done(void *arg, const struct mrtc_http_response *resp)
 		return;
 	}
 	struct mrtc_services *s = t->s;
+	if (resp->err == MRTC_ERR_LIMIT_EXCEEDED) {
+		/* Our own cap on outbound connections (MRTC_OUTBOUND_MAX): try again shortly. */
+		json_object_put(doc);
+		limited(t, 1000);
+		return;
+	}
 	if (resp->err == MRTC_OK && resp->status == 200 && jwt && mrtc_jwt_is_well_formed(jwt)) {
 		int *path = malloc(sizeof(*path));
 		if (path) {
@@ -748,7 +758,10 @@ static void fed_verified(struct token_req *t)
 		fail(t, MRTC_ERR_FORBIDDEN, "'user_id' does not belong to the requesting server");
 		return;
 	}
-	snprintf(t->device, sizeof(t->device), "%s", t->f.claimed_device_id);
+	if (!mrtc_copy(t->device, sizeof(t->device), t->f.claimed_device_id)) {
+		fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long");
+		return;
+	}
 	if (!t->device[0] && t->s->config->identity == MRTC_IDENTITY_USER_DEVICE_MEMBER) {
 		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')");
 		return;
@@ -814,8 +827,23 @@ static void fed_key_ready(void *arg, enum mrtc_err err)
 	fed_verify(t);
 }
 
+/* An IPv6 client counts as its /64 (what one machine is given); anything else as is. */
+static void peer_key(char *addr, size_t size)
+{
+	struct in6_addr a;
+	if (!strchr(addr, ':') || inet_pton(AF_INET6, addr, &a) != 1 || IN6_IS_ADDR_V4MAPPED(&a))
+		return;
+	memset(a.s6_addr + 8, 0, 8);
+	char out[INET6_ADDRSTRLEN];
+	char keyed[INET6_ADDRSTRLEN + 4];
+	if (inet_ntop(AF_INET6, &a, out, sizeof(out)) &&
+	    mrtc_format(keyed, sizeof(keyed), "%s/64", out) && strlen(keyed) < size)
+		mrtc_copy(addr, size, keyed);
+}
+
 /* The client's address, for the per-peer cap on key fetches: the connection's peer, or behind a
- * reverse proxy on loopback the address it appended to X-Forwarded-For (the last one). */
+ * reverse proxy on loopback the address it appended to X-Forwarded-For (the last one); an IPv6
+ * address as its /64. */
 static void client_address(struct mrtc_request *r, char *out, size_t size)
 {
 	char *addr = NULL;
@@ -836,10 +864,12 @@ static void client_address(struct mrtc_request *r, char *out, size_t size)
 		if (n > 0 && n < size) {
 			memcpy(out, last, n);
 			out[n] = '\0';
+			peer_key(out, size);
 			return;
 		}
 	}
-	snprintf(out, size, "%s", addr);
+	if (mrtc_copy(out, size, addr)) /* "" if it does not fit: counted as no address */
+		peer_key(out, size);
 }
 
 /* Starts answering another server: the request context and the body, which must be a JSON
@@ -877,7 +907,10 @@ static void federation_from_homeserver(struct mrtc_request *r)
 	struct token_req *t = federation_start(r);
 	if (!t)
 		return;
-	snprintf(t->origin, sizeof(t->origin), "%s", origin);
+	if (!mrtc_copy(t->origin, sizeof(t->origin), origin)) { /* same size: cannot happen */
+		fail(t, MRTC_ERR_INVALID_PARAM, "Malformed request origin");
+		return;
+	}
 	mrtc_log(LOG_INFO, "federation", r->id, "request from %s, verified by the homeserver",
 		 origin);
 	fed_verified(t);
@@ -919,7 +952,7 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 						  : "Malformed X-Matrix authorization");
 		return;
 	}
-	snprintf(t->origin, sizeof(t->origin), "%s", a.origin);
+	mrtc_copy(t->origin, sizeof(t->origin), a.origin); /* a parsed server name: fits */
 	if (a.destination[0] && strcmp(a.destination, r->services->config->server_name) != 0) {
 		t->s->counters.sig_bad++;
 		fail(t, MRTC_ERR_WRONG_DESTINATION, "Request is addressed to another server");

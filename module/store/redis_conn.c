@@ -193,14 +193,11 @@ void mrtc_redis_spec_redact(const char *spec, char *out, size_t size)
 	const char *scheme_end = strstr(spec, "://");
 	const char *at = scheme_end ? strrchr(scheme_end + 3, '@') : NULL;
 	const char *colon = at ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3)) : NULL;
-	int n;
+	/* A cut copy still holds no password: the cut falls before or after it. */
 	if (colon)
-		n = snprintf(out, size, "%.*s***%s", (int)(colon + 1 - spec), spec, at);
+		mrtc_format_shown(out, size, "%.*s***%s", (int)(colon + 1 - spec), spec, at);
 	else
-		n = snprintf(out, size, "%s", spec);
-	if (n < 0)
-		out[0] = '\0';
-	/* A truncated copy still holds no password: the cut falls before or after it. */
+		mrtc_format_shown(out, size, "%s", spec);
 }
 
 /* ---- the connection ---- */
@@ -312,10 +309,12 @@ static void fail(struct failure *f, enum mrtc_redis_state state, const char *fmt
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(f->detail, sizeof(f->detail), fmt, ap);
+	char text[sizeof(f->detail)];
+	int n = vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		f->detail[0] = '\0';
+	/* Only shown: a cut is marked, as mrtc_format_shown() does. */
+	mrtc_format_shown(f->detail, sizeof(f->detail), "%s%s", n < 0 ? "" : text,
+			  n >= 0 && (size_t)n >= sizeof(text) ? "..." : "");
 	f->state = state;
 }
 
@@ -326,8 +325,7 @@ static void error_code(const redisReply *rep, char *out, size_t size)
 	size_t n = rep->str ? strcspn(rep->str, " \r\n") : 0;
 	if (n > 32)
 		n = 32;
-	if (snprintf(out, size, "%.*s", (int)n, rep->str ? rep->str : "") < 0)
-		out[0] = '\0';
+	mrtc_format_shown(out, size, "%.*s", (int)n, rep->str ? rep->str : "");
 }
 
 static redisContext *open_node(const struct mrtc_redis_node *node, uint64_t deadline,
@@ -448,10 +446,9 @@ static bool ask_sentinel(struct mrtc_redis *r, const struct mrtc_redis_node *sen
 			   rep->element[0]->type == REDIS_REPLY_STRING &&
 			   rep->element[1]->type == REDIS_REPLY_STRING) {
 			uint64_t port;
-			ok = strlen(rep->element[0]->str) < sizeof(ret->host) &&
-			     mrtc_parse_u64(rep->element[1]->str, 1, 65535, &port);
+			ok = mrtc_parse_u64(rep->element[1]->str, 1, 65535, &port) &&
+			     mrtc_copy(ret->host, sizeof(ret->host), rep->element[0]->str);
 			if (ok) {
-				snprintf(ret->host, sizeof(ret->host), "%s", rep->element[0]->str);
 				ret->port = (int)port;
 			} else {
 				fail(f, MRTC_REDIS_NO_MASTER, "sentinel %s:%d gave a bad address",
@@ -515,12 +512,12 @@ static void failed(struct mrtc_redis *r, const struct failure *f)
 {
 	drop(r);
 	r->state = f->state;
-	snprintf(r->detail, sizeof(r->detail), "%s", f->detail);
+	mrtc_format_shown(r->detail, sizeof(r->detail), "%s", f->detail);
 	uint64_t now = mrtc_monotonic_ms();
 	r->next_attempt_ms = now + r->backoff_ms;
 	r->backoff_ms = r->backoff_ms * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : r->backoff_ms * 2;
 	if (strcmp(r->logged, f->detail) != 0) {
-		snprintf(r->logged, sizeof(r->logged), "%s", f->detail);
+		mrtc_format_shown(r->logged, sizeof(r->logged), "%s", f->detail);
 		if (f->state == MRTC_REDIS_AUTH_REFUSED)
 			mrtc_log(LOG_ERR, "store", NULL,
 				 "Redis: %s: check the user and password of MRTC_STORE, "
@@ -660,7 +657,7 @@ static redisReply *command_reply(struct mrtc_redis *r, redisReply *rep)
 		if (f.state != MRTC_REDIS_AUTH_REFUSED)
 			r->next_attempt_ms = 0;
 	} else if (strcmp(r->logged, code) != 0) {
-		snprintf(r->logged, sizeof(r->logged), "%s", code);
+		mrtc_format_shown(r->logged, sizeof(r->logged), "%s", code);
 		mrtc_log(LOG_ERR, "store", NULL, "Redis %s:%d refused a command: %s",
 			 r->master.host, r->master.port, code);
 	}
@@ -689,10 +686,10 @@ redisReply *mrtc_redis_command_argv(struct mrtc_redis *r, int argc, const char *
 void mrtc_redis_get_status(const struct mrtc_redis *r, struct mrtc_redis_status *ret)
 {
 	struct mrtc_redis_status st = { .state = r->state };
-	if (r->master.port && snprintf(st.address, sizeof(st.address), "%s%s%s:%d",
-				       strchr(r->master.host, ':') ? "[" : "", r->master.host,
-				       strchr(r->master.host, ':') ? "]" : "", r->master.port) < 0)
-		st.address[0] = '\0';
-	snprintf(st.detail, sizeof(st.detail), "%s", r->detail);
+	if (r->master.port)
+		mrtc_format_shown(st.address, sizeof(st.address), "%s%s%s:%d",
+				  strchr(r->master.host, ':') ? "[" : "", r->master.host,
+				  strchr(r->master.host, ':') ? "]" : "", r->master.port);
+	mrtc_format_shown(st.detail, sizeof(st.detail), "%s", r->detail);
 	*ret = st;
 }

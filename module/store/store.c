@@ -76,7 +76,8 @@ static enum mrtc_err sq_del(void *self, const char *key)
 static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
-	snprintf(dst, size, "%s", t ? (const char *)t : "");
+	/* Written from the same buffers: a value that does not fit reads as empty. */
+	mrtc_copy(dst, size, t ? (const char *)t : "");
 }
 
 static void sq_row(sqlite3_stmt *st, struct mrtc_job_record *j)
@@ -159,7 +160,7 @@ static void sq_status(void *self, struct mrtc_store_status *ret)
 	struct sq *s = self;
 	const char *path = sqlite3_db_filename(s->db, "main");
 	ret->kind = "sqlite";
-	snprintf(ret->spec, sizeof(ret->spec), "sqlite:%s", path ? path : "");
+	mrtc_format_shown(ret->spec, sizeof(ret->spec), "sqlite:%s", path ? path : "");
 	ret->state = "open";
 }
 
@@ -324,7 +325,7 @@ static void field(redisReply *rep, const char *name, char *dst, size_t size)
 	for (size_t i = 0; i + 1 < rep->elements; i += 2)
 		if (rep->element[i]->str && strcmp(rep->element[i]->str, name) == 0 &&
 		    rep->element[i + 1]->str) {
-			snprintf(dst, size, "%s", rep->element[i + 1]->str);
+			mrtc_copy(dst, size, rep->element[i + 1]->str); /* "" if too long */
 			return;
 		}
 	dst[0] = '\0';
@@ -342,7 +343,10 @@ static enum mrtc_err rd_get(void *self, const char *key, struct mrtc_job_record 
 	}
 	struct mrtc_job_record j = { .state = 0 };
 	char num[32];
-	snprintf(j.key, sizeof(j.key), "%s", key);
+	if (!mrtc_copy(j.key, sizeof(j.key), key)) {
+		freeReplyObject(rep);
+		return MRTC_ERR_NOT_FOUND;
+	}
 	field(rep, "user_id", j.user_id, sizeof(j.user_id));
 	field(rep, "room_id", j.room_id, sizeof(j.room_id));
 	field(rep, "room_name", j.room_name, sizeof(j.room_name));
@@ -392,7 +396,8 @@ static bool rd_lease(void *self, const char *key, const char *owner, uint64_t tt
 {
 	struct rd *r = self;
 	char ttl[24];
-	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
+	if (!mrtc_format(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms))
+		return false; /* cannot happen: any 64-bit number fits */
 	uint64_t now = mrtc_monotonic_ms();
 	redisReply *rep = rd_cmd(r, "EVAL %s 1 mrtc:lease:%s %s %s", lease_script, key, owner, ttl);
 	if (!rep) {
@@ -435,9 +440,9 @@ static void rd_status(void *self, struct mrtc_store_status *ret)
 	struct mrtc_redis_status st;
 	mrtc_redis_get_status(r->conn, &st);
 	ret->kind = strncmp(r->spec, "redis+sentinel:", 15) == 0 ? "redis-sentinel" : "redis";
-	snprintf(ret->spec, sizeof(ret->spec), "%s", r->spec);
-	snprintf(ret->address, sizeof(ret->address), "%s", st.address);
-	snprintf(ret->detail, sizeof(ret->detail), "%s", st.detail);
+	mrtc_format_shown(ret->spec, sizeof(ret->spec), "%s", r->spec);
+	mrtc_format_shown(ret->address, sizeof(ret->address), "%s", st.address);
+	mrtc_format_shown(ret->detail, sizeof(ret->detail), "%s", st.detail);
 	ret->state = mrtc_redis_state_str(st.state);
 	ret->refused = st.state == MRTC_REDIS_AUTH_REFUSED;
 }
@@ -470,14 +475,12 @@ static enum mrtc_err rd_watch_put(void *self, const struct mrtc_watch_record *w,
 		argv[k] = head[k];
 	err = MRTC_ERR_INVALID_PARAM;
 	for (size_t i = 0; i < n; i++) {
-		int a = snprintf(text[i][0], sizeof(text[i][0]), "%s|%s", w[i].room_name,
-				 w[i].identity);
-		int b = snprintf(text[i][1], sizeof(text[i][1]), "%s" RD_SEP "%s", w[i].room_id,
-				 w[i].user_id);
-		int c = snprintf(text[i][2], sizeof(text[i][2]), "%llu",
-				 (unsigned long long)w[i].expires_ms);
-		if (a < 0 || b < 0 || c < 0 || (size_t)a >= sizeof(text[i][0]) ||
-		    (size_t)b >= sizeof(text[i][1]) || (size_t)c >= sizeof(text[i][2]))
+		if (!mrtc_format(text[i][0], sizeof(text[i][0]), "%s|%s", w[i].room_name,
+				 w[i].identity) ||
+		    !mrtc_format(text[i][1], sizeof(text[i][1]), "%s" RD_SEP "%s", w[i].room_id,
+				 w[i].user_id) ||
+		    !mrtc_format(text[i][2], sizeof(text[i][2]), "%llu",
+				 (unsigned long long)w[i].expires_ms))
 			goto out;
 		for (size_t k = 0; k < 3; k++)
 			argv[5 + 3 * i + k] = text[i][k];
@@ -542,14 +545,15 @@ static enum mrtc_err rd_watch_each(void *self, uint64_t now_ms, mrtc_store_watch
 		    strlen(bar + 1) >= sizeof(w.identity))
 			continue;
 		memcpy(w.room_name, f, (size_t)(bar - f));
-		snprintf(w.identity, sizeof(w.identity), "%s", bar + 1);
+		if (!mrtc_copy(w.identity, sizeof(w.identity), bar + 1))
+			continue;
 		redisReply *v = rd_cmd(r, "HGET " RD_WATCH " %s", f);
 		const char *sep = v && v->str ? strchr(v->str, RD_SEP[0]) : NULL;
 		if (sep && (size_t)(sep - v->str) < sizeof(w.room_id) &&
 		    strlen(sep + 1) < sizeof(w.user_id)) {
 			memcpy(w.room_id, v->str, (size_t)(sep - v->str));
-			snprintf(w.user_id, sizeof(w.user_id), "%s", sep + 1);
-			fn(ctx, &w);
+			if (mrtc_copy(w.user_id, sizeof(w.user_id), sep + 1))
+				fn(ctx, &w);
 		}
 		if (v)
 			freeReplyObject(v);
@@ -650,9 +654,8 @@ bool mrtc_store_dir_is_usable(const char *dir, bool create, char *ret_why, size_
 		if (e == ENOENT && !create) {
 			/* It will be created at start: its parent must take it. */
 			char parent[4096];
-			int n = snprintf(parent, sizeof(parent), "%s", dir);
 			char *slash =
-			    n > 0 && (size_t)n < sizeof(parent) ? strrchr(parent, '/') : NULL;
+			    mrtc_copy(parent, sizeof(parent), dir) ? strrchr(parent, '/') : NULL;
 			if (slash)
 				*(slash == parent ? slash + 1 : slash) = '\0';
 			e = !slash			       ? ENAMETOOLONG
@@ -661,7 +664,8 @@ bool mrtc_store_dir_is_usable(const char *dir, bool create, char *ret_why, size_
 			    : access(parent, W_OK | X_OK) != 0 ? errno
 							       : 0;
 			if (e)
-				snprintf(ret_why, size, "cannot be created: %s", strerror(e));
+				mrtc_format_shown(ret_why, size, "cannot be created: %s",
+						  strerror(e));
 			return e == 0;
 		}
 	}
@@ -670,8 +674,9 @@ bool mrtc_store_dir_is_usable(const char *dir, bool create, char *ret_why, size_
 	if (!e && access(dir, W_OK | X_OK) != 0)
 		e = errno;
 	if (e)
-		snprintf(ret_why, size, "%s: %s",
-			 create ? "cannot be created or written" : "not writable", strerror(e));
+		mrtc_format_shown(ret_why, size, "%s: %s",
+				  create ? "cannot be created or written" : "not writable",
+				  strerror(e));
 	return e == 0;
 }
 

@@ -1,8 +1,24 @@
 # SPDX-License-Identifier: Apache-2.0
 """Abuse of the real daemon, as an attacker would try it from one machine, over real sockets:
 a slowloris client cut by the whole-request deadline, ambiguous request framing refused, the
-SQLite store created 0600, descriptor exhaustion that neither spins nor floods the log, /readyz
-timing as README states it, and client hang-ups that cancel their outbound work.
+SQLite store created 0600, descriptor exhaustion that neither spins nor floods the log, connection
+caps, /readyz timing as README states it, client hang-ups that cancel their outbound work, key
+fetches capped, operator URLs capped, and the membership watch over 5 000 participants.
+
+Issue 16's findings and where each is tested:
+  1 key-fetch amplification   test_key_fetches_capped*, integration-flood (test_flood.py)
+  2 hang-ups                   test_hangups_cancel_outbound_work
+  3 delegation abuse           test_legacy.py: minimum delay, delay URL resolved and guarded;
+                               test_delayed.py: minimum delay, give-up after failing
+  4 federation deadline        test_federation_io.py: test_one_deadline_covers_wellknown_redirects
+  5 direct listener            test_slowloris_cut_by_whole_request_deadline,
+                               test_ambiguous_framing_refused
+  6 SQLite store mode          test_sqlite_store_is_private
+  7 silent truncation          test_overlong_operator_urls_refused
+  8 Redis guarded flag         test_delayed.py: test_store_round_trips_every_field
+  9 membership watch           test_watch_walks_every_participant
+  10 connected participant     test_delayed.py: test_failing_homeserver_does_not_drop_...
+  11 readiness timing          test_readyz_homeserver_check_after_three_intervals
 
 Usage: test_abuse.py <mrtc-transportd>
 """
@@ -21,7 +37,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import Daemon, free_port  # noqa: E402
+from harness import Daemon, free_port, get_json, post_json  # noqa: E402
 
 BINARY = None
 SECRET = "integration-secret-0123456789abcdef"
@@ -29,6 +45,7 @@ BASE_ENV = {"LIVEKIT_URL": "wss://sfu.example.org", "LIVEKIT_KEY": "devkey",
             "LIVEKIT_SECRET": SECRET}
 KEY_LINE = "ed25519 a_1 YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1\n"
 HOMESERVER = os.path.join(os.path.dirname(HERE), "testbed", "homeserver.py")
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
 
 
 def raw(d, data, timeout=5):
@@ -109,6 +126,20 @@ class Abuse(unittest.TestCase):
         d = Daemon(BINARY, dict(BASE_ENV, **(env or {})), name="abuse", **kw)
         self.addCleanup(d.close)
         return d
+
+    def count_limited(self, conns, wait):
+        """How many of @conns were answered (within @wait s each) with 429 M_LIMIT_EXCEEDED;
+        any other answer fails the test."""
+        n = 0
+        for c in conns:
+            c.settimeout(wait)
+            try:
+                status, _, data = parse(c.recv(65536))
+            except socket.timeout:
+                continue
+            self.assertEqual((status, json.loads(data)["errcode"]), (429, "M_LIMIT_EXCEEDED"))
+            n += 1
+        return n
 
     def stopped_cleanly(self, d):
         rc = d.stop()
@@ -207,7 +238,8 @@ class Abuse(unittest.TestCase):
 
     # -- descriptors ----------------------------------------------------------------------------
     def test_descriptor_exhaustion_pauses_accepting(self):
-        d = self.daemon()
+        # A connection cap above the descriptor limit, so that accept() itself runs out.
+        d = self.daemon({"MRTC_INBOUND_MAX": "1000"})
         limit = 64
 
         def low_limit():
@@ -249,6 +281,91 @@ class Abuse(unittest.TestCase):
         self.assertLess(len(lines), 100, "\n".join(lines[:50]))
         self.assertIn(f"descriptor limit: {limit}", logs)
         self.assertIn("pausing accepts", logs)
+
+    def test_inbound_connections_capped(self):
+        cap = 20
+        d = self.daemon({"MRTC_INBOUND_MAX": str(cap)}).start()
+        held = [socket.create_connection((d.host, d.port), timeout=5) for _ in range(2 * cap)]
+        self.addCleanup(lambda: [s.close() for s in held])
+        time.sleep(0.5)
+        closed = 0
+        for s in held:
+            s.settimeout(0.05)
+            try:
+                if s.recv(1) == b"":
+                    closed += 1
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                closed += 1
+        print(f"{2 * cap} idle connections with MRTC_INBOUND_MAX={cap}: {closed} closed at accept")
+        self.assertEqual(closed, cap)
+        # The admin listener is not counted; the main one answers again once some close.
+        self.assertEqual(d.request("GET", "/healthz", admin=True)[0], 200)
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                if d.request("GET", "/healthz", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        logs = self.stopped_cleanly(d)
+        self.assertIn("connections open (MRTC_INBOUND_MAX)", logs)
+        self.assertIn(f"connections at once: {cap} inbound", logs)
+
+    def test_outbound_connections_capped(self):
+        users = {"tok_1": {"user_id": "@u1:hs1.test", "device_id": "D1"}}
+        hs = Homeserver({"users": users, "rooms": {"!r:hs1.test": {"members": {
+            "@u1:hs1.test": "join"}}}})
+        self.addCleanup(hs.close)
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(1024)
+        self.addCleanup(hole.close)
+        cap = 10
+        d = self.daemon(dict(homeserver_env(hs), MRTC_FEDERATION_ALLOW_CIDRS="127.0.0.0/8",
+                             MRTC_OUTBOUND_MAX=str(cap), MRTC_RATE_BURST="10000",
+                             MRTC_RATE_PER_SECOND="10000", MRTC_AUTH_CACHE_TTL="300",
+                             MRTC_MEMBERSHIP_CACHE_TTL="300", MRTC_LOG_LEVEL="warn")).start()
+
+        def outbound_open():
+            _, _, body = d.request("GET", "/metrics", admin=True)
+            return int(re.search(rb"^mrtc_outbound_connections_open (\d+)", body,
+                                 re.M).group(1))
+
+        server = f"127.0.0.1:{hole.getsockname()[1]}"
+        body = json.dumps({"room_id": "!r:hs1.test", "slot_id": "m.call#ROOM",
+                           "url": "wss://sfu.example.org", "member": {"id": "m"},
+                           "member_id": "m", "server_name": server}).encode()
+        d.request("POST", "/_matrix/client/v1/rtc/livekit/get_token", headers={
+            "Authorization": "Bearer tok_1"}, body=body.replace(server.encode(), b"hs1.test"))
+        req = (b"POST /_matrix/client/v1/rtc/livekit/get_token HTTP/1.1\r\nHost: x\r\n"
+               b"Authorization: Bearer tok_1\r\nContent-Type: application/json\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        clients = []
+        for _ in range(3 * cap):
+            s = socket.create_connection((d.host, d.port), timeout=5)
+            self.addCleanup(s.close)
+            s.sendall(req)
+            clients.append(s)
+        limited = self.count_limited(clients, 0.3)
+        opened = outbound_open()
+        print(f"{3 * cap} relays to a silent server, MRTC_OUTBOUND_MAX={cap}: {opened} "
+              f"outbound connections open, {limited} answered 429")
+        self.assertLessEqual(opened, cap)
+        self.assertGreaterEqual(limited, 2 * cap - 1)  # one may be the homeserver's keep-alive
+        _, _, metrics = d.request("GET", "/metrics", admin=True)
+        self.assertIn(f"mrtc_outbound_connections_max {cap}".encode(), metrics)
+        refused = int(re.search(rb"^mrtc_outbound_connections_refused_total (\d+)", metrics,
+                                re.M).group(1))
+        self.assertGreaterEqual(refused, limited)
+        for s in clients:
+            s.close()
+        self.stopped_cleanly(d)
 
     # -- finding 11: readiness timing -----------------------------------------------------------
     def test_readyz_homeserver_check_after_three_intervals(self):
@@ -451,16 +568,7 @@ class Abuse(unittest.TestCase):
             return c
 
         def limited(conns):
-            n = 0
-            for c in conns:
-                c.settimeout(1)
-                try:
-                    status, _, data = parse(c.recv(65536))
-                except socket.timeout:
-                    continue
-                self.assertEqual((status, json.loads(data)["errcode"]), (429, "M_LIMIT_EXCEEDED"))
-                n += 1
-            return n
+            return self.count_limited(conns, 1)
 
         first = [send(h, "198.51.100.1") for h in holes[:10]]
         self.assertEqual(limited(first), 6)
@@ -469,7 +577,114 @@ class Abuse(unittest.TestCase):
         self.assertEqual(limited(other), 0)
         for c in first + other:
             c.close()
+        # An IPv6 client counts as its /64 (what one machine gets): two addresses of one /64
+        # share an allowance, another /64 has its own.
+        time.sleep(0.5)  # the hang-ups above cancel those fetches
+        v6 = [send(h, f"2001:db8:0:1::{i + 1}") for i, h in enumerate(holes[:6])]
+        self.assertEqual(limited(v6), 2)
+        v6_other = [send(h, "2001:db8:0:2::1") for h in holes[6:9]]
+        self.assertEqual(limited(v6_other), 0)
+        for c in v6 + v6_other:
+            c.close()
         self.stopped_cleanly(d)
+
+
+    # -- finding 7: operator URLs are length-capped -------------------------------------------
+    def test_overlong_operator_urls_refused(self):
+        key = tempfile.NamedTemporaryFile("w", suffix=".key", delete=False)
+        self.addCleanup(os.unlink, key.name)
+        key.write(KEY_LINE)
+        key.close()
+        base = dict(BASE_ENV, MRTC_SERVER_NAME="hs1.test", MRTC_HOMESERVER_URL="http://hs.test",
+                    MRTC_SIGNING_KEY_FILE=key.name, MRTC_HOMESERVER_ADMIN_TOKEN="admin-token",
+                    MRTC_PUBLIC_BASE_URL="https://hs1.test", PATH=os.environ["PATH"])
+        ok = subprocess.run([BINARY, "--check-config"], env=base, capture_output=True,
+                            text=True, timeout=30)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        long_path = "/" + "a" * 1100
+        for var, url in (("MRTC_HOMESERVER_URL", "http://hs.test" + long_path),
+                         ("LIVEKIT_URL", "wss://sfu.example.org" + long_path),
+                         ("MRTC_LIVEKIT_API_URL", "https://sfu.example.org" + long_path),
+                         ("MRTC_PUBLIC_BASE_URL", "https://hs1.test" + long_path)):
+            with self.subTest(var=var):
+                r = subprocess.run([BINARY, "--check-config"], env=dict(base, **{var: url}),
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertIn(f"{var}: longer than 1024 characters", r.stderr)
+        # 1024 characters exactly are accepted.
+        edge = "http://hs.test/" + "a" * (1024 - len("http://hs.test/"))
+        r = subprocess.run([BINARY, "--check-config"], env=dict(base, MRTC_HOMESERVER_URL=edge),
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    # -- finding 9: the membership watch walks every participant -------------------------------
+    def test_watch_walks_every_participant(self):
+        from concurrent.futures import ThreadPoolExecutor
+        import http.client
+        from testbed import Testbed
+        n, period = 5000, 10
+        room = "!big:hs1.test"
+        members = {f"@wild_{i}:hs1.test": "join" for i in range(n)}
+        tb = Testbed(state={"hs1.test": {"wildcard_users": True,
+                                         "rooms": {room: {"members": members}}}}).start()
+        failed = True
+        try:
+            hs1 = tb.hs("hs1.test")
+            d = Daemon(BINARY, tb.mrtc_env(
+                hs1, MRTC_MEMBERSHIP_BACKEND="msc4502", MRTC_APPSERVICE_TOKEN=hs1.appservice_token,
+                MRTC_MEMBERSHIP_RECHECK=str(period), MRTC_MEMBERSHIP_CACHE_TTL="0",
+                MRTC_STORE="sqlite:" + tb.path("watch.db"), MRTC_LOG_LEVEL="warn",
+                MRTC_TOKEN_TTL="3600"), name="abuse-watch", host=tb.svc).start()
+            self.addCleanup(d.close)
+            body = json.dumps({"room_id": room, "slot_id": "m.call#ROOM",
+                               "url": hs1.livekit_url, "member": {"id": "m"},
+                               "member_id": "m"})
+            local = threading.local()
+            conns = []
+
+            def mint(i, attempt=0):
+                if not hasattr(local, "conn"):
+                    local.conn = http.client.HTTPConnection(d.host, d.port, timeout=30)
+                    conns.append(local.conn)
+                local.conn.request("POST", "/_matrix/client/v1/rtc/livekit/get_token",
+                                   body=body, headers={"Authorization": f"Bearer wild_{i}",
+                                                       "Content-Type": "application/json"})
+                resp = local.conn.getresponse()
+                resp.read()
+                if resp.status == 502 and attempt < 3:  # the test homeserver, overloaded
+                    time.sleep(0.5)
+                    return mint(i, attempt + 1)
+                return resp.status
+
+            start = time.monotonic()
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(pool.map(mint, range(n)))
+            for c in conns:
+                c.close()
+            print(f"{n} participants admitted in {time.monotonic() - start:.1f} s")
+            self.assertEqual(statuses.count(200), n, {s: statuses.count(s) for s in statuses})
+            # The last one admitted leaves the Matrix room.
+            post_json(hs1.sfu_url + "/_test/calls", {})
+            post_json(hs1.hs_url + "/_test/patch", {"room": room, "member": f"@wild_{n - 1}:hs1.test",
+                                                    "membership": "leave"})
+            left = time.monotonic()
+
+            def removed():
+                return [c for c in get_json(hs1.sfu_url + "/_test/calls")["calls"]
+                        if c["method"] == "RemoveParticipant"]
+            while not removed():
+                self.assertLess(time.monotonic() - left, 2 * period + 5,
+                                f"not removed from the SFU\n{d.logs()[-2000:]}")
+                time.sleep(0.2)
+            took = time.monotonic() - left
+            print(f"participant {n - 1} of {n} removed from the SFU {took:.1f} s after leaving "
+                  f"(watch period {period} s)")
+            self.assertLess(took, 2 * period)
+            self.assertEqual(len(removed()), 1)
+            self.stopped_cleanly(d)
+            failed = False
+        finally:
+            tb.stop(failed=failed)
 
 
 if __name__ == "__main__":

@@ -381,6 +381,42 @@ class Delayed(unittest.TestCase):
         time.sleep(0.8)
         self.assertEqual(self.actions("de_500")[0].count("send"), 1)
 
+    def test_gives_up_after_failing_longer_than_delay(self):
+        """Issue 16 finding 3: a job whose homeserver fails every management call for longer
+        than the delay plus 60 s is removed from the store, logged once, and calls no more."""
+        db = self.tb.path("jobs-giveup.db")
+        d = self.daemon(MRTC_STORE="sqlite:" + db)
+        self.delayed_event("de_giveup", "carol", delay=1000)
+        post(self.hs1.hs_url + "/_test/delayed_mode", {"fail_management": True})
+        try:
+            self.assertEqual(self.delegate("carol", "de_giveup", member="m6", d=d,
+                                           delay_timeout=1000)[0], 200)
+            start = time.monotonic()
+            self.assertTrue(self.wait_for(lambda: "giving up" in d.logs(), timeout=90),
+                            d.logs()[-2000:])
+            gave_up = time.monotonic() - start
+
+            def calls():
+                return sum("de_giveup" in r["path"] for r in
+                           get(self.hs1.hs_url + "/_test/requests")["requests"])
+            made = calls()
+            time.sleep(3)
+            self.assertEqual(calls(), made)  # no call since
+        finally:
+            post(self.hs1.hs_url + "/_test/delayed_mode", {})
+        logs = d.logs()
+        print(f"job failing since delegation gave up after {gave_up:.1f} s (delay 1 s + 60 s), "
+              f"{made} management calls")
+        self.assertEqual(logs.count("giving up"), 1)
+        self.assertGreater(gave_up, 60)
+        self.assertLess(gave_up, 61 + 15)
+        import sqlite3
+        db = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            self.assertEqual(db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0], 0)
+        finally:
+            db.close()
+
     def test_store_round_trips_every_field(self):
         """Both stores hold every job field, the `guarded` flag included (issue 16 finding 8)."""
         import socket

@@ -141,6 +141,50 @@ class FederationIO(unittest.TestCase):
         self.assertEqual(r["err"], "timeout")
         self.assertLess(elapsed, 3.5)
 
+    def test_one_deadline_covers_wellknown_redirects(self):
+        """Issue 16 finding 4: a well-known server that answers each hop with a redirect after
+        1.2 s (each hop inside a 2 s timeout) cannot stretch a 2 s call: the one deadline
+        covers every hop, SRV and the request, so the call fails with a timeout after about
+        2 s (it took over 7 s when each hop had its own timeout)."""
+        import http.server
+        import ssl
+
+        hops = []
+
+        class SlowRedirects(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                n = len(hops)
+                hops.append(self.headers.get("Host"))
+                time.sleep(1.2)
+                self.send_response(302)
+                self.send_header("Location",
+                                 f"https://h{n + 1}.slow.test/.well-known/matrix/server")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        server = http.server.ThreadingHTTPServer((self.tb.slow_address, 443), SlowRedirects)
+        server.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.tb.path("server.pem"), self.tb.path("server.key"))
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        t = threading.Thread(target=server.serve_forever, daemon=True)
+        t.start()
+        try:
+            start = time.monotonic()
+            r = self.tool("get", "slow.test", "/_matrix/key/v2/server", timeout=2000)
+            elapsed = time.monotonic() - start
+        finally:
+            server.shutdown()
+            server.server_close()
+        print(f"2 s call to a server whose well-known redirects every 1.2 s: {r['err']} after "
+              f"{elapsed:.2f} s, {len(hops)} well-known hops")
+        self.assertEqual(r["err"], "timeout", r)
+        self.assertGreaterEqual(len(hops), 2)  # the redirects were followed
+        self.assertLess(elapsed, 2 + 1.5)
+
     def test_connection_reuse(self):
         r = self.tool("get", "hs1.test", "/_matrix/key/v2/server", "20")
         self.assertEqual(r["ok"], 20)

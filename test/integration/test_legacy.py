@@ -259,6 +259,36 @@ class Legacy(unittest.TestCase):
         b["delay_cs_api_url"] = "http://hs1.test"
         self.assertEqual(self.post("/delegate_delayed_leave", b)[0], 400)
 
+    def test_delay_url_resolved_and_guarded_before_answer(self):
+        """Issue 16 finding 3: a delay_cs_api_url whose host does not resolve, or resolves only
+        to addresses the outbound guard refuses, is refused before any 200, and no job calls
+        it."""
+        cases = {
+            "https://nowhere.test": "`delay_cs_api_url`'s host does not resolve",
+            "https://private.test": "`delay_cs_api_url` points at an address this service "
+                                    "does not call",
+            "https://10.1.2.3:8448": "`delay_cs_api_url` points at an address this service "
+                                     "does not call",
+            "https://[::1]/": "`delay_cs_api_url` points at an address this service does "
+                              "not call",
+        }
+        for url, msg in cases.items():
+            for path in ("/delegate_delayed_leave", "/get_token"):
+                with self.subTest(url=url, path=path):
+                    b = self.delegation(room="!badurl:hs1.test")
+                    b.update(delay_id="de_bad", delay_cs_api_url=url)
+                    self.assertEqual(self.post(path, b), (400, {"errcode": "M_INVALID_PARAM",
+                                                                "error": msg}))
+        # No job was stored for the room.
+        import sqlite3
+        db = sqlite3.connect(f"file:{self.tb.path('legacy-jobs.db')}?mode=ro", uri=True)
+        try:
+            n = db.execute("SELECT COUNT(*) FROM jobs WHERE room_id = ?",
+                           ("!badurl:hs1.test",)).fetchone()[0]
+        finally:
+            db.close()
+        self.assertEqual(n, 0)
+
     def test_get_token_with_delegation(self):
         self.delayed("de_leg2", "@alice:hs1.test")
         b = self.get_token_body(room="!withdel:hs1.test")

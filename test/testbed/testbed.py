@@ -20,6 +20,10 @@ Names (all resolved by the testbed's dnsmasq only):
   huge.test               answers every federation request on 8448 with a 200 KiB JSON body
   wrongcert.test          A record to hs2's address; the certificate does not name it
   private.test            resolves to a private (10.x) address, for the outbound guard
+  slow.test, <any>.slow.test  A records to an address of their own where nothing listens
+                          unless a test starts a server there (Testbed.slow_address)
+  <any>.fresh.test        A records to hs1's address: as many distinct servers as a test needs,
+                          served by hs1's homeserver with hs1's key (see homeserver.py)
 """
 import json
 import os
@@ -142,6 +146,7 @@ class Testbed:
         for name in appservice:
             self.servers[name].appservice = True
         self.wk_address = base + "13"
+        self.slow_address = base + "14"
         self.dns_port = free_port(self.svc)
         self.state = state or {}
         self.ca = os.path.join(self.dir, "ca.pem")
@@ -179,7 +184,8 @@ class Testbed:
     def make_pki(self):
         names = ["hs1.test", "hs2.test", "wk.test", "wknoport.test", "srv.test", "oldsrv.test",
                  "srvtarget.test", "sfu.hs1.test", "sfu.hs2.test", "redirect.test",
-                 "redirectpriv.test", "bigwk.test", "private.test", "garbage.test", "huge.test"]
+                 "redirectpriv.test", "bigwk.test", "private.test", "garbage.test", "huge.test",
+                 "*.fresh.test", "slow.test", "*.slow.test"]
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
              "-nodes", "-days", "2", "-subj", "/CN=mrtc testbed CA", "-keyout",
              self.path("ca.key"), "-out", self.ca])
@@ -213,6 +219,8 @@ class Testbed:
                  f"--host-record=srvtarget.test,{hs2}",
                  f"--host-record=wrongcert.test,{hs2}",
                  "--host-record=private.test,10.11.12.13",
+                 f"--address=/fresh.test/{self.hs('hs1.test').address}",
+                 f"--address=/slow.test/{self.slow_address}",
                  "--srv-host=_matrix-fed._tcp.srv.test,hs2.test,8448,10,5",
                  "--srv-host=_matrix-fed._tcp.srvtarget.test,hs2.test,8448,10,5",
                  "--srv-host=_matrix._tcp.oldsrv.test,hs2.test,8448,10,5"]

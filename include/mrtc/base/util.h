@@ -29,6 +29,26 @@ bool mrtc_str_equal_ct(const char *a, const char *b);
  */
 char *mrtc_quote(char *out, size_t size, const char *s, size_t max_chars);
 
+/*
+ * snprintf() that says whether the whole result fit: false on truncation or an encoding error
+ * (then @out holds "" or the cut text: never use it). Every formatted copy into a fixed buffer
+ * goes through it or mrtc_copy(), and its result is checked.
+ */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+bool mrtc_format(char *out, size_t size, const char *fmt, ...);
+
+/* Like mrtc_format(), for text that is only shown (log details, messages): a cut is marked with
+ * "..." at the end instead. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+void mrtc_format_shown(char *out, size_t size, const char *fmt, ...);
+
+/* Copies @s into @out (size @size) if it fits with its NUL; else false and @out is "". */
+bool mrtc_copy(char *out, size_t size, const char *s);
+
 /* Monotonic and wall clocks in milliseconds. */
 uint64_t mrtc_now_ms(void);
 uint64_t mrtc_monotonic_ms(void);

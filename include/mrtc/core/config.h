@@ -71,6 +71,8 @@ struct mrtc_config {
 	uint64_t client_timeout_s;
 	uint64_t key_fetch_max;
 	uint64_t key_fetch_per_peer;
+	uint64_t inbound_max;  /* 0 until sized from the descriptor limit at start */
+	uint64_t outbound_max; /* likewise */
 	uint64_t verify_threads;
 	char *store;	    /* may hold a Redis password: print only through mrtc_store_spec_redact;
 			     * NULL only with MRTC_STORE=none */
@@ -101,6 +103,10 @@ struct mrtc_config {
 
 /* The path under MRTC_PUBLIC_BASE_URL where the proxy snippet serves the OpenID endpoints. */
 #define MRTC_SERVICE_PATH "/livekit/jwt"
+
+/* The longest operator URL (homeserver, SFU, service URLs) accepted: every buffer a URL is built
+ * in has room for it and the longest path appended. */
+#define MRTC_URL_MAX 1024
 
 /* Returns the value of environment variable @name, or NULL. */
 typedef const char *(*mrtc_getenv_fn)(void *ctx, const char *name);

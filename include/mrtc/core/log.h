@@ -27,4 +27,19 @@ __attribute__((format(printf, 4, 5)))
 #endif
 void mrtc_log(int level, const char *component, const char *request_id, const char *fmt, ...);
 
+/* Lines about refused or abandoned requests a second, over all of them (mrtc_log_refusal). */
+#define MRTC_LOG_REFUSALS_PER_SECOND 10
+
+/*
+ * Like mrtc_log(), for lines any client can cause at will (a request refused, a client that
+ * went away): at most MRTC_LOG_REFUSALS_PER_SECOND such lines a second in all, so a flood of
+ * requests cannot flood the log. Lines over the budget are counted, and the next line written
+ * is preceded by one saying how many were dropped. Event loop thread only.
+ */
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+void mrtc_log_refusal(int level, const char *component, const char *request_id,
+		      const char *fmt, ...);
+
 #endif

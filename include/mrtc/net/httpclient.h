@@ -26,6 +26,9 @@ struct mrtc_http_client_config {
 	const char *ca_file;	  /* extra PEM bundle, or NULL */
 	size_t max_idle_per_dest; /* idle keep-alive connections kept per destination (0: 32) */
 	size_t max_dests;	  /* destinations with idle connections (0: 256) */
+	size_t max_open; /* connections open at once, idle ones included (0: no cap); a call that
+			  * needs one more closes an idle one or fails with
+			  * MRTC_ERR_LIMIT_EXCEEDED */
 };
 
 struct mrtc_http_client_stats {
@@ -36,6 +39,7 @@ struct mrtc_http_client_stats {
 	uint64_t failures;	 /* requests that got no HTTP response */
 	uint64_t retried;	 /* requests sent again after a pooled connection failed */
 	uint64_t open;		 /* connections open now */
+	uint64_t refused;	 /* calls failed because max_open connections were open */
 };
 
 struct mrtc_http_target {
