@@ -281,7 +281,8 @@ class Legacy(unittest.TestCase):
                                                                 "error": msg}))
         # No job was stored for the room.
         import sqlite3
-        db = sqlite3.connect(f"file:{self.tb.path('legacy-jobs.db')}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{self.tb.path('state-legacy', 'store.db')}?mode=ro",
+                             uri=True)
         try:
             n = db.execute("SELECT COUNT(*) FROM jobs WHERE room_id = ?",
                            ("!badurl:hs1.test",)).fetchone()[0]
