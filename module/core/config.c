@@ -50,6 +50,7 @@ enum var_flags {
 	F_REQUIRED = 1u << 1,	/* required in every mode */
 	F_HOMESERVER = 1u << 2, /* one of the three homeserver-mode variables */
 	F_SPECIAL = 1u << 3,	/* read by code after the table loop */
+	F_SFU = 1u << 4,	/* one of an SFU's numbered variables, read by load_sfus() */
 };
 
 struct var {
@@ -83,6 +84,16 @@ static const struct var vars[] = {
 	  0, 0, "LiveKit API secret (or LIVEKIT_SECRET_FROM_FILE)" },
 	{ "MRTC_LIVEKIT_API_URL", T_HTTP_URL, NULL, 0, OFF(livekit_api_url), 0, 0,
 	  "where the daemon reaches the SFU's RoomService (default: LIVEKIT_URL, ws->http)" },
+	{ "LIVEKIT_URL_2", T_WS_URL, NULL, F_SFU, 0, 0, 0,
+	  "a second SFU, advertised after the first (LIVEKIT_URL_3 ... LIVEKIT_URL_8 add more, "
+	  "in preference order; each needs its _<n> key and secret)" },
+	{ "LIVEKIT_KEY_2", T_STRING, NULL, F_SFU | F_SECRET, 0, 0, 0,
+	  "API key of SFU 2 (LIVEKIT_KEY_<n> of SFU n)" },
+	{ "LIVEKIT_SECRET_2", T_STRING, NULL, F_SFU | F_SECRET, 0, 0, 0,
+	  "API secret of SFU 2 (LIVEKIT_SECRET_<n> of SFU n)" },
+	{ "MRTC_LIVEKIT_API_URL_2", T_HTTP_URL, NULL, F_SFU, 0, 0, 0,
+	  "RoomService URL of SFU 2 (default: LIVEKIT_URL_2, ws->http; MRTC_LIVEKIT_API_URL_<n> "
+	  "of SFU n)" },
 	{ "MRTC_MEMBERSHIP_BACKEND", T_MEMBERSHIP, "synapse-admin", 0, OFF(membership_backend), 0,
 	  0, "synapse-admin or msc4502: how remote users' membership is checked" },
 	{ "MRTC_HOMESERVER_ADMIN_TOKEN", T_STRING, NULL, F_SECRET, OFF(homeserver_admin_token), 0,
@@ -657,6 +668,134 @@ static void default_store(struct mrtc_config *c, mrtc_getenv_fn getenv_fn, void 
 	c->store_default = true;
 }
 
+bool mrtc_sfu_url_matches(const char *url, const char *configured)
+{
+	size_t a = strlen(url), b = strlen(configured);
+	if (a && url[a - 1] == '/')
+		a--;
+	if (b && configured[b - 1] == '/')
+		b--;
+	return a == b && memcmp(url, configured, a) == 0;
+}
+
+int mrtc_config_sfu_find(const struct mrtc_config *c, const char *url)
+{
+	for (size_t i = 0; i < c->n_sfus; i++)
+		if (c->sfus[i].url && mrtc_sfu_url_matches(url, c->sfus[i].url))
+			return (int)i;
+	return -1;
+}
+
+/*
+ * The SFUs: the LIVEKIT_* variables are the first, LIVEKIT_URL_<n>, LIVEKIT_KEY_<n>,
+ * LIVEKIT_SECRET_<n> (each secret also from NAME_FILE) and MRTC_LIVEKIT_API_URL_<n> the n-th,
+ * numbered from 2 without gaps. Every problem is reported, not just the first.
+ */
+static void load_sfus(struct mrtc_config *c, mrtc_getenv_fn getenv_fn, void *ctx,
+		      struct mrtc_buf *problems)
+{
+	c->sfus[0] = (struct mrtc_sfu_config){ .url = c->livekit_url,
+					       .key = c->livekit_key,
+					       .secret = c->livekit_secret };
+	c->n_sfus = 1;
+	unsigned gap = 0; /* the first unset number */
+	for (unsigned n = 2; n <= MRTC_SFUS_MAX + 1; n++) {
+		char names[4][40], files[2][48];
+		static const char *const stem[4] = { "LIVEKIT_URL", "LIVEKIT_KEY", "LIVEKIT_SECRET",
+						     "MRTC_LIVEKIT_API_URL" };
+		bool any = false, fits = true;
+		for (int k = 0; k < 4; k++) {
+			fits = fits && mrtc_format(names[k], sizeof(names[k]), "%s_%u", stem[k], n);
+		}
+		for (int k = 0; k < 2; k++) {
+			fits = fits &&
+			       mrtc_format(files[k], sizeof(files[k]), "%s_FILE", names[k + 1]);
+		}
+		if (!fits) { /* cannot happen: the names are short */
+			problem(problems, "LIVEKIT_URL_2", "internal error naming SFU %u", n);
+			return;
+		}
+		for (int k = 0; k < 4; k++)
+			any = any || env_value(getenv_fn, ctx, names[k]);
+		for (int k = 0; k < 2; k++)
+			any = any || env_value(getenv_fn, ctx, files[k]);
+		if (!any) {
+			if (!gap)
+				gap = n;
+			continue;
+		}
+		if (n > MRTC_SFUS_MAX) {
+			problem(problems, names[0], "at most %d SFUs are supported", MRTC_SFUS_MAX);
+			break;
+		}
+		if (gap) {
+			problem(problems, names[0],
+				"LIVEKIT_URL_%u is not set: number the SFUs 2, 3, ... without gaps",
+				gap);
+			continue;
+		}
+		size_t i = c->n_sfus++;
+		struct mrtc_sfu_config *u = &c->sfus[i];
+		size_t base = OFF(sfus) + i * sizeof(struct mrtc_sfu_config);
+		const struct var url_var = { .name = names[0],
+					     .type = T_WS_URL,
+					     .offset = base + offsetof(struct mrtc_sfu_config, url),
+					     .help = "" };
+		const struct var api_var = { .name = names[3],
+					     .type = T_HTTP_URL,
+					     .offset =
+						 base + offsetof(struct mrtc_sfu_config, api_url),
+					     .help = "" };
+		const char *url = env_value(getenv_fn, ctx, names[0]);
+		const char *api = env_value(getenv_fn, ctx, names[3]);
+		if (!url)
+			problem(problems, names[0], "required: %s or %s is set", names[1],
+				names[2]);
+		else
+			parse_var(c, &url_var, url, problems);
+		if (u->url && mrtc_config_sfu_find(c, u->url) != (int)i)
+			problem(problems, names[0],
+				"is the URL of SFU %d already: get_token picks the SFU by it",
+				mrtc_config_sfu_find(c, u->url) + 1);
+		if (api)
+			parse_var(c, &api_var, api, problems);
+		u->key = secret_value(getenv_fn, ctx, names[1], problems);
+		u->secret = secret_value(getenv_fn, ctx, names[2], problems);
+		if (!u->key && !env_value(getenv_fn, ctx, files[0]))
+			problem(problems, names[1], "required for SFU %u (or %s)", n, files[0]);
+		if (!u->secret && !env_value(getenv_fn, ctx, files[1]))
+			problem(problems, names[2], "required for SFU %u (or %s)", n, files[1]);
+	}
+}
+
+static char *derive_api_url(const char *ws);
+
+/* Each SFU's RoomService URL and the livekit_service_url advertised for it. */
+static void derive_sfu_urls(struct mrtc_config *c, struct mrtc_buf *problems)
+{
+	c->sfus[0].api_url = c->livekit_api_url;
+	c->sfus[0].service_url = c->livekit_service_url;
+	for (size_t i = 1; i < c->n_sfus; i++) {
+		struct mrtc_sfu_config *u = &c->sfus[i];
+		if (u->url && !u->api_url) {
+			u->api_url = derive_api_url(u->url);
+			if (!u->api_url)
+				problem(problems, "MRTC_LIVEKIT_API_URL_2", "out of memory");
+		}
+		if (!c->livekit_service_url)
+			continue;
+		const char *s = c->livekit_service_url;
+		size_t n = strlen(s);
+		while (n && s[n - 1] == '/')
+			n--;
+		size_t len = n + 24;
+		u->service_url = malloc(len);
+		if (!u->service_url ||
+		    !mrtc_format(u->service_url, len, "%.*s/%zu", (int)n, s, i + 1))
+			problem(problems, "MRTC_LIVEKIT_SERVICE_URL", "out of memory");
+	}
+}
+
 /* The Redis credentials outside MRTC_STORE must fit it. */
 static void check_redis_credentials(const struct mrtc_config *c, struct mrtc_buf *problems)
 {
@@ -784,6 +923,8 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 
 	for (size_t i = 0; i < N_VARS; i++) {
 		const struct var *v = &vars[i];
+		if (v->flags & F_SFU)
+			continue;
 		if (v->flags & F_SPECIAL && v->flags & F_SECRET)
 			continue;
 		const char *value = env_value(getenv_fn, ctx, v->name);
@@ -832,6 +973,7 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 		free_secret(secret);
 	}
 	load_livekit_credentials(c, getenv_fn, ctx, problems);
+	load_sfus(c, getenv_fn, ctx, problems);
 
 	if (c->signing_key_file && problems->len == problems_before) {
 		enum mrtc_err err =
@@ -870,6 +1012,7 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 		if (!c->livekit_api_url)
 			problem(problems, "MRTC_LIVEKIT_API_URL", "out of memory");
 	}
+	derive_sfu_urls(c, problems);
 	if (problems->len != problems_before || problems->failed) {
 		mrtc_config_destroy(c);
 		return MRTC_ERR_CONFIG;
@@ -882,8 +1025,18 @@ void mrtc_config_destroy(struct mrtc_config *c)
 {
 	if (!c)
 		return;
+	for (size_t i = 1; i < c->n_sfus; i++) {
+		struct mrtc_sfu_config *u = &c->sfus[i];
+		free(u->url);
+		free_secret(u->key);
+		free_secret(u->secret);
+		free(u->api_url);
+		free(u->service_url);
+	}
 	for (size_t i = 0; i < N_VARS; i++) {
 		const struct var *v = &vars[i];
+		if (v->flags & F_SFU)
+			continue;
 		switch (v->type) {
 		case T_STRING:
 		case T_SERVER_NAME:

@@ -29,7 +29,7 @@
 #define WATCH_BATCH 2000   /* keys taken from the cache at a time by a sweep */
 #define WATCH_IN_FLIGHT 64 /* membership checks a sweep keeps in flight */
 #define HS_RESPONSE_MAX (256 * 1024)
-#define WATCH_KEY_MAX (2 * MRTC_LIVEKIT_NAME_MAX + 2)
+#define WATCH_KEY_MAX (2 * MRTC_LIVEKIT_NAME_MAX + 24)
 #define FORM_MEMO_MAX 64
 #define WATCH_PENDING_MAX 1024 /* admissions written to the store in one transaction */
 #define WATCH_FLUSH_MS 250     /* at most this long before an admission is in the store */
@@ -46,6 +46,8 @@ static const char *const de_paths[2] = {
 struct job {
 	struct mrtc_delayed *d;
 	struct mrtc_job_record rec;
+	size_t sfu;    /* index in config->sfus of rec.sfu_url */
+	bool sfu_gone; /* rec.sfu_url is no configured SFU (any more) */
 	struct event *timer;
 	uint64_t next_restart_ms, next_poll_ms, wait_deadline_ms, retry_at_ms;
 	uint64_t backoff_ms;
@@ -63,6 +65,7 @@ struct job {
 };
 
 struct watched {
+	size_t sfu; /* index in config->sfus: where it was admitted, whom to ask to remove it */
 	char room_id[256];
 	char room_name[MRTC_LIVEKIT_HASH_LEN + 1];
 	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
@@ -409,6 +412,12 @@ static void job_tick(struct job *j)
 	struct mrtc_delayed *d = j->d;
 	if (j->busy)
 		return;
+	if (j->sfu_gone) {
+		/* Nothing can tell when the participant leaves: the homeserver's own timeout
+		 * sends the leave once nobody restarts the delayed event. */
+		job_done_at(j, LOG_WARNING, "its SFU is not configured any more");
+		return;
+	}
 	uint64_t now = mrtc_monotonic_ms();
 	if (d->store->shared && !d->store->ops->lease(d->store->self, j->rec.key, d->owner,
 						      d->s->config->lease_ttl_ms)) {
@@ -427,7 +436,7 @@ static void job_tick(struct job *j)
 	/* The SFU is polled even while homeserver calls back off: a participant must never be
 	 * taken for gone because the homeserver was failing. */
 	if (now >= j->next_poll_ms && !j->send_pending) {
-		j->rs = mrtc_roomservice_get_participant(d->s->rooms, j->rec.room_name,
+		j->rs = mrtc_roomservice_get_participant(d->s->sfu_rooms[j->sfu], j->rec.room_name,
 							 j->rec.identity, on_poll, j);
 		j->busy = j->rs != NULL;
 		if (j->busy)
@@ -475,6 +484,9 @@ static struct job *job_start(struct mrtc_delayed *d, const struct mrtc_job_recor
 		return NULL;
 	j->d = d;
 	j->rec = *rec;
+	int sfu = rec->sfu_url[0] ? mrtc_config_sfu_find(d->s->config, rec->sfu_url) : 0;
+	j->sfu = sfu < 0 ? 0 : (size_t)sfu;
+	j->sfu_gone = sfu < 0;
 	j->backoff_ms = BACKOFF_START_MS;
 	int form = memo_get(d, rec->cs_api_url);
 	j->form = form < 0 ? 0 : form;
@@ -572,9 +584,10 @@ static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote
 	}
 	mrtc_cache_remove(c->d->admitted, c->key, strlen(c->key));
 	if (c->d->store)
-		c->d->store->ops->watch_del(c->d->store->self, c->w.room_name, c->w.identity);
-	if (!mrtc_roomservice_remove_participant(c->d->s->rooms, c->w.room_name, c->w.identity,
-						 on_removed, c))
+		c->d->store->ops->watch_del(c->d->store->self, c->d->s->config->sfus[c->w.sfu].url,
+					    c->w.room_name, c->w.identity);
+	if (!mrtc_roomservice_remove_participant(c->d->s->sfu_rooms[c->w.sfu], c->w.room_name,
+						 c->w.identity, on_removed, c))
 		free(c);
 }
 
@@ -658,9 +671,10 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 }
 
 /* False when the key does not fit (never with names the daemon made). */
-static bool watch_key(char *out, size_t size, const char *room_name, const char *identity)
+static bool watch_key(char *out, size_t size, size_t sfu, const char *room_name,
+		      const char *identity)
 {
-	return mrtc_format(out, size, "%s|%s", room_name, identity);
+	return mrtc_format(out, size, "%zu|%s|%s", sfu, room_name, identity);
 }
 
 static void watch_flush(struct mrtc_delayed *d)
@@ -682,9 +696,22 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 	watch_flush(arg);
 }
 
-/* Puts one admitted participant into the watch (@expires_ms is wall clock); the entry, or NULL.
- */
-static struct watched *watch_add(struct mrtc_delayed *d, const struct mrtc_watch_record *rec)
+/* Queues @rec for the store's next batch. */
+static void watch_queue(struct mrtc_delayed *d, const struct mrtc_watch_record *rec)
+{
+	if (d->n_pending == WATCH_PENDING_MAX)
+		watch_flush(d);
+	d->pending[d->n_pending++] = *rec;
+	if (d->n_pending == 1) {
+		struct timeval tv = { .tv_usec = WATCH_FLUSH_MS * 1000 };
+		event_add(d->flush, &tv);
+	}
+}
+
+/* Puts one admitted participant on SFU @sfu into the watch (@expires_ms is wall clock); the
+ * entry, or NULL. */
+static struct watched *watch_add(struct mrtc_delayed *d, size_t sfu,
+				 const struct mrtc_watch_record *rec)
 {
 	uint64_t wall = mrtc_now_ms();
 	if (rec->expires_ms <= wall)
@@ -692,13 +719,14 @@ static struct watched *watch_add(struct mrtc_delayed *d, const struct mrtc_watch
 	struct watched *w = calloc(1, sizeof(*w));
 	if (!w)
 		return NULL;
+	w->sfu = sfu;
 	w->stored_until_ms = rec->expires_ms;
 	char key[WATCH_KEY_MAX];
 	if (!mrtc_copy(w->room_id, sizeof(w->room_id), rec->room_id) ||
 	    !mrtc_copy(w->room_name, sizeof(w->room_name), rec->room_name) ||
 	    !mrtc_copy(w->identity, sizeof(w->identity), rec->identity) ||
 	    !mrtc_copy(w->user_id, sizeof(w->user_id), rec->user_id) ||
-	    !watch_key(key, sizeof(key), rec->room_name, rec->identity)) {
+	    !watch_key(key, sizeof(key), sfu, rec->room_name, rec->identity)) {
 		free(w);
 		return NULL;
 	}
@@ -708,40 +736,59 @@ static struct watched *watch_add(struct mrtc_delayed *d, const struct mrtc_watch
 	return w;
 }
 
+/* A participant from the store: on the SFU of its url ("": the first), as jobs are, so a
+ * renumbered configuration still finds it; on an SFU no longer configured, dropped. */
 static void watch_resume(void *ctx, const struct mrtc_watch_record *rec)
 {
-	(void)watch_add(ctx, rec);
+	struct mrtc_delayed *d = ctx;
+	int sfu = rec->sfu_url[0] ? mrtc_config_sfu_find(d->s->config, rec->sfu_url) : 0;
+	if (sfu < 0) {
+		mrtc_log(LOG_WARNING, "watch", NULL,
+			 "%s in %s was admitted on %s, which is not configured any more: no "
+			 "longer watched",
+			 rec->user_id, rec->room_id, rec->sfu_url);
+		if (d->store)
+			d->store->ops->watch_del(d->store->self, rec->sfu_url, rec->room_name,
+						 rec->identity);
+		return;
+	}
+	const char *url = d->s->config->sfus[sfu].url;
+	if (!watch_add(d, (size_t)sfu, rec) || !d->store || !d->pending ||
+	    strcmp(rec->sfu_url, url) == 0)
+		return;
+	/* Stored under another spelling of the url ("", a trailing slash): from now on under the
+	 * configured one, which the removal names. */
+	d->store->ops->watch_del(d->store->self, rec->sfu_url, rec->room_name, rec->identity);
+	struct mrtc_watch_record again = *rec;
+	if (mrtc_copy(again.sfu_url, sizeof(again.sfu_url), url))
+		watch_queue(d, &again);
 }
 
-void mrtc_delayed_admitted(struct mrtc_delayed *d, const char *room_id, const char *room_name,
-			   const char *identity, const char *user_id, uint64_t ttl_s)
+void mrtc_delayed_admitted(struct mrtc_delayed *d, size_t sfu, const char *room_id,
+			   const char *room_name, const char *identity, const char *user_id,
+			   uint64_t ttl_s)
 {
-	if (!d || !d->admitted)
+	if (!d || !d->admitted || sfu >= d->s->config->n_sfus)
 		return;
 	struct mrtc_watch_record rec = { .expires_ms = mrtc_now_ms() + ttl_s * 1000 };
 	char key[WATCH_KEY_MAX];
-	if (!mrtc_copy(rec.room_id, sizeof(rec.room_id), room_id) ||
+	if (!mrtc_copy(rec.sfu_url, sizeof(rec.sfu_url), d->s->config->sfus[sfu].url) ||
+	    !mrtc_copy(rec.room_id, sizeof(rec.room_id), room_id) ||
 	    !mrtc_copy(rec.room_name, sizeof(rec.room_name), room_name) ||
 	    !mrtc_copy(rec.identity, sizeof(rec.identity), identity) ||
 	    !mrtc_copy(rec.user_id, sizeof(rec.user_id), user_id) ||
-	    !watch_key(key, sizeof(key), room_name, identity))
+	    !watch_key(key, sizeof(key), sfu, room_name, identity))
 		return; /* names longer than the watch holds: not watched */
 	struct watched *old = mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms());
 	uint64_t stored = old ? old->stored_until_ms : 0;
-	struct watched *w = watch_add(d, &rec);
+	struct watched *w = watch_add(d, sfu, &rec);
 	if (!w || !d->store || !d->pending)
 		return;
 	if (stored + WATCH_STORE_SLACK_MS >= rec.expires_ms) {
 		w->stored_until_ms = stored; /* the store holds nearly as long already */
 		return;
 	}
-	if (d->n_pending == WATCH_PENDING_MAX)
-		watch_flush(d);
-	d->pending[d->n_pending++] = rec;
-	if (d->n_pending == 1) {
-		struct timeval tv = { .tv_usec = WATCH_FLUSH_MS * 1000 };
-		event_add(d->flush, &tv);
-	}
+	watch_queue(d, &rec);
 }
 
 /* ---- webhooks ---- */
@@ -757,11 +804,28 @@ void mrtc_delayed_webhook(struct mrtc_request *r)
 	}
 	const char *auth =
 	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
-	struct mrtc_livekit_creds creds = { s->config->livekit_key, s->config->livekit_secret };
+	/* Each SFU signs with its own key and secret: the hook concerns the SFUs whose secret
+	 * verifies it (several if they share the key and secret). A hook that verified but whose
+	 * body is bad says so rather than 401. */
 	struct mrtc_webhook hook;
-	enum mrtc_err err =
-	    auth ? mrtc_livekit_webhook_verify(&creds, auth, body, len, mrtc_now_ms() / 1000, &hook)
-		 : MRTC_ERR_AUTH_MISSING;
+	enum mrtc_err err = MRTC_ERR_AUTH_MISSING;
+	unsigned from = 0; /* bit i: SFU i */
+	for (size_t i = 0; auth && i < s->config->n_sfus; i++) {
+		const struct mrtc_sfu_config *u = &s->config->sfus[i];
+		struct mrtc_livekit_creds creds = { u->key, u->secret };
+		struct mrtc_webhook h;
+		enum mrtc_err e =
+		    mrtc_livekit_webhook_verify(&creds, auth, body, len, mrtc_now_ms() / 1000, &h);
+		if (e == MRTC_OK) {
+			if (!from)
+				hook = h;
+			from |= 1u << i;
+			err = MRTC_OK;
+		} else if (i == 0 ||
+			   (err != MRTC_OK && (e == MRTC_ERR_NOT_JSON || e == MRTC_ERR_BAD_JSON))) {
+			err = e;
+		}
+	}
 	if (err != MRTC_OK) {
 		mrtc_log(LOG_WARNING, "webhook", r->id, "refused an SFU webhook: %s",
 			 mrtc_err_str(err));
@@ -776,7 +840,7 @@ void mrtc_delayed_webhook(struct mrtc_request *r)
 	if (d && hook.room[0]) {
 		for (struct job *j = d->jobs, *next; j; j = next) {
 			next = j->next;
-			if (strcmp(j->rec.room_name, hook.room) != 0)
+			if (!(from & (1u << j->sfu)) || strcmp(j->rec.room_name, hook.room) != 0)
 				continue;
 			bool mine = strcmp(j->rec.identity, hook.identity) == 0;
 			if (mine && hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED &&
@@ -794,10 +858,13 @@ void mrtc_delayed_webhook(struct mrtc_request *r)
 				}
 			}
 		}
-		if (hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED && d->admitted) {
+		bool joined = hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED && d->admitted;
+		for (size_t i = 0; joined && i < s->config->n_sfus; i++) {
+			if (!(from & (1u << i)))
+				continue;
 			char key[WATCH_KEY_MAX];
 			struct watched *w =
-			    watch_key(key, sizeof(key), hook.room, hook.identity)
+			    watch_key(key, sizeof(key), i, hook.room, hook.identity)
 				? mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms())
 				: NULL;
 			if (w)
@@ -841,6 +908,7 @@ struct delegation {
 	struct mrtc_token_fields f;
 	char delay_id[256];
 	char device[256];
+	int sfu; /* index in config->sfus chosen by the url */
 	int path;
 	bool single; /* trying GET …/delayed_events/{delay_id} before the list */
 	struct mrtc_hs_op *hs_op;
@@ -986,7 +1054,8 @@ static void on_list(void *arg, const struct mrtc_http_response *resp)
 	    mrtc_copy(rec.user_id, sizeof(rec.user_id), g->who.user_id) &&
 		    mrtc_copy(rec.room_id, sizeof(rec.room_id), g->f.room_id) &&
 		    mrtc_copy(rec.delay_id, sizeof(rec.delay_id), g->delay_id) &&
-		    mrtc_copy(rec.cs_api_url, sizeof(rec.cs_api_url), c->homeserver_url)
+		    mrtc_copy(rec.cs_api_url, sizeof(rec.cs_api_url), c->homeserver_url) &&
+		    mrtc_copy(rec.sfu_url, sizeof(rec.sfu_url), c->sfus[g->sfu].url)
 		? mrtc_delayed_start_job(d, &rec)
 		: MRTC_ERR_INVALID_PARAM;
 	sodium_memzero(&rec, sizeof(rec));
@@ -1120,8 +1189,8 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 		dl_fail(g, err, msg);
 		return;
 	}
-	if ((g->f.server_name[0] && strcmp(g->f.server_name, c->server_name) != 0) ||
-	    !mrtc_sfu_url_matches(g->f.url, c->livekit_url)) {
+	g->sfu = mrtc_config_sfu_find(c, g->f.url);
+	if ((g->f.server_name[0] && strcmp(g->f.server_name, c->server_name) != 0) || g->sfu < 0) {
 		dl_fail(g, MRTC_ERR_INVALID_PARAM,
 			"Only calls on this homeserver's SFU can be delegated here");
 		return;

@@ -65,13 +65,14 @@ struct conn {
 	struct mrtc_request *r; /* while a handler runs */
 };
 
-#define MAX_ROUTES 32
+#define MAX_ROUTES 64
 
 struct mrtc_server {
 	struct event_base *base;
 	const struct mrtc_config *config;
 	struct mrtc_services *services;
 	struct mrtc_route routes[MAX_ROUTES];
+	char sfu_paths[MRTC_SFUS_MAX][3][32]; /* "/<n>/get_token", "/<n>/sfu/get", ... */
 	size_t n_routes;
 	struct listener main;
 	struct listener admin;
@@ -541,6 +542,27 @@ enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_conf
 	for (size_t i = 0; i < sizeof(main_routes) / sizeof(main_routes[0]); i++)
 		if (!main_routes[i].homeserver_only || !config->legacy_only)
 			s->routes[s->n_routes++] = main_routes[i].route;
+	/* SFU n > 1 has the OpenID endpoints under its service URL, <service>/<n>. */
+	for (size_t i = 1; i < config->n_sfus; i++) {
+		static const char *const tail[3] = { "get_token", "sfu/get",
+						     "delegate_delayed_leave" };
+		static const mrtc_handler_fn handler[3] = { mrtc_legacy_get_token,
+							    mrtc_legacy_sfu_get,
+							    mrtc_legacy_delegate };
+		static const char *const name[3] = { "legacy_get_token", "legacy_sfu_get",
+						     "legacy_delegate_delayed_leave" };
+		/* Delegated delayed leave needs a store: without one it stays unknown (404). */
+		for (size_t k = 0; k < (config->store ? 3u : 2u); k++) {
+			char *p = s->sfu_paths[i][k];
+			if (!mrtc_format(p, sizeof(s->sfu_paths[i][k]), "/%zu/%s", i + 1,
+					 tail[k])) {
+				free(s);
+				return MRTC_ERR_INTERNAL;
+			}
+			s->routes[s->n_routes++] =
+			    (struct mrtc_route){ p, EVHTTP_REQ_POST, handler[k], name[k] };
+		}
+	}
 	/* Delegated delayed leave needs a store; without one the paths stay unknown (404). */
 	static const struct mrtc_route delegate[] = {
 		{ "/_matrix/client/v1/rtc/livekit/delegate_delayed_leave", EVHTTP_REQ_POST,

@@ -32,6 +32,7 @@ static const char delay_missing[] =
 struct legacy_req {
 	struct mrtc_request *r;
 	struct mrtc_services *s;
+	size_t sfu; /* index in config->sfus: /<n>/... serves SFU n, the bare paths SFU 1 */
 	bool sfu_get;
 	bool delegate_only; /* POST /delegate_delayed_leave: no token, a job */
 	bool delegation;    /* delay_* parameters given */
@@ -138,7 +139,7 @@ static void reply_url_jwt(struct legacy_req *l, const char *jwt)
 	struct json_object *body = json_object_new_object();
 	if (body) {
 		json_object_object_add(body, "url",
-				       json_object_new_string(l->s->config->livekit_url));
+				       json_object_new_string(l->s->config->sfus[l->sfu].url));
 		json_object_object_add(body, "jwt", json_object_new_string(jwt));
 	}
 	mrtc_log(LOG_INFO, "legacy", r->id, "token for %s (%s access)", l->user_id,
@@ -165,8 +166,9 @@ static bool start_delegation(struct legacy_req *l)
 	size_t n = strlen(l->delay_url);
 	while (n && l->delay_url[n - 1] == '/')
 		n--;
-	ok =
-	    ok && mrtc_format(rec.cs_api_url, sizeof(rec.cs_api_url), "%.*s", (int)n, l->delay_url);
+	ok = ok &&
+	     mrtc_format(rec.cs_api_url, sizeof(rec.cs_api_url), "%.*s", (int)n, l->delay_url) &&
+	     mrtc_copy(rec.sfu_url, sizeof(rec.sfu_url), l->s->config->sfus[l->sfu].url);
 	ok = ok && mrtc_delayed_start_job(l->s->delayed, &rec) == MRTC_OK;
 	sodium_memzero(&rec, sizeof(rec));
 	if (!ok)
@@ -177,7 +179,7 @@ static bool start_delegation(struct legacy_req *l)
 static void mint(struct legacy_req *l)
 {
 	const struct mrtc_config *c = l->s->config;
-	struct mrtc_livekit_creds creds = { c->livekit_key, c->livekit_secret };
+	struct mrtc_livekit_creds creds = { c->sfus[l->sfu].key, c->sfus[l->sfu].secret };
 	char *jwt = NULL;
 	enum mrtc_err err = mrtc_livekit_mint_participant(
 	    &creds, l->full_access ? MRTC_GRANT_LEGACY_FULL : MRTC_GRANT_LEGACY_RESTRICTED,
@@ -352,7 +354,8 @@ static void admitted(struct legacy_req *l)
 		mint(l); /* restricted: may join a room that exists, never create one */
 		return;
 	}
-	l->rs_call = mrtc_roomservice_create_room(l->s->rooms, l->room_name, on_room, l);
+	l->rs_call =
+	    mrtc_roomservice_create_room(l->s->sfu_rooms[l->sfu], l->room_name, on_room, l);
 	if (!l->rs_call)
 		lr_fail(l, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
 }
@@ -547,6 +550,12 @@ static void start(struct mrtc_request *r, bool sfu_get, bool delegate_only)
 	}
 	l->r = r;
 	l->s = r->services;
+	/* "/<n>/get_token": the routes exist only for the configured n (2 ... n_sfus). */
+	const char *path = r->route ? r->route->path : "";
+	if (path[0] == '/' && path[1] >= '2' && path[1] <= '9' && path[2] == '/')
+		l->sfu = (size_t)(path[1] - '1');
+	if (l->sfu >= l->s->config->n_sfus)
+		l->sfu = 0;
 	l->sfu_get = sfu_get;
 	l->delegate_only = delegate_only;
 	r->handler_ctx = l;

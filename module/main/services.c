@@ -63,18 +63,21 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 	err = mrtc_fedclient_create(base, &fc, &s->fed);
 	if (err != MRTC_OK)
 		goto fail;
-	struct mrtc_roomservice_config rsc = {
-		.http = s->http,
-		.dns = s->dns,
-		.api_url = cfg->livekit_api_url,
-		.creds = { cfg->livekit_key, cfg->livekit_secret },
-		.timeout_ms = cfg->livekit_timeout_s * 1000,
-		.empty_timeout_s = 300,
-		.departure_timeout_s = 20,
-	};
-	err = mrtc_roomservice_create(base, &rsc, &s->rooms);
-	if (err != MRTC_OK)
-		goto fail;
+	for (size_t i = 0; i < cfg->n_sfus; i++) {
+		const struct mrtc_sfu_config *u = &cfg->sfus[i];
+		struct mrtc_roomservice_config rsc = {
+			.http = s->http,
+			.dns = s->dns,
+			.api_url = u->api_url,
+			.creds = { u->key, u->secret },
+			.timeout_ms = cfg->livekit_timeout_s * 1000,
+			.empty_timeout_s = 300,
+			.departure_timeout_s = 20,
+		};
+		err = mrtc_roomservice_create(base, &rsc, &s->sfu_rooms[i]);
+		if (err != MRTC_OK)
+			goto fail;
+	}
 	err = MRTC_ERR_NOMEM;
 	s->user_limit = mrtc_ratelimit_create(cfg->rate_per_second, cfg->rate_burst, RATE_KEYS_MAX);
 	/* One origin server speaks for many users: it gets ten times a user's allowance. */
@@ -143,7 +146,8 @@ void mrtc_services_destroy(struct mrtc_services *s)
 	mrtc_cache_destroy(s->openid_cache);
 	mrtc_ratelimit_destroy(s->user_limit);
 	mrtc_ratelimit_destroy(s->origin_limit);
-	mrtc_roomservice_destroy(s->rooms);
+	for (size_t i = 0; i < MRTC_SFUS_MAX; i++)
+		mrtc_roomservice_destroy(s->sfu_rooms[i]);
 	mrtc_fedclient_destroy(s->fed);
 	mrtc_resolver_destroy(s->resolver);
 	mrtc_http_client_destroy(s->http);

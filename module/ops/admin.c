@@ -16,13 +16,21 @@
 #include "mrtc/main/services.h"
 #include "mrtc/base/util.h"
 
+/* One SFU's probe. */
+struct sfu_probe {
+	struct mrtc_readiness *rd;
+	size_t index;	/* in config->sfus */
+	uint64_t ok_ms; /* monotonic time of the last good probe */
+	struct mrtc_rs_call *call;
+};
+
 struct mrtc_readiness {
 	struct mrtc_services *s;
 	struct event *timer;
-	uint64_t hs_ok_ms, sfu_ok_ms; /* monotonic time of the last good probe */
-	bool hs_probing, sfu_probing;
+	uint64_t hs_ok_ms; /* monotonic time of the last good probe */
+	bool hs_probing;
 	struct mrtc_http_call *hs_call;
-	struct mrtc_rs_call *sfu_call;
+	struct sfu_probe sfus[MRTC_SFUS_MAX];
 };
 
 static void on_hs_probe(void *arg, const struct mrtc_http_response *resp)
@@ -43,13 +51,13 @@ static void on_hs_probe(void *arg, const struct mrtc_http_response *resp)
 
 static void on_sfu_probe(void *arg, enum mrtc_err err, const char *detail)
 {
-	struct mrtc_readiness *rd = arg;
-	rd->sfu_call = NULL;
-	rd->sfu_probing = false;
+	struct sfu_probe *p = arg;
+	p->call = NULL;
 	if (err == MRTC_OK)
-		rd->sfu_ok_ms = mrtc_monotonic_ms();
+		p->ok_ms = mrtc_monotonic_ms();
 	else
-		mrtc_log(LOG_WARNING, "readiness", NULL, "SFU probe failed: %s",
+		mrtc_log(LOG_WARNING, "readiness", NULL, "SFU %zu (%s) probe failed: %s",
+			 p->index + 1, p->rd->s->config->sfus[p->index].url,
 			 detail ? detail : mrtc_err_str(err));
 }
 
@@ -72,9 +80,10 @@ static void probe(evutil_socket_t fd, short what, void *arg)
 			: NULL;
 		rd->hs_probing = rd->hs_call != NULL;
 	}
-	if (!rd->sfu_probing) {
-		rd->sfu_call = mrtc_roomservice_probe(rd->s->rooms, on_sfu_probe, rd);
-		rd->sfu_probing = rd->sfu_call != NULL;
+	for (size_t i = 0; i < c->n_sfus; i++) {
+		struct sfu_probe *p = &rd->sfus[i];
+		if (!p->call)
+			p->call = mrtc_roomservice_probe(rd->s->sfu_rooms[i], on_sfu_probe, p);
 	}
 }
 
@@ -84,6 +93,8 @@ enum mrtc_err mrtc_readiness_create(struct mrtc_services *s, struct mrtc_readine
 	if (!rd)
 		return MRTC_ERR_NOMEM;
 	rd->s = s;
+	for (size_t i = 0; i < MRTC_SFUS_MAX; i++)
+		rd->sfus[i] = (struct sfu_probe){ .rd = rd, .index = i };
 	rd->timer = event_new(s->base, -1, EV_PERSIST, probe, rd);
 	struct timeval tv = { .tv_sec = (time_t)s->config->readiness_interval_s };
 	if (!rd->timer || event_add(rd->timer, &tv) != 0) {
@@ -102,9 +113,11 @@ void mrtc_readiness_quiesce(struct mrtc_readiness *rd)
 	if (rd->timer)
 		event_del(rd->timer);
 	mrtc_http_call_cancel(rd->hs_call);
-	mrtc_rs_call_cancel(rd->sfu_call);
 	rd->hs_call = NULL;
-	rd->sfu_call = NULL;
+	for (size_t i = 0; i < MRTC_SFUS_MAX; i++) {
+		mrtc_rs_call_cancel(rd->sfus[i].call);
+		rd->sfus[i].call = NULL;
+	}
 }
 
 void mrtc_readiness_destroy(struct mrtc_readiness *rd)
@@ -112,7 +125,8 @@ void mrtc_readiness_destroy(struct mrtc_readiness *rd)
 	if (!rd)
 		return;
 	mrtc_http_call_cancel(rd->hs_call);
-	mrtc_rs_call_cancel(rd->sfu_call);
+	for (size_t i = 0; i < MRTC_SFUS_MAX; i++)
+		mrtc_rs_call_cancel(rd->sfus[i].call);
 	if (rd->timer)
 		event_free(rd->timer);
 	free(rd);
@@ -135,12 +149,32 @@ void mrtc_admin_readyz(struct mrtc_request *r)
 	struct json_object *body = json_object_new_object();
 	struct json_object *checks = json_object_new_object();
 	bool ready = true;
-	struct mrtc_roomservice_stats rss;
-	mrtc_roomservice_get_stats(s->rooms, &rss);
-	bool sfu = recent(rd ? rd->sfu_ok_ms : 0, rss.last_ok_ms, c->readiness_interval_s);
+	/* Every SFU by itself; the daemon is ready while any answers, since tokens for the
+	 * others still work (and every instance sees the same SFUs). */
+	bool sfu = false;
+	struct json_object *sfus = json_object_new_array();
+	for (size_t i = 0; i < c->n_sfus; i++) {
+		struct mrtc_roomservice_stats rss;
+		mrtc_roomservice_get_stats(s->sfu_rooms[i], &rss);
+		bool up =
+		    recent(rd ? rd->sfus[i].ok_ms : 0, rss.last_ok_ms, c->readiness_interval_s);
+		sfu = sfu || up;
+		struct json_object *o = json_object_new_object();
+		if (o && sfus && json_object_array_add(sfus, o) == 0) {
+			json_object_object_add(o, "sfu", json_object_new_int64((int64_t)i + 1));
+			json_object_object_add(o, "url", json_object_new_string(c->sfus[i].url));
+			json_object_object_add(o, "ready", json_object_new_boolean(up));
+		} else {
+			json_object_put(o);
+		}
+	}
 	ready = ready && sfu;
 	if (checks)
 		json_object_object_add(checks, "sfu", json_object_new_boolean(sfu));
+	if (body && sfus)
+		json_object_object_add(body, "sfus", sfus);
+	else
+		json_object_put(sfus);
 	if (!c->legacy_only) {
 		struct mrtc_homeserver_stats hss;
 		mrtc_homeserver_get_stats(s->homeserver, &hss);
@@ -228,6 +262,44 @@ static void result_lines(struct mrtc_buf *b, const char *name, const char *help,
 	mrtc_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
 	mrtc_buf_printf(b, "%s{result=\"ok\"} %llu\n%s{result=\"failed\"} %llu\n", name,
 			(unsigned long long)ok, name, (unsigned long long)failed);
+}
+
+/* RoomService figures and readiness of each SFU, labelled sfu="<n>" (its place in the list). */
+static void write_sfu_metrics(struct mrtc_buf *b, const struct mrtc_services *s)
+{
+	const struct mrtc_config *c = s->config;
+	mrtc_buf_puts(b, "# HELP mrtc_roomservice_calls_total LiveKit RoomService calls, by SFU "
+			 "and result.\n# TYPE mrtc_roomservice_calls_total counter\n");
+	for (size_t i = 0; i < c->n_sfus; i++) {
+		struct mrtc_roomservice_stats rs;
+		mrtc_roomservice_get_stats(s->sfu_rooms[i], &rs);
+		unsigned long long n[3] = { rs.ok, rs.not_found, rs.failed };
+		static const char *const result[3] = { "ok", "not_found", "failed" };
+		for (int k = 0; k < 3; k++)
+			mrtc_buf_printf(b,
+					"mrtc_roomservice_calls_total{sfu=\"%zu\",result=\"%s\"} "
+					"%llu\n",
+					i + 1, result[k], n[k]);
+	}
+	mrtc_buf_puts(b, "# HELP mrtc_rooms_known_hits_total Tokens that needed no CreateRoom "
+			 "(room known to exist), by SFU.\n"
+			 "# TYPE mrtc_rooms_known_hits_total counter\n");
+	for (size_t i = 0; i < c->n_sfus; i++) {
+		struct mrtc_roomservice_stats rs;
+		mrtc_roomservice_get_stats(s->sfu_rooms[i], &rs);
+		mrtc_buf_printf(b, "mrtc_rooms_known_hits_total{sfu=\"%zu\"} %llu\n", i + 1,
+				(unsigned long long)rs.known_room_hits);
+	}
+	mrtc_buf_puts(b, "# HELP mrtc_sfu_up Whether the SFU answered within the last three "
+			 "readiness probes.\n# TYPE mrtc_sfu_up gauge\n");
+	for (size_t i = 0; i < c->n_sfus; i++) {
+		struct mrtc_roomservice_stats rs;
+		mrtc_roomservice_get_stats(s->sfu_rooms[i], &rs);
+		const struct mrtc_readiness *rd = s->readiness;
+		bool up =
+		    recent(rd ? rd->sfus[i].ok_ms : 0, rs.last_ok_ms, c->readiness_interval_s);
+		mrtc_buf_printf(b, "mrtc_sfu_up{sfu=\"%zu\"} %d\n", i + 1, up ? 1 : 0);
+	}
 }
 
 void mrtc_admin_metrics(struct mrtc_request *r)
@@ -332,19 +404,7 @@ void mrtc_admin_metrics(struct mrtc_request *r)
 			       "closed before answering.",
 			       NULL, (double)cs.retried);
 
-	struct mrtc_roomservice_stats rs;
-	mrtc_roomservice_get_stats(s->rooms, &rs);
-	mrtc_buf_puts(&b, "# HELP mrtc_roomservice_calls_total LiveKit RoomService calls, by "
-			  "result.\n# TYPE mrtc_roomservice_calls_total counter\n");
-	mrtc_buf_printf(&b,
-			"mrtc_roomservice_calls_total{result=\"ok\"} %llu\n"
-			"mrtc_roomservice_calls_total{result=\"not_found\"} %llu\n"
-			"mrtc_roomservice_calls_total{result=\"failed\"} %llu\n",
-			(unsigned long long)rs.ok, (unsigned long long)rs.not_found,
-			(unsigned long long)rs.failed);
-	mrtc_metrics_write_one(&b, "mrtc_rooms_known_hits_total", "counter",
-			       "Tokens that needed no CreateRoom (room known to exist).", NULL,
-			       (double)rs.known_room_hits);
+	write_sfu_metrics(&b, s);
 
 	struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
 	evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");

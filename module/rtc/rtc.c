@@ -49,6 +49,7 @@ struct token_req {
 	char room_name[MRTC_LIVEKIT_HASH_LEN + 1];
 	char identity[MRTC_LIVEKIT_HASH_LEN + 1];
 	bool federated; /* answering another server */
+	size_t sfu;	/* index in config->sfus, chosen by the request's url */
 	/* the outbound call in progress, for cancellation */
 	struct mrtc_hs_op *hs_op;
 	struct mrtc_rs_call *rs_call;
@@ -59,16 +60,6 @@ struct token_req {
 };
 
 /* ---- field validation (pure) ---- */
-
-bool mrtc_sfu_url_matches(const char *url, const char *configured)
-{
-	size_t a = strlen(url), b = strlen(configured);
-	if (a && url[a - 1] == '/')
-		a--;
-	if (b && configured[b - 1] == '/')
-		b--;
-	return a == b && memcmp(url, configured, a) == 0;
-}
 
 bool mrtc_jwt_is_well_formed(const char *jwt)
 {
@@ -280,7 +271,7 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 		return;
 	}
 	const struct mrtc_config *c = t->s->config;
-	struct mrtc_livekit_creds creds = { c->livekit_key, c->livekit_secret };
+	struct mrtc_livekit_creds creds = { c->sfus[t->sfu].key, c->sfus[t->sfu].secret };
 	char *jwt = NULL;
 	err = mrtc_livekit_mint_participant(
 	    &creds, t->federated ? MRTC_GRANT_FEDERATED_USER : MRTC_GRANT_LOCAL_USER, t->identity,
@@ -293,7 +284,7 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 		t->s->counters.tokens_federated++;
 	else
 		t->s->counters.tokens_local++;
-	mrtc_delayed_admitted(t->s->delayed, t->f.room_id, t->room_name, t->identity,
+	mrtc_delayed_admitted(t->s->delayed, t->sfu, t->f.room_id, t->room_name, t->identity,
 			      t->federated ? t->f.user_id : t->who.user_id, c->token_ttl_s);
 	reply_jwt(t, jwt);
 	sodium_memzero(jwt, strlen(jwt));
@@ -304,11 +295,13 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 static void mint_here(struct token_req *t, const char *user_id)
 {
 	const struct mrtc_config *c = t->s->config;
-	if (!mrtc_sfu_url_matches(t->f.url, c->livekit_url)) {
+	int sfu = mrtc_config_sfu_find(c, t->f.url);
+	if (sfu < 0) {
 		fail(t, MRTC_ERR_INVALID_PARAM,
 		     "The specified `url` is not a LiveKit SFU of this homeserver");
 		return;
 	}
+	t->sfu = (size_t)sfu;
 	enum mrtc_identity_kind kind = c->identity == MRTC_IDENTITY_USER_MEMBER
 					   ? MRTC_IDENTITY_KIND_USER_MEMBER
 					   : MRTC_IDENTITY_KIND_USER_DEVICE_MEMBER;
@@ -320,7 +313,8 @@ static void mint_here(struct token_req *t, const char *user_id)
 		     err == MRTC_ERR_BAD_JSON ? "A device id is required" : "Cannot derive names");
 		return;
 	}
-	t->rs_call = mrtc_roomservice_create_room(t->s->rooms, t->room_name, on_room, t);
+	t->rs_call =
+	    mrtc_roomservice_create_room(t->s->sfu_rooms[t->sfu], t->room_name, on_room, t);
 	if (!t->rs_call) {
 		mrtc_log(LOG_ERR, "livekit", t->r->id, "CreateRoom could not start");
 		fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
@@ -380,18 +374,27 @@ static void transports_whoami(void *arg, enum mrtc_err err, const struct mrtc_wh
 	const struct mrtc_config *c = t->s->config;
 	struct json_object *body = json_object_new_object();
 	struct json_object *list = json_object_new_array();
-	struct json_object *lk = json_object_new_object();
-	if (body && list && lk) {
+	bool ok = body && list;
+	/* Every SFU in preference order, each with the service URL that mints for it. */
+	for (size_t i = 0; ok && i < c->n_sfus; i++) {
+		struct json_object *lk = json_object_new_object();
+		ok = lk && json_object_array_add(list, lk) == 0;
+		if (!ok) {
+			json_object_put(lk);
+			break;
+		}
 		json_object_object_add(lk, "type", json_object_new_string("livekit"));
-		json_object_object_add(lk, "url", json_object_new_string(c->livekit_url));
-		if (c->livekit_service_url)
+		json_object_object_add(lk, "url", json_object_new_string(c->sfus[i].url));
+		if (c->sfus[i].service_url)
 			json_object_object_add(lk, "livekit_service_url",
-					       json_object_new_string(c->livekit_service_url));
-		json_object_array_add(list, lk);
+					       json_object_new_string(c->sfus[i].service_url));
+	}
+	if (ok) {
 		json_object_object_add(body, "rtc_transports", list);
 	} else {
-		json_object_put(lk);
 		json_object_put(list);
+		json_object_put(body);
+		body = NULL;
 	}
 	struct mrtc_request *r = t->r;
 	r->on_abort = NULL;

@@ -26,23 +26,40 @@ struct sq {
 	sqlite3 *db;
 };
 
+/* One row per participant and SFU: the same room and identity on two SFUs are two rows. */
+#define WATCH_TABLE                                                                                \
+	"CREATE TABLE IF NOT EXISTS watch (room_name TEXT, identity TEXT, room_id TEXT,"           \
+	" user_id TEXT, expires_ms INTEGER, sfu_url TEXT NOT NULL DEFAULT '',"                     \
+	" PRIMARY KEY (sfu_url, room_name, identity));"
+
 static const char *const sq_schema =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=FULL;"
     "CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, user_id TEXT, room_id TEXT,"
     " room_name TEXT, identity TEXT, delay_id TEXT, cs_api_url TEXT, delay_ms INTEGER,"
-    " created_ms INTEGER, state INTEGER, guarded INTEGER);"
-    "CREATE TABLE IF NOT EXISTS watch (room_name TEXT, identity TEXT, room_id TEXT,"
-    " user_id TEXT, expires_ms INTEGER, PRIMARY KEY (room_name, identity));"
+    " created_ms INTEGER, state INTEGER, guarded INTEGER, sfu_url TEXT);" WATCH_TABLE
     "CREATE INDEX IF NOT EXISTS watch_expiry ON watch (expires_ms);";
+/* Stores made before several SFUs lack the column; "duplicate column" is fine. */
+static const char *const sq_migrate = "ALTER TABLE jobs ADD COLUMN sfu_url TEXT;";
+/* A watch table made before several SFUs has no sfu_url and a key without it: rebuilt, its
+ * participants on the first SFU (""). The index follows the old table and is made again. */
+static const char *const sq_migrate_watch =
+    "BEGIN;"
+    "ALTER TABLE watch RENAME TO watch_old;" WATCH_TABLE
+    "INSERT INTO watch (room_name, identity, room_id, user_id, expires_ms, sfu_url)"
+    " SELECT room_name, identity, room_id, user_id, expires_ms, '' FROM watch_old;"
+    "DROP TABLE watch_old;"
+    "CREATE INDEX IF NOT EXISTS watch_expiry ON watch (expires_ms);"
+    "COMMIT;";
 
 static enum mrtc_err sq_put(void *self, const struct mrtc_job_record *j)
 {
 	struct sq *s = self;
 	sqlite3_stmt *st = NULL;
 	enum mrtc_err err = MRTC_ERR_IO;
-	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db,
+			       "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", -1,
+			       &st, NULL) != SQLITE_OK)
 		return err;
 	const char *texts[] = { j->key,	     j->user_id,  j->room_id,	j->room_name,
 				j->identity, j->delay_id, j->cs_api_url };
@@ -52,6 +69,7 @@ static enum mrtc_err sq_put(void *self, const struct mrtc_job_record *j)
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)j->created_ms);
 	sqlite3_bind_int(st, 10, j->state);
 	sqlite3_bind_int(st, 11, j->guarded ? 1 : 0);
+	sqlite3_bind_text(st, 12, j->sfu_url, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_DONE)
 		err = MRTC_OK;
 	sqlite3_finalize(st);
@@ -94,6 +112,7 @@ static void sq_row(sqlite3_stmt *st, struct mrtc_job_record *j)
 	j->created_ms = (uint64_t)sqlite3_column_int64(st, 8);
 	j->state = sqlite3_column_int(st, 9);
 	j->guarded = sqlite3_column_int(st, 10) != 0;
+	copy_col(j->sfu_url, sizeof(j->sfu_url), st, 11);
 }
 
 static enum mrtc_err sq_get(void *self, const char *key, struct mrtc_job_record *ret)
@@ -185,18 +204,24 @@ static enum mrtc_err sq_watch_put(void *self, const struct mrtc_watch_record *w,
 	struct sq *s = self;
 	bool ok = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
 	for (size_t i = 0; ok && i < n; i++) {
-		const char *t[] = { w[i].room_name, w[i].identity, w[i].room_id, w[i].user_id };
-		ok = sq_exec(s, "INSERT OR REPLACE INTO watch VALUES (?,?,?,?,?)", t, 4,
-			     w[i].expires_ms);
+		const char *t[] = { w[i].room_name, w[i].identity, w[i].room_id, w[i].user_id,
+				    w[i].sfu_url };
+		ok = sq_exec(s,
+			     "INSERT OR REPLACE INTO watch (room_name, identity, room_id, user_id,"
+			     " sfu_url, expires_ms) VALUES (?,?,?,?,?,?)",
+			     t, 5, w[i].expires_ms);
 	}
 	ok = sqlite3_exec(s->db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK && ok;
 	return ok ? MRTC_OK : MRTC_ERR_IO;
 }
 
-static enum mrtc_err sq_watch_del(void *self, const char *room_name, const char *identity)
+static enum mrtc_err sq_watch_del(void *self, const char *sfu_url, const char *room_name,
+				  const char *identity)
 {
-	const char *t[] = { room_name, identity };
-	return sq_exec(self, "DELETE FROM watch WHERE room_name = ? AND identity = ?", t, 2, 0)
+	const char *t[] = { sfu_url, room_name, identity };
+	return sq_exec(self,
+		       "DELETE FROM watch WHERE sfu_url = ? AND room_name = ? AND identity = ?", t,
+		       3, 0)
 		   ? MRTC_OK
 		   : MRTC_ERR_IO;
 }
@@ -215,7 +240,7 @@ static enum mrtc_err sq_watch_each(void *self, uint64_t now_ms, mrtc_store_watch
 		return MRTC_ERR_IO;
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(s->db,
-			       "SELECT room_name, identity, room_id, user_id, expires_ms "
+			       "SELECT room_name, identity, room_id, user_id, expires_ms, sfu_url "
 			       "FROM watch",
 			       -1, &st, NULL) != SQLITE_OK)
 		return MRTC_ERR_IO;
@@ -227,6 +252,7 @@ static enum mrtc_err sq_watch_each(void *self, uint64_t now_ms, mrtc_store_watch
 		copy_col(w.room_id, sizeof(w.room_id), st, 2);
 		copy_col(w.user_id, sizeof(w.user_id), st, 3);
 		w.expires_ms = (uint64_t)sqlite3_column_int64(st, 4);
+		copy_col(w.sfu_url, sizeof(w.sfu_url), st, 5);
 		fn(ctx, &w);
 	}
 	sqlite3_finalize(st);
@@ -259,6 +285,21 @@ static enum mrtc_err sq_open(const char *path, struct mrtc_store *store)
 		      SQLITE_OK &&
 		  sqlite3_busy_timeout(s->db, 250) == SQLITE_OK &&
 		  sqlite3_exec(s->db, sq_schema, NULL, NULL, &msg) == SQLITE_OK;
+	if (ok) {
+		sqlite3_exec(s->db, sq_migrate, NULL, NULL, NULL);
+		sqlite3_stmt *probe = NULL;
+		if (sqlite3_prepare_v2(s->db, "SELECT sfu_url FROM watch LIMIT 0", -1, &probe,
+				       NULL) != SQLITE_OK) {
+			ok = sqlite3_exec(s->db, sq_migrate_watch, NULL, NULL, &msg) == SQLITE_OK;
+			if (!ok)
+				sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			else
+				mrtc_log(LOG_NOTICE, "store", NULL,
+					 "the watch table now records the SFU of each participant "
+					 "(those already in it: the first)");
+		}
+		sqlite3_finalize(probe);
+	}
 	umask(old_mask);
 	if (!ok) {
 		mrtc_log(LOG_ERR, "store", NULL, "cannot open the SQLite store: %s",
@@ -293,9 +334,9 @@ static enum mrtc_err rd_put(void *self, const struct mrtc_job_record *j)
 	redisReply *rep =
 	    rd_cmd(r,
 		   "HSET mrtc:job:%s user_id %s room_id %s room_name %s identity %s delay_id %s "
-		   "cs_api_url %s delay_ms %llu created_ms %llu state %d guarded %d",
+		   "cs_api_url %s sfu_url %s delay_ms %llu created_ms %llu state %d guarded %d",
 		   j->key, j->user_id, j->room_id, j->room_name, j->identity, j->delay_id,
-		   j->cs_api_url, (unsigned long long)j->delay_ms,
+		   j->cs_api_url, j->sfu_url, (unsigned long long)j->delay_ms,
 		   (unsigned long long)j->created_ms, j->state, j->guarded ? 1 : 0);
 	if (!rep)
 		return MRTC_ERR_IO;
@@ -353,6 +394,7 @@ static enum mrtc_err rd_get(void *self, const char *key, struct mrtc_job_record 
 	field(rep, "identity", j.identity, sizeof(j.identity));
 	field(rep, "delay_id", j.delay_id, sizeof(j.delay_id));
 	field(rep, "cs_api_url", j.cs_api_url, sizeof(j.cs_api_url));
+	field(rep, "sfu_url", j.sfu_url, sizeof(j.sfu_url));
 	field(rep, "delay_ms", num, sizeof(num));
 	mrtc_parse_u64(num, 0, UINT64_MAX, &j.delay_ms);
 	field(rep, "created_ms", num, sizeof(num));
@@ -447,11 +489,39 @@ static void rd_status(void *self, struct mrtc_store_status *ret)
 	ret->refused = st.state == MRTC_REDIS_AUTH_REFUSED;
 }
 
-/* The admitted set: a hash RD_WATCH of "room_name|identity" -> "room_id<US>user_id" and a
- * sorted set RD_WATCH_EXP of the same fields by expiry (wall-clock milliseconds). */
+/* The admitted set: a hash RD_WATCH of "room_name|sfu_url<US>identity" -> "room_id<US>user_id"
+ * and a sorted set RD_WATCH_EXP of the same fields by expiry (wall-clock milliseconds). A URL
+ * holds no control character; a field without <US> (made before several SFUs) is on the first
+ * SFU (""). */
 #define RD_WATCH "mrtc:watch"
 #define RD_WATCH_EXP "mrtc:watch:expiry"
 #define RD_SEP "\x1f"
+#define RD_WATCH_FIELD_MAX (MRTC_LIVEKIT_HASH_LEN + 2049 + MRTC_LIVEKIT_NAME_MAX + 3)
+
+static bool rd_watch_field(char *out, size_t size, const char *sfu_url, const char *room_name,
+			   const char *identity)
+{
+	return mrtc_format(out, size, "%s|%s" RD_SEP "%s", room_name, sfu_url, identity);
+}
+
+/* Splits a field into @w's room_name, sfu_url and identity; false if it does not fit. */
+static bool rd_watch_field_parse(const char *f, struct mrtc_watch_record *w)
+{
+	const char *bar = f ? strchr(f, '|') : NULL;
+	if (!bar || (size_t)(bar - f) >= sizeof(w->room_name))
+		return false;
+	memcpy(w->room_name, f, (size_t)(bar - f));
+	w->room_name[bar - f] = '\0';
+	const char *rest = bar + 1, *sep = strchr(rest, RD_SEP[0]);
+	if (!sep)
+		return mrtc_copy(w->sfu_url, sizeof(w->sfu_url), "") &&
+		       mrtc_copy(w->identity, sizeof(w->identity), rest);
+	if ((size_t)(sep - rest) >= sizeof(w->sfu_url))
+		return false;
+	memcpy(w->sfu_url, rest, (size_t)(sep - rest));
+	w->sfu_url[sep - rest] = '\0';
+	return mrtc_copy(w->identity, sizeof(w->identity), sep + 1);
+}
 
 /* ARGV: field, value, expiry for each record: both keys in one atomic round trip. */
 static const char watch_put_script[] =
@@ -466,7 +536,7 @@ static enum mrtc_err rd_watch_put(void *self, const struct mrtc_watch_record *w,
 	size_t argc = 5 + 3 * n;
 	const char **argv = calloc(argc, sizeof(*argv));
 	size_t *len = calloc(argc, sizeof(*len));
-	char(*text)[3][sizeof(w->room_id) + sizeof(w->user_id) + 2] = calloc(n, sizeof(*text));
+	char(*text)[3][RD_WATCH_FIELD_MAX] = calloc(n, sizeof(*text));
 	enum mrtc_err err = MRTC_ERR_NOMEM;
 	if (!argv || !len || !text)
 		goto out;
@@ -475,8 +545,8 @@ static enum mrtc_err rd_watch_put(void *self, const struct mrtc_watch_record *w,
 		argv[k] = head[k];
 	err = MRTC_ERR_INVALID_PARAM;
 	for (size_t i = 0; i < n; i++) {
-		if (!mrtc_format(text[i][0], sizeof(text[i][0]), "%s|%s", w[i].room_name,
-				 w[i].identity) ||
+		if (!rd_watch_field(text[i][0], sizeof(text[i][0]), w[i].sfu_url, w[i].room_name,
+				    w[i].identity) ||
 		    !mrtc_format(text[i][1], sizeof(text[i][1]), "%s" RD_SEP "%s", w[i].room_id,
 				 w[i].user_id) ||
 		    !mrtc_format(text[i][2], sizeof(text[i][2]), "%llu",
@@ -498,14 +568,18 @@ out:
 	return err;
 }
 
-static enum mrtc_err rd_watch_del(void *self, const char *room_name, const char *identity)
+static enum mrtc_err rd_watch_del(void *self, const char *sfu_url, const char *room_name,
+				  const char *identity)
 {
 	struct rd *r = self;
-	redisReply *rep = rd_cmd(r, "HDEL " RD_WATCH " %s|%s", room_name, identity);
+	char f[RD_WATCH_FIELD_MAX];
+	if (!rd_watch_field(f, sizeof(f), sfu_url, room_name, identity))
+		return MRTC_ERR_INVALID_PARAM;
+	redisReply *rep = rd_cmd(r, "HDEL " RD_WATCH " %s", f);
 	if (!rep)
 		return MRTC_ERR_IO;
 	freeReplyObject(rep);
-	rep = rd_cmd(r, "ZREM " RD_WATCH_EXP " %s|%s", room_name, identity);
+	rep = rd_cmd(r, "ZREM " RD_WATCH_EXP " %s", f);
 	if (rep)
 		freeReplyObject(rep);
 	return rep ? MRTC_OK : MRTC_ERR_IO;
@@ -538,14 +612,9 @@ static enum mrtc_err rd_watch_each(void *self, uint64_t now_ms, mrtc_store_watch
 		return MRTC_ERR_IO;
 	for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i + 1 < rep->elements; i += 2) {
 		const char *f = rep->element[i]->str, *score = rep->element[i + 1]->str;
-		const char *bar = f ? strchr(f, '|') : NULL;
 		struct mrtc_watch_record w = { .expires_ms = 0 };
-		if (!bar || !score || !mrtc_parse_u64(score, 0, UINT64_MAX, &w.expires_ms) ||
-		    (size_t)(bar - f) >= sizeof(w.room_name) ||
-		    strlen(bar + 1) >= sizeof(w.identity))
-			continue;
-		memcpy(w.room_name, f, (size_t)(bar - f));
-		if (!mrtc_copy(w.identity, sizeof(w.identity), bar + 1))
+		if (!score || !mrtc_parse_u64(score, 0, UINT64_MAX, &w.expires_ms) ||
+		    !rd_watch_field_parse(f, &w))
 			continue;
 		redisReply *v = rd_cmd(r, "HGET " RD_WATCH " %s", f);
 		const char *sep = v && v->str ? strchr(v->str, RD_SEP[0]) : NULL;

@@ -2,6 +2,7 @@
 /* get_token bodies (client and federation forms), SFU URL matching and JWT shape checks. */
 #include "fuzz.h"
 #include "mrtc/matrix/json.h"
+#include "mrtc/core/config.h"
 #include "mrtc/rtc/rtc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -4,6 +4,12 @@ SQLite file and a real Redis server as the job stores. The test homeserver recor
 restart and send of a delayed event; the test SFU holds participants, records RemoveParticipant
 and signs webhooks with livekit-server-sdk.
 
+SFU: the stand-in (sfu.mjs) for every test here, because the delayed-leave state machine and
+its stores are tested with participants present or gone, and webhooks sent, at an exact moment
+(and some webhooks signed wrongly or stale), and with the record of RemoveParticipant calls;
+a real server produces none of that on demand. The same flows against LiveKit's own server, with
+real participants and its real webhooks, are in integration-livekit-real.
+
 Usage: test_delayed.py <mrtc-transportd>
 """
 import base64
@@ -541,10 +547,11 @@ class Delayed(unittest.TestCase):
 
         def rows():
             with sqlite3.connect(os.path.join(state, "store.db")) as db:
-                got = db.execute("SELECT room_name, identity, room_id, user_id, expires_ms"
-                                 " FROM watch").fetchall()
+                got = db.execute("SELECT room_name, identity, room_id, user_id, expires_ms,"
+                                 " sfu_url FROM watch").fetchall()
             for r in got:  # every field round-trips
                 self.assertEqual(r[2], "!call:hs1.test")
+                self.assertEqual(r[5], "wss://sfu.hs1.test")
                 self.assertTrue(r[3].startswith("@"))
                 self.assertAlmostEqual(r[4] / 1000, time.time() + 3600, delta=120)
             return [(r[0], r[1]) for r in got]
@@ -567,7 +574,9 @@ class Delayed(unittest.TestCase):
             items = [ln for i, ln in enumerate(data[1:]) if i % 2 == 1]
             out = []
             for f, v in zip(items[0::2], items[1::2]):
-                room_name, identity = f.split("|", 1)
+                room_name, rest = f.split("|", 1)
+                sfu_url, identity = rest.split("\x1f", 1)
+                self.assertEqual(sfu_url, "wss://sfu.hs1.test")
                 self.assertEqual(v.split("\x1f")[0], "!call:hs1.test")
                 out.append((room_name, identity))
             return out

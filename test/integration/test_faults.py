@@ -8,6 +8,12 @@ homeserver slow, with a broken TLS certificate, answering garbage or a huge body
 or slow; DNS not answering; slowloris clients; clients that disconnect mid-request; 10 000
 connections opened and dropped.
 
+SFU: the stand-in (sfu.mjs) for every test here: test_sfu_faults needs the SFU down and slow,
+test_wrong_sfu_secret_is_a_clear_error a plain 401, and a real server does neither on demand.
+The other tests share the same daemons; their faults are elsewhere (homeservers, DNS, clients)
+and the stand-in only answers CreateRoom there, as LiveKit's server does
+(integration-livekit-real checks that).
+
 Usage: test_faults.py <mrtc-transportd>
 """
 import json

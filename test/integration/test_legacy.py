@@ -5,6 +5,10 @@ LIVEKIT_JWT_BIND) plus the testbed's CA, DNS and loopback allowance. OpenID toke
 with the users' homeservers found through federation resolution (plain 8448, .well-known only,
 SRV only) over verified TLS.
 
+The SFU is LiveKit's own server (Testbed(livekit=True)): the rooms the daemon creates are read
+back with ListRooms and its tokens are checked by the server (/rtc/validate). No test here needs
+a fault, so the stand-in SFU is not used.
+
 Usage: test_legacy.py <mrtc-transportd>
 """
 import base64
@@ -45,7 +49,7 @@ def claims_of(token):
 class Legacy(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tb = Testbed(state=STATE).start()
+        cls.tb = Testbed(state=STATE, livekit=True).start()
         hs1 = cls.tb.hs("hs1.test")
         cls.keyfile = tempfile.NamedTemporaryFile("w", suffix=".key", delete=False)
         cls.keyfile.write(f"{LIVEKIT_KEY}:{hs1.secret}\n")
@@ -55,8 +59,8 @@ class Legacy(unittest.TestCase):
             "LIVEKIT_URL": "wss://sfu.hs1.test",
             "LIVEKIT_KEY_FILE": cls.keyfile.name,
             "LIVEKIT_FULL_ACCESS_HOMESERVERS": "hs1.test, example.org",
-            # the testbed: its SFU's API, CA, DNS, and loopback addresses as peers
-            "MRTC_LIVEKIT_API_URL": hs1.sfu_url,
+            # the testbed: its LiveKit server's API, CA, DNS, and loopback addresses as peers
+            "MRTC_LIVEKIT_API_URL": hs1.lk_api_url,
             "MRTC_CA_FILE": cls.tb.ca,
             "MRTC_DNS_SERVER": f"{cls.tb.svc}:{cls.tb.dns_port}",
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
@@ -89,12 +93,9 @@ class Legacy(unittest.TestCase):
         self.assertEqual(h.get("access-control-allow-origin"), "*")
         return status, json.loads(data)
 
-    def sfu_calls(self, clear=False):
-        url = self.tb.hs("hs1.test").sfu_url + "/_test/calls"
-        req = urllib.request.Request(url, data=b"{}" if clear else None,
-                                     method="POST" if clear else "GET")
-        with urllib.request.urlopen(req) as r:
-            return [c for c in json.load(r)["calls"] if c["method"] == "CreateRoom"]
+    def lk_rooms(self):
+        """The rooms on hs1's LiveKit server (ListRooms)."""
+        return self.tb.livekit_rooms("hs1.test")
 
     def get_token_body(self, token="oid_alice", server="hs1.test", user="@alice:hs1.test",
                        room="!r1:hs1.test"):
@@ -104,7 +105,6 @@ class Legacy(unittest.TestCase):
                 "member": {"id": "mem1", "claimed_user_id": user, "claimed_device_id": "DEV1"}}
 
     def test_full_access_get_token(self):
-        self.sfu_calls(clear=True)
         status, doc = self.post("/get_token", self.get_token_body(room="!full:hs1.test"))
         self.assertEqual(status, 200, doc)
         self.assertEqual(set(doc), {"url", "jwt"})
@@ -114,7 +114,11 @@ class Legacy(unittest.TestCase):
         self.assertEqual(c["video"]["room"], lk_hash("!full:hs1.test", "m.call#ROOM"))
         self.assertIs(c["video"]["canPublish"], True)
         self.assertIs(c["video"]["roomCreate"], False)
-        self.assertEqual(len(self.sfu_calls()), 1)
+        # The daemon created the room on LiveKit with its timeouts, and LiveKit accepts the token.
+        room = self.lk_rooms().get(c["video"]["room"])
+        self.assertIsNotNone(room, "the daemon did not create the room on LiveKit")
+        self.assertEqual((room["empty_timeout"], room["departure_timeout"]), (300, 20))
+        self.assertEqual(self.tb.livekit_validate("hs1.test", doc["jwt"]), (200, "success"))
 
     def test_full_access_sfu_get(self):
         status, doc = self.post("/sfu/get", {
@@ -127,12 +131,13 @@ class Legacy(unittest.TestCase):
         self.assertIs(c["video"]["canPublish"], True)
 
     def test_restricted_user(self):
-        self.sfu_calls(clear=True)
         status, doc = self.post("/get_token", self.get_token_body(
             token="oid_carol", server="hs2.test", user="@carol:hs2.test", room="!rx:hs1.test"))
         self.assertEqual(status, 200, doc)
         self.assertIs(claims_of(doc["jwt"])["video"]["canPublish"], False)
-        self.assertEqual(self.sfu_calls(), [])  # restricted users never create rooms
+        # Restricted users never create rooms: LiveKit has none, and refuses the token for it.
+        self.assertNotIn(lk_hash("!rx:hs1.test", "m.call#ROOM"), self.lk_rooms())
+        self.assertEqual(self.tb.livekit_validate("hs1.test", doc["jwt"])[0], 404)
 
     def test_homeserver_found_via_wellknown_and_srv(self):
         for token, server, user in (("oid_wk", "wk.test", "@dan:wk.test"),

@@ -4,8 +4,16 @@ homeserver or the SFU goes down and back to 200 when it returns; /metrics parses
 python3-prometheus-client's parser and its counters move with requests; SIGHUP reloads the CA
 file without dropping requests; JSON logs carry the request id returned to the client.
 
+SFU: the stand-in (sfu.mjs), for every test here, because /readyz must see the SFU go down and
+come back (a real server is not taken down on demand), and because the exact grants of the
+service token the daemon signs for CreateRoom are seen only by the SFU that receives it: the
+stand-in records them (test_service_token_grants). That LiveKit's own server accepts the
+daemon's calls is shown by integration-livekit-real, -legacy and -token-flow.
+
 Usage: test_operations.py <mrtc-transportd>
 """
+import base64
+import hashlib
 import json
 import os
 import signal
@@ -30,6 +38,10 @@ STATE = {
                                                        "@c:hs2.test": "join"}}}},
 }
 
+
+def lk_hash(*parts):
+    data = json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
 
 
 class Operations(unittest.TestCase):
@@ -76,7 +88,9 @@ class Operations(unittest.TestCase):
         self.assertEqual(status, 200, doc)
         self.assertEqual(doc, {"status": "ready", "checks": {
             "sfu": True, "signing_key": True, "homeserver": True, "membership_token": True,
-            "store": True}, "store": {
+            "store": True},
+            "sfus": [{"sfu": 1, "url": "wss://sfu.hs1.test", "ready": True}],
+            "store": {
                 "kind": "sqlite", "state": "open",
                 "spec": "sqlite:" + self.tb.path("state-mrtc-hs1.test", "store.db")}})
         hs = self.tb.hs("hs1.test")
@@ -98,6 +112,24 @@ class Operations(unittest.TestCase):
         finally:
             post(hs.sfu_url + "/_test/mode", {"mode": "normal"})
         self.assertEqual(self.wait_ready(True)[0], 200)
+
+    def test_service_token_grants(self):
+        """The service token of the daemon's CreateRoom carries only roomCreate and lives at
+        most 10 minutes. Its point is the exact grants, which only the SFU receiving the token
+        sees: so it reads the stand-in's record of the call."""
+        hs = self.tb.hs("hs1.test")
+        post(hs.sfu_url + "/_test/calls", {})
+        body = {"url": "wss://sfu.hs1.test", "room_id": "!r:hs1.test", "slot_id": "grants",
+                "member": {"id": "m1"}}
+        self.assertEqual(self.token(body)[0], 200)
+        calls = [c for c in post(hs.sfu_url + "/_test/calls", {})["calls"]
+                 if c["method"] == "CreateRoom"]
+        self.assertEqual(len(calls), 1, calls)
+        self.assertEqual(calls[0]["status"], 200)
+        self.assertEqual(calls[0]["body"], {"name": lk_hash("!r:hs1.test", "grants"),
+                                            "empty_timeout": 300, "departure_timeout": 20})
+        self.assertEqual(calls[0]["grant"], {"roomCreate": True})
+        self.assertLessEqual(calls[0]["exp"] - calls[0]["nbf"], 600)
 
     def test_metrics_parse_and_move(self):
         before = self.metrics()

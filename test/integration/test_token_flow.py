@@ -5,6 +5,12 @@ function; every refusal of PROTOCOL §2-§3 with its status and errcode; direct 
 federation endpoint with requests signed by python3-signedjson; and 200 concurrent requests
 with a slow remote server.
 
+The SFU is LiveKit's own server, one per homeserver (Testbed(livekit=True)): the rooms the
+daemons create are read back with ListRooms and their tokens are checked by the server they are
+for (/rtc/validate). No test here needs an SFU fault, so the stand-in SFU is not used (the exact
+grants of the daemon's service token, which only the stand-in sees, are checked in
+integration-operations).
+
 Usage: test_token_flow.py <mrtc-transportd>
 """
 import base64
@@ -12,6 +18,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -93,8 +100,8 @@ def claims_of(token):
 class TokenFlow(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tb = Testbed(mrtc_binary=BINARY, state=users_state()).start(
-            with_daemons=True, MRTC_MEMBERSHIP_CACHE_TTL="1", MRTC_FEDERATION_TIMEOUT="4",
+        cls.tb = Testbed(mrtc_binary=BINARY, state=users_state(), livekit=True).start(
+            with_daemons=True, MRTC_MEMBERSHIP_CACHE_TTL="1", MRTC_FEDERATION_TIMEOUT="6",
             MRTC_HOMESERVER_TIMEOUT="5")
         hs1, hs2 = cls.tb.hs("hs1.test"), cls.tb.hs("hs2.test")
         cls.c1 = HttpsTo(cls.tb.ca, "hs1.test", hs1.address, 443)
@@ -144,14 +151,18 @@ class TokenFlow(unittest.TestCase):
         return self.body(room=room, url="wss://sfu.hs2.test", member=member,
                          server_name="hs2.test", **extra)
 
-    def sfu_calls(self, name, clear=False):
-        url = self.tb.hs(name).sfu_url + "/_test/calls"
-        if clear:
-            return post_json(url, {})["calls"]
-        return get_json(url)["calls"]
+    def metric(self, name, line):
+        """The value of the metric @line (name and labels) of @name's daemon."""
+        status, _, body = self.tb.hs(name).mrtc.request("GET", "/metrics", admin=True)
+        self.assertEqual(status, 200)
+        for m in body.decode().splitlines():
+            if m.startswith(line + " "):
+                return float(m.split()[-1])
+        self.fail(f"no {line} in /metrics")
 
-    def verify_on(self, name, token):
-        return post_json(self.tb.hs(name).sfu_url + "/_test/verify", {"token": token})
+    def roomservice_calls(self, name):
+        return (self.metric(name, 'mrtc_roomservice_calls_total{result="ok"}'),
+                self.metric(name, "mrtc_rooms_known_hits_total"))
 
     def mrtc_log(self, name):
         return self.tb.hs(name).mrtc.logs()
@@ -245,7 +256,7 @@ class TokenFlow(unittest.TestCase):
 
     # -- tokens -------------------------------------------------------------------------------
     def test_local_token(self):
-        self.sfu_calls("hs1.test", clear=True)
+        calls, hits = self.roomservice_calls("hs1.test")
         room_id = "!localtok:hs1.test"  # used by this test only: its room is not known yet
         for path in (UNSTABLE, V1):
             status, _, doc = self.get_token("tok_alice", self.body(room=room_id, member="mA"),
@@ -263,27 +274,28 @@ class TokenFlow(unittest.TestCase):
                                           "canUpdateOwnMetadata": False, "roomCreate": False,
                                           "hidden": False})
             self.assertEqual(c["exp"] - c["nbf"], 3600)
-            v = self.verify_on("hs1.test", token)
-            self.assertTrue(v["ok"], v)
+            self.assertEqual(self.tb.livekit_validate("hs1.test", token), (200, "success"))
             jwt.decode(token, self.tb.hs("hs1.test").secret, algorithms=["HS256"],
                        issuer="APItestbed")
-        calls = [c for c in self.sfu_calls("hs1.test") if c["method"] == "CreateRoom"]
-        self.assertEqual(len(calls), 1, calls)  # the second token found the room known
-        self.assertEqual(calls[0]["body"], {"name": lk_hash(room_id, "m.call#ROOM"),
-                                            "empty_timeout": 300, "departure_timeout": 20})
-        self.assertEqual(calls[0]["grant"], {"roomCreate": True})
-        self.assertLessEqual(calls[0]["exp"] - calls[0]["nbf"], 600)
+        # One CreateRoom: the second token found the room known. (The readiness probe's
+        # ListRooms counts among the calls too.)
+        calls_after, hits_after = self.roomservice_calls("hs1.test")
+        self.assertGreaterEqual(calls_after, calls + 1)
+        self.assertEqual(hits_after, hits + 1)
+        room = self.tb.livekit_rooms("hs1.test")[lk_hash(room_id, "m.call#ROOM")]
+        self.assertEqual((room["empty_timeout"], room["departure_timeout"]), (300, 20))
 
     def test_remote_token(self):
-        self.sfu_calls("hs2.test", clear=True)
+        calls, hits = self.roomservice_calls("hs2.test")
         before = self.mrtc_log("hs2.test").count("verified X-Matrix signature of hs1.test")
         status, _, doc = self.get_token("tok_alice", self.remote(room="!remotetok:hs2.test",
                                                                   member="mR"))
         self.assertEqual(status, 200, doc)
         self.assertEqual(list(doc), ["jwt"])
         token = doc["jwt"]
-        self.assertTrue(self.verify_on("hs2.test", token)["ok"])  # signed by hs2's SFU secret
-        self.assertFalse(self.verify_on("hs1.test", token)["ok"])
+        # Signed with hs2's LiveKit secret: hs2's server accepts it, hs1's does not.
+        self.assertEqual(self.tb.livekit_validate("hs2.test", token), (200, "success"))
+        self.assertEqual(self.tb.livekit_validate("hs1.test", token)[0], 401)
         c = claims_of(token)
         self.assertIs(c["video"]["canPublish"], False)
         self.assertEqual(c["sub"], self.node_ask(op="identity", user="@alice:hs1.test",
@@ -292,8 +304,11 @@ class TokenFlow(unittest.TestCase):
         time.sleep(0.1)
         self.assertEqual(self.mrtc_log("hs2.test").count(
             "verified X-Matrix signature of hs1.test"), before + 1)
-        calls = [c for c in self.sfu_calls("hs2.test") if c["method"] == "CreateRoom"]
-        self.assertEqual(len(calls), 1)
+        calls_after, hits_after = self.roomservice_calls("hs2.test")
+        self.assertEqual(hits_after, hits)  # a new room: CreateRoom
+        self.assertGreaterEqual(calls_after, calls + 1)
+        room = self.tb.livekit_rooms("hs2.test")[lk_hash("!remotetok:hs2.test", "m.call#ROOM")]
+        self.assertEqual((room["empty_timeout"], room["departure_timeout"]), (300, 20))
 
     def test_device_rules(self):
         self.assert_refused(400, "M_INVALID_PARAM", "tok_alice",
@@ -388,14 +403,14 @@ class TokenFlow(unittest.TestCase):
                 self.assertEqual(doc["error"], "Unable to reach the specified homeserver")
 
     def test_remote_timeout_within_deadline(self):
-        self.set_mode("hs2.test", delay=8)
+        self.set_mode("hs2.test", delay=12)
         try:
             start = time.monotonic()
             self.assert_refused(502, "M_UNKNOWN", "tok_alice", self.remote(member="slow"))
             elapsed = time.monotonic() - start
         finally:
             self.set_mode("hs2.test")
-        self.assertLess(elapsed, 6.0)  # MRTC_FEDERATION_TIMEOUT=4 here
+        self.assertLess(elapsed, 9.0)  # MRTC_FEDERATION_TIMEOUT=6 here (2 s over: a loaded machine)
 
     def test_homeserver_down_is_502(self):
         self.set_mode("hs1.test", mode="down")
@@ -406,14 +421,16 @@ class TokenFlow(unittest.TestCase):
         self.assertEqual(self.get_token("tok_down", self.body())[0], 200)
 
     def test_rate_limit(self):
-        statuses, limited = [], None
-        for _ in range(30):
-            status, h, doc = self.get_token("tok_rate", self.body(member="r"))
-            statuses.append(status)
-            if status == 429 and limited is None:
-                limited = (h, doc)
+        # 40 requests at once against a burst of 20 and 5/s: some must be limited however slowly
+        # a loaded or sanitizer-built daemon answers (one after another, a slow daemon refills
+        # the bucket between them).
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as ex:
+            answers = list(ex.map(lambda _: self.get_token("tok_rate", self.body(member="r")),
+                                  range(40)))
+        statuses = [status for status, _, _ in answers]
         self.assertIn(429, statuses)
-        h, doc = limited
+        self.assertIn(200, statuses)
+        _, h, doc = next(a for a in answers if a[0] == 429)
         self.assertEqual(doc["errcode"], "M_LIMIT_EXCEEDED")
         self.assertIsInstance(doc["retry_after_ms"], int)
         self.assertGreater(doc["retry_after_ms"], 0)
@@ -543,17 +560,20 @@ class TokenFlow(unittest.TestCase):
     # -- concurrency --------------------------------------------------------------------------
     def test_concurrency_with_slow_remote(self):
         # Warm the resolver and key caches first: the delay below slows every answer of hs2's
-        # homeserver, its .well-known included.
+        # homeserver, its .well-known included. And the local room: created on LiveKit now, not
+        # by the 150 local requests at once.
         self.assertEqual(self.get_token("tok_alice", self.remote(member="warm"))[0], 200)
+        self.assertEqual(self.get_token("tok_alice", self.body(member="warm"))[0], 200)
         self.set_mode("hs2.test", delay=2)
 
         def one(i):
             remote = i % 4 == 0
             body = self.remote(member=f"c{i}") if remote else self.body(member=f"c{i}")
             start = time.monotonic()
-            status, _, data = self.c1.request("POST", UNSTABLE, body=body,
+            status, h, data = self.c1.request("POST", UNSTABLE, body=body,
                                               headers={"Authorization": f"Bearer tok_u{i}"})
-            return remote, status, time.monotonic() - start, json.loads(data), time.monotonic()
+            return (remote, status, time.monotonic() - start, json.loads(data),
+                    h.get("x-request-id"))
 
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=N_USERS) as ex:
@@ -567,12 +587,18 @@ class TokenFlow(unittest.TestCase):
         remote = sorted(t for r, _, t, _, _ in results if r)
         self.assertEqual((len(local), len(remote)), (150, 50))
         self.assertGreaterEqual(remote[0], 2.0)
-        # The slow remote server does not hold the local requests up: (nearly) all of them are
-        # answered before the first remote one, however loaded the machine (ASan, parallel
-        # suites) makes each of them.
-        first_remote = min(done for r, _, _, _, done in results if r)
-        before = sum(1 for r, _, _, _, done in results if not r and done < first_remote)
-        self.assertGreaterEqual(before, 140, f"local p50 {local[75]:.2f}s, max {local[-1]:.2f}s")
+        # The slow remote server does not hold the local requests up: every local one is
+        # answered in less than the remote's 2 s delay, as the daemon timed it (its access line);
+        # how fast 200 client threads get their requests out on a loaded machine does not count.
+        took = {}
+        for line in self.mrtc_log("hs1.test").splitlines():
+            m = re.search(r'\[([0-9a-f]+)\] POST "[^"]*get_token" 200 (\d+)ms', line)
+            if m:
+                took[m.group(1)] = int(m.group(2))
+        served = sorted(took[rid] for r, _, _, _, rid in results if not r)
+        self.assertEqual(len(served), 150, "an access line per local request")
+        self.assertLess(served[-1], 2000, f"daemon-side local p50 {served[75]} ms, "
+                        f"client-side p50 {local[75]:.2f}s, max {local[-1]:.2f}s")
         for r, _, _, d, _ in results:
             self.assertIs(claims_of(d["jwt"])["video"]["canPublish"], not r)
 

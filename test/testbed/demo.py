@@ -3,7 +3,10 @@
 """The federation demo: two homeservers on this machine (the testbed), one mrtc-transportd each.
 @alice:hs1.test gets a LiveKit token for a call whose SFU belongs to hs2.test, over signed
 federation; then @bob:hs1.test, who is not in the room, is refused. Prints each step and the
-decoded token, then cleans up.
+decoded token, then cleans up. The SFUs are LiveKit's own server when it is installed
+(test/deps.sh: mrtc_install_livekit): the demo shows the room hs2.test's daemon created there
+(ListRooms) and the server's verdict on the token. Without it, the stand-in SFU's record of each
+RoomService call and livekit-server-sdk's TokenVerifier stand in for them.
 
 Usage: demo.py <mrtc-transportd>
 """
@@ -19,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 from harness import HttpsTo  # noqa: E402
-from testbed import Testbed  # noqa: E402
+from testbed import Testbed, livekit_binary  # noqa: E402
 
 ROOM = "!demo-call:hs2.test"
 STATE = {
@@ -46,9 +49,11 @@ def b64json(segment):
 
 def main():
     binary = sys.argv[1]
-    tb = Testbed(mrtc_binary=binary, state=STATE)
-    print("Starting the testbed: dnsmasq, a CA, nginx, two test homeservers, two test SFUs, "
-          "two mrtc-transportd ...")
+    livekit = livekit_binary() is not None
+    tb = Testbed(mrtc_binary=binary, state=STATE, livekit=livekit)
+    print("Starting the testbed: dnsmasq, a CA, nginx, two test homeservers, " +
+          ("two LiveKit servers" if livekit else "two test SFUs (LiveKit is not installed)") +
+          ", two mrtc-transportd ...")
     tb.start(with_daemons=True)
     ok = False
     try:
@@ -80,28 +85,43 @@ def main():
             for line in tb.hs(name).mrtc.logs().splitlines():
                 if any(w in line for w in words) and "healthz" not in line:
                     print(f"   [{name}] {line[25:]}")
-        with urllib.request.urlopen(hs2.sfu_url + "/_test/calls") as r:
-            for call in json.load(r)["calls"]:
-                print(f"   [SFU of hs2.test] {call['method']} {json.dumps(call['body'])} "
-                      f"with grant {json.dumps(call['grant'])} -> HTTP {call['status']}")
+        if livekit:
+            for name, room in tb.livekit_rooms("hs2.test").items():
+                print(f"   [LiveKit of hs2.test] ListRooms: room {name}, empty_timeout "
+                      f"{room['empty_timeout']} s, departure_timeout "
+                      f"{room['departure_timeout']} s, {room['num_participants']} participants")
+        else:
+            with urllib.request.urlopen(hs2.sfu_url + "/_test/calls") as r:
+                for call in json.load(r)["calls"]:
+                    print(f"   [SFU of hs2.test] {call['method']} {json.dumps(call['body'])} "
+                          f"with grant {json.dumps(call['grant'])} -> HTTP {call['status']}")
 
         step(4, "The token Alice got, decoded")
         h, p, _ = token.split(".")
         print("   header: " + json.dumps(b64json(h)))
         print("   claims: " + json.dumps(b64json(p), indent=2).replace("\n", "\n   "))
-        req = urllib.request.Request(hs2.sfu_url + "/_test/verify", method="POST",
-                                     data=json.dumps({"token": token}).encode())
-        with urllib.request.urlopen(req) as r:
-            v = json.load(r)
-        print(f"   livekit-server-sdk TokenVerifier with hs2.test's SFU secret: "
-              f"{'valid' if v['ok'] else 'INVALID: ' + v.get('error', '')}")
+        if livekit:
+            room = b64json(p)["video"]["room"]
+            code, text = tb.livekit_validate("hs2.test", token)
+            exists = room in tb.livekit_rooms("hs2.test")
+            valid = code == 200 and exists
+            print(f"   hs2.test's LiveKit server on the token (/rtc/validate): HTTP {code} "
+                  f"{text[:60]}; its room exists there: {exists}")
+        else:
+            req = urllib.request.Request(hs2.sfu_url + "/_test/verify", method="POST",
+                                         data=json.dumps({"token": token}).encode())
+            with urllib.request.urlopen(req) as r:
+                v = json.load(r)
+            valid = v["ok"]
+            print(f"   livekit-server-sdk TokenVerifier with hs2.test's SFU secret: "
+                  f"{'valid' if v['ok'] else 'INVALID: ' + v.get('error', '')}")
 
         step(5, "Bob, who is not in the room, asks the same")
         s, _, b = c.request("POST", "/_matrix/client/v1/rtc/livekit/get_token",
                             body=dict(body, member={"id": "bob-1"}),
                             headers={"Authorization": "Bearer syt_bob"})
         show(s, b)
-        ok = v["ok"] and s == 403
+        ok = valid and s == 403
     finally:
         tb.stop(failed=not ok)
     print("\nDemo finished; everything it started is stopped." if ok else "\nDemo FAILED")

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -498,6 +499,37 @@ http {{
         self.spawn(f"livekit-{s.name}", [binary, "--config", path])
         wait_for(lambda: urllib.request.urlopen(s.lk_api_url + "/").status == 200,
                  f"LiveKit for {s.name}", timeout=30)
+
+    def livekit_api(self, name, method, body=None, grant=None):
+        """Calls RoomService @method (Twirp, JSON) on @name's real LiveKit server with a service
+        token of @grant (default: roomList, roomAdmin) signed with that server's secret."""
+        import jwt  # python3-jwt
+        s = self.servers[name]
+        now = int(time.time())
+        token = jwt.encode({"iss": LIVEKIT_KEY, "nbf": now, "exp": now + 60,
+                            "video": grant or {"roomList": True, "roomAdmin": True}},
+                           s.secret, algorithm="HS256")
+        req = urllib.request.Request(
+            f"{s.lk_api_url}/twirp/livekit.RoomService/{method}",
+            data=json.dumps(body or {}).encode(), method="POST",
+            headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.load(r)
+
+    def livekit_rooms(self, name):
+        """{room name: Room} from ListRooms on @name's real LiveKit server."""
+        return {r["name"]: r for r in self.livekit_api(name, "ListRooms").get("rooms", [])}
+
+    def livekit_validate(self, name, token):
+        """What @name's real LiveKit server says of a participant token before any WebRTC:
+        (status, body) of its /rtc/validate (200 "success"; 401 a token it does not accept;
+        404 a room that does not exist)."""
+        url = f"{self.servers[name].lk_api_url}/rtc/validate?access_token={token}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
 
     def start(self, with_daemons=False, **daemon_env):
         try:

@@ -558,6 +558,77 @@ START_TEST(test_config_load_appservice)
 }
 END_TEST
 
+START_TEST(test_config_load_sfus)
+{
+	char *kf = key_file();
+	char *secret3 = vectors_temp_file("third-secret\n");
+	struct env e;
+	homeserver_env(&e, kf);
+	struct mrtc_config *c;
+	/* One SFU: the LIVEKIT_* variables, nothing else. */
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert_uint_eq(c->n_sfus, 1);
+	ck_assert_ptr_eq(c->sfus[0].url, c->livekit_url);
+	ck_assert_ptr_eq(c->sfus[0].secret, c->livekit_secret);
+	ck_assert_ptr_eq(c->sfus[0].service_url, c->livekit_service_url);
+	mrtc_config_destroy(c);
+	env_set(&e, "LIVEKIT_URL_2", "wss://sfu2.example.org/");
+	env_set(&e, "LIVEKIT_KEY_2", "key2");
+	env_set(&e, "LIVEKIT_SECRET_2", "secret2");
+	env_set(&e, "LIVEKIT_URL_3", "ws://sfu3.example.org:7880");
+	env_set(&e, "LIVEKIT_KEY_3", "key3");
+	env_set(&e, "LIVEKIT_SECRET_3_FILE", secret3);
+	env_set(&e, "MRTC_LIVEKIT_API_URL_3", "http://10.0.0.3:7880");
+	char *p = load(&e, &c);
+	ck_assert_msg(p == NULL, "%s", p);
+	ck_assert_uint_eq(c->n_sfus, 3);
+	ck_assert_str_eq(c->sfus[1].url, "wss://sfu2.example.org/");
+	ck_assert_str_eq(c->sfus[1].key, "key2");
+	ck_assert_str_eq(c->sfus[1].secret, "secret2");
+	ck_assert_str_eq(c->sfus[1].api_url, "https://sfu2.example.org");
+	ck_assert_str_eq(c->sfus[1].service_url, "https://matrix.example.org/livekit/jwt/2");
+	ck_assert_str_eq(c->sfus[2].secret, "third-secret");
+	ck_assert_str_eq(c->sfus[2].api_url, "http://10.0.0.3:7880");
+	ck_assert_str_eq(c->sfus[2].service_url, "https://matrix.example.org/livekit/jwt/3");
+	ck_assert_int_eq(mrtc_config_sfu_find(c, "wss://sfu.example.org/"), 0);
+	ck_assert_int_eq(mrtc_config_sfu_find(c, "wss://sfu2.example.org"), 1);
+	ck_assert_int_eq(mrtc_config_sfu_find(c, "ws://sfu3.example.org:7880"), 2);
+	ck_assert_int_eq(mrtc_config_sfu_find(c, "wss://sfu3.example.org:7880"), -1);
+	ck_assert_int_eq(mrtc_config_sfu_find(c, ""), -1);
+	mrtc_config_destroy(c);
+	/* Every problem is named. */
+	env_set(&e, "LIVEKIT_KEY_2", NULL);
+	assert_problem(&e, "LIVEKIT_SECRET_2", NULL, "LIVEKIT_SECRET_2: required for SFU 2");
+	p = load(&e, &c);
+	ck_assert_ptr_nonnull(strstr(p, "LIVEKIT_KEY_2: required for SFU 2"));
+	free(p);
+	env_set(&e, "LIVEKIT_KEY_2", "key2");
+	env_set(&e, "LIVEKIT_SECRET_2", "secret2");
+	assert_problem(&e, "LIVEKIT_URL_2", "https://sfu2.example.org", "LIVEKIT_URL_2");
+	assert_problem(&e, "LIVEKIT_URL_2", "wss://sfu.example.org",
+		       "LIVEKIT_URL_2: is the URL of SFU 1 already");
+	assert_problem(&e, "LIVEKIT_URL_2", NULL,
+		       "LIVEKIT_URL_2: required: LIVEKIT_KEY_2 or LIVEKIT_SECRET_2 is set");
+	env_set(&e, "LIVEKIT_KEY_2", NULL);
+	env_set(&e, "LIVEKIT_SECRET_2", NULL);
+	assert_problem(&e, "LIVEKIT_URL_2", NULL,
+		       "LIVEKIT_URL_3: LIVEKIT_URL_2 is not set: number the SFUs");
+	env_set(&e, "LIVEKIT_URL_3", NULL);
+	env_set(&e, "LIVEKIT_KEY_3", NULL);
+	env_set(&e, "LIVEKIT_SECRET_3_FILE", NULL);
+	env_set(&e, "MRTC_LIVEKIT_API_URL_3", NULL);
+	assert_problem(&e, "MRTC_LIVEKIT_API_URL_2", "http://10.0.0.2:7880",
+		       "LIVEKIT_URL_2: required");
+	env_set(&e, "MRTC_LIVEKIT_API_URL_2", NULL);
+	assert_problem(&e, "LIVEKIT_SECRET_2_FILE", "/nonexistent/secret",
+		       "LIVEKIT_SECRET_2_FILE: cannot read /nonexistent/secret");
+	unlink(secret3);
+	free(secret3);
+	unlink(kf);
+	free(kf);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -575,6 +646,7 @@ int main(void)
 		test_config_print_help_redacts_secrets,
 		test_config_cidr_and_hostport,
 		test_config_load_appservice,
+		test_config_load_sfus,
 	};
 	vectors_add_tests(s, "config", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);

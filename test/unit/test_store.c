@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Store specs: Redis credentials and Sentinel, redaction, status, the connection's backoff. */
 #include <check.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,18 @@ START_TEST(test_help_redacts_the_store)
 }
 END_TEST
 
+/* Removes the SQLite file @path and its WAL files. */
+static void remove_db(const char *path)
+{
+	unlink(path);
+	static const char *const suffixes[] = { "-wal", "-shm" };
+	for (size_t i = 0; i < 2; i++) {
+		char p[64];
+		if (snprintf(p, sizeof(p), "%s%s", path, suffixes[i]) < (int)sizeof(p))
+			unlink(p);
+	}
+}
+
 START_TEST(test_store_status)
 {
 	struct mrtc_store_status st;
@@ -167,13 +180,52 @@ START_TEST(test_store_status)
 	ck_assert_str_eq(st.state, "open");
 	ck_assert(!st.refused);
 	mrtc_store_close(store);
-	unlink(path);
-	static const char *const suffixes[] = { "-wal", "-shm" };
-	for (size_t i = 0; i < 2; i++) {
-		char p[64];
-		if (snprintf(p, sizeof(p), "%s%s", path, suffixes[i]) < (int)sizeof(p))
-			unlink(p);
+	remove_db(path);
+}
+END_TEST
+
+/* A job keeps its SFU's URL; a store written before several SFUs gains the column, its jobs
+ * reading "" (the first SFU). */
+START_TEST(test_sqlite_sfu_url_and_old_store)
+{
+	char path[] = "/tmp/mrtc-test-store-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	sqlite3 *db = NULL;
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_exec(db,
+			 "CREATE TABLE jobs (key TEXT PRIMARY KEY, user_id TEXT, room_id TEXT,"
+			 " room_name TEXT, identity TEXT, delay_id TEXT, cs_api_url TEXT,"
+			 " delay_ms INTEGER, created_ms INTEGER, state INTEGER, guarded INTEGER);"
+			 "INSERT INTO jobs VALUES ('old','@a:hs','!r:hs','room','id','d1',"
+			 "'https://hs',5000,1,0,1);",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	char spec[64];
+	ck_assert_int_lt(snprintf(spec, sizeof(spec), "sqlite:%s", path), (int)sizeof(spec));
+	for (int round = 0; round < 2; round++) { /* the second open finds the column there */
+		struct mrtc_store *store = NULL;
+		ck_assert_int_eq(mrtc_store_open(spec, NULL, &store), MRTC_OK);
+		struct mrtc_job_record rec;
+		ck_assert_int_eq(store->ops->get(store->self, "old", &rec), MRTC_OK);
+		ck_assert_str_eq(rec.cs_api_url, "https://hs");
+		ck_assert_str_eq(rec.sfu_url, "");
+		if (round == 0) {
+			struct mrtc_job_record j = { .key = "new",
+						     .delay_ms = 5000,
+						     .guarded = true };
+			snprintf(j.sfu_url, sizeof(j.sfu_url), "wss://sfu2.example.org");
+			ck_assert_int_eq(store->ops->put(store->self, &j), MRTC_OK);
+		}
+		ck_assert_int_eq(store->ops->get(store->self, "new", &rec), MRTC_OK);
+		ck_assert_str_eq(rec.sfu_url, "wss://sfu2.example.org");
+		ck_assert(rec.guarded);
+		mrtc_store_close(store);
 	}
+	remove_db(path);
 }
 END_TEST
 
@@ -196,12 +248,14 @@ static struct mrtc_watch_record watch_rec(const char *identity, uint64_t expires
 	snprintf(w.room_name, sizeof(w.room_name), "ROOMHASH");
 	snprintf(w.identity, sizeof(w.identity), "%s", identity);
 	snprintf(w.user_id, sizeof(w.user_id), "@%s:hs1.test", identity);
+	snprintf(w.sfu_url, sizeof(w.sfu_url), "wss://sfu.hs1.test");
 	return w;
 }
 
 /* The watch's admitted set in SQLite (the Redis twin runs against a real Redis in
  * integration-delayed): written in one batch, read back after a reopen with every field,
- * expired records dropped, one replaced by a later expiry, one deleted. */
+ * expired records dropped, one replaced by a later expiry, one deleted; the same room and
+ * identity on another SFU is another record, deleted on its own. */
 START_TEST(test_sqlite_watch_contract)
 {
 	char dir[] = "/tmp/mrtc-test-watch-XXXXXX";
@@ -233,16 +287,30 @@ START_TEST(test_sqlite_watch_contract)
 		ck_assert_str_eq(seen.w[i].room_name, want.room_name);
 		ck_assert_str_eq(seen.w[i].user_id, want.user_id);
 		ck_assert_uint_eq(seen.w[i].expires_ms, want.expires_ms);
+		ck_assert_str_eq(seen.w[i].sfu_url, want.sfu_url);
 	}
-	const struct mrtc_watch_record later = watch_rec("a", 9000);
-	ck_assert_int_eq(store->ops->watch_put(store->self, &later, 1), MRTC_OK);
-	ck_assert_int_eq(store->ops->watch_del(store->self, "ROOMHASH", "c"), MRTC_OK);
+	struct mrtc_watch_record later[2] = { watch_rec("a", 9000), watch_rec("c", 9000) };
+	snprintf(later[1].sfu_url, sizeof(later[1].sfu_url), "wss://sfu2.hs1.test");
+	ck_assert_int_eq(store->ops->watch_put(store->self, later, 2), MRTC_OK);
+	ck_assert_int_eq(store->ops->watch_del(store->self, "wss://sfu.hs1.test", "ROOMHASH", "c"),
+			 MRTC_OK);
 	ck_assert_int_eq(store->ops->watch_prune(store->self, 6000), MRTC_OK);
+	seen.n = 0;
+	ck_assert_int_eq(store->ops->watch_each(store->self, 6000, collect_watch, &seen), MRTC_OK);
+	ck_assert_uint_eq(seen.n, 2); /* a on SFU 1, c on SFU 2 (its SFU 1 record deleted) */
+	for (size_t i = 0; i < seen.n; i++) {
+		bool a = strcmp(seen.w[i].identity, "a") == 0;
+		ck_assert_str_eq(seen.w[i].sfu_url,
+				 a ? "wss://sfu.hs1.test" : "wss://sfu2.hs1.test");
+		ck_assert_str_eq(seen.w[i].identity, a ? "a" : "c");
+		ck_assert_uint_eq(seen.w[i].expires_ms, 9000);
+	}
+	ck_assert_int_eq(store->ops->watch_del(store->self, "wss://sfu2.hs1.test", "ROOMHASH", "c"),
+			 MRTC_OK);
 	seen.n = 0;
 	ck_assert_int_eq(store->ops->watch_each(store->self, 6000, collect_watch, &seen), MRTC_OK);
 	ck_assert_uint_eq(seen.n, 1);
 	ck_assert_str_eq(seen.w[0].identity, "a");
-	ck_assert_uint_eq(seen.w[0].expires_ms, 9000);
 	mrtc_store_close(store);
 	/* A file where the directory should be: refused, with the reason. */
 	char bad[96];
@@ -257,6 +325,53 @@ START_TEST(test_sqlite_watch_contract)
 	}
 	ck_assert_int_eq(rmdir(sub), 0);
 	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* A watch table made before several SFUs (no sfu_url, keyed by room and identity) is rebuilt:
+ * its rows on the first SFU (""), then the same participant on two SFUs is two rows. */
+START_TEST(test_sqlite_watch_old_table)
+{
+	char path[] = "/tmp/mrtc-test-store-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	sqlite3 *db = NULL;
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_exec(db,
+			 "CREATE TABLE watch (room_name TEXT, identity TEXT, room_id TEXT,"
+			 " user_id TEXT, expires_ms INTEGER, PRIMARY KEY (room_name, identity));"
+			 "CREATE INDEX watch_expiry ON watch (expires_ms);"
+			 "INSERT INTO watch VALUES ('ROOMHASH','a','!call:hs1.test',"
+			 "'@a:hs1.test',5000);",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	char spec[64];
+	ck_assert_int_lt(snprintf(spec, sizeof(spec), "sqlite:%s", path), (int)sizeof(spec));
+	for (int round = 0; round < 2; round++) { /* the second open finds the new table */
+		struct mrtc_store *store = NULL;
+		ck_assert_int_eq(mrtc_store_open(spec, NULL, &store), MRTC_OK);
+		struct seen seen = { .n = 0 };
+		ck_assert_int_eq(store->ops->watch_each(store->self, 2000, collect_watch, &seen),
+				 MRTC_OK);
+		ck_assert_uint_eq(seen.n, round == 0 ? 1 : 2);
+		for (size_t i = 0; i < seen.n; i++) {
+			ck_assert_str_eq(seen.w[i].identity, "a");
+			ck_assert_str_eq(seen.w[i].user_id, "@a:hs1.test");
+			ck_assert_uint_eq(seen.w[i].expires_ms, 5000);
+		}
+		if (round == 0) {
+			ck_assert_str_eq(seen.w[0].sfu_url, "");
+			const struct mrtc_watch_record a2 = watch_rec("a", 5000);
+			ck_assert_int_eq(store->ops->watch_put(store->self, &a2, 1), MRTC_OK);
+		} else {
+			ck_assert(strcmp(seen.w[0].sfu_url, seen.w[1].sfu_url) != 0);
+		}
+		mrtc_store_close(store);
+	}
+	remove_db(path);
 }
 END_TEST
 
@@ -292,6 +407,7 @@ int main(void)
 		test_redis_spec_parse_refused,	   test_redis_spec_redact,
 		test_help_redacts_the_store,	   test_store_status,
 		test_redis_unreachable_backs_off,  test_sqlite_watch_contract,
+		test_sqlite_sfu_url_and_old_store, test_sqlite_watch_old_table,
 	};
 	vectors_add_tests(s, "store", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);

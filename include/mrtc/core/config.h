@@ -33,6 +33,18 @@ struct mrtc_hostport {
 	uint16_t port;
 };
 
+/* SFUs: LIVEKIT_URL etc. are the first; LIVEKIT_URL_<n> etc. (n = 2 .. MRTC_SFUS_MAX) more. */
+#define MRTC_SFUS_MAX 8
+
+/* One LiveKit deployment. Index 0 borrows the LIVEKIT_* strings; the others own theirs. */
+struct mrtc_sfu_config {
+	char *url;	   /* ws(s):// URL clients connect to; picks the SFU in get_token */
+	char *key;	   /* API key */
+	char *secret;	   /* API secret */
+	char *api_url;	   /* RoomService base URL (derived from url when not set) */
+	char *service_url; /* livekit_service_url advertised for it: <service>[/<n>]; may be NULL */
+};
+
 struct mrtc_config {
 	bool legacy_only; /* none of the homeserver variables set: lk-jwt-service drop-in mode */
 	bool appservice;  /* MRTC_APPSERVICE_HS_TOKEN set: behind Synapse's MSC4512 proxy */
@@ -95,6 +107,8 @@ struct mrtc_config {
 	size_t n_full_access;
 	int log_level;
 	enum mrtc_log_format log_format;
+	struct mrtc_sfu_config sfus[MRTC_SFUS_MAX]; /* in preference order */
+	size_t n_sfus;				    /* at least 1 once loaded */
 };
 
 /* The default store: SQLite, this file in the state directory. */
@@ -107,6 +121,15 @@ struct mrtc_config {
 /* The longest operator URL (homeserver, SFU, service URLs) accepted: every buffer a URL is built
  * in has room for it and the longest path appended. */
 #define MRTC_URL_MAX 1024
+
+/* True if @url names the SFU @configured: exact match after dropping one trailing '/'. */
+bool mrtc_sfu_url_matches(const char *url, const char *configured);
+
+/*
+ * The index in @c->sfus of the SFU whose url is @url (a trailing slash ignored), or -1. The
+ * number of an SFU in variable names and service URLs is its index + 1.
+ */
+int mrtc_config_sfu_find(const struct mrtc_config *c, const char *url);
 
 /* Returns the value of environment variable @name, or NULL. */
 typedef const char *(*mrtc_getenv_fn)(void *ctx, const char *name);

@@ -22,8 +22,9 @@ void mrtc_delayed_destroy(struct mrtc_delayed *delayed);
 void mrtc_delayed_quiesce(struct mrtc_delayed *delayed);
 
 /* Remembers a participant we minted a token for, for the membership watch. */
-void mrtc_delayed_admitted(struct mrtc_delayed *delayed, const char *room_id, const char *room_name,
-			   const char *identity, const char *user_id, uint64_t ttl_s);
+void mrtc_delayed_admitted(struct mrtc_delayed *delayed, size_t sfu, const char *room_id,
+			   const char *room_name, const char *identity, const char *user_id,
+			   uint64_t ttl_s);
 
 struct mrtc_job_record;
 

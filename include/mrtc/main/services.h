@@ -27,8 +27,8 @@ struct mrtc_services {
 	struct mrtc_fedclient *fed;
 	struct mrtc_keyring *keyring; /* NULL in lk-jwt-service drop-in mode */
 	struct mrtc_verifier *verifier;
-	struct mrtc_homeserver *homeserver; /* NULL in lk-jwt-service drop-in mode */
-	struct mrtc_roomservice *rooms;
+	struct mrtc_homeserver *homeserver;		   /* NULL in lk-jwt-service drop-in mode */
+	struct mrtc_roomservice *sfu_rooms[MRTC_SFUS_MAX]; /* by index in config->sfus */
 	struct mrtc_ratelimit *user_limit;
 	struct mrtc_ratelimit *origin_limit;
 	struct mrtc_cache *fed_paths;	 /* destination -> which get_token path it serves */

@@ -36,9 +36,6 @@ enum mrtc_err mrtc_token_fields_parse(const struct json_object *body, bool feder
 				      struct mrtc_token_fields *ret_fields,
 				      const char **ret_message);
 
-/* True if @url names the SFU @configured: exact match after dropping one trailing '/'. */
-bool mrtc_sfu_url_matches(const char *url, const char *configured);
-
 /* True if @jwt looks like a JWS compact token: three non-empty base64url parts. */
 bool mrtc_jwt_is_well_formed(const char *jwt);
 

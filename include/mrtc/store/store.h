@@ -33,6 +33,7 @@ struct mrtc_job_record {
 	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
 	char delay_id[256]; /* a capability: never logged */
 	char cs_api_url[2049];
+	char sfu_url[2049]; /* the SFU the participant is on (its LIVEKIT_URL); "": the first */
 	uint64_t delay_ms;
 	uint64_t created_ms; /* wall clock */
 	int state;
@@ -53,12 +54,13 @@ typedef void (*mrtc_store_each_fn)(void *ctx, const struct mrtc_job_record *job)
 
 /* A participant the membership watch admitted: re-checked until @expires_ms, kept in the store
  * so that a restarted daemon still removes them from the SFU when they leave the room. One per
- * (room_name, identity). */
+ * (sfu_url, room_name, identity). */
 struct mrtc_watch_record {
 	char room_id[256];
 	char room_name[MRTC_LIVEKIT_HASH_LEN + 1];
 	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
 	char user_id[256];
+	char sfu_url[2049];  /* the SFU they were admitted on (its LIVEKIT_URL); "": the first */
 	uint64_t expires_ms; /* wall clock */
 };
 
@@ -76,7 +78,8 @@ struct mrtc_store_ops {
 	void (*status)(void *self, struct mrtc_store_status *ret_status);
 	/* The watch's admitted set: @n records written at once (one transaction in SQLite). */
 	enum mrtc_err (*watch_put)(void *self, const struct mrtc_watch_record *w, size_t n);
-	enum mrtc_err (*watch_del)(void *self, const char *room_name, const char *identity);
+	enum mrtc_err (*watch_del)(void *self, const char *sfu_url, const char *room_name,
+				   const char *identity);
 	/* Drops the records expired at @now_ms (wall clock), then calls @fn for each other one. */
 	enum mrtc_err (*watch_each)(void *self, uint64_t now_ms, mrtc_store_watch_fn fn, void *ctx);
 	/* Drops the records expired at @now_ms. */
