@@ -129,9 +129,13 @@ static const struct var vars[] = {
 	{ "MRTC_FEDERATION_TIMEOUT", T_UINT, "10", 0, OFF(federation_timeout_s), 1, 300,
 	  "seconds for a whole federation get_token call" },
 	{ "MRTC_STORE", T_STORE, NULL, 0, OFF(store), 0, 0,
-	  "sqlite:<path>, redis://[user[:password]@]host[:port][/db] or "
-	  "redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master[/db]: "
-	  "enables delegate_delayed_leave" },
+	  "where delegated delayed-leave jobs and the membership watch live: sqlite:<path>, "
+	  "redis://[user[:password]@]host[:port][/db], "
+	  "redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master[/db], or none "
+	  "(delegate_delayed_leave off); default sqlite:<MRTC_STATE_DIR>/" MRTC_STATE_DB },
+	{ "MRTC_STATE_DIR", T_STRING, NULL, 0, OFF(state_dir), 0, 0,
+	  "directory of the default SQLite store, created 0700 if missing (default: "
+	  "$STATE_DIRECTORY from systemd's StateDirectory=, else " MRTC_STATE_DIR_DEFAULT ")" },
 	{ "MRTC_REDIS_PASSWORD", T_STRING, NULL, F_SECRET, OFF(redis_password), 0, 0,
 	  "password of the Redis server (Sentinel: of the master) when MRTC_STORE holds none" },
 	{ "MRTC_REDIS_SENTINEL_USER", T_STRING, NULL, 0, OFF(redis_sentinel_user), 0, 0,
@@ -529,6 +533,10 @@ static void parse_var(struct mrtc_config *c, const struct var *v, const char *va
 		problem(problems, v->name, "%s", v->help);
 		return;
 	case T_STORE:
+		if (strcmp(value, "none") == 0) {
+			c->store_off = true;
+			return;
+		}
 		if (!mrtc_store_spec_is_valid(value)) {
 			problem(
 			    problems, v->name,
@@ -624,6 +632,40 @@ static void load_livekit_credentials(struct mrtc_config *c, mrtc_getenv_fn geten
 			"required (or LIVEKIT_KEY_FROM_FILE, or LIVEKIT_KEY_FILE)");
 	if (!c->livekit_secret || !c->livekit_secret[0])
 		problem(problems, "LIVEKIT_SECRET", "required (or LIVEKIT_SECRET_FROM_FILE)");
+}
+
+/* Without MRTC_STORE the store is SQLite in the state directory: MRTC_STATE_DIR, else the first
+ * directory of systemd's $STATE_DIRECTORY, else MRTC_STATE_DIR_DEFAULT. */
+static void default_store(struct mrtc_config *c, mrtc_getenv_fn getenv_fn, void *ctx,
+			  struct mrtc_buf *problems)
+{
+	if (c->store || c->store_off)
+		return;
+	if (!c->state_dir) {
+		const char *sd = env_value(getenv_fn, ctx, "STATE_DIRECTORY");
+		size_t n = sd ? strcspn(sd, ":") : 0;
+		c->state_dir = n ? strndup(sd, n) : strdup(MRTC_STATE_DIR_DEFAULT);
+		if (!c->state_dir) {
+			problem(problems, "MRTC_STATE_DIR", "out of memory");
+			return;
+		}
+	}
+	size_t n = strlen(c->state_dir);
+	while (n > 1 && c->state_dir[n - 1] == '/')
+		c->state_dir[--n] = '\0';
+	if (c->state_dir[0] != '/') {
+		problem(problems, "MRTC_STATE_DIR", "must be an absolute path");
+		return;
+	}
+	struct mrtc_buf b;
+	mrtc_buf_init(&b);
+	mrtc_buf_printf(&b, "sqlite:%s%s" MRTC_STATE_DB, c->state_dir, n > 1 ? "/" : "");
+	c->store = mrtc_buf_steal(&b, NULL);
+	if (!c->store) {
+		problem(problems, "MRTC_STATE_DIR", "out of memory");
+		return;
+	}
+	c->store_default = true;
 }
 
 bool mrtc_sfu_url_matches(const char *url, const char *configured)
@@ -958,6 +1000,7 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 			problem(problems, "MRTC_APPSERVICE_TOKEN",
 				"required with MRTC_MEMBERSHIP_BACKEND=msc4502");
 	}
+	default_store(c, getenv_fn, ctx, problems);
 	check_redis_credentials(c, problems);
 	if (c->bind.port && c->admin_bind.port == c->bind.port &&
 	    strcmp(c->bind.host, c->admin_bind.host) == 0)

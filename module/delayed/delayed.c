@@ -31,6 +31,11 @@
 #define HS_RESPONSE_MAX (256 * 1024)
 #define WATCH_KEY_MAX (2 * MRTC_LIVEKIT_NAME_MAX + 24)
 #define FORM_MEMO_MAX 64
+#define WATCH_PENDING_MAX 1024 /* admissions written to the store in one transaction */
+#define WATCH_FLUSH_MS 250     /* at most this long before an admission is in the store */
+/* A new token for a participant already watched is written to the store only if it extends the
+ * stored expiry by more than this: a client fetching tokens in a loop costs no writes. */
+#define WATCH_STORE_SLACK_MS 60000
 #define N_FORMS 4 /* (unstable, stable path) x (action in the path, action in the body) */
 
 static const char *const de_paths[2] = {
@@ -66,7 +71,8 @@ struct watched {
 	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
 	char user_id[256];
 	bool checking;
-	uint64_t sweep; /* the last sweep that took it */
+	uint64_t sweep;		  /* the last sweep that took it */
+	uint64_t stored_until_ms; /* wall clock: the expiry the store holds (or will, pending) */
 };
 
 struct mrtc_delayed {
@@ -87,6 +93,10 @@ struct mrtc_delayed {
 	char (*batch)[WATCH_KEY_MAX];
 	size_t batch_n, batch_i;
 	size_t watch_in_flight;
+	/* Admissions not yet in the store: written together, so a token costs no fsync. */
+	struct mrtc_watch_record *pending;
+	size_t n_pending;
+	struct event *flush;
 	/* Which MSC4140 management form each homeserver serves (by base URL). */
 	struct {
 		char url[sizeof(((struct mrtc_job_record *)0)->cs_api_url)];
@@ -573,6 +583,9 @@ static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote
 		return;
 	}
 	mrtc_cache_remove(c->d->admitted, c->key, strlen(c->key));
+	if (c->d->store)
+		c->d->store->ops->watch_del(c->d->store->self, c->d->s->config->sfus[c->w.sfu].url,
+					    c->w.room_name, c->w.identity);
 	if (!mrtc_roomservice_remove_participant(c->d->s->sfu_rooms[c->w.sfu], c->w.room_name,
 						 c->w.identity, on_removed, c))
 		free(c);
@@ -649,6 +662,8 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 		return; /* the last sweep is still walking: it goes on */
 	if (!d->batch && !(d->batch = calloc(WATCH_BATCH, sizeof(*d->batch))))
 		return;
+	if (d->store)
+		d->store->ops->watch_prune(d->store->self, mrtc_now_ms());
 	d->sweep++;
 	d->sweeping = true;
 	d->batch_n = d->batch_i = 0;
@@ -662,26 +677,118 @@ static bool watch_key(char *out, size_t size, size_t sfu, const char *room_name,
 	return mrtc_format(out, size, "%zu|%s|%s", sfu, room_name, identity);
 }
 
+static void watch_flush(struct mrtc_delayed *d)
+{
+	if (!d->n_pending)
+		return;
+	if (d->store->ops->watch_put(d->store->self, d->pending, d->n_pending) != MRTC_OK)
+		mrtc_log(LOG_ERR, "watch", NULL,
+			 "cannot write %zu admitted participants to the store: a restart "
+			 "forgets them",
+			 d->n_pending);
+	d->n_pending = 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	watch_flush(arg);
+}
+
+/* Queues @rec for the store's next batch. */
+static void watch_queue(struct mrtc_delayed *d, const struct mrtc_watch_record *rec)
+{
+	if (d->n_pending == WATCH_PENDING_MAX)
+		watch_flush(d);
+	d->pending[d->n_pending++] = *rec;
+	if (d->n_pending == 1) {
+		struct timeval tv = { .tv_usec = WATCH_FLUSH_MS * 1000 };
+		event_add(d->flush, &tv);
+	}
+}
+
+/* Puts one admitted participant on SFU @sfu into the watch (@expires_ms is wall clock); the
+ * entry, or NULL. */
+static struct watched *watch_add(struct mrtc_delayed *d, size_t sfu,
+				 const struct mrtc_watch_record *rec)
+{
+	uint64_t wall = mrtc_now_ms();
+	if (rec->expires_ms <= wall)
+		return NULL;
+	struct watched *w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->sfu = sfu;
+	w->stored_until_ms = rec->expires_ms;
+	char key[WATCH_KEY_MAX];
+	if (!mrtc_copy(w->room_id, sizeof(w->room_id), rec->room_id) ||
+	    !mrtc_copy(w->room_name, sizeof(w->room_name), rec->room_name) ||
+	    !mrtc_copy(w->identity, sizeof(w->identity), rec->identity) ||
+	    !mrtc_copy(w->user_id, sizeof(w->user_id), rec->user_id) ||
+	    !watch_key(key, sizeof(key), sfu, rec->room_name, rec->identity)) {
+		free(w);
+		return NULL;
+	}
+	uint64_t until = mrtc_monotonic_ms() + (rec->expires_ms - wall);
+	if (!mrtc_cache_put(d->admitted, key, strlen(key), w, until))
+		return NULL;
+	return w;
+}
+
+/* A participant from the store: on the SFU of its url ("": the first), as jobs are, so a
+ * renumbered configuration still finds it; on an SFU no longer configured, dropped. */
+static void watch_resume(void *ctx, const struct mrtc_watch_record *rec)
+{
+	struct mrtc_delayed *d = ctx;
+	int sfu = rec->sfu_url[0] ? mrtc_config_sfu_find(d->s->config, rec->sfu_url) : 0;
+	if (sfu < 0) {
+		mrtc_log(LOG_WARNING, "watch", NULL,
+			 "%s in %s was admitted on %s, which is not configured any more: no "
+			 "longer watched",
+			 rec->user_id, rec->room_id, rec->sfu_url);
+		if (d->store)
+			d->store->ops->watch_del(d->store->self, rec->sfu_url, rec->room_name,
+						 rec->identity);
+		return;
+	}
+	const char *url = d->s->config->sfus[sfu].url;
+	if (!watch_add(d, (size_t)sfu, rec) || !d->store || !d->pending ||
+	    strcmp(rec->sfu_url, url) == 0)
+		return;
+	/* Stored under another spelling of the url ("", a trailing slash): from now on under the
+	 * configured one, which the removal names. */
+	d->store->ops->watch_del(d->store->self, rec->sfu_url, rec->room_name, rec->identity);
+	struct mrtc_watch_record again = *rec;
+	if (mrtc_copy(again.sfu_url, sizeof(again.sfu_url), url))
+		watch_queue(d, &again);
+}
+
 void mrtc_delayed_admitted(struct mrtc_delayed *d, size_t sfu, const char *room_id,
 			   const char *room_name, const char *identity, const char *user_id,
 			   uint64_t ttl_s)
 {
-	if (!d || !d->admitted)
+	if (!d || !d->admitted || sfu >= d->s->config->n_sfus)
 		return;
-	struct watched *w = calloc(1, sizeof(*w));
-	if (!w)
-		return;
-	w->sfu = sfu;
+	struct mrtc_watch_record rec = { .expires_ms = mrtc_now_ms() + ttl_s * 1000 };
 	char key[WATCH_KEY_MAX];
-	if (!mrtc_copy(w->room_id, sizeof(w->room_id), room_id) ||
-	    !mrtc_copy(w->room_name, sizeof(w->room_name), room_name) ||
-	    !mrtc_copy(w->identity, sizeof(w->identity), identity) ||
-	    !mrtc_copy(w->user_id, sizeof(w->user_id), user_id) ||
-	    !watch_key(key, sizeof(key), sfu, room_name, identity)) {
-		free(w); /* names longer than the watch holds: not watched */
+	if (!mrtc_copy(rec.sfu_url, sizeof(rec.sfu_url), d->s->config->sfus[sfu].url) ||
+	    !mrtc_copy(rec.room_id, sizeof(rec.room_id), room_id) ||
+	    !mrtc_copy(rec.room_name, sizeof(rec.room_name), room_name) ||
+	    !mrtc_copy(rec.identity, sizeof(rec.identity), identity) ||
+	    !mrtc_copy(rec.user_id, sizeof(rec.user_id), user_id) ||
+	    !watch_key(key, sizeof(key), sfu, room_name, identity))
+		return; /* names longer than the watch holds: not watched */
+	struct watched *old = mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms());
+	uint64_t stored = old ? old->stored_until_ms : 0;
+	struct watched *w = watch_add(d, sfu, &rec);
+	if (!w || !d->store || !d->pending)
+		return;
+	if (stored + WATCH_STORE_SLACK_MS >= rec.expires_ms) {
+		w->stored_until_ms = stored; /* the store holds nearly as long already */
 		return;
 	}
-	mrtc_cache_put(d->admitted, key, strlen(key), w, mrtc_monotonic_ms() + ttl_s * 1000);
+	watch_queue(d, &rec);
 }
 
 /* ---- webhooks ---- */
@@ -1186,6 +1293,18 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 			.redis_sentinel_user = c->redis_sentinel_user,
 			.redis_sentinel_password = c->redis_sentinel_password,
 		};
+		char why[160];
+		if (c->store_default &&
+		    !mrtc_store_dir_is_usable(c->state_dir, true, why, sizeof(why))) {
+			mrtc_log(
+			    LOG_ERR, "store", NULL,
+			    "the state directory %s (MRTC_STATE_DIR) %s; make it writable, set "
+			    "MRTC_STATE_DIR or MRTC_STORE, or switch delegation off with "
+			    "MRTC_STORE=none",
+			    c->state_dir, why);
+			err = MRTC_ERR_IO;
+			goto fail;
+		}
 		err = mrtc_store_open(c->store, &so, &d->store);
 		if (err != MRTC_OK)
 			goto fail;
@@ -1197,6 +1316,14 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 		if (!d->scan || (d->store->shared && event_add(d->scan, &tv) != 0))
 			goto fail;
 		d->store->ops->each(d->store->self, resume_one, d);
+		if (d->admitted) {
+			/* The watch outlives a restart: its admitted set is in the store. */
+			d->pending = calloc(WATCH_PENDING_MAX, sizeof(*d->pending));
+			d->flush = event_new(s->base, -1, 0, on_flush, d);
+			if (!d->pending || !d->flush)
+				goto fail;
+			d->store->ops->watch_each(d->store->self, mrtc_now_ms(), watch_resume, d);
+		}
 	}
 	*ret = d;
 	return MRTC_OK;
@@ -1216,6 +1343,10 @@ void mrtc_delayed_quiesce(struct mrtc_delayed *d)
 		event_del(d->scan);
 	if (d->watch)
 		event_del(d->watch);
+	if (d->flush) {
+		event_del(d->flush);
+		watch_flush(d);
+	}
 }
 
 void mrtc_delayed_destroy(struct mrtc_delayed *d)
@@ -1228,6 +1359,11 @@ void mrtc_delayed_destroy(struct mrtc_delayed *d)
 		event_free(d->scan);
 	if (d->watch)
 		event_free(d->watch);
+	if (d->flush) {
+		event_free(d->flush);
+		watch_flush(d);
+	}
+	free(d->pending);
 	mrtc_cache_destroy(d->admitted);
 	mrtc_store_close(d->store);
 	free(d->batch);

@@ -119,6 +119,31 @@ static int print_registration(const char *argv0, const char *proxy_url)
 	return 0;
 }
 
+/* --check-config after a valid configuration: the store it names, and whether the default
+ * one's directory is usable. */
+static int check_config(const char *argv0, const struct mrtc_config *config)
+{
+	char why[160];
+	if (config->store_default &&
+	    !mrtc_store_dir_is_usable(config->state_dir, false, why, sizeof(why))) {
+		fprintf(stderr,
+			"%s: invalid configuration:\nMRTC_STATE_DIR: %s %s (make it writable, set "
+			"MRTC_STORE, or MRTC_STORE=none)\n",
+			argv0, config->state_dir, why);
+		return 1;
+	}
+	printf("configuration OK (%s mode)\n", mrtc_config_mode_name(config));
+	if (config->store) {
+		char shown[512];
+		mrtc_store_spec_redact(config->store, shown, sizeof(shown));
+		printf("store: %s%s\n", shown,
+		       config->store_default ? " (default, in MRTC_STATE_DIR)" : "");
+	} else {
+		printf("store: none (delegate_delayed_leave off)\n");
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	bool check_only = false;
@@ -155,14 +180,9 @@ int main(int argc, char **argv)
 	}
 	mrtc_buf_finish(&problems);
 	if (check_only) {
-		printf("configuration OK (%s mode)\n", mrtc_config_mode_name(config));
-		if (config->store) {
-			char shown[512];
-			mrtc_store_spec_redact(config->store, shown, sizeof(shown));
-			printf("store: %s\n", shown);
-		}
+		int rc = check_config(argv[0], config);
 		mrtc_config_destroy(config);
-		return 0;
+		return rc;
 	}
 	mrtc_log_setup(config->log_level, config->log_format);
 	event_set_log_callback(libevent_log);

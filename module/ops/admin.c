@@ -205,17 +205,19 @@ void mrtc_admin_readyz(struct mrtc_request *r)
 					       json_object_new_boolean(admin));
 		}
 	}
-	/* The store: named, with its state. Only refused credentials (a configuration error)
-	 * make the daemon unready: an unreachable Redis stops delegation, not tokens. */
+	/* The store: named, with its state ("none", "off" with MRTC_STORE=none). Only refused
+	 * credentials (a configuration error) make the daemon unready: an unreachable Redis stops
+	 * delegation, not tokens. */
 	const struct mrtc_store *store = mrtc_delayed_get_store(s->delayed);
-	if (store) {
+	{
 		struct mrtc_store_status st;
 		mrtc_store_get_status(store, &st);
 		ready = ready && !st.refused;
 		struct json_object *o = json_object_new_object();
 		if (o) {
 			json_object_object_add(o, "kind", json_object_new_string(st.kind));
-			json_object_object_add(o, "spec", json_object_new_string(st.spec));
+			if (st.spec[0])
+				json_object_object_add(o, "spec", json_object_new_string(st.spec));
 			if (st.address[0])
 				json_object_object_add(o, "address",
 						       json_object_new_string(st.address));
@@ -224,7 +226,7 @@ void mrtc_admin_readyz(struct mrtc_request *r)
 				json_object_object_add(o, "detail",
 						       json_object_new_string(st.detail));
 		}
-		if (checks)
+		if (checks && store)
 			json_object_object_add(checks, "store",
 					       json_object_new_boolean(!st.refused));
 		if (body && o)

@@ -611,27 +611,31 @@ static bool still_master(struct mrtc_redis *r, struct failure *f)
 	return is_master(r->c, deadline, &r->master, f);
 }
 
-redisReply *mrtc_redis_command(struct mrtc_redis *r, const char *fmt, ...)
+/* Connected, and (Sentinel) still on the master: ready for a command with our timeout. */
+static bool command_ready(struct mrtc_redis *r)
 {
 	if (!mrtc_redis_connect(r))
-		return NULL;
+		return false;
 	struct failure f = { .state = MRTC_REDIS_UNREACHABLE };
 	uint64_t now = mrtc_monotonic_ms();
 	if (r->spec.sentinel && now - r->verified_ms >= ROLE_RECHECK_MS) {
 		if (!still_master(r, &f)) {
 			failed(r, &f);
 			r->next_attempt_ms = 0; /* rediscover on the next call */
-			return NULL;
+			return false;
 		}
 		r->verified_ms = now;
 	}
 	struct timeval tv = { .tv_sec = (time_t)(r->timeout_ms / 1000),
 			      .tv_usec = (suseconds_t)(r->timeout_ms % 1000) * 1000 };
 	redisSetTimeout(r->c, tv);
-	va_list ap;
-	va_start(ap, fmt);
-	redisReply *rep = redisvCommand(r->c, fmt, ap);
-	va_end(ap);
+	return true;
+}
+
+/* @rep (taken) if it is an answer; NULL, noting the failure, if none or an error. */
+static redisReply *command_reply(struct mrtc_redis *r, redisReply *rep)
+{
+	struct failure f = { .state = MRTC_REDIS_UNREACHABLE };
 	if (!rep) {
 		fail(&f, MRTC_REDIS_UNREACHABLE, "%s:%d: %s", r->master.host, r->master.port,
 		     r->c->errstr[0] ? r->c->errstr : "no answer");
@@ -658,6 +662,25 @@ redisReply *mrtc_redis_command(struct mrtc_redis *r, const char *fmt, ...)
 			 r->master.host, r->master.port, code);
 	}
 	return NULL;
+}
+
+redisReply *mrtc_redis_command(struct mrtc_redis *r, const char *fmt, ...)
+{
+	if (!command_ready(r))
+		return NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *rep = redisvCommand(r->c, fmt, ap);
+	va_end(ap);
+	return command_reply(r, rep);
+}
+
+redisReply *mrtc_redis_command_argv(struct mrtc_redis *r, int argc, const char **argv,
+				    const size_t *argvlen)
+{
+	if (!command_ready(r))
+		return NULL;
+	return command_reply(r, redisCommandArgv(r->c, argc, argv, argvlen));
 }
 
 void mrtc_redis_get_status(const struct mrtc_redis *r, struct mrtc_redis_status *ret)

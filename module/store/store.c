@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,14 +26,31 @@ struct sq {
 	sqlite3 *db;
 };
 
+/* One row per participant and SFU: the same room and identity on two SFUs are two rows. */
+#define WATCH_TABLE                                                                                \
+	"CREATE TABLE IF NOT EXISTS watch (room_name TEXT, identity TEXT, room_id TEXT,"           \
+	" user_id TEXT, expires_ms INTEGER, sfu_url TEXT NOT NULL DEFAULT '',"                     \
+	" PRIMARY KEY (sfu_url, room_name, identity));"
+
 static const char *const sq_schema =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=FULL;"
     "CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, user_id TEXT, room_id TEXT,"
     " room_name TEXT, identity TEXT, delay_id TEXT, cs_api_url TEXT, delay_ms INTEGER,"
-    " created_ms INTEGER, state INTEGER, guarded INTEGER, sfu_url TEXT);";
+    " created_ms INTEGER, state INTEGER, guarded INTEGER, sfu_url TEXT);" WATCH_TABLE
+    "CREATE INDEX IF NOT EXISTS watch_expiry ON watch (expires_ms);";
 /* Stores made before several SFUs lack the column; "duplicate column" is fine. */
 static const char *const sq_migrate = "ALTER TABLE jobs ADD COLUMN sfu_url TEXT;";
+/* A watch table made before several SFUs has no sfu_url and a key without it: rebuilt, its
+ * participants on the first SFU (""). The index follows the old table and is made again. */
+static const char *const sq_migrate_watch =
+    "BEGIN;"
+    "ALTER TABLE watch RENAME TO watch_old;" WATCH_TABLE
+    "INSERT INTO watch (room_name, identity, room_id, user_id, expires_ms, sfu_url)"
+    " SELECT room_name, identity, room_id, user_id, expires_ms, '' FROM watch_old;"
+    "DROP TABLE watch_old;"
+    "CREATE INDEX IF NOT EXISTS watch_expiry ON watch (expires_ms);"
+    "COMMIT;";
 
 static enum mrtc_err sq_put(void *self, const struct mrtc_job_record *j)
 {
@@ -165,8 +183,85 @@ static void sq_status(void *self, struct mrtc_store_status *ret)
 	ret->state = "open";
 }
 
+/* One statement with texts @t[0..n_t) and integer @i bound after them; true if it ran. */
+static bool sq_exec(struct sq *s, const char *sql, const char *const *t, int n_t, uint64_t i)
+{
+	sqlite3_stmt *st = NULL;
+	bool ok = false;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK) {
+		for (int k = 0; k < n_t; k++)
+			sqlite3_bind_text(st, k + 1, t[k], -1, SQLITE_STATIC);
+		if (sqlite3_bind_parameter_count(st) > n_t)
+			sqlite3_bind_int64(st, n_t + 1, (sqlite3_int64)i);
+		ok = sqlite3_step(st) == SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	return ok;
+}
+
+static enum mrtc_err sq_watch_put(void *self, const struct mrtc_watch_record *w, size_t n)
+{
+	struct sq *s = self;
+	bool ok = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+	for (size_t i = 0; ok && i < n; i++) {
+		const char *t[] = { w[i].room_name, w[i].identity, w[i].room_id, w[i].user_id,
+				    w[i].sfu_url };
+		ok = sq_exec(s,
+			     "INSERT OR REPLACE INTO watch (room_name, identity, room_id, user_id,"
+			     " sfu_url, expires_ms) VALUES (?,?,?,?,?,?)",
+			     t, 5, w[i].expires_ms);
+	}
+	ok = sqlite3_exec(s->db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK && ok;
+	return ok ? MRTC_OK : MRTC_ERR_IO;
+}
+
+static enum mrtc_err sq_watch_del(void *self, const char *sfu_url, const char *room_name,
+				  const char *identity)
+{
+	const char *t[] = { sfu_url, room_name, identity };
+	return sq_exec(self,
+		       "DELETE FROM watch WHERE sfu_url = ? AND room_name = ? AND identity = ?", t,
+		       3, 0)
+		   ? MRTC_OK
+		   : MRTC_ERR_IO;
+}
+
+static enum mrtc_err sq_watch_prune(void *self, uint64_t now_ms)
+{
+	return sq_exec(self, "DELETE FROM watch WHERE expires_ms <= ?", NULL, 0, now_ms)
+		   ? MRTC_OK
+		   : MRTC_ERR_IO;
+}
+
+static enum mrtc_err sq_watch_each(void *self, uint64_t now_ms, mrtc_store_watch_fn fn, void *ctx)
+{
+	struct sq *s = self;
+	if (sq_watch_prune(s, now_ms) != MRTC_OK)
+		return MRTC_ERR_IO;
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT room_name, identity, room_id, user_id, expires_ms, sfu_url "
+			       "FROM watch",
+			       -1, &st, NULL) != SQLITE_OK)
+		return MRTC_ERR_IO;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct mrtc_watch_record w = { .expires_ms = 0 };
+		copy_col(w.room_name, sizeof(w.room_name), st, 0);
+		copy_col(w.identity, sizeof(w.identity), st, 1);
+		copy_col(w.room_id, sizeof(w.room_id), st, 2);
+		copy_col(w.user_id, sizeof(w.user_id), st, 3);
+		w.expires_ms = (uint64_t)sqlite3_column_int64(st, 4);
+		copy_col(w.sfu_url, sizeof(w.sfu_url), st, 5);
+		fn(ctx, &w);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? MRTC_OK : MRTC_ERR_IO;
+}
+
 static const struct mrtc_store_ops sq_ops = {
-	sq_put, sq_del, sq_get, sq_each, sq_lease, sq_release, sq_destroy, sq_status,
+	sq_put,	    sq_del,    sq_get,	     sq_each,	   sq_lease,	  sq_release,
+	sq_destroy, sq_status, sq_watch_put, sq_watch_del, sq_watch_each, sq_watch_prune,
 };
 
 static enum mrtc_err sq_open(const char *path, struct mrtc_store *store)
@@ -190,8 +285,21 @@ static enum mrtc_err sq_open(const char *path, struct mrtc_store *store)
 		      SQLITE_OK &&
 		  sqlite3_busy_timeout(s->db, 250) == SQLITE_OK &&
 		  sqlite3_exec(s->db, sq_schema, NULL, NULL, &msg) == SQLITE_OK;
-	if (ok)
+	if (ok) {
 		sqlite3_exec(s->db, sq_migrate, NULL, NULL, NULL);
+		sqlite3_stmt *probe = NULL;
+		if (sqlite3_prepare_v2(s->db, "SELECT sfu_url FROM watch LIMIT 0", -1, &probe,
+				       NULL) != SQLITE_OK) {
+			ok = sqlite3_exec(s->db, sq_migrate_watch, NULL, NULL, &msg) == SQLITE_OK;
+			if (!ok)
+				sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			else
+				mrtc_log(LOG_NOTICE, "store", NULL,
+					 "the watch table now records the SFU of each participant "
+					 "(those already in it: the first)");
+		}
+		sqlite3_finalize(probe);
+	}
 	umask(old_mask);
 	if (!ok) {
 		mrtc_log(LOG_ERR, "store", NULL, "cannot open the SQLite store: %s",
@@ -381,8 +489,151 @@ static void rd_status(void *self, struct mrtc_store_status *ret)
 	ret->refused = st.state == MRTC_REDIS_AUTH_REFUSED;
 }
 
+/* The admitted set: a hash RD_WATCH of "room_name|sfu_url<US>identity" -> "room_id<US>user_id"
+ * and a sorted set RD_WATCH_EXP of the same fields by expiry (wall-clock milliseconds). A URL
+ * holds no control character; a field without <US> (made before several SFUs) is on the first
+ * SFU (""). */
+#define RD_WATCH "mrtc:watch"
+#define RD_WATCH_EXP "mrtc:watch:expiry"
+#define RD_SEP "\x1f"
+#define RD_WATCH_FIELD_MAX (MRTC_LIVEKIT_HASH_LEN + 2049 + MRTC_LIVEKIT_NAME_MAX + 3)
+
+static bool rd_watch_field(char *out, size_t size, const char *sfu_url, const char *room_name,
+			   const char *identity)
+{
+	return mrtc_format(out, size, "%s|%s" RD_SEP "%s", room_name, sfu_url, identity);
+}
+
+/* Splits a field into @w's room_name, sfu_url and identity; false if it does not fit. */
+static bool rd_watch_field_parse(const char *f, struct mrtc_watch_record *w)
+{
+	const char *bar = f ? strchr(f, '|') : NULL;
+	if (!bar || (size_t)(bar - f) >= sizeof(w->room_name))
+		return false;
+	memcpy(w->room_name, f, (size_t)(bar - f));
+	w->room_name[bar - f] = '\0';
+	const char *rest = bar + 1, *sep = strchr(rest, RD_SEP[0]);
+	if (!sep)
+		return mrtc_copy(w->sfu_url, sizeof(w->sfu_url), "") &&
+		       mrtc_copy(w->identity, sizeof(w->identity), rest);
+	if ((size_t)(sep - rest) >= sizeof(w->sfu_url))
+		return false;
+	memcpy(w->sfu_url, rest, (size_t)(sep - rest));
+	w->sfu_url[sep - rest] = '\0';
+	return mrtc_copy(w->identity, sizeof(w->identity), sep + 1);
+}
+
+/* ARGV: field, value, expiry for each record: both keys in one atomic round trip. */
+static const char watch_put_script[] =
+    "for i = 1, #ARGV, 3 do redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) "
+    "redis.call('zadd', KEYS[2], ARGV[i + 2], ARGV[i]) end return 1";
+
+static enum mrtc_err rd_watch_put(void *self, const struct mrtc_watch_record *w, size_t n)
+{
+	struct rd *r = self;
+	if (n == 0)
+		return MRTC_OK;
+	size_t argc = 5 + 3 * n;
+	const char **argv = calloc(argc, sizeof(*argv));
+	size_t *len = calloc(argc, sizeof(*len));
+	char(*text)[3][RD_WATCH_FIELD_MAX] = calloc(n, sizeof(*text));
+	enum mrtc_err err = MRTC_ERR_NOMEM;
+	if (!argv || !len || !text)
+		goto out;
+	const char *head[] = { "EVAL", watch_put_script, "2", RD_WATCH, RD_WATCH_EXP };
+	for (size_t k = 0; k < 5; k++)
+		argv[k] = head[k];
+	err = MRTC_ERR_INVALID_PARAM;
+	for (size_t i = 0; i < n; i++) {
+		if (!rd_watch_field(text[i][0], sizeof(text[i][0]), w[i].sfu_url, w[i].room_name,
+				    w[i].identity) ||
+		    !mrtc_format(text[i][1], sizeof(text[i][1]), "%s" RD_SEP "%s", w[i].room_id,
+				 w[i].user_id) ||
+		    !mrtc_format(text[i][2], sizeof(text[i][2]), "%llu",
+				 (unsigned long long)w[i].expires_ms))
+			goto out;
+		for (size_t k = 0; k < 3; k++)
+			argv[5 + 3 * i + k] = text[i][k];
+	}
+	for (size_t k = 0; k < argc; k++)
+		len[k] = strlen(argv[k]);
+	redisReply *rep = mrtc_redis_command_argv(r->conn, (int)argc, argv, len);
+	err = rep ? MRTC_OK : MRTC_ERR_IO;
+	if (rep)
+		freeReplyObject(rep);
+out:
+	free(argv);
+	free(len);
+	free(text);
+	return err;
+}
+
+static enum mrtc_err rd_watch_del(void *self, const char *sfu_url, const char *room_name,
+				  const char *identity)
+{
+	struct rd *r = self;
+	char f[RD_WATCH_FIELD_MAX];
+	if (!rd_watch_field(f, sizeof(f), sfu_url, room_name, identity))
+		return MRTC_ERR_INVALID_PARAM;
+	redisReply *rep = rd_cmd(r, "HDEL " RD_WATCH " %s", f);
+	if (!rep)
+		return MRTC_ERR_IO;
+	freeReplyObject(rep);
+	rep = rd_cmd(r, "ZREM " RD_WATCH_EXP " %s", f);
+	if (rep)
+		freeReplyObject(rep);
+	return rep ? MRTC_OK : MRTC_ERR_IO;
+}
+
+/* Drops the expired fields of both keys in one atomic script. */
+static const char watch_prune_script[] =
+    "local gone = redis.call('zrangebyscore', KEYS[2], '-inf', ARGV[1], 'limit', 0, 1000) "
+    "for _, f in ipairs(gone) do redis.call('hdel', KEYS[1], f) "
+    "redis.call('zrem', KEYS[2], f) end return #gone";
+
+static enum mrtc_err rd_watch_prune(void *self, uint64_t now_ms)
+{
+	struct rd *r = self;
+	redisReply *rep = rd_cmd(r, "EVAL %s 2 " RD_WATCH " " RD_WATCH_EXP " %llu",
+				 watch_prune_script, (unsigned long long)now_ms);
+	if (!rep)
+		return MRTC_ERR_IO;
+	freeReplyObject(rep);
+	return MRTC_OK;
+}
+
+static enum mrtc_err rd_watch_each(void *self, uint64_t now_ms, mrtc_store_watch_fn fn, void *ctx)
+{
+	struct rd *r = self;
+	if (rd_watch_prune(r, now_ms) != MRTC_OK)
+		return MRTC_ERR_IO;
+	redisReply *rep = rd_cmd(r, "ZRANGE " RD_WATCH_EXP " 0 -1 WITHSCORES");
+	if (!rep)
+		return MRTC_ERR_IO;
+	for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i + 1 < rep->elements; i += 2) {
+		const char *f = rep->element[i]->str, *score = rep->element[i + 1]->str;
+		struct mrtc_watch_record w = { .expires_ms = 0 };
+		if (!score || !mrtc_parse_u64(score, 0, UINT64_MAX, &w.expires_ms) ||
+		    !rd_watch_field_parse(f, &w))
+			continue;
+		redisReply *v = rd_cmd(r, "HGET " RD_WATCH " %s", f);
+		const char *sep = v && v->str ? strchr(v->str, RD_SEP[0]) : NULL;
+		if (sep && (size_t)(sep - v->str) < sizeof(w.room_id) &&
+		    strlen(sep + 1) < sizeof(w.user_id)) {
+			memcpy(w.room_id, v->str, (size_t)(sep - v->str));
+			if (mrtc_copy(w.user_id, sizeof(w.user_id), sep + 1))
+				fn(ctx, &w);
+		}
+		if (v)
+			freeReplyObject(v);
+	}
+	freeReplyObject(rep);
+	return MRTC_OK;
+}
+
 static const struct mrtc_store_ops rd_ops = {
-	rd_put, rd_del, rd_get, rd_each, rd_lease, rd_release, rd_destroy, rd_status,
+	rd_put,	    rd_del,    rd_get,	     rd_each,	   rd_lease,	  rd_release,
+	rd_destroy, rd_status, rd_watch_put, rd_watch_del, rd_watch_each, rd_watch_prune,
 };
 
 static bool is_redis(const char *spec)
@@ -459,6 +710,43 @@ out:
 	}
 	rd_destroy(r);
 	return err;
+}
+
+bool mrtc_store_dir_is_usable(const char *dir, bool create, char *ret_why, size_t size)
+{
+	int e = 0;
+	if (create && mkdir(dir, 0700) != 0 && errno != EEXIST)
+		e = errno;
+	struct stat st;
+	if (!e && stat(dir, &st) != 0) {
+		e = errno;
+		if (e == ENOENT && !create) {
+			/* It will be created at start: its parent must take it. */
+			char parent[4096];
+			char *slash =
+			    mrtc_copy(parent, sizeof(parent), dir) ? strrchr(parent, '/') : NULL;
+			if (slash)
+				*(slash == parent ? slash + 1 : slash) = '\0';
+			e = !slash			       ? ENAMETOOLONG
+			    : stat(parent, &st) != 0	       ? errno
+			    : !S_ISDIR(st.st_mode)	       ? ENOTDIR
+			    : access(parent, W_OK | X_OK) != 0 ? errno
+							       : 0;
+			if (e)
+				mrtc_format_shown(ret_why, size, "cannot be created: %s",
+						  strerror(e));
+			return e == 0;
+		}
+	}
+	if (!e && !S_ISDIR(st.st_mode))
+		e = ENOTDIR;
+	if (!e && access(dir, W_OK | X_OK) != 0)
+		e = errno;
+	if (e)
+		mrtc_format_shown(ret_why, size, "%s: %s",
+				  create ? "cannot be created or written" : "not writable",
+				  strerror(e));
+	return e == 0;
 }
 
 enum mrtc_err mrtc_store_open(const char *spec, const struct mrtc_store_options *opts,

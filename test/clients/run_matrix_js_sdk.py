@@ -41,7 +41,7 @@ def main():
     extra = dict(a.split("=", 1) for a in sys.argv[2:] if a != "--appservice")
     tb = Testbed(mrtc_binary=binary, state=STATE, livekit=True,
                  appservice=("hs1.test",) if appservice else ())
-    daemon_env = {"MRTC_STORE": f"sqlite:{tb.path('jobs.db')}", "MRTC_DELAYED_POLL_MS": "300",
+    daemon_env = {"MRTC_DELAYED_POLL_MS": "300",
                   "MRTC_DELAYED_CONNECT_WAIT": "5", "MRTC_MEMBERSHIP_CACHE_TTL": "0",
                   "MRTC_FEDERATION_TIMEOUT": "4", "MRTC_RATE_BURST": "1000"}
     daemon_env.update(extra)

@@ -158,8 +158,7 @@ class RealCall(RemembersFailure, unittest.TestCase):
                                            "unstable_features": {"org.matrix.msc4140": True}})
             st["users"][token] = {"user_id": user, "device_id": device}
         cls.tb = Testbed(mrtc_binary=BINARY, state=state, livekit=True)
-        for s in cls.tb.servers.values():  # delegation needs a job store, one per daemon
-            s.extra_env = {"MRTC_STORE": "sqlite:" + cls.tb.path(f"jobs-{s.name}.db")}
+        # Delegation uses each daemon's default store (SQLite in its own MRTC_STATE_DIR).
         serve_clients(cls.tb)
         try:
             cls.tb.start(with_daemons=True, LIVEKIT_FULL_ACCESS_HOMESERVERS="hs1.test,hs2.test",

@@ -6,6 +6,7 @@ stopped with SIGTERM; a daemon that does not exit in time is killed and the test
 """
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -52,6 +53,12 @@ class Daemon:
             if k in os.environ:
                 self.env[k] = os.environ[k]
         self.env.update(env)
+        # The default store is SQLite in the state directory: each daemon gets its own, never
+        # /var/lib (a test sets MRTC_STATE_DIR itself to share one across daemons or restarts).
+        self.state_dir = None
+        if "MRTC_STATE_DIR" not in self.env:
+            self.state_dir = tempfile.mkdtemp(prefix=f"{name}-state-")
+            self.env["MRTC_STATE_DIR"] = self.state_dir
         self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
         self.proc = None
 
@@ -104,6 +111,8 @@ class Daemon:
         finally:
             self.log.close()
             os.unlink(self.log.name)
+            if self.state_dir:
+                shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 class HttpsTo:

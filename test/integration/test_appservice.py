@@ -70,7 +70,7 @@ class AppService(unittest.TestCase):
         cls.tb = Testbed(mrtc_binary=BINARY, state=state(), appservice=("hs1.test",))
         cls.tb.hs("hs1.test").deny = ["denied.test"]
         cls.tb.hs("hs1.test").extra_env = {
-            "MRTC_STORE": "sqlite:" + cls.tb.path("jobs.db"), "MRTC_DELAYED_POLL_MS": "300",
+            "MRTC_DELAYED_POLL_MS": "300",
             "MRTC_DELAYED_CONNECT_WAIT": "3", "MRTC_MIN_DELAY_MS": "1000",
             "MRTC_HOMESERVER_TIMEOUT": "15"}
         cls.tb.hs("hs1.test").proxy_timeout = 6  # Synapse's 30 s, shortened
@@ -240,7 +240,6 @@ class AppService(unittest.TestCase):
         env = self.tb.mrtc_env(self.hs1, MRTC_IDENTITY="user-member",
                                MRTC_APPSERVICE_TOKEN=self.hs1.as_token,
                                MRTC_APPSERVICE_HS_TOKEN=self.hs1.hs_token)
-        env.pop("MRTC_STORE", None)
         d = Daemon(BINARY, env, name="mrtc-user-member", host=self.tb.svc).start()
         try:
             b = body("!local:hs1.test", "wss://sfu.hs1.test", member="mU")

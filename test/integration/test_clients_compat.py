@@ -48,7 +48,7 @@ class ClientsCompat(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tb = Testbed(mrtc_binary=BINARY, state=state(), livekit=True)  # CreateRoom: LiveKit
-        cls.tb.start(with_daemons=True, MRTC_STORE="sqlite:" + cls.tb.path("jobs.db"))
+        cls.tb.start(with_daemons=True)  # the default store: each daemon its own
         hs1 = cls.tb.hs("hs1.test")
         cls.c1 = HttpsTo(cls.tb.ca, "hs1.test", hs1.address, 443)
 

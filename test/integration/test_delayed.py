@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import unittest
@@ -452,12 +453,146 @@ class Delayed(unittest.TestCase):
         self.assertEqual({k: got.get(k) for k in want}, want)
         self.assertAlmostEqual(int(got["created_ms"]) / 1000, time.time(), delta=30)
 
-    def test_without_store_the_path_is_unknown(self):
-        d = self.daemon()  # no MRTC_STORE
-        status, _, data = d.request("POST", PATH, body="{}",
-                                    headers={"Authorization": "Bearer tok_alice"})
-        self.assertEqual((status, json.loads(data)["errcode"]), (404, "M_UNRECOGNIZED"))
+    def test_store_none_unknown_on_every_delegation_path(self):
+        """MRTC_STORE=none switches delegation off: 404 M_UNRECOGNIZED on the client-server
+        paths (both) and the legacy one, /readyz and --check-config say "none"."""
+        d = self.daemon(MRTC_STORE="none")
+        for path in (PATH, "/_matrix/client/v1/rtc/livekit/delegate_delayed_leave",
+                     "/delegate_delayed_leave"):
+            status, _, data = d.request("POST", path, body="{}",
+                                        headers={"Authorization": "Bearer tok_alice"})
+            self.assertEqual((status, json.loads(data)["errcode"]), (404, "M_UNRECOGNIZED"),
+                             path)
+        status, _, data = d.request("GET", "/readyz", admin=True)
+        self.assertEqual(json.loads(data)["store"]["kind"], "none")
+        r = subprocess.run([BINARY, "--check-config"], env=d.env, capture_output=True,
+                           text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("store: none (delegate_delayed_leave off)", r.stdout)
+        self.assertEqual(d.stop(), 0)
 
+    def test_default_store_job_survives_restart(self):
+        """No MRTC_STORE: SQLite in MRTC_STATE_DIR (created 0700, the file 0600); a delegated
+        job survives a restart and its leave is sent exactly once."""
+        state = self.tb.path("default-state")
+        d = self.daemon(MRTC_STATE_DIR=state)
+        self.assertEqual(os.stat(state).st_mode & 0o777, 0o700)
+        self.assertEqual(os.stat(os.path.join(state, "store.db")).st_mode & 0o777, 0o600)
+        status, _, data = d.request("GET", "/readyz", admin=True)
+        store = json.loads(data)["store"]
+        self.assertEqual((store["kind"], store["spec"]),
+                         ("sqlite", f"sqlite:{state}/store.db"))
+        r = subprocess.run([BINARY, "--check-config"], env=d.env, capture_output=True,
+                           text=True)
+        self.assertIn(f"store: sqlite:{state}/store.db (default, in MRTC_STATE_DIR)", r.stdout)
+        self.delayed_event("de_def", "bob", delay=1500)
+        self.assertEqual(self.delegate("bob", "de_def", member="md", d=d)[0], 200)
+        self.participant("bob", True, member="md")
+        self.assertTrue(self.wait_for(lambda: "restart" in self.actions("de_def")[0]))
+        self.assertEqual(d.stop(), 0)  # a graceful restart: the job stays in the store
+        d.start()
+        self.assertIn("taking up the job", d.logs())
+        n = self.actions("de_def")[0].count("restart")
+        self.assertTrue(self.wait_for(lambda: self.actions("de_def")[0].count("restart") > n))
+        self.participant("bob", False, member="md")
+        self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_def")[0]))
+        time.sleep(1.5)
+        self.assertEqual(self.actions("de_def")[0].count("send"), 1)
+
+    def kicked_after_restart(self, name, d, rows):
+        """@name gets a token from @d (admitted to the watch), @d stops, @name leaves the room,
+        @d starts again: the watch, reloaded from the store, removes them from the SFU within
+        two watch periods (MRTC_MEMBERSHIP_RECHECK=2). @rows() lists the stored admissions."""
+        post(self.hs1.sfu_url + "/_test/calls", {})
+        post(self.hs1.hs_url + "/_test/patch", {"room": "!call:hs1.test",
+                                                "member": self.user(name)["user_id"],
+                                                "membership": "join"})
+        body = {"url": "wss://sfu.hs1.test", "room_id": "!call:hs1.test",
+                "slot_id": "m.call#ROOM", "member": {"id": "m1"}}
+        status, _, _ = d.request("POST", "/_matrix/client/v1/rtc/livekit/get_token",
+                                 body=json.dumps(body),
+                                 headers={"Authorization": f"Bearer tok_{name}"})
+        self.assertEqual(status, 200)
+        self.participant(name, True)
+        ident = self.ident(name)
+        # Written within WATCH_FLUSH_MS (250 ms), and on a graceful stop at the latest.
+        self.assertTrue(self.wait_for(lambda: (self.ROOM, ident) in rows(), timeout=5))
+        self.assertEqual(d.stop(), 0)
+        post(self.hs1.hs_url + "/_test/patch", {"room": "!call:hs1.test",
+                                                "member": self.user(name)["user_id"],
+                                                "membership": "leave"})
+        d.start()
+        start = time.monotonic()
+
+        def removed():
+            calls = get(self.hs1.sfu_url + "/_test/calls")["calls"]
+            return any(c["method"] == "RemoveParticipant" and c["body"] and
+                       c["body"].get("identity") == ident for c in calls)
+        self.assertTrue(self.wait_for(removed, timeout=10), d.logs())
+        took = time.monotonic() - start
+        print(f"\n{name} removed {took:.2f} s after the restart", file=sys.stderr)
+        self.assertLess(took, 2 * 2 + 1.0)  # two watch periods, and a margin for the call
+        self.assertNotIn((self.ROOM, ident), rows())  # kicked: no longer watched
+        post(self.hs1.hs_url + "/_test/patch", {"room": "!call:hs1.test",
+                                                "member": self.user(name)["user_id"],
+                                                "membership": "join"})
+        self.participant(name, False)
+        return took
+
+    def test_admitted_participant_kicked_after_restart_sqlite(self):
+        """The default store keeps the watch's admitted set (table `watch`)."""
+        import sqlite3
+        state = self.tb.path("watch-state")
+        d = self.daemon(MRTC_STATE_DIR=state, MRTC_MEMBERSHIP_RECHECK="2")
+
+        def rows():
+            with sqlite3.connect(os.path.join(state, "store.db")) as db:
+                got = db.execute("SELECT room_name, identity, room_id, user_id, expires_ms,"
+                                 " sfu_url FROM watch").fetchall()
+            for r in got:  # every field round-trips
+                self.assertEqual(r[2], "!call:hs1.test")
+                self.assertEqual(r[5], "wss://sfu.hs1.test")
+                self.assertTrue(r[3].startswith("@"))
+                self.assertAlmostEqual(r[4] / 1000, time.time() + 3600, delta=120)
+            return [(r[0], r[1]) for r in got]
+        self.kicked_after_restart("frank", d, rows)
+
+    def test_admitted_participant_kicked_after_restart_redis(self):
+        """Redis keeps the admitted set too (hash mrtc:watch, expiries in mrtc:watch:expiry)."""
+        import socket
+        host, port = self.redis[len("redis://"):].split("/")[0].rsplit(":", 1)
+
+        def redis(*args):
+            cmd = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
+            with socket.create_connection((host, int(port)), timeout=5) as sock:
+                sock.sendall(cmd.encode())  # the testbed's Redis URL names db 0
+                time.sleep(0.2)
+                return sock.recv(1 << 20).decode()
+
+        def rows():
+            data = redis("HGETALL", "mrtc:watch").split("\r\n")
+            items = [ln for i, ln in enumerate(data[1:]) if i % 2 == 1]
+            out = []
+            for f, v in zip(items[0::2], items[1::2]):
+                room_name, rest = f.split("|", 1)
+                sfu_url, identity = rest.split("\x1f", 1)
+                self.assertEqual(sfu_url, "wss://sfu.hs1.test")
+                self.assertEqual(v.split("\x1f")[0], "!call:hs1.test")
+                out.append((room_name, identity))
+            return out
+        d = self.daemon(MRTC_STORE=self.redis, MRTC_MEMBERSHIP_RECHECK="2")
+        self.kicked_after_restart("grace", d, rows)
+
+    def test_state_dir_not_writable_is_a_clear_error(self):
+        bad = self.tb.path("jobs.db", "state")  # under a file: cannot be a directory
+        e = dict(self.tb.mrtc_env(self.hs1), MRTC_STATE_DIR=bad, PATH=os.environ["PATH"])
+        r = subprocess.run([BINARY, "--check-config"], env=e, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"MRTC_STATE_DIR: {bad}", r.stderr)
+        r = subprocess.run([BINARY], env=e, capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"the state directory {bad} (MRTC_STATE_DIR)", r.stderr)
+        self.assertIn("MRTC_STORE=none", r.stderr)
 
 if __name__ == "__main__":
     BINARY = sys.argv.pop(1)

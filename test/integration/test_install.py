@@ -90,7 +90,8 @@ class Install(unittest.TestCase):
         cls.unit = cls.installed(cls.unitdir, "mrtc-transportd.service")
         cls.table = config_table(cls.binary)
         cls.tmp = tempfile.mkdtemp(prefix="mrtc-install-check-")
-        # The installed daemon in homeserver mode, with a store so every route is mounted.
+        # The installed daemon in homeserver mode, with its default store (SQLite in its own
+        # MRTC_STATE_DIR, given by the harness) so every route is mounted.
         key = os.path.join(cls.tmp, "signing.key")
         with open(key, "w") as f:
             f.write("ed25519 a_inst " + base64.b64encode(os.urandom(32)).decode().rstrip("=")
@@ -99,7 +100,6 @@ class Install(unittest.TestCase):
             "MRTC_SERVER_NAME": "install.test", "MRTC_HOMESERVER_URL": "http://127.0.0.1:9",
             "MRTC_SIGNING_KEY_FILE": key, "MRTC_HOMESERVER_ADMIN_TOKEN": "admin-token",
             "MRTC_PUBLIC_BASE_URL": "https://install.test",
-            "MRTC_STORE": "sqlite:" + os.path.join(cls.tmp, "jobs.db"),
             "LIVEKIT_URL": "ws://127.0.0.1:9", "LIVEKIT_KEY": "devkey",
             "LIVEKIT_SECRET": "install-secret-0123456789abcdef"}, name="mrtc-install").start()
 
@@ -148,6 +148,8 @@ class Install(unittest.TestCase):
         m = re.search(r"^LimitNOFILE=(\d+)$", text, re.M)
         self.assertIsNotNone(m)
         self.assertGreaterEqual(int(m.group(1)), 65536)
+        # The default store's directory: systemd makes it and hands it over as $STATE_DIRECTORY.
+        self.assertIn("\nStateDirectory=mrtc-transport\nStateDirectoryMode=0700\n", text)
 
         def verify(unit_text, sub):
             d = os.path.join(self.tmp, sub)

@@ -64,8 +64,9 @@ class Legacy(unittest.TestCase):
             "MRTC_CA_FILE": cls.tb.ca,
             "MRTC_DNS_SERVER": f"{cls.tb.svc}:{cls.tb.dns_port}",
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
-            # delegated delayed leave
-            "MRTC_STORE": "sqlite:" + cls.tb.path("legacy-jobs.db"),
+            # delegated delayed leave, on the default store (drop-in mode too): SQLite in the
+            # daemon's own MRTC_STATE_DIR, in the test's temporary folder
+            "MRTC_STATE_DIR": cls.tb.path("state-legacy"),
             "MRTC_DELAYED_CONNECT_WAIT": "2", "MRTC_MIN_DELAY_MS": "1000",
             "MRTC_DELAYED_POLL_MS": "300",
         }
@@ -285,7 +286,8 @@ class Legacy(unittest.TestCase):
                                                                 "error": msg}))
         # No job was stored for the room.
         import sqlite3
-        db = sqlite3.connect(f"file:{self.tb.path('legacy-jobs.db')}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{self.tb.path('state-legacy', 'store.db')}?mode=ro",
+                             uri=True)
         try:
             n = db.execute("SELECT COUNT(*) FROM jobs WHERE room_id = ?",
                            ("!badurl:hs1.test",)).fetchone()[0]

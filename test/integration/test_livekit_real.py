@@ -84,7 +84,7 @@ class RealLiveKit(RemembersFailure, unittest.TestCase):
     def setUpClass(cls):
         cls.tb = Testbed(mrtc_binary=BINARY, state=STATE, livekit=True)
         try:
-            cls.tb.start(with_daemons=True, MRTC_STORE="sqlite:" + cls.tb.path("jobs.db"), **ENV)
+            cls.tb.start(with_daemons=True, **ENV)  # the default store: each daemon its own
             cls.hs1 = cls.tb.hs("hs1.test")
             cls.hs2 = cls.tb.hs("hs2.test")
             cls.lk_log = open(cls.tb.path("lkclient.log"), "w")

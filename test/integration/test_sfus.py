@@ -31,7 +31,7 @@ from testbed import Testbed, free_port, wait_for  # noqa: E402
 
 BINARY = None
 USERS = {f"tok_{n}": {"user_id": f"@{n}:hs1.test", "device_id": f"DEV_{n}"}
-         for n in ("alice", "bob", "carol", "dave")}
+         for n in ("alice", "bob", "carol", "dave", "frank", "gina")}
 MEMBERS = {u["user_id"]: "join" for u in USERS.values()}
 MEMBERS["@erin:hs2.test"] = "join"
 STATE = {
@@ -286,6 +286,113 @@ class Sfus(RemembersFailure, unittest.TestCase):
             timeout=10))
         self.assertFalse(any(c["body"] and c["body"].get("identity") == ident
                              for c in self.calls(1, "RemoveParticipant")))
+
+    def test_watch_after_a_restart_removes_from_the_sfu_it_admitted_on(self):
+        """dave is admitted on SFU 2; the store keeps the SFU (its url) with the admission; the
+        daemon stops, dave leaves the room, the daemon starts again: the watch, reloaded from the
+        store, removes dave from SFU 2, not SFU 1, and forgets the stored admission."""
+        import sqlite3
+        post(self.sfu(1) + "/_test/calls", {})
+        post(self.sfu(2) + "/_test/calls", {})
+        status, doc = self.token("dave", SFU2)
+        self.assertEqual(status, 200, doc)
+        ident = self.ident("dave")
+
+        def rows():
+            with sqlite3.connect(self.tb.path("jobs.db")) as db:
+                return db.execute("SELECT sfu_url, room_name, identity FROM watch"
+                                  " WHERE identity = ?", (ident,)).fetchall()
+        # Written within WATCH_FLUSH_MS (250 ms).
+        self.assertTrue(self.until(lambda: rows() == [(SFU2, ROOM, ident)], timeout=5), rows())
+        self.assertEqual(self.d.stop(), 0)
+        post(self.hs1.hs_url + "/_test/patch", {"room": "!call:hs1.test",
+                                                "member": "@dave:hs1.test", "membership": "leave"})
+        try:
+            self.d.start()
+
+            def removed(n):
+                return any(c["body"] and c["body"].get("identity") == ident
+                           for c in self.calls(n, "RemoveParticipant"))
+            self.assertTrue(self.until(lambda: removed(2), timeout=10), self.d.logs())
+            self.assertFalse(removed(1))
+            self.assertTrue(self.until(lambda: rows() == [], timeout=5), rows())
+        finally:
+            post(self.hs1.hs_url + "/_test/patch", {"room": "!call:hs1.test",
+                                                    "member": "@dave:hs1.test",
+                                                    "membership": "join"})
+
+    def test_watch_after_renumbering_follows_the_url(self):
+        """frank is admitted on SFU 2; the daemon restarts with the two SFUs swapped (SFU 2's
+        url, key and secret are now LIVEKIT_URL...): the stored admission names its SFU by url,
+        so frank, who left the room meanwhile, is removed from the SFU he is on (now number 1),
+        not from the other one."""
+        import sqlite3
+        from testbed import LIVEKIT_KEY
+        post(self.sfu(1) + "/_test/calls", {})
+        post(self.sfu(2) + "/_test/calls", {})
+        status, doc = self.token("frank", SFU2)
+        self.assertEqual(status, 200, doc)
+        ident = self.ident("frank")
+
+        def rows():
+            with sqlite3.connect(self.tb.path("jobs.db")) as db:
+                return db.execute("SELECT sfu_url FROM watch WHERE identity = ?",
+                                  (ident,)).fetchall()
+        self.assertTrue(self.until(lambda: rows() == [(SFU2,)], timeout=5), rows())
+        normal = dict(self.d.env)
+        self.assertEqual(self.d.stop(), 0)
+        swapped = {k: v for k, v in normal.items() if "_2" not in k}
+        swapped.update({"LIVEKIT_URL": SFU2, "LIVEKIT_KEY": KEY2, "LIVEKIT_SECRET": SECRET2,
+                        "MRTC_LIVEKIT_API_URL": self.sfu2_url,
+                        "LIVEKIT_URL_2": normal["LIVEKIT_URL"], "LIVEKIT_KEY_2": LIVEKIT_KEY,
+                        "LIVEKIT_SECRET_2": normal["LIVEKIT_SECRET"],
+                        "MRTC_LIVEKIT_API_URL_2": normal["MRTC_LIVEKIT_API_URL"]})
+        post(self.hs1.hs_url + "/_test/patch", {"room": "!call:hs1.test",
+                                                "member": "@frank:hs1.test",
+                                                "membership": "leave"})
+        try:
+            self.d.env = swapped
+            self.d.start()
+
+            def removed(n):
+                return any(c["body"] and c["body"].get("identity") == ident
+                           for c in self.calls(n, "RemoveParticipant"))
+            self.assertTrue(self.until(lambda: removed(2), timeout=10), self.d.logs())
+            self.assertFalse(removed(1))
+            self.assertTrue(self.until(lambda: rows() == [], timeout=5), rows())
+        finally:
+            post(self.hs1.hs_url + "/_test/patch", {"room": "!call:hs1.test",
+                                                    "member": "@frank:hs1.test",
+                                                    "membership": "join"})
+            self.d.stop()
+            self.d.env = normal
+            self.d.start()
+
+    def test_watch_on_an_sfu_no_longer_configured_is_dropped(self):
+        """gina is admitted on SFU 2; the daemon restarts without SFU 2: her stored admission
+        is dropped with a warning (no SFU to remove her from), not moved to SFU 1."""
+        import sqlite3
+        status, doc = self.token("gina", SFU2)
+        self.assertEqual(status, 200, doc)
+        ident = self.ident("gina")
+
+        def rows():
+            with sqlite3.connect(self.tb.path("jobs.db")) as db:
+                return db.execute("SELECT sfu_url FROM watch WHERE identity = ?",
+                                  (ident,)).fetchall()
+        self.assertTrue(self.until(lambda: rows() == [(SFU2,)], timeout=5), rows())
+        normal = dict(self.d.env)
+        self.assertEqual(self.d.stop(), 0)
+        try:
+            self.d.env = {k: v for k, v in normal.items() if "_2" not in k}
+            self.d.start()
+            self.assertTrue(self.until(lambda: "which is not configured any more" in
+                                       self.d.logs(), timeout=5), self.d.logs())
+            self.assertEqual(rows(), [])
+        finally:
+            self.d.stop()
+            self.d.env = normal
+            self.d.start()
 
     def test_check_config_names_every_problem(self):
         base = {k: v for k, v in self.tb.mrtc_env(self.hs1).items()

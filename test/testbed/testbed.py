@@ -428,8 +428,10 @@ http {{
         sys.path.insert(0, os.path.join(ROOT, "test", "integration"))
         from harness import Daemon
         for s in self.servers.values():
-            s.mrtc = Daemon(self.mrtc_binary, self.mrtc_env(s, **extra), name=f"mrtc-{s.name}",
-                            host=self.svc)
+            # Each server's daemon keeps its default store in its own state directory here.
+            env = dict({"MRTC_STATE_DIR": self.path(f"state-mrtc-{s.name}")},
+                       **self.mrtc_env(s, **extra))
+            s.mrtc = Daemon(self.mrtc_binary, env, name=f"mrtc-{s.name}", host=self.svc)
             s.mrtc.log.close()
             s.mrtc.log = open(self.path(f"mrtc-{s.name}.log"), "w")
             if s.appservice:

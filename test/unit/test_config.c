@@ -119,6 +119,47 @@ START_TEST(test_config_load_legacy_defaults)
 }
 END_TEST
 
+/* The store: SQLite in the state directory unless MRTC_STORE says otherwise; "none" is off. */
+START_TEST(test_config_default_store)
+{
+	struct env e;
+	legacy_env(&e);
+	struct mrtc_config *c;
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert(c->store_default && !c->store_off);
+	ck_assert_str_eq(c->state_dir, "/var/lib/mrtc-transport");
+	ck_assert_str_eq(c->store, "sqlite:/var/lib/mrtc-transport/store.db");
+	mrtc_config_destroy(c);
+	/* systemd's StateDirectory= (several: the first), then MRTC_STATE_DIR over it. */
+	env_set(&e, "STATE_DIRECTORY", "/var/lib/mrtc-transport-a:/var/lib/other");
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert_str_eq(c->store, "sqlite:/var/lib/mrtc-transport-a/store.db");
+	mrtc_config_destroy(c);
+	env_set(&e, "MRTC_STATE_DIR", "/srv/mrtc/");
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert_str_eq(c->store, "sqlite:/srv/mrtc/store.db");
+	mrtc_config_destroy(c);
+	env_set(&e, "MRTC_STATE_DIR", "/");
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert_str_eq(c->store, "sqlite:/store.db");
+	mrtc_config_destroy(c);
+	/* An explicit store wins; none switches delegation off. */
+	env_set(&e, "MRTC_STORE", "sqlite:/tmp/jobs.db");
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert(!c->store_default);
+	ck_assert_str_eq(c->store, "sqlite:/tmp/jobs.db");
+	mrtc_config_destroy(c);
+	env_set(&e, "MRTC_STORE", "none");
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert(c->store_off && !c->store_default);
+	ck_assert_ptr_null(c->store);
+	mrtc_config_destroy(c);
+	/* A relative state directory is refused. */
+	env_set(&e, "MRTC_STORE", NULL);
+	assert_problem(&e, "MRTC_STATE_DIR", "state", "MRTC_STATE_DIR: must be an absolute path");
+}
+END_TEST
+
 START_TEST(test_config_load_homeserver_full)
 {
 	char *kf = key_file();
@@ -593,6 +634,7 @@ int main(void)
 	Suite *s = suite_create("config");
 	const TTest *tests[] = {
 		test_config_load_legacy_defaults,
+		test_config_default_store,
 		test_config_load_homeserver_full,
 		test_config_load_service_url,
 		test_config_load_partial_homeserver_refused,

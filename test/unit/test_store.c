@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mrtc/core/config.h"
@@ -228,6 +229,152 @@ START_TEST(test_sqlite_sfu_url_and_old_store)
 }
 END_TEST
 
+struct seen {
+	struct mrtc_watch_record w[4];
+	size_t n;
+};
+
+static void collect_watch(void *ctx, const struct mrtc_watch_record *w)
+{
+	struct seen *s = ctx;
+	ck_assert_uint_lt(s->n, 4);
+	s->w[s->n++] = *w;
+}
+
+static struct mrtc_watch_record watch_rec(const char *identity, uint64_t expires_ms)
+{
+	struct mrtc_watch_record w = { .expires_ms = expires_ms };
+	snprintf(w.room_id, sizeof(w.room_id), "!call:hs1.test");
+	snprintf(w.room_name, sizeof(w.room_name), "ROOMHASH");
+	snprintf(w.identity, sizeof(w.identity), "%s", identity);
+	snprintf(w.user_id, sizeof(w.user_id), "@%s:hs1.test", identity);
+	snprintf(w.sfu_url, sizeof(w.sfu_url), "wss://sfu.hs1.test");
+	return w;
+}
+
+/* The watch's admitted set in SQLite (the Redis twin runs against a real Redis in
+ * integration-delayed): written in one batch, read back after a reopen with every field,
+ * expired records dropped, one replaced by a later expiry, one deleted; the same room and
+ * identity on another SFU is another record, deleted on its own. */
+START_TEST(test_sqlite_watch_contract)
+{
+	char dir[] = "/tmp/mrtc-test-watch-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char sub[64], spec[96], why[160];
+	ck_assert_int_lt(snprintf(sub, sizeof(sub), "%s/state", dir), (int)sizeof(sub));
+	ck_assert(mrtc_store_dir_is_usable(sub, false, why, sizeof(why))); /* can be made */
+	ck_assert(mrtc_store_dir_is_usable(sub, true, why, sizeof(why)));
+	struct stat st;
+	ck_assert_int_eq(stat(sub, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0700);
+	ck_assert_int_lt(snprintf(spec, sizeof(spec), "sqlite:%s/store.db", sub),
+			 (int)sizeof(spec));
+	struct mrtc_store *store = NULL;
+	ck_assert_int_eq(mrtc_store_open(spec, NULL, &store), MRTC_OK);
+	const struct mrtc_watch_record batch[] = { watch_rec("a", 5000), watch_rec("b", 1000),
+						   watch_rec("c", 5000) };
+	ck_assert_int_eq(store->ops->watch_put(store->self, batch, 3), MRTC_OK);
+	mrtc_store_close(store);
+	ck_assert_int_eq(mrtc_store_open(spec, NULL, &store), MRTC_OK);
+	struct seen seen = { .n = 0 };
+	ck_assert_int_eq(store->ops->watch_each(store->self, 2000, collect_watch, &seen), MRTC_OK);
+	ck_assert_uint_eq(seen.n, 2); /* b expired at 1000 */
+	for (size_t i = 0; i < seen.n; i++) {
+		struct mrtc_watch_record want = watch_rec(seen.w[i].identity, 5000);
+		ck_assert(strcmp(seen.w[i].identity, "a") == 0 ||
+			  strcmp(seen.w[i].identity, "c") == 0);
+		ck_assert_str_eq(seen.w[i].room_id, want.room_id);
+		ck_assert_str_eq(seen.w[i].room_name, want.room_name);
+		ck_assert_str_eq(seen.w[i].user_id, want.user_id);
+		ck_assert_uint_eq(seen.w[i].expires_ms, want.expires_ms);
+		ck_assert_str_eq(seen.w[i].sfu_url, want.sfu_url);
+	}
+	struct mrtc_watch_record later[2] = { watch_rec("a", 9000), watch_rec("c", 9000) };
+	snprintf(later[1].sfu_url, sizeof(later[1].sfu_url), "wss://sfu2.hs1.test");
+	ck_assert_int_eq(store->ops->watch_put(store->self, later, 2), MRTC_OK);
+	ck_assert_int_eq(store->ops->watch_del(store->self, "wss://sfu.hs1.test", "ROOMHASH", "c"),
+			 MRTC_OK);
+	ck_assert_int_eq(store->ops->watch_prune(store->self, 6000), MRTC_OK);
+	seen.n = 0;
+	ck_assert_int_eq(store->ops->watch_each(store->self, 6000, collect_watch, &seen), MRTC_OK);
+	ck_assert_uint_eq(seen.n, 2); /* a on SFU 1, c on SFU 2 (its SFU 1 record deleted) */
+	for (size_t i = 0; i < seen.n; i++) {
+		bool a = strcmp(seen.w[i].identity, "a") == 0;
+		ck_assert_str_eq(seen.w[i].sfu_url,
+				 a ? "wss://sfu.hs1.test" : "wss://sfu2.hs1.test");
+		ck_assert_str_eq(seen.w[i].identity, a ? "a" : "c");
+		ck_assert_uint_eq(seen.w[i].expires_ms, 9000);
+	}
+	ck_assert_int_eq(store->ops->watch_del(store->self, "wss://sfu2.hs1.test", "ROOMHASH", "c"),
+			 MRTC_OK);
+	seen.n = 0;
+	ck_assert_int_eq(store->ops->watch_each(store->self, 6000, collect_watch, &seen), MRTC_OK);
+	ck_assert_uint_eq(seen.n, 1);
+	ck_assert_str_eq(seen.w[0].identity, "a");
+	mrtc_store_close(store);
+	/* A file where the directory should be: refused, with the reason. */
+	char bad[96];
+	ck_assert_int_lt(snprintf(bad, sizeof(bad), "%s/store.db/x", sub), (int)sizeof(bad));
+	ck_assert(!mrtc_store_dir_is_usable(bad, true, why, sizeof(why)));
+	ck_assert_ptr_nonnull(strstr(why, "Not a directory"));
+	static const char *const files[] = { "store.db", "store.db-wal", "store.db-shm" };
+	for (size_t i = 0; i < 3; i++) {
+		char p[96];
+		if (snprintf(p, sizeof(p), "%s/%s", sub, files[i]) < (int)sizeof(p))
+			unlink(p);
+	}
+	ck_assert_int_eq(rmdir(sub), 0);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* A watch table made before several SFUs (no sfu_url, keyed by room and identity) is rebuilt:
+ * its rows on the first SFU (""), then the same participant on two SFUs is two rows. */
+START_TEST(test_sqlite_watch_old_table)
+{
+	char path[] = "/tmp/mrtc-test-store-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	sqlite3 *db = NULL;
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_exec(db,
+			 "CREATE TABLE watch (room_name TEXT, identity TEXT, room_id TEXT,"
+			 " user_id TEXT, expires_ms INTEGER, PRIMARY KEY (room_name, identity));"
+			 "CREATE INDEX watch_expiry ON watch (expires_ms);"
+			 "INSERT INTO watch VALUES ('ROOMHASH','a','!call:hs1.test',"
+			 "'@a:hs1.test',5000);",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	char spec[64];
+	ck_assert_int_lt(snprintf(spec, sizeof(spec), "sqlite:%s", path), (int)sizeof(spec));
+	for (int round = 0; round < 2; round++) { /* the second open finds the new table */
+		struct mrtc_store *store = NULL;
+		ck_assert_int_eq(mrtc_store_open(spec, NULL, &store), MRTC_OK);
+		struct seen seen = { .n = 0 };
+		ck_assert_int_eq(store->ops->watch_each(store->self, 2000, collect_watch, &seen),
+				 MRTC_OK);
+		ck_assert_uint_eq(seen.n, round == 0 ? 1 : 2);
+		for (size_t i = 0; i < seen.n; i++) {
+			ck_assert_str_eq(seen.w[i].identity, "a");
+			ck_assert_str_eq(seen.w[i].user_id, "@a:hs1.test");
+			ck_assert_uint_eq(seen.w[i].expires_ms, 5000);
+		}
+		if (round == 0) {
+			ck_assert_str_eq(seen.w[0].sfu_url, "");
+			const struct mrtc_watch_record a2 = watch_rec("a", 5000);
+			ck_assert_int_eq(store->ops->watch_put(store->self, &a2, 1), MRTC_OK);
+		} else {
+			ck_assert(strcmp(seen.w[0].sfu_url, seen.w[1].sfu_url) != 0);
+		}
+		mrtc_store_close(store);
+	}
+	remove_db(path);
+}
+END_TEST
+
 /* Nobody listens on port 1: the first call fails fast, and later ones fail at once while the
  * connection backs off (nothing waits on a Redis that is down). */
 START_TEST(test_redis_unreachable_backs_off)
@@ -259,7 +406,8 @@ int main(void)
 		test_redis_spec_parse_credentials, test_redis_spec_parse_sentinel,
 		test_redis_spec_parse_refused,	   test_redis_spec_redact,
 		test_help_redacts_the_store,	   test_store_status,
-		test_redis_unreachable_backs_off,  test_sqlite_sfu_url_and_old_store,
+		test_redis_unreachable_backs_off,  test_sqlite_watch_contract,
+		test_sqlite_sfu_url_and_old_store, test_sqlite_watch_old_table,
 	};
 	vectors_add_tests(s, "store", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);

@@ -86,7 +86,11 @@ struct mrtc_config {
 	uint64_t inbound_max;  /* 0 until sized from the descriptor limit at start */
 	uint64_t outbound_max; /* likewise */
 	uint64_t verify_threads;
-	char *store; /* may hold a Redis password: print only through mrtc_store_spec_redact */
+	char *store;	    /* may hold a Redis password: print only through mrtc_store_spec_redact;
+			     * NULL only with MRTC_STORE=none */
+	bool store_off;	    /* MRTC_STORE=none: delegation off */
+	bool store_default; /* MRTC_STORE unset: SQLite in state_dir */
+	char *state_dir;    /* MRTC_STATE_DIR, or the default when store_default */
 	char *redis_password;
 	char *redis_sentinel_user;
 	char *redis_sentinel_password;
@@ -106,6 +110,10 @@ struct mrtc_config {
 	struct mrtc_sfu_config sfus[MRTC_SFUS_MAX]; /* in preference order */
 	size_t n_sfus;				    /* at least 1 once loaded */
 };
+
+/* The default store: SQLite, this file in the state directory. */
+#define MRTC_STATE_DB "store.db"
+#define MRTC_STATE_DIR_DEFAULT "/var/lib/mrtc-transport"
 
 /* The path under MRTC_PUBLIC_BASE_URL where the proxy snippet serves the OpenID endpoints. */
 #define MRTC_SERVICE_PATH "/livekit/jwt"

@@ -79,6 +79,9 @@ bool mrtc_redis_connect(struct mrtc_redis *redis);
 /* One command, after (re)connecting if needed. NULL on failure (a Redis error reply too);
  * caller frees the reply with freeReplyObject(). */
 redisReply *mrtc_redis_command(struct mrtc_redis *redis, const char *fmt, ...);
+/* The same with @argc arguments (binary safe: @argvlen their lengths). */
+redisReply *mrtc_redis_command_argv(struct mrtc_redis *redis, int argc, const char **argv,
+				    const size_t *argvlen);
 
 struct mrtc_redis_status {
 	enum mrtc_redis_state state;

@@ -52,6 +52,20 @@ struct mrtc_store_status {
 
 typedef void (*mrtc_store_each_fn)(void *ctx, const struct mrtc_job_record *job);
 
+/* A participant the membership watch admitted: re-checked until @expires_ms, kept in the store
+ * so that a restarted daemon still removes them from the SFU when they leave the room. One per
+ * (sfu_url, room_name, identity). */
+struct mrtc_watch_record {
+	char room_id[256];
+	char room_name[MRTC_LIVEKIT_HASH_LEN + 1];
+	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
+	char user_id[256];
+	char sfu_url[2049];  /* the SFU they were admitted on (its LIVEKIT_URL); "": the first */
+	uint64_t expires_ms; /* wall clock */
+};
+
+typedef void (*mrtc_store_watch_fn)(void *ctx, const struct mrtc_watch_record *w);
+
 struct mrtc_store_ops {
 	enum mrtc_err (*put)(void *self, const struct mrtc_job_record *job);
 	enum mrtc_err (*del)(void *self, const char *key);
@@ -62,6 +76,14 @@ struct mrtc_store_ops {
 	void (*release)(void *self, const char *key, const char *owner);
 	void (*destroy)(void *self);
 	void (*status)(void *self, struct mrtc_store_status *ret_status);
+	/* The watch's admitted set: @n records written at once (one transaction in SQLite). */
+	enum mrtc_err (*watch_put)(void *self, const struct mrtc_watch_record *w, size_t n);
+	enum mrtc_err (*watch_del)(void *self, const char *sfu_url, const char *room_name,
+				   const char *identity);
+	/* Drops the records expired at @now_ms (wall clock), then calls @fn for each other one. */
+	enum mrtc_err (*watch_each)(void *self, uint64_t now_ms, mrtc_store_watch_fn fn, void *ctx);
+	/* Drops the records expired at @now_ms. */
+	enum mrtc_err (*watch_prune)(void *self, uint64_t now_ms);
 };
 
 struct mrtc_store {
@@ -82,6 +104,11 @@ struct mrtc_store_options {
 enum mrtc_err mrtc_store_open(const char *spec, const struct mrtc_store_options *opts,
 			      struct mrtc_store **ret_store);
 void mrtc_store_close(struct mrtc_store *store);
+
+/* Whether @dir can hold the SQLite store: a writable directory, or (unless @create) one its
+ * parent can take. With @create, makes it (mode 0700) if missing. On false writes why to
+ * @ret_why ("not writable: Permission denied"...). */
+bool mrtc_store_dir_is_usable(const char *dir, bool create, char *ret_why, size_t size);
 
 /* @store may be NULL (no store: kind "none"). */
 void mrtc_store_get_status(const struct mrtc_store *store, struct mrtc_store_status *ret_status);
