@@ -64,6 +64,28 @@ struct watched {
 	bool checking;
 };
 
+/* The admitted cache's value, sized to its content (one allocation with its cache entry):
+ * "room_id\0room_name\0identity\0user_id\0" after the flag. */
+struct watched_entry {
+	bool checking;
+	char text[];
+};
+
+static void watched_unpack(const struct watched_entry *e, struct watched *w)
+{
+	char *fields[] = { w->room_id, w->room_name, w->identity, w->user_id };
+	size_t sizes[] = { sizeof(w->room_id), sizeof(w->room_name), sizeof(w->identity),
+			   sizeof(w->user_id) };
+	const char *p = e->text;
+	for (size_t i = 0; i < 4; i++) {
+		size_t n = strlen(p), keep = n < sizes[i] ? n : sizes[i] - 1; /* packed to fit */
+		memcpy(fields[i], p, keep);
+		fields[i][keep] = '\0';
+		p += n + 1;
+	}
+	w->checking = e->checking;
+}
+
 struct mrtc_delayed {
 	struct mrtc_services *s;
 	struct mrtc_store *store;
@@ -517,7 +539,7 @@ static void on_removed(void *arg, enum mrtc_err err, const char *detail)
 static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote_membership *m)
 {
 	struct recheck *c = arg;
-	struct watched *w =
+	struct watched_entry *w =
 	    mrtc_cache_get(c->d->admitted, c->key, strlen(c->key), mrtc_monotonic_ms());
 	if (w)
 		w->checking = false;
@@ -531,7 +553,7 @@ static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote
 		free(c);
 }
 
-static void check_one(struct mrtc_delayed *d, const char *key, struct watched *w)
+static void check_one(struct mrtc_delayed *d, const char *key, struct watched_entry *w)
 {
 	if (w->checking)
 		return;
@@ -540,11 +562,11 @@ static void check_one(struct mrtc_delayed *d, const char *key, struct watched *w
 		return;
 	c->d = d;
 	snprintf(c->key, sizeof(c->key), "%s", key);
-	c->w = *w;
-	const char *server = mrtc_user_id_server(w->user_id);
+	watched_unpack(w, &c->w);
+	const char *server = mrtc_user_id_server(c->w.user_id);
 	w->checking = true;
-	if (!server || !mrtc_hs_remote_membership(d->s->homeserver, w->room_id, w->user_id, server,
-						  on_membership, c)) {
+	if (!server || !mrtc_hs_remote_membership(d->s->homeserver, c->w.room_id, c->w.user_id,
+						  server, on_membership, c)) {
 		w->checking = false;
 		free(c);
 	}
@@ -578,7 +600,8 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = mrtc_monotonic_ms();
 	mrtc_cache_foreach(d->admitted, now, collect, &r);
 	for (size_t i = 0; i < r.n; i++) {
-		struct watched *w = mrtc_cache_get(d->admitted, r.keys[i], strlen(r.keys[i]), now);
+		struct watched_entry *w =
+		    mrtc_cache_get(d->admitted, r.keys[i], strlen(r.keys[i]), now);
 		if (w)
 			check_one(d, r.keys[i], w);
 	}
@@ -595,16 +618,27 @@ void mrtc_delayed_admitted(struct mrtc_delayed *d, const char *room_id, const ch
 {
 	if (!d || !d->admitted)
 		return;
-	struct watched *w = calloc(1, sizeof(*w));
-	if (!w)
-		return;
-	snprintf(w->room_id, sizeof(w->room_id), "%s", room_id);
-	snprintf(w->room_name, sizeof(w->room_name), "%s", room_name);
-	snprintf(w->identity, sizeof(w->identity), "%s", identity);
-	snprintf(w->user_id, sizeof(w->user_id), "%s", user_id);
 	char key[WATCH_KEY_MAX];
 	watch_key(key, sizeof(key), room_name, identity);
-	mrtc_cache_put(d->admitted, key, strlen(key), w, mrtc_monotonic_ms() + ttl_s * 1000);
+	uint64_t now = mrtc_monotonic_ms();
+	/* The same participant again (its key names the room and the user): a longer watch. */
+	if (mrtc_cache_refresh(d->admitted, key, strlen(key), now, now + ttl_s * 1000))
+		return;
+	const struct watched *shape = NULL; /* for sizeof only */
+	const char *fields[] = { room_id, room_name, identity, user_id };
+	size_t caps[] = { sizeof(shape->room_id), sizeof(shape->room_name), sizeof(shape->identity),
+			  sizeof(shape->user_id) };
+	char packed[sizeof(struct watched_entry) + sizeof(struct watched)];
+	size_t n = sizeof(struct watched_entry);
+	for (size_t i = 0; i < 4; i++) {
+		size_t len = strlen(fields[i]);
+		if (len >= caps[i])
+			return; /* validated before minting: cannot happen */
+		memcpy(packed + n, fields[i], len + 1);
+		n += len + 1;
+	}
+	((struct watched_entry *)packed)->checking = false;
+	mrtc_cache_put_copy(d->admitted, key, strlen(key), packed, n, now + ttl_s * 1000);
 }
 
 /* ---- webhooks ---- */
@@ -660,7 +694,7 @@ void mrtc_delayed_webhook(struct mrtc_request *r)
 		if (hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED && d->admitted) {
 			char key[WATCH_KEY_MAX];
 			watch_key(key, sizeof(key), hook.room, hook.identity);
-			struct watched *w =
+			struct watched_entry *w =
 			    mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms());
 			if (w)
 				check_one(d, key, w);
@@ -1069,7 +1103,7 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 	const struct mrtc_config *c = s->config;
 	enum mrtc_err err = MRTC_ERR_NOMEM;
 	if (s->homeserver) {
-		d->admitted = mrtc_cache_create(WATCH_MAX, free);
+		d->admitted = mrtc_cache_create(WATCH_MAX, NULL); /* entries hold their values */
 		d->watch = event_new(s->base, -1, EV_PERSIST, on_watch, d);
 		struct timeval tv = { .tv_sec = (time_t)c->membership_recheck_s };
 		if (!d->admitted || !d->watch || event_add(d->watch, &tv) != 0)
