@@ -41,7 +41,10 @@ struct mrtc_hs_op {
 	mrtc_remote_fn remote_cb;
 	void *ctx;
 	struct event *ev; /* cached answers */
+	struct mrtc_hs_op *spare_next;
 };
+
+#define SPARE_OPS 64 /* finished ops kept for reuse */
 
 struct mrtc_homeserver {
 	struct event_base *base;
@@ -50,7 +53,9 @@ struct mrtc_homeserver {
 	struct mrtc_cache *auth;       /* token digest -> "user_id\0device_id\0" */
 	struct mrtc_cache *membership; /* "L|room|user" -> bool, "R|room|user|origin" -> remote */
 	struct mrtc_homeserver_stats stats;
-	bool is_joined_stable; /* MSC4502's stable path */
+	bool is_joined_stable;	  /* MSC4502's stable path */
+	struct mrtc_hs_op *spare; /* finished ops for reuse, at most SPARE_OPS */
+	size_t n_spare;
 };
 
 #define IS_JOINED_UNSTABLE "/_matrix/client/unstable/io.element.msc4502/rooms/"
@@ -78,9 +83,20 @@ static void remember(struct mrtc_cache *cache, const void *key, size_t key_len, 
 
 static void op_free(struct mrtc_hs_op *op)
 {
+	sodium_memzero(op->token_digest, sizeof(op->token_digest));
+	struct mrtc_homeserver *hs = op->hs;
+	if (hs->n_spare < SPARE_OPS) {
+		/* Kept for op_new, with its event (bound to this op): an op is over 2 KiB, and
+		 * allocating that per request costs malloc more than the answer from the cache. */
+		if (op->ev)
+			event_del(op->ev);
+		op->spare_next = hs->spare;
+		hs->spare = op;
+		hs->n_spare++;
+		return;
+	}
 	if (op->ev)
 		event_free(op->ev);
-	sodium_memzero(op->token_digest, sizeof(op->token_digest));
 	free(op);
 }
 
@@ -117,7 +133,8 @@ static void deliver_ev(evutil_socket_t fd, short what, void *arg)
 /* Answers @op from the loop (used for cache hits). */
 static struct mrtc_hs_op *answer_later(struct mrtc_hs_op *op)
 {
-	op->ev = event_new(op->hs->base, -1, 0, deliver_ev, op);
+	if (!op->ev)
+		op->ev = event_new(op->hs->base, -1, 0, deliver_ev, op);
 	if (!op->ev) {
 		op_free(op);
 		return NULL;
@@ -128,7 +145,16 @@ static struct mrtc_hs_op *answer_later(struct mrtc_hs_op *op)
 
 static struct mrtc_hs_op *op_new(struct mrtc_homeserver *hs, enum op_kind kind, void *ctx)
 {
-	struct mrtc_hs_op *op = calloc(1, sizeof(*op));
+	struct mrtc_hs_op *op = hs->spare;
+	if (op) {
+		hs->spare = op->spare_next;
+		hs->n_spare--;
+		struct event *ev = op->ev;
+		memset(op, 0, sizeof(*op));
+		op->ev = ev;
+	} else {
+		op = calloc(1, sizeof(*op));
+	}
 	if (op) {
 		op->hs = hs;
 		op->kind = kind;
@@ -624,6 +650,13 @@ void mrtc_homeserver_destroy(struct mrtc_homeserver *hs)
 {
 	if (!hs)
 		return;
+	while (hs->spare) {
+		struct mrtc_hs_op *op = hs->spare;
+		hs->spare = op->spare_next;
+		if (op->ev)
+			event_free(op->ev);
+		free(op);
+	}
 	mrtc_cache_destroy(hs->auth);
 	mrtc_cache_destroy(hs->membership);
 	free(hs->base_url);

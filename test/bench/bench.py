@@ -13,11 +13,13 @@ one core and wrk (one thread) to another:
      over 10 000 rooms, then get_token for those users chosen at random per request against
      one of them alone;
   5. the acceptance ratios of issue 20, PASS or FAIL each.
+The rows compared at 64 connections are measured in alternation, several rounds, medians.
 Rate limits are lifted and logging is at warn for the daemons measured. Loopback only; every
 process it starts is stopped at the end.
 
 Usage: bench.py BUILD_DIR [seconds per run]
-Environment: MRTC_BENCH_FILL_SECONDS bounds the cache fill (default 240).
+Environment: MRTC_BENCH_FILL_SECONDS bounds the cache fill (default 240); MRTC_BENCH_ROUNDS
+(default 3) is how often the compared 64-connection rows are measured in alternation (medians).
 """
 import json
 import os
@@ -81,6 +83,19 @@ end
     return f.name
 
 
+ROUNDS = int(os.environ.get("MRTC_BENCH_ROUNDS", "3"))
+
+
+def alternate(targets, secs):
+    """Runs wrk at 64 connections on each (port, script[, host]) in turn, ROUNDS times; the
+    median run (by req/s) of each."""
+    runs = [[] for _ in targets]
+    for _ in range(ROUNDS):
+        for i, t in enumerate(targets):
+            runs[i].append(wrk(t[0], t[1], 64, secs, *t[2:]))
+    return [sorted(r)[len(r) // 2] for r in runs]
+
+
 def pin(pid):
     """Moves @pid and all its threads to the server's core."""
     if PINNED:
@@ -88,9 +103,10 @@ def pin(pid):
                        stdout=subprocess.DEVNULL)
 
 
-def wrk(port, script, conns, seconds, host="127.0.0.1"):
+def wrk(port, script, conns, seconds, host="127.0.0.1", timeout=2):
     cmd = ["taskset", "-c", CLIENT_CPU] if PINNED else []
-    out = subprocess.run(cmd + ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", script,
+    out = subprocess.run(cmd + ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
+                                f"--timeout={timeout}s", "-s", script,
                           f"http://{host}:{port}"], capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
     lat = {}
@@ -153,7 +169,10 @@ def fill(d, script, want, budget_s):
     """Runs @script against daemon @d until both caches hold @want entries or @budget_s ends."""
     end = time.monotonic() + budget_s
     while time.monotonic() < end:
-        wrk(d.port, script, 64, max(1, min(10, int(end - time.monotonic()))), host=d.host)
+        # A long timeout: wrk must not give up on requests waiting for the (slow, Python)
+        # test homeserver and open new connections while the daemon still serves the old.
+        wrk(d.port, script, 32, max(1, min(10, int(end - time.monotonic()))), host=d.host,
+            timeout=60)
         a = metric(d, 'mrtc_cache_entries{cache="auth"}')
         m = metric(d, 'mrtc_cache_entries{cache="membership"}')
         if a >= want and m >= want:
@@ -192,19 +211,22 @@ def main():
         wrk(hs1.mrtc.port, s_local, 1, 1, host=hs1.mrtc.host)  # warm the caches
         wrk(ports["node"], s_local, 64, 1)  # and Node's JIT
         print(f"\n{'measurement':58} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}")
-        ng = wrk(ports["nginx"], s_local, 64, secs)
+        # The 64-connection rows the acceptance compares, measured in alternation ROUNDS times
+        # and each reported by its median (other load on the machine hits all of them alike).
+        ng, bare64, local64, nd = alternate(
+            [(ports["nginx"], s_local), (ports["bare"], s_local),
+             (hs1.mrtc.port, s_local, hs1.mrtc.host), (ports["node"], s_local)], secs)
+        assert local64[3] == 0 and nd[3] == 0, "non-2xx answers"
         row("nginx return 200, fixed JSON, one worker, 64 conn", ng)
-        for c in (1, 64, 512):
+        row("bare libevent handler, fixed JSON, 64 conn", bare64)
+        row("local client get_token, warm caches, 64 conn", local64, 100 * local64[0] / bare64[0])
+        row("Node 20 + livekit-server-sdk, same work, 64 conn", nd, 100 * local64[0] / nd[0])
+        for c in (1, 512):
             b = wrk(ports["bare"], s_local, c, secs)
             d = wrk(hs1.mrtc.port, s_local, c, secs, host=hs1.mrtc.host)
             assert d[3] == 0, f"{d[3]} non-2xx answers"
             row("bare libevent handler, fixed JSON, %d conn" % c, b)
             row("local client get_token, warm caches, %d conn" % c, d, 100 * d[0] / b[0])
-            if c == 64:
-                bare64, local64 = b, d
-        nd = wrk(ports["node"], s_local, 64, secs)
-        assert nd[3] == 0, f"{nd[3]} non-2xx answers from the Node peer"
-        row("Node 20 + livekit-server-sdk, same work, 64 conn", nd, 100 * local64[0] / nd[0])
         checks += [("local get_token >= 75 % of bare evhttp (64 conn)",
                     100 * local64[0] / bare64[0], ">=", 75, "%"),
                    ("local get_token p99 <= 2 ms (64 conn)", local64[2], "<=", 2, " ms"),
@@ -257,8 +279,13 @@ def main():
                               int(os.environ.get("MRTC_BENCH_FILL_SECONDS", "240")))
         fill_s = time.monotonic() - t0
         full = rss_mib(hs1.mrtc.proc.pid)
-        one = wrk(hs1.mrtc.port, s_one, 64, secs, host=hs1.mrtc.host)
-        many = wrk(hs1.mrtc.port, s_many, 64, secs, host=hs1.mrtc.host)
+        if auth_n < USERS or memb_n < USERS:  # the fill ran out of time: extrapolate
+            per_user = (full - idle["hs1.test"]) / max(1, auth_n)
+            print(f"fill reached {auth_n:.0f} of {USERS} users in {fill_s:.0f} s: "
+                  f"{1024 * per_user:.2f} KiB per user, {USERS} users extrapolated to "
+                  f"{idle['hs1.test'] + per_user * USERS:.1f} MiB")
+        one, many = alternate([(hs1.mrtc.port, s_one, hs1.mrtc.host),
+                               (hs1.mrtc.port, s_many, hs1.mrtc.host)], secs)
         assert one[3] == 0 and many[3] == 0, f"{one[3] + many[3]} non-2xx answers"
         row("local get_token, one of the warm users, 64 conn", one)
         row(f"local get_token, {USERS} warm users / {ROOMS} rooms, 64 conn", many,
@@ -272,9 +299,13 @@ def main():
               f"{rss_mib(hs2.mrtc.proc.pid):.1f} MiB after the runs above")
         if auth_n < USERS or memb_n < USERS:
             print(f"the fill did not reach {USERS} entries in time (MRTC_BENCH_FILL_SECONDS)")
-        checks += [(f"RSS with {auth_n:.0f} auth + {memb_n:.0f} membership entries <= 64 MiB",
-                    full, "<=", 64, " MiB"),
-                   ("idle RSS <= 10 MiB", idle["hs1.test"], "<=", 10, " MiB")]
+        if auth_n >= USERS and memb_n >= USERS:
+            checks.append((f"RSS with {USERS} auth + {USERS} membership entries <= 64 MiB",
+                           full, "<=", 64, " MiB"))
+        else:
+            checks.append((f"RSS with {USERS} users (extrapolated from {auth_n:.0f}) <= 64 MiB",
+                           idle["hs1.test"] + per_user * USERS, "<=", 64, " MiB"))
+        checks.append(("idle RSS <= 10 MiB", idle["hs1.test"], "<=", 10, " MiB"))
         print("\nacceptance (issue 20):")
         failed = 0
         for name, value, op, bound, unit in checks:
