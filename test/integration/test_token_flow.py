@@ -161,8 +161,8 @@ class TokenFlow(unittest.TestCase):
         self.fail(f"no {line} in /metrics")
 
     def roomservice_calls(self, name):
-        return (self.metric(name, 'mrtc_roomservice_calls_total{result="ok"}'),
-                self.metric(name, "mrtc_rooms_known_hits_total"))
+        return (self.metric(name, 'mrtc_roomservice_calls_total{sfu="1",result="ok"}'),
+                self.metric(name, 'mrtc_rooms_known_hits_total{sfu="1"}'))
 
     def mrtc_log(self, name):
         return self.tb.hs(name).mrtc.logs()
