@@ -15,6 +15,10 @@ void mrtc_metrics_init(struct mrtc_metrics *m)
 
 static struct mrtc_metrics_endpoint *endpoint_of(struct mrtc_metrics *m, const char *name)
 {
+	/* Route names are static strings: the pointer usually matches before any strcmp. */
+	for (size_t i = 0; i < m->n_endpoints; i++)
+		if (m->endpoints[i].name == name)
+			return &m->endpoints[i];
 	for (size_t i = 0; i < m->n_endpoints; i++)
 		if (strcmp(m->endpoints[i].name, name) == 0)
 			return &m->endpoints[i];

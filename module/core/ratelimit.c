@@ -25,7 +25,7 @@ struct mrtc_ratelimit *mrtc_ratelimit_create(uint64_t per_second, uint64_t burst
 		return NULL;
 	rl->rate = per_second ? per_second : 1;
 	rl->burst = burst ? burst : 1;
-	rl->buckets = mrtc_cache_create(max_keys, free);
+	rl->buckets = mrtc_cache_create(max_keys, NULL); /* buckets live inside the entries */
 	if (!rl->buckets) {
 		free(rl);
 		return NULL;
@@ -63,20 +63,12 @@ bool mrtc_ratelimit_take(struct mrtc_ratelimit *rl, const char *key, uint64_t no
 	/* The bucket can be forgotten once it would be full again. */
 	uint64_t refill_ms = (full - cur.milli + rl->rate - 1) / rl->rate;
 	if (b) {
+		/* In place; kept until it would be full again (no allocation per request). */
 		*b = cur;
-		/* Keep it until it would be full again: re-store with the new lifetime. */
-		struct bucket *copy = malloc(sizeof(*copy));
-		if (copy) {
-			*copy = cur;
-			mrtc_cache_put(rl->buckets, key, len, copy, now_ms + refill_ms + 1);
-		}
+		mrtc_cache_refresh(rl->buckets, key, len, now_ms, now_ms + refill_ms + 1);
 		return ok;
 	}
-	struct bucket *nb = malloc(sizeof(*nb));
-	if (nb) {
-		*nb = cur;
-		mrtc_cache_put(rl->buckets, key, len, nb, now_ms + refill_ms + 1);
-	}
+	mrtc_cache_put_copy(rl->buckets, key, len, &cur, sizeof(cur), now_ms + refill_ms + 1);
 	return ok;
 }
 

@@ -41,16 +41,21 @@ struct mrtc_hs_op {
 	mrtc_remote_fn remote_cb;
 	void *ctx;
 	struct event *ev; /* cached answers */
+	struct mrtc_hs_op *spare_next;
 };
+
+#define SPARE_OPS 64 /* finished ops kept for reuse */
 
 struct mrtc_homeserver {
 	struct event_base *base;
 	struct mrtc_homeserver_config cfg;
 	char *base_url, *admin_auth, *as_auth;
-	struct mrtc_cache *auth;       /* token digest -> struct mrtc_whoami */
+	struct mrtc_cache *auth;       /* token digest -> "user_id\0device_id\0" */
 	struct mrtc_cache *membership; /* "L|room|user" -> bool, "R|room|user|origin" -> remote */
 	struct mrtc_homeserver_stats stats;
-	bool is_joined_stable; /* MSC4502's stable path */
+	bool is_joined_stable;	  /* MSC4502's stable path */
+	struct mrtc_hs_op *spare; /* finished ops for reuse, at most SPARE_OPS */
+	size_t n_spare;
 };
 
 #define IS_JOINED_UNSTABLE "/_matrix/client/unstable/io.element.msc4502/rooms/"
@@ -67,22 +72,31 @@ static const char *is_joined_prefix(const struct mrtc_homeserver *hs)
 	return hs->is_joined_stable ? IS_JOINED_STABLE : IS_JOINED_UNSTABLE;
 }
 
-/* Stores a copy of @size bytes of @value in @cache for @ttl_ms (0: not at all). */
+/* Stores a copy of @size bytes of @value in @cache for @ttl_ms (0: not at all), inside the
+ * entry: one allocation per entry. */
 static void remember(struct mrtc_cache *cache, const void *key, size_t key_len, const void *value,
 		     size_t size, uint64_t ttl_ms)
 {
-	void *copy = ttl_ms ? malloc(size) : NULL;
-	if (!copy)
-		return;
-	memcpy(copy, value, size);
-	mrtc_cache_put(cache, key, key_len, copy, mrtc_monotonic_ms() + ttl_ms);
+	if (ttl_ms)
+		mrtc_cache_put_copy(cache, key, key_len, value, size, mrtc_monotonic_ms() + ttl_ms);
 }
 
 static void op_free(struct mrtc_hs_op *op)
 {
+	sodium_memzero(op->token_digest, sizeof(op->token_digest));
+	struct mrtc_homeserver *hs = op->hs;
+	if (hs->n_spare < SPARE_OPS) {
+		/* Kept for op_new, with its event (bound to this op): an op is over 2 KiB, and
+		 * allocating that per request costs malloc more than the answer from the cache. */
+		if (op->ev)
+			event_del(op->ev);
+		op->spare_next = hs->spare;
+		hs->spare = op;
+		hs->n_spare++;
+		return;
+	}
 	if (op->ev)
 		event_free(op->ev);
-	sodium_memzero(op->token_digest, sizeof(op->token_digest));
 	free(op);
 }
 
@@ -119,7 +133,8 @@ static void deliver_ev(evutil_socket_t fd, short what, void *arg)
 /* Answers @op from the loop (used for cache hits). */
 static struct mrtc_hs_op *answer_later(struct mrtc_hs_op *op)
 {
-	op->ev = event_new(op->hs->base, -1, 0, deliver_ev, op);
+	if (!op->ev)
+		op->ev = event_new(op->hs->base, -1, 0, deliver_ev, op);
 	if (!op->ev) {
 		op_free(op);
 		return NULL;
@@ -130,7 +145,16 @@ static struct mrtc_hs_op *answer_later(struct mrtc_hs_op *op)
 
 static struct mrtc_hs_op *op_new(struct mrtc_homeserver *hs, enum op_kind kind, void *ctx)
 {
-	struct mrtc_hs_op *op = calloc(1, sizeof(*op));
+	struct mrtc_hs_op *op = hs->spare;
+	if (op) {
+		hs->spare = op->spare_next;
+		hs->n_spare--;
+		struct event *ev = op->ev;
+		memset(op, 0, sizeof(*op));
+		op->ev = ev;
+	} else {
+		op = calloc(1, sizeof(*op));
+	}
 	if (op) {
 		op->hs = hs;
 		op->kind = kind;
@@ -262,11 +286,16 @@ static void whoami_step(struct mrtc_hs_op *op, const struct mrtc_http_response *
 		op->err = MRTC_ERR_UPSTREAM;
 		return;
 	}
-	memcpy(op->who.user_id, user, strlen(user) + 1);
+	size_t ul = strlen(user), dl = device ? strlen(device) : 0;
+	memcpy(op->who.user_id, user, ul + 1);
 	if (device)
-		memcpy(op->who.device_id, device, strlen(device) + 1);
-	remember(op->hs->auth, op->token_digest, sizeof(op->token_digest), &op->who,
-		 sizeof(op->who), op->hs->cfg.auth_ttl_ms);
+		memcpy(op->who.device_id, device, dl + 1);
+	/* Cached as "user\0device\0", sized to the content (not the ~850-byte struct). */
+	char packed[sizeof(op->who.user_id) + sizeof(op->who.device_id)];
+	memcpy(packed, op->who.user_id, ul + 1);
+	memcpy(packed + ul + 1, op->who.device_id, dl + 1);
+	remember(op->hs->auth, op->token_digest, sizeof(op->token_digest), packed, ul + dl + 2,
+		 op->hs->cfg.auth_ttl_ms);
 }
 
 struct mrtc_hs_op *mrtc_hs_whoami(struct mrtc_homeserver *hs, const char *token, mrtc_whoami_fn cb,
@@ -277,10 +306,12 @@ struct mrtc_hs_op *mrtc_hs_whoami(struct mrtc_homeserver *hs, const char *token,
 		return NULL;
 	op->whoami_cb = cb;
 	crypto_hash_sha256(op->token_digest, (const uint8_t *)token, strlen(token));
-	const struct mrtc_whoami *hit = mrtc_cache_get(
-	    hs->auth, op->token_digest, sizeof(op->token_digest), mrtc_monotonic_ms());
-	if (hit) {
-		op->who = *hit;
+	const char *hit = mrtc_cache_get(hs->auth, op->token_digest, sizeof(op->token_digest),
+					 mrtc_monotonic_ms());
+	if (hit) { /* "user\0device\0", each at most MRTC_ID_MAX bytes (see whoami_step) */
+		size_t ul = strlen(hit);
+		memcpy(op->who.user_id, hit, ul + 1);
+		memcpy(op->who.device_id, hit + ul + 1, strlen(hit + ul + 1) + 1);
 		return answer_later(op);
 	}
 	size_t al = strlen(token) + 8;
@@ -589,8 +620,8 @@ enum mrtc_err mrtc_homeserver_create(struct event_base *base,
 	hs->base_url = strdup(config->base_url);
 	hs->admin_auth = bearer(config->admin_token);
 	hs->as_auth = bearer(config->appservice_token);
-	hs->auth = mrtc_cache_create(max, free);
-	hs->membership = mrtc_cache_create(max, free);
+	hs->auth = mrtc_cache_create(max, NULL); /* values copied into the entries */
+	hs->membership = mrtc_cache_create(max, NULL);
 	if (!hs->base_url || !hs->auth || !hs->membership ||
 	    (config->admin_token && !hs->admin_auth) ||
 	    (config->appservice_token && !hs->as_auth)) {
@@ -617,6 +648,13 @@ void mrtc_homeserver_destroy(struct mrtc_homeserver *hs)
 {
 	if (!hs)
 		return;
+	while (hs->spare) {
+		struct mrtc_hs_op *op = hs->spare;
+		hs->spare = op->spare_next;
+		if (op->ev)
+			event_free(op->ev);
+		free(op);
+	}
 	mrtc_cache_destroy(hs->auth);
 	mrtc_cache_destroy(hs->membership);
 	free(hs->base_url);

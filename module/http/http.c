@@ -202,22 +202,29 @@ void mrtc_http_reply_raw(struct mrtc_request *r, int status, struct evbuffer *bo
 	mrtc_server_request_done(r, status);
 }
 
-void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_object *body)
+void mrtc_http_reply_json_text(struct mrtc_request *r, int status, const char *text, size_t len)
 {
 	struct evbuffer *buf = NULL;
-	if (body && r->req) {
+	if (text && r->req) {
 		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
 				  "application/json");
 		buf = evbuffer_new();
-		const char *text = json_object_to_json_string_ext(
-		    (struct json_object *)body,
-		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-		if (buf && text)
-			evbuffer_add(buf, text, strlen(text));
+		if (buf)
+			evbuffer_add(buf, text, len);
 	}
 	mrtc_http_reply_raw(r, status, buf);
 	if (buf)
 		evbuffer_free(buf);
+}
+
+void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_object *body)
+{
+	const char *text = body && r->req
+			       ? json_object_to_json_string_ext((struct json_object *)body,
+								JSON_C_TO_STRING_PLAIN |
+								    JSON_C_TO_STRING_NOSLASHESCAPE)
+			       : NULL;
+	mrtc_http_reply_json_text(r, status, text, text ? strlen(text) : 0);
 }
 
 void mrtc_http_reply_error(struct mrtc_request *r, enum mrtc_err err, const char *message)

@@ -67,6 +67,8 @@ struct conn {
 
 #define MAX_ROUTES 64
 
+#define ID_POOL_IDS 64
+
 struct mrtc_server {
 	struct event_base *base;
 	const struct mrtc_config *config;
@@ -85,6 +87,8 @@ struct mrtc_server {
 	size_t open_conns;	/* on the main listener, against config->inbound_max */
 	uint64_t conns_refused; /* since the last log line about them */
 	uint64_t conns_refused_logged_ms;
+	uint8_t id_pool[ID_POOL_IDS * MRTC_REQUEST_ID_LEN / 2]; /* random request ids to come */
+	size_t id_pool_used;
 };
 
 static void handle_healthz(struct mrtc_request *r)
@@ -150,6 +154,12 @@ void mrtc_server_request_done(struct mrtc_request *r, int status)
 		free(r);
 		return;
 	}
+	int level = status >= 500 ? LOG_WARNING : LOG_INFO;
+	if (level > mrtc_log_level()) { /* not logged: nothing to format */
+		s->inflight--;
+		free(r);
+		return;
+	}
 	const char *uri = evhttp_request_get_uri(r->req);
 	char *raw = uri ? mrtc_http_path_of(uri) : NULL;
 	/* Only the path is logged: query strings can carry access tokens. */
@@ -157,7 +167,7 @@ void mrtc_server_request_done(struct mrtc_request *r, int status)
 	free(raw);
 	/* Any client can cause 4xx answers at will: their lines are rate-limited. */
 	(status >= 400 && status < 500 ? mrtc_log_refusal : mrtc_log)(
-	    status >= 500 ? LOG_WARNING : LOG_INFO, "http", r->id, "%s %s %d %llums",
+	    level, "http", r->id, "%s %s %d %llums",
 	    mrtc_http_method_name(evhttp_request_get_command(r->req)), path, status,
 	    (unsigned long long)(mrtc_monotonic_ms() - r->start_ms));
 	s->inflight--;
@@ -370,6 +380,19 @@ static bool framing_conflict(struct evhttp_request *req)
 	return te && length;
 }
 
+/* A random request id from a pool refilled in blocks: one getrandom call per
+ * ID_POOL_IDS requests rather than one per request. */
+static void request_id(struct mrtc_server *s, char *out, size_t size)
+{
+	const size_t n = MRTC_REQUEST_ID_LEN / 2;
+	if (s->id_pool_used + n > sizeof(s->id_pool)) {
+		randombytes_buf(s->id_pool, sizeof(s->id_pool));
+		s->id_pool_used = 0;
+	}
+	sodium_bin2hex(out, size, s->id_pool + s->id_pool_used, n);
+	s->id_pool_used += n;
+}
+
 static void dispatch(struct evhttp_request *req, void *arg)
 {
 	struct listener *l = arg;
@@ -384,9 +407,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	r->services = s->services;
 	r->cors = l->cors;
 	r->start_ms = mrtc_monotonic_ms();
-	uint8_t rnd[MRTC_REQUEST_ID_LEN / 2];
-	randombytes_buf(rnd, sizeof(rnd));
-	sodium_bin2hex(r->id, sizeof(r->id), rnd, sizeof(rnd));
+	request_id(s, r->id, sizeof(r->id));
 	s->inflight++;
 	s->services->metrics.in_flight = s->inflight;
 	if (s->draining)
@@ -539,6 +560,7 @@ enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_conf
 		return MRTC_ERR_NOMEM;
 	s->base = base;
 	s->config = config;
+	s->id_pool_used = sizeof(s->id_pool); /* empty: filled at the first request */
 	for (size_t i = 0; i < sizeof(main_routes) / sizeof(main_routes[0]); i++)
 		if (!main_routes[i].homeserver_only || !config->legacy_only)
 			s->routes[s->n_routes++] = main_routes[i].route;

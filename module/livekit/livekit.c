@@ -19,28 +19,30 @@
 enum mrtc_err mrtc_livekit_hash(const char *const *parts, size_t n,
 				char ret_hash[MRTC_LIVEKIT_HASH_LEN + 1])
 {
-	struct json_object *arr = json_object_new_array();
+	/* The canonical JSON array of strings, written directly into stack storage: this runs
+	 * twice per token request, and json-c objects cost several allocations each. */
+	char stack[1024];
+	struct mrtc_buf b;
+	mrtc_buf_init_with(&b, stack, sizeof(stack));
 	enum mrtc_err err = MRTC_ERR_NOMEM;
-	char *text = NULL;
-	size_t len;
-	if (!arr)
-		return err;
+	mrtc_buf_putc(&b, '[');
 	for (size_t i = 0; i < n; i++) {
-		struct json_object *s = json_object_new_string(parts[i]);
-		if (!s || json_object_array_add(arr, s) != 0) {
-			json_object_put(s);
+		if (i)
+			mrtc_buf_putc(&b, ',');
+		if (!mrtc_json_write_string(&b, parts[i], strlen(parts[i]))) {
+			err = MRTC_ERR_INVALID_PARAM; /* not UTF-8, as mrtc_json_canonical says */
 			goto out;
 		}
 	}
-	err = mrtc_json_canonical(arr, &text, &len);
-	if (err != MRTC_OK)
+	mrtc_buf_putc(&b, ']');
+	if (b.failed)
 		goto out;
 	uint8_t digest[crypto_hash_sha256_BYTES];
-	crypto_hash_sha256(digest, (const uint8_t *)text, len);
+	crypto_hash_sha256(digest, (const uint8_t *)b.data, b.len);
 	mrtc_base64_encode(digest, sizeof(digest), false, ret_hash);
+	err = MRTC_OK;
 out:
-	free(text);
-	json_object_put(arr);
+	mrtc_buf_finish(&b);
 	return err;
 }
 

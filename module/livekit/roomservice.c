@@ -7,23 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mrtc/base/cache.h"
 #include "mrtc/matrix/json.h"
 #include "mrtc/base/util.h"
 
 #define RESPONSE_MAX (256 * 1024)
-
-struct known {
-	char room[MRTC_LIVEKIT_NAME_MAX + 1];
-	uint64_t until_ms;
-};
 
 struct mrtc_roomservice {
 	struct event_base *base;
 	struct mrtc_roomservice_config cfg;
 	char *api_url;
 	char *key, *secret;
-	struct known *known; /* small open table, overwritten round-robin */
-	size_t n_known, next_known;
+	struct mrtc_cache *known; /* room name -> nothing: rooms known to exist (a hash lookup) */
 	struct mrtc_roomservice_stats stats;
 };
 
@@ -76,21 +71,13 @@ enum mrtc_err mrtc_roomservice_classify(int status, const char *body, size_t len
 
 static bool room_known(struct mrtc_roomservice *rs, const char *room)
 {
-	uint64_t now = mrtc_monotonic_ms();
-	for (size_t i = 0; i < rs->n_known; i++)
-		if (rs->known[i].until_ms > now && strcmp(rs->known[i].room, room) == 0)
-			return true;
-	return false;
+	return mrtc_cache_get(rs->known, room, strlen(room), mrtc_monotonic_ms()) != NULL;
 }
 
 static void remember_room(struct mrtc_roomservice *rs, const char *room)
 {
-	struct known *k = &rs->known[rs->next_known];
-	rs->next_known = (rs->next_known + 1) % MRTC_ROOM_KNOWN_MAX;
-	if (rs->n_known < MRTC_ROOM_KNOWN_MAX)
-		rs->n_known++;
-	memcpy(k->room, room, strlen(room) + 1);
-	k->until_ms = mrtc_monotonic_ms() + MRTC_ROOM_KNOWN_TTL_MS;
+	mrtc_cache_put_copy(rs->known, room, strlen(room), "", 1,
+			    mrtc_monotonic_ms() + MRTC_ROOM_KNOWN_TTL_MS);
 }
 
 static void on_response(void *arg, const struct mrtc_http_response *resp)
@@ -290,7 +277,7 @@ enum mrtc_err mrtc_roomservice_create(struct event_base *base,
 	rs->api_url = strdup(config->api_url);
 	rs->key = strdup(config->creds.key);
 	rs->secret = strdup(config->creds.secret);
-	rs->known = calloc(MRTC_ROOM_KNOWN_MAX, sizeof(*rs->known));
+	rs->known = mrtc_cache_create(MRTC_ROOM_KNOWN_MAX, NULL);
 	if (!rs->api_url || !rs->key || !rs->secret || !rs->known) {
 		mrtc_roomservice_destroy(rs);
 		return MRTC_ERR_NOMEM;
@@ -311,7 +298,7 @@ void mrtc_roomservice_destroy(struct mrtc_roomservice *rs)
 	free(rs->secret);
 	free(rs->key);
 	free(rs->api_url);
-	free(rs->known);
+	mrtc_cache_destroy(rs->known);
 	free(rs);
 }
 

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "mrtc/appservice/appservice.h"
+#include "mrtc/base/buf.h"
 #include "mrtc/delayed/delayed.h"
 #include "mrtc/matrix/json.h"
 #include "mrtc/livekit/livekit.h"
@@ -249,13 +250,23 @@ static void limited(struct token_req *t, uint64_t retry_ms)
 static void reply_jwt(struct token_req *t, const char *jwt)
 {
 	struct mrtc_request *r = t->r;
-	struct json_object *body = json_object_new_object();
-	if (body)
-		json_object_object_add(body, "jwt", json_object_new_string(jwt));
 	r->on_abort = NULL;
 	tr_free(t);
-	mrtc_http_reply_json(r, 200, body);
-	json_object_put(body);
+	/* {"jwt":"..."} written directly: a JWT is base64url and dots, nothing to escape. */
+	char stack[1024];
+	struct mrtc_buf b;
+	mrtc_buf_init_with(&b, stack, sizeof(stack));
+	mrtc_buf_puts(&b, "{\"jwt\":\"");
+	mrtc_buf_puts(&b, jwt);
+	mrtc_buf_puts(&b, "\"}");
+	if (b.failed)
+		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+	else
+		mrtc_http_reply_json_text(r, 200, b.data, b.len);
+	sodium_memzero(b.data, b.len);
+	if (b.data != stack) /* moved to the heap: the start is still on the stack */
+		sodium_memzero(stack, sizeof(stack));
+	mrtc_buf_finish(&b);
 }
 
 /* ---- minting (both paths) ---- */

@@ -30,6 +30,17 @@ void *mrtc_cache_get(struct mrtc_cache *cache, const void *key, size_t key_len, 
 bool mrtc_cache_put(struct mrtc_cache *cache, const void *key, size_t key_len, void *value,
 		    uint64_t expires_ms);
 
+/* Stores a copy of the @value_len bytes at @value inside the entry itself (one allocation per
+ * entry; never passed to the free function) until @expires_ms, replacing any old one. The
+ * value mrtc_cache_get returns is then aligned for any type and may be changed in place. */
+bool mrtc_cache_put_copy(struct mrtc_cache *cache, const void *key, size_t key_len,
+			 const void *value, size_t value_len, uint64_t expires_ms);
+
+/* If @key is present and not expired at @now_ms: its entry now lives until @expires_ms and is
+ * the last to be evicted, and the answer is true. False (nothing changed) otherwise. */
+bool mrtc_cache_refresh(struct mrtc_cache *cache, const void *key, size_t key_len, uint64_t now_ms,
+			uint64_t expires_ms);
+
 void mrtc_cache_remove(struct mrtc_cache *cache, const void *key, size_t key_len);
 
 /* Calls @fn for every unexpired entry, oldest first. @fn must not change the cache. */

@@ -84,6 +84,8 @@ void mrtc_http_add_cors(struct evkeyvalq *headers);
  * freed and must not be used afterwards.
  */
 void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_object *body);
+/* Answers with @len bytes of JSON @text as they are (the hot path writes its own). */
+void mrtc_http_reply_json_text(struct mrtc_request *r, int status, const char *text, size_t len);
 
 /*
  * Sends @status with @body (borrowed; may be NULL) as is: the handler has set Content-Type.

@@ -12,7 +12,7 @@
 #include "mrtc/livekit/livekit.h"
 
 #define MRTC_ROOM_KNOWN_TTL_MS 60000
-#define MRTC_ROOM_KNOWN_MAX 4096
+#define MRTC_ROOM_KNOWN_MAX 65536 /* rooms remembered (about 100 bytes each when used) */
 
 struct mrtc_roomservice;
 struct mrtc_rs_call;
