@@ -45,16 +45,29 @@ PY = "/usr/bin/python3"
 LIVEKIT_KEY = "APItestbed"
 
 
+# Ports handed out by this process: the kernel may give the same free port twice while the
+# first taker has not bound it yet (a LiveKit server once found its port taken by a homeserver of
+# its own testbed that way).
+_handed_out = set()
+
+
+def _fresh_port(kind, host):
+    for _ in range(64):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no fresh port")
+
+
 def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return _fresh_port(socket.SOCK_STREAM, host)
 
 
 def free_udp_port(host):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return _fresh_port(socket.SOCK_DGRAM, host)
 
 
 def livekit_binary():
