@@ -117,6 +117,9 @@ bool mrtc_has_control(const char *s, size_t len)
 	return false;
 }
 
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 0)))
+#endif
 static bool vformat(char *out, size_t size, const char *fmt, va_list ap)
 {
 	if (size == 0)
