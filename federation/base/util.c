@@ -120,7 +120,8 @@ bool mrtc_has_control(const char *s, size_t len)
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 0)))
 #endif
-static bool vformat(char *out, size_t size, const char *fmt, va_list ap)
+static bool
+vformat(char *out, size_t size, const char *fmt, va_list ap)
 {
 	if (size == 0)
 		return false;

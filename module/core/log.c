@@ -79,8 +79,8 @@ static void json_escape(struct mrtc_buf *b, const char *s)
 #if defined(__GNUC__)
 __attribute__((format(printf, 4, 0)))
 #endif
-static void vlog(int level, const char *component, const char *request_id, const char *fmt,
-		 va_list ap)
+static void
+vlog(int level, const char *component, const char *request_id, const char *fmt, va_list ap)
 {
 	if (level > log_level)
 		return;
