@@ -16,7 +16,10 @@ file (`"private.h"`) too. Directives:
 
 The test fails on an include the folder's list does not allow, on federation/ including
 module/, on an I/O header in a pure folder, on a folder cycle not covered by a !cycle line, and on
-a folder without its header comment. It prints files over MAX_LINES lines as warnings.
+a folder without its header comment, and on an unchecked string copy in a .c file (UNCHECKED:
+`snprintf`, `sprintf`, `strcpy`, `strcat`; formatted copies go through mrtc_format, mrtc_copy or
+mrtc_format_shown, whose results are checked or visibly cut). It prints files over MAX_LINES
+lines as warnings.
 
 Usage: check_layers.py <source root>
 """
@@ -44,6 +47,9 @@ PURE_FORBIDDEN = [
     "fcntl.h", "poll.h", "sys/epoll.h", "syslog.h", "mrtc/core/log.h",
 ]
 
+# Unchecked copies: a cut string would go unnoticed. vsnprintf stays for the formatters
+# themselves, which check its result.
+UNCHECKED_RE = re.compile(r"(?<![A-Za-z0-9_])(snprintf|sprintf|vsprintf|strcpy|strcat)\s*\(")
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
 
 
@@ -97,6 +103,19 @@ def includes_of(path):
             m = INCLUDE_RE.match(line)
             if m:
                 yield lineno, m.group(1), m.group(2)
+
+
+def unchecked_copies(path):
+    """(line number, call) of each unchecked string copy in @path, comments left out."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    # Blank out comments and string literals, keeping line numbers.
+    text = re.sub(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\\n])*\"",
+                  lambda m: re.sub(r"[^\n]", " ", m.group(0)), text, flags=re.S)
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = UNCHECKED_RE.search(line)
+        if m:
+            yield lineno, m.group(1)
 
 
 def find_cycle(graph):
@@ -179,6 +198,10 @@ def main():
             full = os.path.join(root, rel)
             with open(full, encoding="utf-8") as f:
                 n_lines = sum(1 for _ in f)
+            if rel.endswith(".c"):
+                for lineno, text in unchecked_copies(full):
+                    fail(problems, f"{rel}:{lineno}: unchecked copy {text!r}: use mrtc_format, "
+                         "mrtc_copy or mrtc_format_shown")
             if n_lines > MAX_LINES:
                 warnings.append(f"{rel}: {n_lines} lines (over {MAX_LINES})")
             base = os.path.basename(rel)
