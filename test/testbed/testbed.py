@@ -580,14 +580,14 @@ http {{
                  "redis")
         return f"redis://{self.svc}:{self.redis_port}"
 
-    def start_livekit(self, lk, webhook_url=None):
+    def start_livekit(self, lk, webhook_url=None, wait=True):
         """LiveKit's own server @lk (a LiveKitServer), in production configuration (no --dev)
         written here: its API key and secret, rooms only by CreateRoom (as PROTOCOL.md §4.4 asks
         of an SFU the daemon serves), webhooks to @webhook_url (default: its homeserver's
         daemon's /sfu_webhook), signed with its key, everything on the testbed's loopback address.
         ICE: the host candidate is the testbed's address (node_ip) on the TCP port, which listens
         on every address, and the UDP port. Started again after stop_livekit, it has the same
-        ports and configuration."""
+        ports and configuration. @wait false: returns at once (then wait_livekit)."""
         binary = livekit_binary()
         if not binary:
             raise RuntimeError("livekit-server not installed: run `source test/deps.sh; "
@@ -615,6 +615,10 @@ http {{
         lk.starts += 1
         lk.proc = self.spawn(lk.name if lk.starts == 1 else f"{lk.name}.{lk.starts}",
                              [binary, "--config", path])
+        if wait:
+            self.wait_livekit(lk)
+
+    def wait_livekit(self, lk):
         wait_for(lambda: urllib.request.urlopen(lk.api_url + "/").status == 200,
                  f"{lk.name}", timeout=30)
 
@@ -678,9 +682,11 @@ http {{
             self.start_homeservers()
             if with_daemons:
                 self.start_daemons(**daemon_env)
-            for s in self.servers.values():
-                for lk in s.livekits:
-                    self.start_livekit(lk)
+            livekits = [lk for s in self.servers.values() for lk in s.livekits]
+            for lk in livekits:  # all at once: each takes a while to start
+                self.start_livekit(lk, wait=False)
+            for lk in livekits:
+                self.wait_livekit(lk)
             self.start_nginx()
         except Exception:
             self.stop(failed=True)
