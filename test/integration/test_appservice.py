@@ -3,14 +3,19 @@
 """Application-service mode end to end on the testbed: hs1's daemon runs behind a Synapse
 stand-in (test/testbed/synapse_proxy.py: MSC4512 proxying and fed_proxy, MSC4502 is_joined),
 registered with the file the daemon itself writes; hs2's daemon runs in homeserver mode. Calls
-in both directions through nginx over TLS, tokens checked with livekit-server-sdk (the test
-SFU's verifier) and matrix-js-sdk 43's identity; the federation request is signed by hs1's
-homeserver (fed_proxy) one way and by hs2's daemon the other; each fed_proxy refusal mapped;
-hs_token refusals; /versions features in /readyz and the choice of the stable is_joined; the
-registration read as Synapse reads it.
+in both directions through nginx over TLS, tokens checked by the LiveKit server they are for
+(LiveKit's own, one per homeserver: a participant joins with each, using LiveKit's client
+@livekit/rtc-node, and the other homeserver's server refuses it) and against matrix-js-sdk 43's
+identity; the federation request is signed by hs1's homeserver (fed_proxy) one way and by hs2's
+daemon the other; each fed_proxy refusal mapped; hs_token refusals; a delegated leave managed as
+the user, its participant a real one on the real server; /versions features in /readyz and the
+choice of the stable is_joined; the registration read as Synapse reads it.
+
+No test here needs an SFU fault, so the stand-in SFU is not used.
 
 Usage: test_appservice.py <mrtc-transportd>
 """
+import itertools
 import json
 import os
 import subprocess
@@ -20,14 +25,11 @@ import time
 import unittest
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTBED = os.path.join(os.path.dirname(HERE), "testbed")
-sys.path.insert(0, TESTBED)
-sys.path.insert(0, HERE)
-from harness import HttpsTo, get_json, post_json  # noqa: E402
-from synapse_proxy import RegistrationError, load_registration  # noqa: E402
-from testbed import Testbed  # noqa: E402
-from test_token_flow import FED_UNSTABLE, UNSTABLE, V1, claims_of, lk_hash  # noqa: E402
+# test_token_flow puts test/testbed on the path.
+from test_token_flow import FED_UNSTABLE, TESTBED, UNSTABLE, V1, claims_of, lk_hash
+from harness import HttpsTo, get_json, post_json
+from synapse_proxy import RegistrationError, load_registration
+from testbed import LiveKitClients, Testbed
 
 BINARY = None
 SCOPE = "urn:matrix:client:io.element.msc4502:rooms:is_joined"
@@ -67,7 +69,8 @@ def body(room, url, member="m1", device="ALICEDEV", **extra):
 class AppService(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tb = Testbed(mrtc_binary=BINARY, state=state(), appservice=("hs1.test",))
+        cls.tb = Testbed(mrtc_binary=BINARY, state=state(), appservice=("hs1.test",),
+                         livekit=True)
         cls.tb.hs("hs1.test").deny = ["denied.test"]
         cls.tb.hs("hs1.test").extra_env = {
             "MRTC_DELAYED_POLL_MS": "300",
@@ -81,6 +84,9 @@ class AppService(unittest.TestCase):
         cls.c2 = HttpsTo(cls.tb.ca, "hs2.test", cls.hs2.address, 443)
         cls.node = subprocess.Popen(["node", os.path.join(TESTBED, "lk.mjs")], cwd=TESTBED,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        cls.lk_log = open(cls.tb.path("lkclient.log"), "w")
+        cls.lk = LiveKitClients(cls.lk_log)
+        cls.pids = itertools.count()
         cls.wait_ready()
 
     @classmethod
@@ -97,6 +103,8 @@ class AppService(unittest.TestCase):
     def tearDownClass(cls):
         cls.node.stdin.close()
         cls.node.wait(timeout=10)
+        cls.lk.close()
+        cls.lk_log.close()
         for s in cls.tb.servers.values():
             logs = s.mrtc.logs()
             assert "tok_" not in logs, "an access token reached the log"
@@ -126,8 +134,25 @@ class AppService(unittest.TestCase):
                                                 headers=headers)
         return status, json.loads(data or b"{}")
 
-    def verify_on(self, name, token):
-        return post_json(self.tb.hs(name).sfu_url + "/_test/verify", {"token": token})
+    def join(self, name, token, leave=True):
+        """A participant joins @name's real LiveKit server with @token (LiveKit's own client);
+        returns its answer ({"ok": true, "identity", "room", "id"} or {"ok": false, "error"}),
+        and leaves again unless @leave is false."""
+        pid = f"p{next(self.pids)}"
+        r = self.lk(op="join", id=pid, url=self.tb.livekit_server(name).ws_url, token=token)
+        if r.get("ok") and leave:
+            self.lk(op="leave", id=pid)
+        return dict(r, id=pid)
+
+    def accepted(self, name, token):
+        r = self.join(name, token)
+        self.assertTrue(r["ok"], f"{name}'s LiveKit refused the token: {r}")
+        return r
+
+    def refused(self, name, token):
+        r = self.join(name, token)
+        self.assertFalse(r["ok"], f"{name}'s LiveKit accepted the token")
+        self.assertIn("401 Unauthorized", r["error"])
 
     def proxied(self, clear=False):
         url = self.hs1.proxy_url + "/_test/proxy_requests"
@@ -204,8 +229,8 @@ class AppService(unittest.TestCase):
             self.assertEqual(c["sub"], self.identity("@alice:hs1.test", "ALICEDEV", "mA"))
             self.assertEqual(c["video"]["room"], lk_hash("!local:hs1.test", "m.call#ROOM"))
             self.assertIs(c["video"]["canPublish"], True)
-            v = self.verify_on("hs1.test", doc["jwt"])
-            self.assertTrue(v["ok"], v)
+            r = self.accepted("hs1.test", doc["jwt"])
+            self.assertEqual(r["identity"], c["sub"])
         # What the daemon saw: the homeserver's identity header (the client's spoof dropped),
         # the hs_token, never the user's token.
         reqs = self.proxied()
@@ -250,7 +275,7 @@ class AppService(unittest.TestCase):
             doc = json.loads(data)
             self.assertEqual(status, 200, doc)
             self.assertEqual(claims_of(doc["jwt"])["sub"], lk_hash("@alice:hs1.test", "mU"))
-            self.assertTrue(self.verify_on("hs1.test", doc["jwt"])["ok"])
+            self.accepted("hs1.test", doc["jwt"])
         finally:
             self.assertEqual(d.stop(), 0)
             d.close()
@@ -269,8 +294,8 @@ class AppService(unittest.TestCase):
                                 body("!call:hs2.test", "wss://sfu.hs2.test", member="mR",
                                      server_name="hs2.test"))
         self.assertEqual(status, 200, doc)
-        self.assertTrue(self.verify_on("hs2.test", doc["jwt"])["ok"])
-        self.assertFalse(self.verify_on("hs1.test", doc["jwt"])["ok"])
+        self.accepted("hs2.test", doc["jwt"])
+        self.refused("hs1.test", doc["jwt"])
         c = claims_of(doc["jwt"])
         self.assertIs(c["video"]["canPublish"], False)
         self.assertEqual(c["sub"], self.identity("@alice:hs1.test", "ALICEDEV", "mR"))
@@ -287,7 +312,7 @@ class AppService(unittest.TestCase):
                                 body("!hs1room:hs1.test", "wss://sfu.hs1.test", member="mC",
                                      device="CAROLDEV", server_name="hs1.test"))
         self.assertEqual(status, 200, doc)
-        self.assertTrue(self.verify_on("hs1.test", doc["jwt"])["ok"])
+        self.accepted("hs1.test", doc["jwt"])
         c = claims_of(doc["jwt"])
         self.assertIs(c["video"]["canPublish"], False)
         self.assertEqual(c["sub"], self.identity("@carol:hs2.test", "CAROLDEV", "mC"))
@@ -440,41 +465,43 @@ class AppService(unittest.TestCase):
             return status, json.loads(data)
         status, doc = ask("oid_alice", "@alice:hs1.test", "ALICEDEV")
         self.assertEqual(status, 200, doc)
-        self.assertTrue(self.verify_on("hs1.test", doc["jwt"])["ok"])
+        self.accepted("hs1.test", doc["jwt"])
         status, doc = ask("oid_bob", "@bob:hs1.test", "BOBDEV")
         self.assertEqual((status, doc.get("errcode")), (403, "M_FORBIDDEN"), doc)
 
     # -- delayed events as the user ------------------------------------------------------------
     def test_delegated_leave_managed_as_the_user(self):
         """MSC4140's authenticated management: the as_token with ?user_id= of the owner, the only
-        credential this mode has (Synapse forwards no user token)."""
+        credential this mode has (Synapse forwards no user token). alice is in the call on hs1's
+        real LiveKit server (she joins with the daemon's token before she delegates, so that the
+        job finds her there however long it takes to start); she leaves and the leave is sent."""
         hs = self.hs1.hs_url
+        status, doc = self.call(self.c1, "tok_alice",
+                                body("!local:hs1.test", "wss://sfu.hs1.test", member="mD"))
+        self.assertEqual(status, 200, doc)
+        alice = self.join("hs1.test", doc["jwt"], leave=False)
+        self.assertTrue(alice["ok"], alice)
+        self.assertEqual(alice["identity"], lk_hash("@alice:hs1.test", "ALICEDEV", "mD"))
         post_json(hs + "/_test/delayed", {"delay_id": "de_as", "user_id": "@alice:hs1.test",
                                           "delay": 2000, "room_id": "!local:hs1.test"})
         b = body("!local:hs1.test", "wss://sfu.hs1.test", member="mD", delay_id="de_as")
         status, doc = self.call(self.c1, "tok_alice", b, path=UNSTABLE.replace(
             "get_token", "delegate_delayed_leave"))
         self.assertEqual((status, doc), (200, {}))
-        room = lk_hash("!local:hs1.test", "m.call#ROOM")
-        ident = lk_hash("@alice:hs1.test", "ALICEDEV", "mD")
-        post_json(self.hs1.sfu_url + "/_test/participant",
-                  {"room": room, "identity": ident, "present": True})
-        deadline = time.monotonic() + 10
-        ev = {}
-        while time.monotonic() < deadline:
-            ev = get_json(hs + "/_test/delayed").get("de_as", {})
-            if any(a["action"] == "restart" for a in ev.get("actions", [])):
-                break
-            time.sleep(0.1)
+
+        def event_until(cond):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                ev = get_json(hs + "/_test/delayed").get("de_as", {})
+                if cond(ev):
+                    break
+                time.sleep(0.1)
+            return ev
+        ev = event_until(lambda ev: any(a["action"] == "restart" for a in ev.get("actions", [])))
         self.assertTrue(any(a["action"] == "restart" for a in ev.get("actions", [])), ev)
-        post_json(self.hs1.sfu_url + "/_test/participant",
-                  {"room": room, "identity": ident, "present": False})
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            ev = get_json(hs + "/_test/delayed").get("de_as", {})
-            if ev.get("state") == "sent":
-                break
-            time.sleep(0.1)
+        self.assertNotEqual(ev.get("state"), "sent", ev)
+        self.lk(op="leave", id=alice["id"])
+        ev = event_until(lambda ev: ev.get("state") == "sent")
         self.assertEqual(ev.get("state"), "sent", ev)
         self.assertTrue(ev["requests"])
         for r in ev["requests"]:

@@ -16,7 +16,6 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 import unittest
@@ -30,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "test", "testbed"))
 sys.path.insert(0, HERE)
 from harness import RemembersFailure, post_json as post, get_json as get  # noqa: E402
-from testbed import LIVEKIT_KEY, Testbed  # noqa: E402
+from testbed import LIVEKIT_KEY, LiveKitClients, Testbed  # noqa: E402
 
 BINARY = None
 CS = "/_matrix/client/unstable/io.element.msc4195/rtc/livekit"
@@ -48,35 +47,6 @@ SLOT = "m.call#ROOM"
 def lk_hash(*parts):
     data = json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False).encode()
     return base64.b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
-
-
-class LiveKitClients:
-    """test/testbed/lkclient.mjs: rtc-node participants and RoomServiceClient, one process."""
-
-    def __init__(self, log):
-        self.p = subprocess.Popen(["node", os.path.join(ROOT, "test", "testbed", "lkclient.mjs")],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                  text=True, cwd=os.path.join(ROOT, "test", "testbed"))
-        self.log = log
-
-    def __call__(self, **cmd):
-        self.p.stdin.write(json.dumps(cmd) + "\n")
-        self.p.stdin.flush()
-        while True:
-            line = self.p.stdout.readline()
-            if not line:
-                raise RuntimeError("lkclient.mjs exited")
-            if line.startswith("@@ "):
-                return json.loads(line[3:])
-            self.log.write(line)  # rtc-node's own log lines
-
-    def close(self):
-        self.p.stdin.close()
-        try:
-            self.p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
 
 
 class RealLiveKit(RemembersFailure, unittest.TestCase):
@@ -158,8 +128,7 @@ class RealLiveKit(RemembersFailure, unittest.TestCase):
         return [a["action"] for a in ev.get("actions", [])]
 
     def lk_log_lines(self, s, what):
-        with open(self.tb.path(f"livekit-{s.name}.log")) as f:
-            return [line for line in f if what in line]
+        return self.tb.livekit_log_lines(s.name, what)
 
     # -- tests --------------------------------------------------------------------------------
     def test_1_create_room_with_the_daemons_timeouts(self):

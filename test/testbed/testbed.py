@@ -3,7 +3,9 @@
 """The federation testbed: two homeservers on one machine, with real DNS (dnsmasq), real TLS (a
 CA made at start with openssl), a real reverse proxy (nginx, with the operator configuration from
 module/deploy/), a test homeserver and a stand-in SFU per server, optionally LiveKit's own server
-per server (livekit=True, behind wss://sfu.<name>), and optionally mrtc-transportd per server. Integration tests, benchmarks and the demo start and stop it; `testbed.py up` runs it for
+per server (livekit=True, behind wss://sfu.<name>; livekit={"hs1.test": 2, ...} runs that many per
+server, the further ones behind wss://sfu<n>.<name> as the daemon's SFU n), and optionally
+mrtc-transportd per server. Integration tests, benchmarks and the demo start and stop it; `testbed.py up` runs it for
 manual use. Everything lives in one temporary folder that is removed on a clean stop and kept
 (with every log) when a test fails.
 
@@ -97,6 +99,73 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
+class LiveKitServer:
+    """One real LiveKit server beside a homeserver: SFU @n of that homeserver's daemon (1: the
+    LIVEKIT_URL variables, n > 1: LIVEKIT_URL_<n> ...), with its own key and secret, signalling
+    and RoomService on @port, ICE over TCP on @tcp_port and over UDP on @udp_port. Clients reach
+    it at wss://sfu.<hs> (n = 1) or wss://sfu<n>.<hs> through that homeserver's nginx."""
+
+    def __init__(self, hs, n, key, secret, svc):
+        self.hs, self.n, self.key, self.secret, self.svc = hs, n, key, secret, svc
+        self.host = f"sfu.{hs}" if n == 1 else f"sfu{n}.{hs}"
+        self.port = free_port(svc)
+        # LiveKit binds its ICE ports on every address: free on all of them.
+        self.tcp_port = free_port("0.0.0.0")
+        self.udp_port = free_udp_port("0.0.0.0")
+        self.proc = None
+        self.starts = 0  # each start logs to its own file: livekit[<n>]-<hs>[.<start>].log
+
+    @property
+    def name(self):
+        return f"livekit-{self.hs}" if self.n == 1 else f"livekit{self.n}-{self.hs}"
+
+    @property
+    def url(self):
+        """What the daemon advertises and puts in its answers."""
+        return f"wss://{self.host}"
+
+    @property
+    def api_url(self):
+        """RoomService and signalling, plain HTTP on loopback."""
+        return f"http://{self.svc}:{self.port}"
+
+    @property
+    def ws_url(self):
+        """Signalling for @livekit/rtc-node participants, without nginx and TLS."""
+        return f"ws://{self.svc}:{self.port}"
+
+
+class LiveKitClients:
+    """test/testbed/lkclient.mjs: @livekit/rtc-node participants and livekit-server-sdk's
+    RoomServiceClient in one Node process; calling it sends one command and returns the answer.
+    rtc-node's own log lines go to @log."""
+
+    def __init__(self, log):
+        self.p = subprocess.Popen(["node", os.path.join(HERE, "lkclient.mjs")],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                  text=True, cwd=HERE)
+        self.log = log
+
+    def __call__(self, **cmd):
+        self.p.stdin.write(json.dumps(cmd) + "\n")
+        self.p.stdin.flush()
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                raise RuntimeError("lkclient.mjs exited")
+            if line.startswith("@@ "):
+                return json.loads(line[3:])
+            self.log.write(line)  # rtc-node's own log lines
+
+    def close(self):
+        self.p.stdin.close()
+        try:
+            self.p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
 class Server:
     """One homeserver of the testbed and what stands beside it."""
 
@@ -117,9 +186,22 @@ class Server:
         self.proxy_port = free_port(svc)
         self.deny = []  # destinations its fed_proxy refuses (federation_domain_whitelist)
         self.proxy_timeout = 30  # Synapse's limit for the application service's answer
-        # The real LiveKit server beside it (Testbed(livekit=True)): signalling and RoomService
-        # on lk_port, ICE over TCP on lk_tcp_port, ICE over UDP on lk_udp_port.
-        self.lk_port = self.lk_tcp_port = self.lk_udp_port = None
+        # The real LiveKit servers beside it (Testbed(livekit=...)), SFU 1 first.
+        self.livekits = []
+
+    # SFU 1's real LiveKit server (None without one): signalling and RoomService on lk_port,
+    # ICE over TCP on lk_tcp_port, ICE over UDP on lk_udp_port.
+    @property
+    def lk_port(self):
+        return self.livekits[0].port if self.livekits else None
+
+    @property
+    def lk_tcp_port(self):
+        return self.livekits[0].tcp_port if self.livekits else None
+
+    @property
+    def lk_udp_port(self):
+        return self.livekits[0].udp_port if self.livekits else None
 
     @property
     def proxy_url(self):
@@ -171,14 +253,18 @@ class Testbed:
         # livekit=True: one real LiveKit server per homeserver (start_livekit), which the
         # daemons' RoomService calls then reach instead of the stand-in SFU (sfu.mjs still runs,
         # at sfu_url, for tests that need a fault), and sfu.<name> on 443 (nginx, TLS, WebSocket)
-        # for clients.
-        self.livekit = livekit
-        if livekit:
-            for s in self.servers.values():
-                s.lk_port = free_port(self.svc)
-                # LiveKit binds its ICE ports on every address: free on all of them.
-                s.lk_tcp_port = free_port("0.0.0.0")
-                s.lk_udp_port = free_udp_port("0.0.0.0")
+        # for clients. livekit={name: count}: that many per homeserver (others: none, their
+        # daemons call the stand-in), each further one SFU n of that homeserver's daemon, with
+        # its own key and secret (given to the daemon in files, as an operator keeps them).
+        self.livekit = bool(livekit)
+        counts = livekit if isinstance(livekit, dict) else {
+            name: int(bool(livekit)) for name in self.servers}
+        for name, count in counts.items():
+            s = self.servers[name]
+            for n in range(1, count + 1):
+                key, secret = (LIVEKIT_KEY, s.secret) if n == 1 else (
+                    f"APIsfu{n}", f"secret-{name}-{n}-" + os.urandom(8).hex())
+                s.livekits.append(LiveKitServer(name, n, key, secret, self.svc))
 
     # -- helpers -----------------------------------------------------------------------------
     def path(self, *parts):
@@ -200,6 +286,7 @@ class Testbed:
                  "srvtarget.test", "sfu.hs1.test", "sfu.hs2.test", "redirect.test",
                  "redirectpriv.test", "bigwk.test", "private.test", "garbage.test", "huge.test",
                  "*.fresh.test", "slow.test", "*.slow.test"]
+        names += [lk.host for s in self.servers.values() for lk in s.livekits if lk.n > 1]
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
              "-nodes", "-days", "2", "-subj", "/CN=mrtc testbed CA", "-keyout",
              self.path("ca.key"), "-out", self.ca])
@@ -223,6 +310,7 @@ class Testbed:
         for s in self.servers.values():
             args.append(f"--host-record={s.name},{s.address}")
             args.append(f"--host-record=sfu.{s.name},{s.address}")
+            args += [f"--host-record={lk.host},{s.address}" for lk in s.livekits if lk.n > 1]
         args += [f"--host-record=wk.test,{self.wk_address}",
                  f"--host-record=wknoport.test,{self.wk_address}",
                  f"--host-record=redirect.test,{self.wk_address}",
@@ -345,7 +433,7 @@ http {{
             proxy_set_header Host $host;
         }}
     }}
-    {self.sfu_server(s) if self.livekit else ''}
+    {''.join(self.sfu_server(s, lk) for lk in s.livekits)}
     {wk if i == 0 else ''}
 }}
 """
@@ -363,15 +451,15 @@ http {{
         return f"""
         location /_client/ {{ alias {self.client_root}/; include /etc/nginx/mime.types; }}"""
 
-    def sfu_server(self, s):
+    def sfu_server(self, s, lk):
         return f"""
     server {{
         listen {s.address}:443 ssl;
-        server_name sfu.{s.name};
+        server_name {lk.host};
         ssl_certificate {self.path('server.pem')};
         ssl_certificate_key {self.path('server.key')};
         location / {{
-            proxy_pass http://{s.svc}:{s.lk_port};
+            proxy_pass {lk.api_url};
             proxy_http_version 1.1;
             proxy_read_timeout 300s;
             proxy_set_header Upgrade $http_upgrade;
@@ -389,12 +477,18 @@ http {{
             "LIVEKIT_URL": s.livekit_url,
             "LIVEKIT_KEY": LIVEKIT_KEY,
             "LIVEKIT_SECRET": s.secret,
-            "MRTC_LIVEKIT_API_URL": s.lk_api_url if self.livekit else s.sfu_url,
+            "MRTC_LIVEKIT_API_URL": s.lk_api_url if s.livekits else s.sfu_url,
             "MRTC_CA_FILE": self.ca,
             "MRTC_DNS_SERVER": f"{self.svc}:{self.dns_port}",
             "MRTC_FEDERATION_ALLOW_CIDRS": "127.0.0.0/8",
             "MRTC_PUBLIC_BASE_URL": f"https://{s.name}",
         }
+        for lk in s.livekits[1:]:
+            n = lk.n
+            env.update({f"LIVEKIT_URL_{n}": lk.url, f"MRTC_LIVEKIT_API_URL_{n}": lk.api_url,
+                        f"LIVEKIT_KEY_{n}_FILE": self.secret_file(f"{lk.name}.key", lk.key),
+                        f"LIVEKIT_SECRET_{n}_FILE": self.secret_file(f"{lk.name}.secret",
+                                                                     lk.secret)})
         if s.appservice:
             # The homeserver authenticates and signs: no key, no admin token, and every call
             # (is_joined, fed_proxy, delayed events) goes to "Synapse".
@@ -403,6 +497,13 @@ http {{
         env.update(extra)
         env.update(s.extra_env)
         return env
+
+    def secret_file(self, name, value):
+        path = self.path(name)
+        with open(path, "w") as f:
+            f.write(value + "\n")
+        os.chmod(path, 0o600)
+        return path
 
     def start_appservice(self, s, daemon):
         """Registers @daemon with the server's Synapse stand-in, the way an operator does: the
@@ -479,70 +580,100 @@ http {{
                  "redis")
         return f"redis://{self.svc}:{self.redis_port}"
 
-    def start_livekit(self, s, webhook_url=None):
-        """LiveKit's own server for @s, in production configuration (no --dev) written here:
-        the daemon's API key and secret, rooms only by CreateRoom (as PROTOCOL.md §4.4 asks of
-        an SFU the daemon serves), webhooks to @webhook_url (default: the daemon's
-        /sfu_webhook), everything on the testbed's loopback address. ICE: the host candidate is
-        the testbed's address (node_ip) on the TCP port, which listens on every address, and
-        the UDP port."""
+    def start_livekit(self, lk, webhook_url=None, wait=True):
+        """LiveKit's own server @lk (a LiveKitServer), in production configuration (no --dev)
+        written here: its API key and secret, rooms only by CreateRoom (as PROTOCOL.md §4.4 asks
+        of an SFU the daemon serves), webhooks to @webhook_url (default: its homeserver's
+        daemon's /sfu_webhook), signed with its key, everything on the testbed's loopback address.
+        ICE: the host candidate is the testbed's address (node_ip) on the TCP port, which listens
+        on every address, and the UDP port. Started again after stop_livekit, it has the same
+        ports and configuration. @wait false: returns at once (then wait_livekit)."""
         binary = livekit_binary()
         if not binary:
             raise RuntimeError("livekit-server not installed: run `source test/deps.sh; "
                                "mrtc_install_livekit`")
+        s = self.servers[lk.hs]
         if webhook_url is None and s.mrtc:
             webhook_url = f"http://{s.mrtc.host}:{s.mrtc.port}/sfu_webhook"
         conf = {
-            "port": s.lk_port,
+            "port": lk.port,
             "bind_addresses": [self.svc],
-            "rtc": {"tcp_port": s.lk_tcp_port, "udp_port": s.lk_udp_port,
+            "rtc": {"tcp_port": lk.tcp_port, "udp_port": lk.udp_port,
                     "use_external_ip": False, "node_ip": self.svc,
                     # Loopback only: tests send nothing beyond it.
                     "interfaces": {"includes": ["lo"]}, "enable_loopback_candidate": True},
-            "keys": {LIVEKIT_KEY: s.secret},
+            "keys": {lk.key: lk.secret},
             "room": {"auto_create": False},
             "logging": {"level": "info"},
         }
         if webhook_url:
-            conf["webhook"] = {"api_key": LIVEKIT_KEY, "urls": [webhook_url]}
-        path = self.path(f"livekit-{s.name}.yaml")
+            conf["webhook"] = {"api_key": lk.key, "urls": [webhook_url]}
+        path = self.path(f"{lk.name}.yaml")
         with open(path, "w") as f:
             json.dump(conf, f, indent=1)  # JSON is YAML
         os.chmod(path, 0o600)
-        self.spawn(f"livekit-{s.name}", [binary, "--config", path])
-        wait_for(lambda: urllib.request.urlopen(s.lk_api_url + "/").status == 200,
-                 f"LiveKit for {s.name}", timeout=30)
+        lk.starts += 1
+        lk.proc = self.spawn(lk.name if lk.starts == 1 else f"{lk.name}.{lk.starts}",
+                             [binary, "--config", path])
+        if wait:
+            self.wait_livekit(lk)
 
-    def livekit_api(self, name, method, body=None, grant=None):
-        """Calls RoomService @method (Twirp, JSON) on @name's real LiveKit server with a service
-        token of @grant (default: roomList, roomAdmin) signed with that server's secret."""
+    def wait_livekit(self, lk):
+        wait_for(lambda: urllib.request.urlopen(lk.api_url + "/").status == 200,
+                 f"{lk.name}", timeout=30)
+
+    def stop_livekit(self, lk):
+        """Kills LiveKit server @lk at once (SIGKILL: an SFU that went down, no goodbye to its
+        participants or webhooks); start_livekit(lk) starts it again, with no rooms."""
+        os.killpg(lk.proc.pid, signal.SIGKILL)
+        lk.proc.wait()
+
+    def livekit_server(self, which):
+        """@which: a LiveKitServer, or a homeserver's name for its SFU 1."""
+        return which if isinstance(which, LiveKitServer) else self.servers[which].livekits[0]
+
+    def livekit_api(self, which, method, body=None, grant=None):
+        """Calls RoomService @method (Twirp, JSON) on the real LiveKit server @which (see
+        livekit_server) with a service token of @grant (default: roomList, roomAdmin) signed
+        with that server's key and secret."""
         import jwt  # python3-jwt
-        s = self.servers[name]
+        lk = self.livekit_server(which)
         now = int(time.time())
-        token = jwt.encode({"iss": LIVEKIT_KEY, "nbf": now, "exp": now + 60,
+        token = jwt.encode({"iss": lk.key, "nbf": now, "exp": now + 60,
                             "video": grant or {"roomList": True, "roomAdmin": True}},
-                           s.secret, algorithm="HS256")
+                           lk.secret, algorithm="HS256")
         req = urllib.request.Request(
-            f"{s.lk_api_url}/twirp/livekit.RoomService/{method}",
+            f"{lk.api_url}/twirp/livekit.RoomService/{method}",
             data=json.dumps(body or {}).encode(), method="POST",
             headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.load(r)
 
-    def livekit_rooms(self, name):
-        """{room name: Room} from ListRooms on @name's real LiveKit server."""
-        return {r["name"]: r for r in self.livekit_api(name, "ListRooms").get("rooms", [])}
+    def livekit_rooms(self, which):
+        """{room name: Room} from ListRooms on the real LiveKit server @which."""
+        return {r["name"]: r for r in self.livekit_api(which, "ListRooms").get("rooms", [])}
 
-    def livekit_validate(self, name, token):
-        """What @name's real LiveKit server says of a participant token before any WebRTC:
+    def livekit_validate(self, which, token):
+        """What the real LiveKit server @which says of a participant token before any WebRTC:
         (status, body) of its /rtc/validate (200 "success"; 401 a token it does not accept;
         404 a room that does not exist)."""
-        url = f"{self.servers[name].lk_api_url}/rtc/validate?access_token={token}"
+        url = f"{self.livekit_server(which).api_url}/rtc/validate?access_token={token}"
         try:
             with urllib.request.urlopen(url, timeout=10) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+
+    def livekit_log_lines(self, which, what):
+        """The lines of the real LiveKit server @which's logs (every start) that contain
+        @what."""
+        lk = self.livekit_server(which)
+        out = []
+        for start in range(1, lk.starts + 1):
+            name = lk.name if start == 1 else f"{lk.name}.{start}"
+            with open(self.path(name + ".log")) as f:
+                out += [line for line in f if what in line]
+        return out
 
     def start(self, with_daemons=False, **daemon_env):
         try:
@@ -551,9 +682,11 @@ http {{
             self.start_homeservers()
             if with_daemons:
                 self.start_daemons(**daemon_env)
-            if self.livekit:
-                for s in self.servers.values():
-                    self.start_livekit(s)
+            livekits = [lk for s in self.servers.values() for lk in s.livekits]
+            for lk in livekits:  # all at once: each takes a while to start
+                self.start_livekit(lk, wait=False)
+            for lk in livekits:
+                self.wait_livekit(lk)
             self.start_nginx()
         except Exception:
             self.stop(failed=True)
