@@ -15,6 +15,16 @@ import tempfile
 import time
 
 
+def metric_samples(text):
+    """Prometheus text exposition @text as {(name, sorted label pairs): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
 def post_json(url, body):
     """POST @body as JSON to a test server's URL; returns the decoded answer."""
     import json

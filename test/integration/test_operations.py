@@ -21,12 +21,11 @@ import sys
 import time
 import unittest
 
-from prometheus_client.parser import text_string_to_metric_families
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
 sys.path.insert(0, HERE)
-from harness import HttpsTo, post_json as post  # noqa: E402
+from harness import HttpsTo, metric_samples, post_json as post  # noqa: E402
 from testbed import Testbed  # noqa: E402
 
 BINARY = None
@@ -72,11 +71,7 @@ class Operations(unittest.TestCase):
         status, h, body = self.tb.hs(name).mrtc.request("GET", "/metrics", admin=True)
         self.assertEqual(status, 200)
         self.assertTrue(h["content-type"].startswith("text/plain; version=0.0.4"))
-        out = {}
-        for fam in text_string_to_metric_families(body.decode()):
-            for s in fam.samples:
-                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        return out
+        return metric_samples(body.decode())
 
     def token(self, body):
         status, _, data = self.c1.request("POST", "/_matrix/client/v1/rtc/livekit/get_token",

@@ -28,12 +28,11 @@ import sys
 import time
 import unittest
 
-from prometheus_client.parser import text_string_to_metric_families
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTBED = os.path.join(os.path.dirname(HERE), "testbed")
 sys.path.insert(0, TESTBED)
-from harness import HttpsTo, RemembersFailure, get_json as get, post_json as post  # noqa: E402
+from harness import HttpsTo, metric_samples, RemembersFailure, get_json as get, post_json as post  # noqa: E402
 from testbed import LiveKitClients, Testbed  # noqa: E402
 
 BINARY = None
@@ -138,11 +137,7 @@ class Sfus(RemembersFailure, unittest.TestCase):
     def metrics(self):
         status, _, body = self.d.request("GET", "/metrics", admin=True)
         self.assertEqual(status, 200)
-        out = {}
-        for fam in text_string_to_metric_families(body.decode()):
-            for s in fam.samples:
-                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        return out
+        return metric_samples(body.decode())
 
     def until(self, cond, timeout=15):
         deadline = time.monotonic() + timeout
