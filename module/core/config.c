@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "config_table.h"
-#include "mrtc/store/store.h"
+#include "mrtc/core/storespec.h"
 #include "mrtc/base/util.h"
 
 void mrtc_config_problem(struct mrtc_buf *problems, const char *name, const char *fmt, ...)

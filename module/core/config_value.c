@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "config_table.h"
-#include "mrtc/store/store.h"
+#include "mrtc/core/storespec.h"
 #include "mrtc/matrix/servername.h"
 #include "mrtc/base/util.h"
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "config_table.h"
-#include "mrtc/store/store.h"
+#include "mrtc/core/storespec.h"
 #include "mrtc/base/util.h"
 
 const struct config_var mrtc_config_vars[] = {
