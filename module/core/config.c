@@ -307,7 +307,58 @@ static void check_appservice(struct mrtc_config *c, mrtc_getenv_fn getenv_fn, vo
 	    mrtc_config_env(getenv_fn, ctx, "MRTC_HOMESERVER_ADMIN_TOKEN_FILE"))
 		mrtc_config_problem(problems, "MRTC_HOMESERVER_ADMIN_TOKEN",
 				    "not used in application-service mode; unset it");
-	c->membership_backend = MRTC_MEMBERSHIP_MSC4502;
+	free(c->membership_backend);
+	c->membership_backend = strdup("msc4502");
+	if (!c->membership_backend)
+		mrtc_config_problem(problems, "MRTC_MEMBERSHIP_BACKEND", "out of memory");
+}
+
+/* The token variable of the backend @name among @backends, or NULL if there is none such. */
+static const char *backend_token_var(mrtc_membership_list_fn backends, const char *name)
+{
+	const char *var = NULL, *n;
+	for (size_t i = 0; name && (n = backends(i, &var)) != NULL; i++)
+		if (strcmp(n, name) == 0)
+			return var;
+	return NULL;
+}
+
+/* MRTC_MEMBERSHIP_BACKEND names a backend: else a problem listing them ("a, b or c"). */
+static void check_backend_name(const struct mrtc_config *c, const struct config_var *v,
+			       mrtc_membership_list_fn backends, struct mrtc_buf *problems)
+{
+	if (!c->membership_backend || backend_token_var(backends, c->membership_backend))
+		return;
+	struct mrtc_buf names;
+	mrtc_buf_init(&names);
+	const char *var, *n;
+	for (size_t i = 0; (n = backends(i, &var)) != NULL; i++) {
+		const char *next = backends(i + 1, &var);
+		mrtc_buf_printf(&names, "%s%s", i == 0 ? "" : next ? ", " : " or ", n);
+	}
+	mrtc_config_problem(problems, v->name, "expected %s",
+			    names.data && !names.failed ? names.data : "a membership backend");
+	mrtc_buf_finish(&names);
+}
+
+/* The backend's token: the value of its token variable, required with it (in application-
+ * service mode check_appservice() reports a missing as_token already). */
+static void resolve_backend_token(struct mrtc_config *c, mrtc_membership_list_fn backends,
+				  struct mrtc_buf *problems)
+{
+	const char *var = backend_token_var(backends, c->membership_backend);
+	if (!var)
+		return; /* reported by check_backend_name() */
+	for (size_t i = 0; i < mrtc_config_n_vars; i++) {
+		const struct config_var *v = &mrtc_config_vars[i];
+		if (v->type == T_STRING && strcmp(v->name, var) == 0) {
+			c->membership_token = *mrtc_config_string_field(c, v);
+			break;
+		}
+	}
+	if (!c->membership_token && !c->appservice)
+		mrtc_config_problem(problems, var, "required with MRTC_MEMBERSHIP_BACKEND=%s",
+				    c->membership_backend);
 }
 
 const char *mrtc_config_mode_name(const struct mrtc_config *c)
@@ -317,7 +368,8 @@ const char *mrtc_config_mode_name(const struct mrtc_config *c)
 				: "homeserver";
 }
 
-enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_buf *problems,
+enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx,
+			       mrtc_membership_list_fn backends, struct mrtc_buf *problems,
 			       struct mrtc_config **ret_config)
 {
 	struct mrtc_config *c = calloc(1, sizeof(*c));
@@ -389,6 +441,8 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 			value = v->def;
 		if (value)
 			mrtc_config_parse_value(c, v, value, problems);
+		if (v->type == T_MEMBERSHIP)
+			check_backend_name(c, v, backends, problems);
 		mrtc_config_free_secret(secret);
 	}
 	mrtc_config_load_livekit(c, getenv_fn, ctx, problems);
@@ -412,15 +466,8 @@ enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_
 				    "%s holds no PEM certificate OpenSSL can load", c->ca_file);
 	if (c->appservice)
 		check_appservice(c, getenv_fn, ctx, problems);
-	else if (!c->legacy_only) {
-		if (c->membership_backend == MRTC_MEMBERSHIP_SYNAPSE_ADMIN &&
-		    !c->homeserver_admin_token)
-			mrtc_config_problem(problems, "MRTC_HOMESERVER_ADMIN_TOKEN",
-					    "required with MRTC_MEMBERSHIP_BACKEND=synapse-admin");
-		if (c->membership_backend == MRTC_MEMBERSHIP_MSC4502 && !c->appservice_token)
-			mrtc_config_problem(problems, "MRTC_APPSERVICE_TOKEN",
-					    "required with MRTC_MEMBERSHIP_BACKEND=msc4502");
-	}
+	if (!c->legacy_only)
+		resolve_backend_token(c, backends, problems);
 	default_store(c, getenv_fn, ctx, problems);
 	check_redis_credentials(c, problems);
 	if (c->bind.port && c->admin_bind.port == c->bind.port &&
@@ -465,6 +512,7 @@ void mrtc_config_destroy(struct mrtc_config *c)
 		case T_HTTPS_URL:
 		case T_WS_URL:
 		case T_FILE:
+		case T_MEMBERSHIP:
 		case T_STORE:
 			mrtc_config_free_secret(*mrtc_config_string_field(c, v));
 			break;

@@ -173,6 +173,7 @@ void mrtc_config_parse_value(struct mrtc_config *c, const struct config_var *v, 
 	void *field = (char *)c + v->offset;
 	switch (v->type) {
 	case T_STRING:
+	case T_MEMBERSHIP: /* a name, checked against the backend list by the loader */
 		break;
 	case T_SERVER_NAME:
 		if (!mrtc_server_name_is_valid(value)) {
@@ -227,14 +228,6 @@ void mrtc_config_parse_value(struct mrtc_config *c, const struct config_var *v, 
 			mrtc_config_problem(problems, v->name,
 					    "expected a whole number from %llu to %llu",
 					    (unsigned long long)v->min, (unsigned long long)v->max);
-		return;
-	case T_MEMBERSHIP:
-		if (strcmp(value, "synapse-admin") == 0)
-			c->membership_backend = MRTC_MEMBERSHIP_SYNAPSE_ADMIN;
-		else if (strcmp(value, "msc4502") == 0)
-			c->membership_backend = MRTC_MEMBERSHIP_MSC4502;
-		else
-			mrtc_config_problem(problems, v->name, "expected synapse-admin or msc4502");
 		return;
 	case T_IDENTITY:
 		if (strcmp(value, "user-device-member") == 0)
