@@ -15,6 +15,7 @@
 #include "mrtc/appservice/appservice.h"
 #include "mrtc/core/config.h"
 #include "mrtc/core/log.h"
+#include "mrtc/homeserver/membership.h"
 #include "mrtc/http/server.h"
 #include "mrtc/store/store.h"
 #include "mrtc/base/util.h"
@@ -171,7 +172,8 @@ int main(int argc, char **argv)
 	struct mrtc_buf problems;
 	mrtc_buf_init(&problems);
 	struct mrtc_config *config = NULL;
-	enum mrtc_err err = mrtc_config_load(mrtc_config_process_env, NULL, &problems, &config);
+	enum mrtc_err err = mrtc_config_load(mrtc_config_process_env, NULL,
+					     mrtc_membership_backend_list, &problems, &config);
 	if (err != MRTC_OK) {
 		fprintf(stderr, "%s: invalid configuration:\n%s", argv[0],
 			problems.data ? problems.data : "out of memory\n");

@@ -641,37 +641,6 @@ static bool is_redis(const char *spec)
 	return strncmp(spec, "redis://", 8) == 0 || strncmp(spec, "redis+sentinel://", 17) == 0;
 }
 
-bool mrtc_store_spec_is_valid(const char *spec)
-{
-	if (strncmp(spec, "sqlite:", 7) == 0)
-		return spec[7] != '\0';
-	struct mrtc_redis_spec r;
-	bool ok = is_redis(spec) && mrtc_redis_spec_parse(spec, &r);
-	mrtc_redis_spec_wipe(&r);
-	return ok;
-}
-
-bool mrtc_store_spec_has_password(const char *spec)
-{
-	struct mrtc_redis_spec r;
-	bool has = is_redis(spec) && mrtc_redis_spec_parse(spec, &r) && r.has_password;
-	mrtc_redis_spec_wipe(&r);
-	return has;
-}
-
-bool mrtc_store_spec_has_user(const char *spec)
-{
-	struct mrtc_redis_spec r;
-	bool has = is_redis(spec) && mrtc_redis_spec_parse(spec, &r) && r.user[0];
-	mrtc_redis_spec_wipe(&r);
-	return has;
-}
-
-void mrtc_store_spec_redact(const char *spec, char *out, size_t size)
-{
-	mrtc_redis_spec_redact(spec, out, size);
-}
-
 static enum mrtc_err rd_open(const char *spec, const struct mrtc_store_options *opts,
 			     struct mrtc_store *store)
 {

@@ -3,7 +3,7 @@
 #include "fuzz.h"
 #include "mrtc/store/redis_conn.h"
 #include "mrtc/livekit/roomservice.h"
-#include "mrtc/store/store.h"
+#include "mrtc/core/storespec.h"
 
 /* A valid Redis spec, redacted, parses to the same spec with the password "***". */
 static void check_redaction(const char *s)

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "mrtc/core/config.h"
+#include "mrtc/homeserver/membership.h"
 #include "vectors.h"
 
 #define MAX_ENV 64
@@ -63,13 +64,14 @@ static void homeserver_env(struct env *e, const char *key_path)
 	env_set(e, "MRTC_PUBLIC_BASE_URL", "https://matrix.example.org/");
 }
 
-/* Loads; returns the problem text (caller frees) or NULL on success (config in *ret). */
-static char *load(struct env *e, struct mrtc_config **ret)
+/* Loads with the membership backends @backends; returns the problem text (caller frees) or NULL
+ * on success (config in *ret). */
+static char *load_with(struct env *e, mrtc_membership_list_fn backends, struct mrtc_config **ret)
 {
 	struct mrtc_buf problems;
 	mrtc_buf_init(&problems);
 	*ret = NULL;
-	enum mrtc_err err = mrtc_config_load(env_get, e, &problems, ret);
+	enum mrtc_err err = mrtc_config_load(env_get, e, backends, &problems, ret);
 	if (err == MRTC_OK) {
 		ck_assert_uint_eq(problems.len, 0);
 		mrtc_buf_finish(&problems);
@@ -79,6 +81,12 @@ static char *load(struct env *e, struct mrtc_config **ret)
 	ck_assert_ptr_null(*ret);
 	ck_assert_uint_gt(problems.len, 0);
 	return mrtc_buf_steal(&problems, NULL);
+}
+
+/* Loads with homeserver/'s membership backends. */
+static char *load(struct env *e, struct mrtc_config **ret)
+{
+	return load_with(e, mrtc_membership_backend_list, ret);
 }
 
 static void assert_problem(struct env *e, const char *name, const char *value, const char *want)
@@ -103,7 +111,8 @@ START_TEST(test_config_load_legacy_defaults)
 	ck_assert_uint_eq(c->admin_bind.port, 8081);
 	ck_assert_uint_eq(c->token_ttl_s, 3600);
 	ck_assert_int_eq(c->identity, MRTC_IDENTITY_USER_DEVICE_MEMBER);
-	ck_assert_int_eq(c->membership_backend, MRTC_MEMBERSHIP_SYNAPSE_ADMIN);
+	ck_assert_str_eq(c->membership_backend, "synapse-admin");
+	ck_assert_ptr_null(c->membership_token); /* no homeserver: no backend token */
 	ck_assert_uint_eq(c->auth_cache_ttl_s, 60);
 	ck_assert_uint_eq(c->membership_cache_ttl_s, 5);
 	ck_assert_uint_eq(c->rate_per_second, 5);
@@ -192,7 +201,8 @@ START_TEST(test_config_load_homeserver_full)
 	ck_assert_uint_eq(c->bind.port, 9000);
 	ck_assert_str_eq(c->admin_bind.host, "");
 	ck_assert_str_eq(c->livekit_api_url, "http://sfu.local:7880");
-	ck_assert_int_eq(c->membership_backend, MRTC_MEMBERSHIP_MSC4502);
+	ck_assert_str_eq(c->membership_backend, "msc4502");
+	ck_assert_str_eq(c->membership_token, c->appservice_token);
 	ck_assert_uint_eq(c->token_ttl_s, 600);
 	ck_assert_int_eq(c->identity, MRTC_IDENTITY_USER_MEMBER);
 	ck_assert(c->has_dns_server);
@@ -520,7 +530,8 @@ START_TEST(test_config_load_appservice)
 	ck_assert(c->appservice);
 	ck_assert(!c->legacy_only);
 	ck_assert_ptr_null(c->signing_key);
-	ck_assert_int_eq(c->membership_backend, MRTC_MEMBERSHIP_MSC4502);
+	ck_assert_str_eq(c->membership_backend, "msc4502");
+	ck_assert_str_eq(c->membership_token, c->appservice_token);
 	ck_assert_str_eq(c->appservice_hs_token, "hstoken");
 	ck_assert_str_eq(mrtc_config_mode_name(c), "application service");
 	mrtc_config_destroy(c);
@@ -629,6 +640,61 @@ START_TEST(test_config_load_sfus)
 }
 END_TEST
 
+/* Three backends of a test list: the loader knows backends only through the list it is given. */
+static const char *three_backends(size_t i, const char **ret_token_var)
+{
+	static const char *const rows[][2] = { { "alpha", "MRTC_HOMESERVER_ADMIN_TOKEN" },
+					       { "beta", "MRTC_APPSERVICE_TOKEN" },
+					       { "gamma", "MRTC_NOT_A_VARIABLE" } };
+	if (i >= sizeof(rows) / sizeof(rows[0]))
+		return NULL;
+	*ret_token_var = rows[i][1];
+	return rows[i][0];
+}
+
+START_TEST(test_config_load_membership_backend_list)
+{
+	char *key = key_file();
+	struct env e;
+	homeserver_env(&e, key);
+	struct mrtc_config *c;
+	/* The default name (synapse-admin) is not in this list: refused, naming every row. */
+	char *p = load_with(&e, three_backends, &c);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_msg(strstr(p, "MRTC_MEMBERSHIP_BACKEND: expected alpha, beta or gamma\n"), "%s",
+		      p);
+	free(p);
+	/* A listed backend: its token variable is required with it, and becomes its token. */
+	env_set(&e, "MRTC_MEMBERSHIP_BACKEND", "beta");
+	p = load_with(&e, three_backends, &c);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_str_eq(p, "MRTC_APPSERVICE_TOKEN: required with MRTC_MEMBERSHIP_BACKEND=beta\n");
+	free(p);
+	env_set(&e, "MRTC_APPSERVICE_TOKEN", "as-token");
+	ck_assert_ptr_null(load_with(&e, three_backends, &c));
+	ck_assert_str_eq(c->membership_backend, "beta");
+	ck_assert_str_eq(c->membership_token, "as-token");
+	mrtc_config_destroy(c);
+	env_set(&e, "MRTC_MEMBERSHIP_BACKEND", "alpha");
+	ck_assert_ptr_null(load_with(&e, three_backends, &c));
+	ck_assert_str_eq(c->membership_token, "admintoken");
+	mrtc_config_destroy(c);
+	/* A row naming a variable the table does not hold can never be satisfied. */
+	env_set(&e, "MRTC_MEMBERSHIP_BACKEND", "gamma");
+	p = load_with(&e, three_backends, &c);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_str_eq(p, "MRTC_NOT_A_VARIABLE: required with MRTC_MEMBERSHIP_BACKEND=gamma\n");
+	free(p);
+	/* Names are exact. */
+	env_set(&e, "MRTC_MEMBERSHIP_BACKEND", "Alpha");
+	p = load_with(&e, three_backends, &c);
+	ck_assert_ptr_nonnull(strstr(p, "MRTC_MEMBERSHIP_BACKEND: expected alpha, beta or gamma"));
+	free(p);
+	unlink(key);
+	free(key);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -647,6 +713,7 @@ int main(void)
 		test_config_cidr_and_hostport,
 		test_config_load_appservice,
 		test_config_load_sfus,
+		test_config_load_membership_backend_list,
 	};
 	vectors_add_tests(s, "config", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);

@@ -18,11 +18,6 @@
 #include "mrtc/matrix/servername.h"
 #include "mrtc/matrix/signing.h"
 
-enum mrtc_membership_backend {
-	MRTC_MEMBERSHIP_SYNAPSE_ADMIN,
-	MRTC_MEMBERSHIP_MSC4502,
-};
-
 enum mrtc_identity_format {
 	MRTC_IDENTITY_USER_DEVICE_MEMBER,
 	MRTC_IDENTITY_USER_MEMBER,
@@ -57,8 +52,9 @@ struct mrtc_config {
 	char *livekit_url;
 	char *livekit_key;
 	char *livekit_secret;
-	char *livekit_api_url; /* derived from livekit_url when not set */
-	enum mrtc_membership_backend membership_backend;
+	char *livekit_api_url;	      /* derived from livekit_url when not set */
+	char *membership_backend;     /* MRTC_MEMBERSHIP_BACKEND: a name the backend list holds */
+	const char *membership_token; /* borrowed: the value of that backend's token variable */
 	char *homeserver_admin_token;
 	char *appservice_token;	   /* as_token: is_joined, fed_proxy, delayed events */
 	char *appservice_hs_token; /* hs_token: what the homeserver sends us */
@@ -138,12 +134,21 @@ typedef const char *(*mrtc_getenv_fn)(void *ctx, const char *name);
 const char *mrtc_config_process_env(void *ctx, const char *name);
 
 /*
- * Builds the configuration from the variables @getenv returns. Every problem is appended to
+ * The membership backends as the configuration sees them: the name of the @i-th (0, 1, ...)
+ * with *@ret_token_var the variable of the token it needs, or NULL past the last. The backends
+ * are homeserver/'s (mrtc_membership_backend_list); the loader is handed the list.
+ */
+typedef const char *(*mrtc_membership_list_fn)(size_t i, const char **ret_token_var);
+
+/*
+ * Builds the configuration from the variables @getenv returns, MRTC_MEMBERSHIP_BACKEND checked
+ * against @backends. Every problem is appended to
  * @problems as one line "NAME: what is wrong" and all of them are collected before returning
  * MRTC_ERR_CONFIG. On success *ret_config is a new configuration (caller frees with
  * mrtc_config_destroy()).
  */
-enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx, struct mrtc_buf *problems,
+enum mrtc_err mrtc_config_load(mrtc_getenv_fn getenv_fn, void *ctx,
+			       mrtc_membership_list_fn backends, struct mrtc_buf *problems,
 			       struct mrtc_config **ret_config);
 
 /* Frees @config, wiping its secrets; accepts NULL and half-built configurations. */

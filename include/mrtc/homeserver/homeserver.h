@@ -3,8 +3,8 @@
  * The daemon's own homeserver (PROTOCOL §2.1, §6.1): who an access token belongs to (cached by
  * its SHA-256, never the token), whether our user is joined to a room (asked with the user's
  * own token), and for federated requests whether a remote user and any local user are joined
- * and what the room's server ACL is (synapse-admin or msc4502 backend). Answers are cached
- * briefly and bounded; failures are errors, never allows.
+ * and what the room's server ACL is (through a membership backend, mrtc/homeserver/membership.h).
+ * Answers are cached briefly and bounded; failures are errors, never allows.
  */
 #ifndef MRTC_HOMESERVER_H
 #define MRTC_HOMESERVER_H
@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "mrtc/core/config.h"
+#include "mrtc/homeserver/membership.h"
 #include "mrtc/net/httpclient.h"
 #include "mrtc/matrix/servername.h"
 
@@ -23,9 +24,10 @@ struct mrtc_homeserver_config {
 	struct mrtc_dns *dns;
 	const char *base_url; /* MRTC_HOMESERVER_URL */
 	const char *server_name;
-	enum mrtc_membership_backend backend;
-	const char *admin_token;      /* synapse-admin */
-	const char *appservice_token; /* msc4502 */
+	const struct mrtc_membership_backend *backend; /* remote users' membership */
+	const char *membership_token;		       /* the backend's token */
+	const char
+	    *appservice_token; /* as_token: our users' is_joined in application-service mode */
 	uint64_t timeout_ms;
 	uint64_t auth_ttl_ms;
 	uint64_t membership_ttl_ms;
@@ -69,6 +71,8 @@ typedef void (*mrtc_joined_fn)(void *ctx, enum mrtc_err err, bool joined);
 typedef void (*mrtc_remote_fn)(void *ctx, enum mrtc_err err,
 			       const struct mrtc_remote_membership *m);
 
+/* A new client (caller frees with mrtc_homeserver_destroy()); MRTC_ERR_CONFIG without a
+ * backend, MRTC_ERR_NOMEM. @config's strings are borrowed for its life. */
 enum mrtc_err mrtc_homeserver_create(struct event_base *base,
 				     const struct mrtc_homeserver_config *config,
 				     struct mrtc_homeserver **ret_hs);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The Redis connection of the shared job store: the MRTC_STORE spec with credentials, and one
- * synchronous hiredis connection that authenticates, follows a Sentinel failover and backs off.
+ * The Redis connection of the shared job store: the MRTC_STORE spec (mrtc/core/storespec.h)
+ * with credentials, and one synchronous hiredis connection that authenticates, follows a Sentinel
+ * failover and backs off.
  *
  *   redis://[[user]:password@]host[:port][/db]
  *   redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master-name[/db]
@@ -23,31 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MRTC_REDIS_NODES_MAX 8
-#define MRTC_REDIS_SECRET_MAX 512
-
-struct mrtc_redis_node {
-	char host[256]; /* a name, an IPv4 address or an IPv6 address without brackets */
-	int port;
-};
-
-struct mrtc_redis_spec {
-	bool sentinel;
-	struct mrtc_redis_node nodes[MRTC_REDIS_NODES_MAX]; /* the server, or the sentinels */
-	size_t n_nodes;
-	char master[128];		      /* Sentinel: the master's name */
-	char user[128];			      /* ACL user, "" for the default user */
-	char password[MRTC_REDIS_SECRET_MAX]; /* a secret: wipe with mrtc_redis_spec_wipe() */
-	bool has_password;
-	int db;
-};
-
-/* True if @spec is a "redis://" or "redis+sentinel://" spec; fills @ret_spec then. */
-bool mrtc_redis_spec_parse(const char *spec, struct mrtc_redis_spec *ret_spec);
-void mrtc_redis_spec_wipe(struct mrtc_redis_spec *spec);
-
-/* Writes @spec (any string) to @out with the password of its userinfo replaced by "***". */
-void mrtc_redis_spec_redact(const char *spec, char *out, size_t size);
+#include "mrtc/core/storespec.h"
 
 enum mrtc_redis_state {
 	MRTC_REDIS_CONNECTING,	 /* never connected yet */

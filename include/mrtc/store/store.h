@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "mrtc/base/err.h"
+#include "mrtc/core/storespec.h"
 #include "mrtc/livekit/livekit.h"
 
 enum mrtc_job_state {
@@ -112,13 +113,5 @@ bool mrtc_store_dir_is_usable(const char *dir, bool create, char *ret_why, size_
 
 /* @store may be NULL (no store: kind "none"). */
 void mrtc_store_get_status(const struct mrtc_store *store, struct mrtc_store_status *ret_status);
-
-/* True if @spec has one of the accepted forms (configuration validation). */
-bool mrtc_store_spec_is_valid(const char *spec);
-/* Whether a valid Redis @spec carries a password / names an ACL user in its userinfo. */
-bool mrtc_store_spec_has_password(const char *spec);
-bool mrtc_store_spec_has_user(const char *spec);
-/* Writes @spec to @out with any password in it replaced by "***" (for logs, --help, /readyz). */
-void mrtc_store_spec_redact(const char *spec, char *out, size_t size);
 
 #endif
