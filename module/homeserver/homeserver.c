@@ -36,6 +36,7 @@ struct mrtc_hs_op {
 	struct mrtc_remote_membership remote;
 	char origin[MRTC_SERVER_NAME_MAX + 1];
 	char user_id[MRTC_ID_MAX + 1];
+	char detail[256]; /* the first failure, for the caller's log line */
 	mrtc_whoami_fn whoami_cb;
 	mrtc_joined_fn joined_cb;
 	mrtc_remote_fn remote_cb;
@@ -103,20 +104,18 @@ static void op_free(struct mrtc_hs_op *op)
 static void deliver(struct mrtc_hs_op *op)
 {
 	if (!op->cancelled) {
+		const char *detail = op->err != MRTC_OK && op->detail[0] ? op->detail : NULL;
 		switch (op->kind) {
 		case OP_WHOAMI:
-			op->whoami_cb(op->ctx, op->err,
-				      op->err == MRTC_OK || op->err == MRTC_ERR_UNKNOWN_TOKEN ||
-					      op->err == MRTC_ERR_FORBIDDEN ||
-					      op->err == MRTC_ERR_LIMIT_EXCEEDED
-					  ? &op->who
-					  : NULL);
+			op->who.detail = detail;
+			op->whoami_cb(op->ctx, op->err, &op->who);
 			break;
 		case OP_LOCAL:
-			op->joined_cb(op->ctx, op->err, op->joined);
+			op->joined_cb(op->ctx, op->err, op->joined, detail);
 			break;
 		case OP_REMOTE:
-			op->remote_cb(op->ctx, op->err, op->err == MRTC_OK ? &op->remote : NULL);
+			op->remote.detail = detail;
+			op->remote_cb(op->ctx, op->err, &op->remote);
 			break;
 		}
 	}
@@ -202,10 +201,18 @@ static void on_http(void *arg, const struct mrtc_http_response *resp)
 	}
 	if (resp->err != MRTC_OK || resp->status >= 500) {
 		hs->stats.failures++;
-		mrtc_log(LOG_WARNING, "homeserver", NULL,
-			 "homeserver call failed: %s%s%s (HTTP %d)", mrtc_err_str(resp->err),
-			 resp->detail ? ": " : "", resp->detail ? resp->detail : "",
-			 resp->err == MRTC_OK ? resp->status : 0);
+		const char *call = op->kind == OP_WHOAMI ? "whoami" : "membership";
+		if (op->detail[0])
+			; /* the first failure of the op says it */
+		else if (resp->err == MRTC_OK)
+			mrtc_format_shown(op->detail, sizeof(op->detail),
+					  "homeserver %s call answered HTTP %d", call,
+					  resp->status);
+		else
+			mrtc_format_shown(op->detail, sizeof(op->detail),
+					  "homeserver %s call failed: %s%s%s", call,
+					  mrtc_err_str(resp->err), resp->detail ? ": " : "",
+					  resp->detail ? resp->detail : "");
 		if (op->err == MRTC_OK)
 			op->err = MRTC_ERR_UPSTREAM;
 	} else {
@@ -411,11 +418,18 @@ struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const ch
 
 static void admin_refused(struct mrtc_hs_op *op, int status)
 {
+	/* A configuration problem, logged once when it is found (and on /readyz); each request
+	 * it fails says so in its own line. */
+	const char *which =
+	    op->hs->cfg.backend == MRTC_MEMBERSHIP_SYNAPSE_ADMIN ? "admin" : "appservice";
+	if (!op->hs->stats.admin_misconfigured)
+		mrtc_log(LOG_ERR, "homeserver", NULL,
+			 "the homeserver refused our %s token (HTTP %d): check the configuration",
+			 which, status);
 	op->hs->stats.admin_misconfigured = true;
-	mrtc_log(LOG_ERR, "homeserver", NULL,
-		 "the homeserver refused our %s token (HTTP %d): check the configuration",
-		 op->hs->cfg.backend == MRTC_MEMBERSHIP_SYNAPSE_ADMIN ? "admin" : "appservice",
-		 status);
+	if (!op->detail[0])
+		mrtc_format_shown(op->detail, sizeof(op->detail),
+				  "the homeserver refused our %s token (HTTP %d)", which, status);
 	op->err = MRTC_ERR_UPSTREAM;
 }
 

@@ -49,8 +49,8 @@ struct listener {
  * - hang-ups: evhttp stops reading a connection while its request is handled, so a closed
  *   connection is noticed only when the reply is written. While a handler runs we watch the
  *   socket ourselves for readability and peek: EOF or an error means the client is gone, and
- *   the connection is freed, which runs the close callback, the handler's r->on_abort and frees
- *   the request. We chose a read watch over evhttp_connection_set_closecb alone because the
+ *   the connection is freed, which runs the close callback, which cancels the request's state and
+ * frees the request. We chose a read watch over evhttp_connection_set_closecb alone because the
  *   close callback only fires when libevent itself notices the close, which it does not while
  *   reading is disabled. Bytes that arrive instead (a pipelined request) end the watch: they
  *   stay for evhttp to read after the reply. (A client that half-closes after its request is
@@ -140,36 +140,12 @@ static const struct mrtc_route admin_routes[] = {
 void mrtc_server_request_done(struct mrtc_request *r, int status)
 {
 	struct mrtc_server *s = r->server;
-	char path[160];
-	uint64_t elapsed = mrtc_monotonic_ms() - r->start_ms;
 	mrtc_metrics_observe(&s->services->metrics, r->route ? r->route->name : "unmatched", status,
-			     elapsed);
+			     mrtc_monotonic_ms() - r->start_ms);
 	s->services->metrics.in_flight = s->inflight - 1;
 	if (r->conn)
 		((struct conn *)r->conn)->r = NULL;
-	if (!r->req) {
-		mrtc_log_refusal(LOG_INFO, "http", r->id, "client went away after %llums",
-				 (unsigned long long)elapsed);
-		s->inflight--;
-		free(r);
-		return;
-	}
-	int level = status >= 500 ? LOG_WARNING : LOG_INFO;
-	if (level > mrtc_log_level()) { /* not logged: nothing to format */
-		s->inflight--;
-		free(r);
-		return;
-	}
-	const char *uri = evhttp_request_get_uri(r->req);
-	char *raw = uri ? mrtc_http_path_of(uri) : NULL;
-	/* Only the path is logged: query strings can carry access tokens. */
-	mrtc_quote(path, sizeof(path), raw, 120);
-	free(raw);
-	/* Any client can cause 4xx answers at will: their lines are rate-limited. */
-	(status >= 400 && status < 500 ? mrtc_log_refusal : mrtc_log)(
-	    level, "http", r->id, "%s %s %d %llums",
-	    mrtc_http_method_name(evhttp_request_get_command(r->req)), path, status,
-	    (unsigned long long)(mrtc_monotonic_ms() - r->start_ms));
+	mrtc_request_end(r, status);
 	s->inflight--;
 	free(r);
 }
@@ -212,8 +188,7 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
 		r->conn = NULL;
 		if (req && !evhttp_request_get_connection(req))
 			evhttp_request_free(req);
-		if (r->on_abort)
-			r->on_abort(r);
+		mrtc_request_cancel(r);
 		mrtc_server_request_done(r, 499);
 	}
 	conn_free(c);
@@ -346,7 +321,7 @@ static void conn_hup(evutil_socket_t fd, short what, void *arg)
 		event_add(c->hup, NULL);
 		return;
 	}
-	evhttp_connection_free(c->evcon); /* runs conn_closed(): on_abort, 499, frees c */
+	evhttp_connection_free(c->evcon); /* runs conn_closed(): cancel, 499, frees c */
 }
 
 void mrtc_server_request_replying(struct mrtc_request *r)
