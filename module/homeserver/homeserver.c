@@ -25,7 +25,6 @@ enum op_kind {
 struct mrtc_hs_op {
 	struct mrtc_homeserver *hs;
 	enum op_kind kind;
-	bool cancelled;
 	int pending; /* outstanding HTTP calls */
 	enum mrtc_err err;
 	uint8_t token_digest[crypto_hash_sha256_BYTES];
@@ -36,7 +35,8 @@ struct mrtc_hs_op {
 	struct mrtc_remote_membership remote;
 	char origin[MRTC_SERVER_NAME_MAX + 1];
 	char user_id[MRTC_ID_MAX + 1];
-	char detail[256]; /* the first failure, for the caller's log line */
+	char detail[256];	   /* the first failure, for the caller's log line */
+	struct http_ctx *calls[2]; /* outbound calls in flight, cancelled with the op */
 	mrtc_whoami_fn whoami_cb;
 	mrtc_joined_fn joined_cb;
 	mrtc_remote_fn remote_cb;
@@ -103,21 +103,19 @@ static void op_free(struct mrtc_hs_op *op)
 
 static void deliver(struct mrtc_hs_op *op)
 {
-	if (!op->cancelled) {
-		const char *detail = op->err != MRTC_OK && op->detail[0] ? op->detail : NULL;
-		switch (op->kind) {
-		case OP_WHOAMI:
-			op->who.detail = detail;
-			op->whoami_cb(op->ctx, op->err, &op->who);
-			break;
-		case OP_LOCAL:
-			op->joined_cb(op->ctx, op->err, op->joined, detail);
-			break;
-		case OP_REMOTE:
-			op->remote.detail = detail;
-			op->remote_cb(op->ctx, op->err, &op->remote);
-			break;
-		}
+	const char *detail = op->err != MRTC_OK && op->detail[0] ? op->detail : NULL;
+	switch (op->kind) {
+	case OP_WHOAMI:
+		op->who.detail = detail;
+		op->whoami_cb(op->ctx, op->err, &op->who);
+		break;
+	case OP_LOCAL:
+		op->joined_cb(op->ctx, op->err, op->joined, detail);
+		break;
+	case OP_REMOTE:
+		op->remote.detail = detail;
+		op->remote_cb(op->ctx, op->err, &op->remote);
+		break;
 	}
 	op_free(op);
 }
@@ -181,6 +179,7 @@ typedef void (*step_fn)(struct mrtc_hs_op *op, const struct mrtc_http_response *
 struct http_ctx {
 	struct mrtc_hs_op *op;
 	step_fn step;
+	struct mrtc_http_call *call;
 };
 
 static void finish_if_done(struct mrtc_hs_op *op);
@@ -219,6 +218,9 @@ static void on_http(void *arg, const struct mrtc_http_response *resp)
 		hc->step(op, resp, doc);
 	}
 	json_object_put(doc);
+	for (size_t i = 0; i < 2; i++)
+		if (op->calls[i] == hc)
+			op->calls[i] = NULL;
 	free(hc);
 	op->pending--;
 	finish_if_done(op);
@@ -252,6 +254,8 @@ static bool get(struct mrtc_hs_op *op, const char *path, const char *auth, step_
 		free(hc);
 		return false;
 	}
+	hc->call = call;
+	op->calls[op->calls[0] ? 1 : 0] = hc; /* an op makes at most two calls */
 	op->pending++;
 	return true;
 }
@@ -594,7 +598,6 @@ struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const c
 	if (!ok) {
 		op->err = MRTC_ERR_UPSTREAM;
 		if (op->pending == 0) {
-			op->cancelled = true;
 			op_free(op);
 			return NULL;
 		}
@@ -604,8 +607,17 @@ struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const c
 
 void mrtc_hs_op_cancel(struct mrtc_hs_op *op)
 {
-	if (op)
-		op->cancelled = true;
+	if (!op)
+		return;
+	/* No callback, and the calls stop: their connections are closed, their answers never
+	 * read (and so never cached). A cached answer waiting for the loop is dropped. */
+	for (size_t i = 0; i < 2; i++) {
+		if (op->calls[i]) {
+			mrtc_http_call_cancel(op->calls[i]->call);
+			free(op->calls[i]);
+		}
+	}
+	op_free(op);
 }
 
 static char *bearer(const char *token)

@@ -98,7 +98,8 @@ struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const c
  * io.element.msc4502 path (false, the default). */
 void mrtc_homeserver_set_is_joined_stable(struct mrtc_homeserver *hs, bool stable);
 
-/* The callback will not be called. Accepts NULL. */
+/* Every start call follows mrtc/base/async.h. Cancel: no callback, and the homeserver calls
+ * stop (their connections closed). Accepts NULL. */
 void mrtc_hs_op_cancel(struct mrtc_hs_op *op);
 
 struct json_object;
