@@ -13,8 +13,8 @@
  * 3. The callback runs exactly once, unless the work is cancelled; after it the handle is gone
  *    (the callback clears the caller's copy first thing).
  * 4. Cancel (accepts NULL) means no callback *and* the work stops: its connections are closed,
- *    its timers and queued answers dropped, its memory freed before cancel returns. Shared work
- *    another caller still waits for (one key fetch for several requests) goes on for them.
+ *    its timers and queued answers dropped; the handle is invalid once cancel returns. Shared
+ *    work another caller still waits for (one key fetch for several requests) goes on for them.
  * 5. Whoever starts work keeps the handle until the callback or cancel, and cancels every handle
  *    it holds when it quiesces or is freed (a request's state on a hang-up, a feature at
  *    shutdown). Work started without keeping a handle is a bug to be listed, not a pattern.
