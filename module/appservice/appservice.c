@@ -33,11 +33,9 @@ bool mrtc_appservice_check_hs_token(struct mrtc_request *r)
 		return false;
 	}
 	if (!hs_token || !mrtc_str_equal_ct(token, hs_token)) {
-		mrtc_log(LOG_WARNING, "appservice", r->id,
-			 "refused a request with the wrong hs_token: only the homeserver may call "
-			 "this listener in application-service mode");
-		mrtc_http_reply_error(r, MRTC_ERR_UNKNOWN_TOKEN,
-				      "Unrecognised homeserver access token");
+		mrtc_request_fail(r, MRTC_ERR_UNKNOWN_TOKEN, "Unrecognised homeserver access token",
+				  "the wrong hs_token: only the homeserver may call this listener "
+				  "in application-service mode");
 		return false;
 	}
 	return true;

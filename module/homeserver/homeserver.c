@@ -64,23 +64,19 @@ void mrtc_hs_op_free(struct mrtc_hs_op *op)
 
 static void deliver(struct mrtc_hs_op *op)
 {
-	if (!op->cancelled) {
-		switch (op->kind) {
-		case OP_WHOAMI:
-			op->whoami_cb(op->ctx, op->err,
-				      op->err == MRTC_OK || op->err == MRTC_ERR_UNKNOWN_TOKEN ||
-					      op->err == MRTC_ERR_FORBIDDEN ||
-					      op->err == MRTC_ERR_LIMIT_EXCEEDED
-					  ? &op->who
-					  : NULL);
-			break;
-		case OP_LOCAL:
-			op->joined_cb(op->ctx, op->err, op->joined);
-			break;
-		case OP_REMOTE:
-			op->remote_cb(op->ctx, op->err, op->err == MRTC_OK ? &op->remote : NULL);
-			break;
-		}
+	const char *detail = op->err != MRTC_OK && op->detail[0] ? op->detail : NULL;
+	switch (op->kind) {
+	case OP_WHOAMI:
+		op->who.detail = detail;
+		op->whoami_cb(op->ctx, op->err, &op->who);
+		break;
+	case OP_LOCAL:
+		op->joined_cb(op->ctx, op->err, op->joined, detail);
+		break;
+	case OP_REMOTE:
+		op->remote.detail = detail;
+		op->remote_cb(op->ctx, op->err, &op->remote);
+		break;
 	}
 	mrtc_hs_op_free(op);
 }
@@ -141,6 +137,7 @@ bool mrtc_hs_encode_segment(const char *s, char *out, size_t size)
 struct http_ctx {
 	struct mrtc_hs_op *op;
 	mrtc_hs_step_fn step;
+	struct mrtc_http_call *call;
 };
 
 static void on_http(void *arg, const struct mrtc_http_response *resp)
@@ -159,16 +156,27 @@ static void on_http(void *arg, const struct mrtc_http_response *resp)
 	}
 	if (resp->err != MRTC_OK || resp->status >= 500) {
 		hs->stats.failures++;
-		mrtc_log(LOG_WARNING, "homeserver", NULL,
-			 "homeserver call failed: %s%s%s (HTTP %d)", mrtc_err_str(resp->err),
-			 resp->detail ? ": " : "", resp->detail ? resp->detail : "",
-			 resp->err == MRTC_OK ? resp->status : 0);
+		const char *call = op->kind == OP_WHOAMI ? "whoami" : "membership";
+		if (op->detail[0])
+			; /* the first failure of the op says it */
+		else if (resp->err == MRTC_OK)
+			mrtc_format_shown(op->detail, sizeof(op->detail),
+					  "homeserver %s call answered HTTP %d", call,
+					  resp->status);
+		else
+			mrtc_format_shown(op->detail, sizeof(op->detail),
+					  "homeserver %s call failed: %s%s%s", call,
+					  mrtc_err_str(resp->err), resp->detail ? ": " : "",
+					  resp->detail ? resp->detail : "");
 		if (op->err == MRTC_OK)
 			op->err = MRTC_ERR_UPSTREAM;
 	} else {
 		hc->step(op, resp, doc);
 	}
 	json_object_put(doc);
+	for (size_t i = 0; i < 2; i++)
+		if (op->calls[i] == hc)
+			op->calls[i] = NULL;
 	free(hc);
 	op->pending--;
 	mrtc_hs_finish_if_done(op);
@@ -202,6 +210,8 @@ bool mrtc_hs_get(struct mrtc_hs_op *op, const char *path, const char *auth, mrtc
 		free(hc);
 		return false;
 	}
+	hc->call = call;
+	op->calls[op->calls[0] ? 1 : 0] = hc; /* an op makes at most two calls */
 	op->pending++;
 	return true;
 }
@@ -247,7 +257,6 @@ struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const c
 	if (!ok) {
 		op->err = MRTC_ERR_UPSTREAM;
 		if (op->pending == 0) {
-			op->cancelled = true;
 			mrtc_hs_op_free(op);
 			return NULL;
 		}
@@ -257,8 +266,17 @@ struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const c
 
 void mrtc_hs_op_cancel(struct mrtc_hs_op *op)
 {
-	if (op)
-		op->cancelled = true;
+	if (!op)
+		return;
+	/* No callback, and the calls stop: their connections are closed, their answers never
+	 * read (and so never cached). A cached answer waiting for the loop is dropped. */
+	for (size_t i = 0; i < 2; i++) {
+		if (op->calls[i]) {
+			mrtc_http_call_cancel(op->calls[i]->call);
+			free(op->calls[i]);
+		}
+	}
+	mrtc_hs_op_free(op);
 }
 
 static char *bearer(const char *token)

@@ -3,7 +3,7 @@
  * Private to module/homeserver: the client's operation and state, shared by the client's calls
  * (client.c), the machinery that runs them (homeserver.c) and the membership backends
  * (membership*.c). An operation is one answer to one caller: its HTTP calls count in pending,
- * and it is delivered (or dropped, when cancelled) when the last one ends.
+ * and it is delivered when the last one ends; cancelling it stops its calls.
  */
 #ifndef MRTC_HOMESERVER_PRIVATE_H
 #define MRTC_HOMESERVER_PRIVATE_H
@@ -14,6 +14,8 @@
 #include "mrtc/homeserver/membership.h"
 #include "mrtc/base/cache.h"
 
+struct http_ctx;
+
 enum op_kind {
 	OP_WHOAMI,
 	OP_LOCAL,
@@ -23,7 +25,6 @@ enum op_kind {
 struct mrtc_hs_op {
 	struct mrtc_homeserver *hs;
 	enum op_kind kind;
-	bool cancelled;
 	int pending; /* outstanding HTTP calls */
 	enum mrtc_err err;
 	uint8_t token_digest[crypto_hash_sha256_BYTES];
@@ -34,6 +35,8 @@ struct mrtc_hs_op {
 	struct mrtc_remote_membership remote;
 	char origin[MRTC_SERVER_NAME_MAX + 1];
 	char user_id[MRTC_ID_MAX + 1];
+	char detail[256];	   /* the first failure, for the caller's log line */
+	struct http_ctx *calls[2]; /* outbound calls in flight, cancelled with the op */
 	mrtc_whoami_fn whoami_cb;
 	mrtc_joined_fn joined_cb;
 	mrtc_remote_fn remote_cb;
@@ -81,7 +84,8 @@ bool mrtc_hs_encode_segment(const char *s, char *out, size_t size);
 /* The MSC4502 is_joined path prefix in use (stable or unstable). */
 const char *mrtc_hs_is_joined_prefix(const struct mrtc_homeserver *hs);
 
-/* The homeserver refused the backend's token (HTTP @status): flagged for /readyz, logged. */
+/* The homeserver refused the backend's token (HTTP @status): flagged for /readyz, logged once,
+ * and the cause kept for the request's line. */
 void mrtc_hs_admin_refused(struct mrtc_hs_op *op, int status);
 /* An MSC4502 is_joined answer into *@out (a 404 leaves it false). */
 void mrtc_hs_joined_step(struct mrtc_hs_op *op, const struct mrtc_http_response *resp,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "homeserver_private.h"
+#include "mrtc/base/util.h"
 #include "mrtc/core/log.h"
 
 extern const struct mrtc_membership_backend mrtc_membership_synapse_admin;
@@ -39,10 +40,17 @@ const char *mrtc_membership_backend_list(size_t i, const char **ret_token_var)
 
 void mrtc_hs_admin_refused(struct mrtc_hs_op *op, int status)
 {
+	/* A configuration problem, logged once when it is found (and on /readyz); each request
+	 * it fails says so in its own line. */
+	const char *which = op->hs->cfg.backend->token_label;
+	if (!op->hs->stats.admin_misconfigured)
+		mrtc_log(LOG_ERR, "homeserver", NULL,
+			 "the homeserver refused our %s token (HTTP %d): check the configuration",
+			 which, status);
 	op->hs->stats.admin_misconfigured = true;
-	mrtc_log(LOG_ERR, "homeserver", NULL,
-		 "the homeserver refused our %s token (HTTP %d): check the configuration",
-		 op->hs->cfg.backend->token_label, status);
+	if (!op->detail[0])
+		mrtc_format_shown(op->detail, sizeof(op->detail),
+				  "the homeserver refused our %s token (HTTP %d)", which, status);
 	op->err = MRTC_ERR_UPSTREAM;
 }
 

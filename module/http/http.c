@@ -2,6 +2,7 @@
 /* Routing, replies and the error-to-status mapping of the HTTP boundary. */
 #include "mrtc/http/http.h"
 
+#include <assert.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
@@ -227,8 +228,81 @@ void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_
 	mrtc_http_reply_json_text(r, status, text, text ? strlen(text) : 0);
 }
 
-void mrtc_http_reply_error(struct mrtc_request *r, enum mrtc_err err, const char *message)
+void *mrtc_request_state(struct mrtc_request *r, size_t size,
+			 const struct mrtc_request_state_ops *ops)
 {
+	assert(!r->state && !r->handler_ctx);
+	r->state = calloc(1, size);
+	if (r->state)
+		r->state_ops = ops;
+	return r->state;
+}
+
+void mrtc_request_note(struct mrtc_request *r, const char *message, const char *detail)
+{
+	r->message = message;
+	r->detail = detail;
+}
+
+void mrtc_request_cancel(struct mrtc_request *r)
+{
+	if (r->state && r->state_ops && r->state_ops->cancel)
+		r->state_ops->cancel(r->state);
+	if (r->on_abort)
+		r->on_abort(r);
+	r->on_abort = NULL;
+}
+
+/* @text for a log line: control characters and quotes replaced, at most @max characters. */
+static const char *printable(char *out, size_t size, const char *text, size_t max)
+{
+	size_t n = 0;
+	for (; text[n] && n < max && n + 4 < size; n++)
+		out[n] = (unsigned char)text[n] < 0x20 || text[n] == 0x7f || text[n] == '"'
+			     ? '?'
+			     : text[n];
+	if (text[n]) {
+		memcpy(out + n, "...", 3);
+		n += 3;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+void mrtc_request_end(struct mrtc_request *r, int status)
+{
+	uint64_t elapsed = mrtc_monotonic_ms() - r->start_ms;
+	int level = status >= 500 ? LOG_WARNING : LOG_INFO;
+	if (!r->req) {
+		mrtc_log_refusal(LOG_INFO, "http", r->id, "client went away after %llums",
+				 (unsigned long long)elapsed);
+	} else if (level <= mrtc_log_level()) { /* else not logged: nothing to format */
+		char path[160], message[200], detail[MRTC_REQUEST_DETAIL_MAX];
+		const char *uri = evhttp_request_get_uri(r->req);
+		char *raw = uri ? mrtc_http_path_of(uri) : NULL;
+		/* Only the path is logged: query strings can carry access tokens. */
+		mrtc_quote(path, sizeof(path), raw, 120);
+		free(raw);
+		/* Any client can cause 4xx answers at will: their lines are rate-limited. */
+		(status >= 400 && status < 500 ? mrtc_log_refusal : mrtc_log)(
+		    level, "http", r->id, "%s %s %d %llums%s%s%s%s%s",
+		    mrtc_http_method_name(evhttp_request_get_command(r->req)), path, status,
+		    (unsigned long long)elapsed, r->message ? ": " : "",
+		    r->message ? printable(message, sizeof(message), r->message, 160) : "",
+		    r->detail ? " (" : "",
+		    r->detail ? printable(detail, sizeof(detail), r->detail, 280) : "",
+		    r->detail ? ")" : "");
+	}
+	if (r->state && r->state_ops && r->state_ops->dispose)
+		r->state_ops->dispose(r->state);
+	free(r->state);
+	r->state = NULL;
+}
+
+void mrtc_request_fail(struct mrtc_request *r, enum mrtc_err err, const char *message,
+		       const char *detail)
+{
+	mrtc_request_note(r, message, detail);
 	const char *code;
 	int status = mrtc_http_status(err, &code);
 	struct json_object *body = json_object_new_object();
@@ -240,6 +314,11 @@ void mrtc_http_reply_error(struct mrtc_request *r, enum mrtc_err err, const char
 	json_object_put(body);
 }
 
+void mrtc_http_reply_error(struct mrtc_request *r, enum mrtc_err err, const char *message)
+{
+	mrtc_request_fail(r, err, message, NULL);
+}
+
 void mrtc_http_reply_limited(struct mrtc_request *r, uint64_t retry_after_ms)
 {
 	struct json_object *body = json_object_new_object();
@@ -249,6 +328,8 @@ void mrtc_http_reply_limited(struct mrtc_request *r, uint64_t retry_after_ms)
 		json_object_object_add(body, "retry_after_ms",
 				       json_object_new_int64((int64_t)retry_after_ms));
 	}
+	if (!r->message)
+		mrtc_request_note(r, "Too many requests", NULL);
 	if (r->req) {
 		char secs[24]; /* any 64-bit number fits */
 		if (mrtc_format(secs, sizeof(secs), "%llu",

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Listeners, dispatch through the route tables, per-request context and graceful shutdown.
- * Endpoint logic lives in its own files and is reached through the route tables here.
+ * The route tables come from the server's owner (module/main): the server knows no feature.
  */
 #include "mrtc/http/server.h"
 
@@ -15,13 +15,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "mrtc/ops/admin.h"
-#include "mrtc/appservice/appservice.h"
-#include "mrtc/delayed/delayed.h"
-#include "mrtc/legacy/legacy.h"
 #include "mrtc/core/log.h"
-#include "mrtc/rtc/rtc.h"
-#include "mrtc/main/services.h"
 #include "mrtc/base/util.h"
 
 #define HARD_BODY_MAX (256 * 1024)
@@ -49,8 +43,8 @@ struct listener {
  * - hang-ups: evhttp stops reading a connection while its request is handled, so a closed
  *   connection is noticed only when the reply is written. While a handler runs we watch the
  *   socket ourselves for readability and peek: EOF or an error means the client is gone, and
- *   the connection is freed, which runs the close callback, the handler's r->on_abort and frees
- *   the request. We chose a read watch over evhttp_connection_set_closecb alone because the
+ *   the connection is freed, which runs the close callback, which cancels the request's state and
+ * frees the request. We chose a read watch over evhttp_connection_set_closecb alone because the
  *   close callback only fires when libevent itself notices the close, which it does not while
  *   reading is disabled. Bytes that arrive instead (a pipelined request) end the watch: they
  *   stay for evhttp to read after the reply. (A client that half-closes after its request is
@@ -65,17 +59,14 @@ struct conn {
 	struct mrtc_request *r; /* while a handler runs */
 };
 
-#define MAX_ROUTES 64
-
 #define ID_POOL_IDS 64
 
 struct mrtc_server {
 	struct event_base *base;
 	const struct mrtc_config *config;
 	struct mrtc_services *services;
-	struct mrtc_route routes[MAX_ROUTES];
-	char sfu_paths[MRTC_SFUS_MAX][3][32]; /* "/<n>/get_token", "/<n>/sfu/get", ... */
-	size_t n_routes;
+	struct mrtc_metrics *metrics;
+	struct mrtc_route routes[2][MRTC_SERVER_ROUTES_MAX]; /* main, admin */
 	struct listener main;
 	struct listener admin;
 	size_t inflight;
@@ -100,76 +91,18 @@ static void handle_healthz(struct mrtc_request *r)
 	json_object_put(body);
 }
 
-#define GET_HEAD (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)
-
-/* Routes of the main listener; homeserver_only ones are not mounted in drop-in mode. */
-static const struct {
-	struct mrtc_route route;
-	bool homeserver_only;
-} main_routes[] = {
-	{ { "/healthz", GET_HEAD, handle_healthz, "healthz" }, false },
-	{ { "/get_token", EVHTTP_REQ_POST, mrtc_legacy_get_token, "legacy_get_token" }, false },
-	{ { "/sfu/get", EVHTTP_REQ_POST, mrtc_legacy_sfu_get, "legacy_sfu_get" }, false },
-	{ { "/sfu_webhook", EVHTTP_REQ_POST, mrtc_delayed_webhook, "sfu_webhook" }, false },
-	{ { "/_matrix/client/v1/rtc/transports", EVHTTP_REQ_GET, mrtc_rtc_transports,
-	    "transports" },
-	  true },
-	{ { "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports", EVHTTP_REQ_GET,
-	    mrtc_rtc_transports, "transports" },
-	  true },
-	{ { "/_matrix/client/v1/rtc/livekit/get_token", EVHTTP_REQ_POST, mrtc_rtc_client_get_token,
-	    "client_get_token" },
-	  true },
-	{ { "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/get_token", EVHTTP_REQ_POST,
-	    mrtc_rtc_client_get_token, "client_get_token" },
-	  true },
-	{ { "/_matrix/federation/v1/rtc/livekit/get_token", EVHTTP_REQ_POST,
-	    mrtc_rtc_federation_get_token, "federation_get_token" },
-	  true },
-	{ { "/_matrix/federation/unstable/io.element.msc4195/rtc/livekit/get_token",
-	    EVHTTP_REQ_POST, mrtc_rtc_federation_get_token, "federation_get_token" },
-	  true },
-};
-
-static const struct mrtc_route admin_routes[] = {
-	{ "/healthz", GET_HEAD, handle_healthz, "healthz" },
-	{ "/readyz", GET_HEAD, mrtc_admin_readyz, "readyz" },
-	{ "/metrics", EVHTTP_REQ_GET, mrtc_admin_metrics, "metrics" },
-};
+static const struct mrtc_route healthz = { "/healthz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD,
+					   handle_healthz, "healthz" };
 
 void mrtc_server_request_done(struct mrtc_request *r, int status)
 {
 	struct mrtc_server *s = r->server;
-	char path[160];
-	uint64_t elapsed = mrtc_monotonic_ms() - r->start_ms;
-	mrtc_metrics_observe(&s->services->metrics, r->route ? r->route->name : "unmatched", status,
-			     elapsed);
-	s->services->metrics.in_flight = s->inflight - 1;
+	mrtc_metrics_observe(s->metrics, r->route ? r->route->name : "unmatched", status,
+			     mrtc_monotonic_ms() - r->start_ms);
+	s->metrics->in_flight = s->inflight - 1;
 	if (r->conn)
 		((struct conn *)r->conn)->r = NULL;
-	if (!r->req) {
-		mrtc_log_refusal(LOG_INFO, "http", r->id, "client went away after %llums",
-				 (unsigned long long)elapsed);
-		s->inflight--;
-		free(r);
-		return;
-	}
-	int level = status >= 500 ? LOG_WARNING : LOG_INFO;
-	if (level > mrtc_log_level()) { /* not logged: nothing to format */
-		s->inflight--;
-		free(r);
-		return;
-	}
-	const char *uri = evhttp_request_get_uri(r->req);
-	char *raw = uri ? mrtc_http_path_of(uri) : NULL;
-	/* Only the path is logged: query strings can carry access tokens. */
-	mrtc_quote(path, sizeof(path), raw, 120);
-	free(raw);
-	/* Any client can cause 4xx answers at will: their lines are rate-limited. */
-	(status >= 400 && status < 500 ? mrtc_log_refusal : mrtc_log)(
-	    level, "http", r->id, "%s %s %d %llums",
-	    mrtc_http_method_name(evhttp_request_get_command(r->req)), path, status,
-	    (unsigned long long)(mrtc_monotonic_ms() - r->start_ms));
+	mrtc_request_end(r, status);
 	s->inflight--;
 	free(r);
 }
@@ -212,8 +145,7 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
 		r->conn = NULL;
 		if (req && !evhttp_request_get_connection(req))
 			evhttp_request_free(req);
-		if (r->on_abort)
-			r->on_abort(r);
+		mrtc_request_cancel(r);
 		mrtc_server_request_done(r, 499);
 	}
 	conn_free(c);
@@ -346,7 +278,7 @@ static void conn_hup(evutil_socket_t fd, short what, void *arg)
 		event_add(c->hup, NULL);
 		return;
 	}
-	evhttp_connection_free(c->evcon); /* runs conn_closed(): on_abort, 499, frees c */
+	evhttp_connection_free(c->evcon); /* runs conn_closed(): cancel, 499, frees c */
 }
 
 void mrtc_server_request_replying(struct mrtc_request *r)
@@ -409,7 +341,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	r->start_ms = mrtc_monotonic_ms();
 	request_id(s, r->id, sizeof(r->id));
 	s->inflight++;
-	s->services->metrics.in_flight = s->inflight;
+	s->metrics->in_flight = s->inflight;
 	if (s->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -552,7 +484,19 @@ static enum mrtc_err listener_open(struct mrtc_server *s, struct listener *l, co
 	return MRTC_OK;
 }
 
+/* @routes[0] is /healthz, then the @n of @given. */
+static bool routes_copy(struct mrtc_route *routes, const struct mrtc_route *given, size_t n)
+{
+	if (n + 1 > MRTC_SERVER_ROUTES_MAX)
+		return false;
+	routes[0] = healthz;
+	for (size_t i = 0; i < n; i++)
+		routes[i + 1] = given[i];
+	return true;
+}
+
 enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_config *config,
+				 const struct mrtc_server_setup *setup,
 				 struct mrtc_server **ret_server)
 {
 	struct mrtc_server *s = calloc(1, sizeof(*s));
@@ -560,60 +504,19 @@ enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_conf
 		return MRTC_ERR_NOMEM;
 	s->base = base;
 	s->config = config;
+	s->services = setup->services;
+	s->metrics = setup->metrics;
 	s->id_pool_used = sizeof(s->id_pool); /* empty: filled at the first request */
-	for (size_t i = 0; i < sizeof(main_routes) / sizeof(main_routes[0]); i++)
-		if (!main_routes[i].homeserver_only || !config->legacy_only)
-			s->routes[s->n_routes++] = main_routes[i].route;
-	/* SFU n > 1 has the OpenID endpoints under its service URL, <service>/<n>. */
-	for (size_t i = 1; i < config->n_sfus; i++) {
-		static const char *const tail[3] = { "get_token", "sfu/get",
-						     "delegate_delayed_leave" };
-		static const mrtc_handler_fn handler[3] = { mrtc_legacy_get_token,
-							    mrtc_legacy_sfu_get,
-							    mrtc_legacy_delegate };
-		static const char *const name[3] = { "legacy_get_token", "legacy_sfu_get",
-						     "legacy_delegate_delayed_leave" };
-		/* Delegated delayed leave needs a store: without one it stays unknown (404). */
-		for (size_t k = 0; k < (config->store ? 3u : 2u); k++) {
-			char *p = s->sfu_paths[i][k];
-			if (!mrtc_format(p, sizeof(s->sfu_paths[i][k]), "/%zu/%s", i + 1,
-					 tail[k])) {
-				free(s);
-				return MRTC_ERR_INTERNAL;
-			}
-			s->routes[s->n_routes++] =
-			    (struct mrtc_route){ p, EVHTTP_REQ_POST, handler[k], name[k] };
-		}
-	}
-	/* Delegated delayed leave needs a store; without one the paths stay unknown (404). */
-	static const struct mrtc_route delegate[] = {
-		{ "/_matrix/client/v1/rtc/livekit/delegate_delayed_leave", EVHTTP_REQ_POST,
-		  mrtc_delayed_delegate, "delegate_delayed_leave" },
-		{ "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/delegate_delayed_leave",
-		  EVHTTP_REQ_POST, mrtc_delayed_delegate, "delegate_delayed_leave" },
-	};
-	if (config->store && !config->legacy_only)
-		for (size_t i = 0; i < 2; i++)
-			s->routes[s->n_routes++] = delegate[i];
-	static const struct mrtc_route legacy_delegate = { "/delegate_delayed_leave",
-							   EVHTTP_REQ_POST, mrtc_legacy_delegate,
-							   "legacy_delegate_delayed_leave" };
-	if (config->store)
-		s->routes[s->n_routes++] = legacy_delegate;
-	/* Application-service mode: the homeserver's ping (Matrix AS API v1.7). */
-	static const struct mrtc_route ping = { "/_matrix/app/v1/ping", EVHTTP_REQ_POST,
-						mrtc_appservice_ping, "appservice_ping" };
-	if (config->appservice)
-		s->routes[s->n_routes++] = ping;
-	enum mrtc_err err = mrtc_services_create(base, config, &s->services);
-	if (err != MRTC_OK) {
+	if (!routes_copy(s->routes[0], setup->main_routes, setup->n_main_routes) ||
+	    !routes_copy(s->routes[1], setup->admin_routes, setup->n_admin_routes)) {
 		free(s);
-		return err;
+		return MRTC_ERR_INVALID_PARAM;
 	}
-	err = listener_open(s, &s->main, "main", &config->bind, s->routes, s->n_routes, true);
+	enum mrtc_err err = listener_open(s, &s->main, "main", &config->bind, s->routes[0],
+					  setup->n_main_routes + 1, true);
 	if (err == MRTC_OK)
-		err = listener_open(s, &s->admin, "admin", &config->admin_bind, admin_routes,
-				    sizeof(admin_routes) / sizeof(admin_routes[0]), false);
+		err = listener_open(s, &s->admin, "admin", &config->admin_bind, s->routes[1],
+				    setup->n_admin_routes + 1, false);
 	if (err != MRTC_OK) {
 		mrtc_server_destroy(s);
 		return err;
@@ -658,32 +561,6 @@ void mrtc_server_shutdown(struct mrtc_server *s, uint64_t deadline_ms)
 		drain_check(-1, 0, s);
 }
 
-void mrtc_server_quiesce(struct mrtc_server *s, uint64_t deadline_ms)
-{
-	mrtc_delayed_quiesce(s->services->delayed);
-	mrtc_readiness_quiesce(s->services->readiness);
-	/* Outbound calls still running (re-checks, key fetches) end by their own timeouts. */
-	uint64_t end = mrtc_monotonic_ms() + deadline_ms;
-	while (mrtc_http_client_live_calls(s->services->http) > 0 && mrtc_monotonic_ms() < end)
-		event_base_loop(s->base, EVLOOP_ONCE);
-	size_t left = mrtc_http_client_live_calls(s->services->http);
-	if (left)
-		mrtc_log(LOG_WARNING, "server", NULL, "%zu outbound calls abandoned at exit", left);
-}
-
-void mrtc_server_reload(struct mrtc_server *s)
-{
-	const struct mrtc_config *c = s->config;
-	if (c->ca_file) {
-		enum mrtc_err err = mrtc_http_client_reload_ca(s->services->http, c->ca_file);
-		mrtc_log(err == MRTC_OK ? LOG_INFO : LOG_ERR, "server", NULL,
-			 "SIGHUP: %s the CA file %s",
-			 err == MRTC_OK ? "reloaded" : "could not reload", c->ca_file);
-	} else {
-		mrtc_log(LOG_INFO, "server", NULL, "SIGHUP: no CA file to reload");
-	}
-}
-
 size_t mrtc_server_inflight(const struct mrtc_server *s)
 {
 	return s->inflight;
@@ -707,6 +584,5 @@ void mrtc_server_destroy(struct mrtc_server *s)
 			accepting[i] = NULL;
 	}
 	free(s->conns);
-	mrtc_services_destroy(s->services);
 	free(s);
 }

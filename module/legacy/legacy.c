@@ -65,35 +65,35 @@ bool mrtc_legacy_is_full_access(const struct mrtc_config *c, const char *server_
 	return false;
 }
 
-static void lr_free(struct legacy_req *l)
+static void lr_dispose(void *state)
 {
+	struct legacy_req *l = state;
 	sodium_memzero(l->delay_id, sizeof(l->delay_id));
 	if (l->access_token) {
 		sodium_memzero(l->access_token, strlen(l->access_token));
 		free(l->access_token);
 	}
-	free(l);
 }
 
-static void lr_abort(struct mrtc_request *r)
+static void lr_cancel(void *state)
 {
-	struct legacy_req *l = r->handler_ctx;
+	struct legacy_req *l = state;
 	mrtc_fed_call_cancel(l->fed_call);
 	mrtc_rs_call_cancel(l->rs_call);
 	mrtc_hs_op_cancel(l->hs_op);
 	mrtc_dns_cancel(l->dns_q);
-	lr_free(l);
 }
 
-static void lr_fail(struct legacy_req *l, enum mrtc_err err, const char *msg)
+static const struct mrtc_request_state_ops lr_ops = { lr_cancel, lr_dispose };
+
+/* Answers @err with @msg; @detail (may be NULL) says why, for the access line only. */
+static void lr_fail(struct legacy_req *l, enum mrtc_err err, const char *msg, const char *detail)
 {
-	struct mrtc_request *r = l->r;
-	char who[300];
+	char who[300], line[MRTC_REQUEST_DETAIL_MAX];
 	mrtc_quote(who, sizeof(who), l->user_id[0] ? l->user_id : l->server_name, 255);
-	mrtc_log(LOG_INFO, "legacy", r->id, "%s refused (%s): %s", r->route->name, who, msg);
-	r->on_abort = NULL;
-	lr_free(l);
-	mrtc_http_reply_error(r, err, msg);
+	mrtc_format_shown(line, sizeof(line), "%s%s%s", who, detail ? ": " : "",
+			  detail ? detail : "");
+	mrtc_request_fail(l->r, err, msg, line);
 }
 
 /* A string member; MRTC_ERR_NOT_JSON when of the wrong type (lk-jwt-service's decoder). */
@@ -144,8 +144,6 @@ static void reply_url_jwt(struct legacy_req *l, const char *jwt)
 	}
 	mrtc_log(LOG_INFO, "legacy", r->id, "token for %s (%s access)", l->user_id,
 		 l->full_access ? "full" : "restricted");
-	r->on_abort = NULL;
-	lr_free(l);
 	mrtc_http_reply_json(r, 200, body);
 	json_object_put(body);
 }
@@ -172,7 +170,8 @@ static bool start_delegation(struct legacy_req *l)
 	ok = ok && mrtc_delayed_start_job(l->s->delayed, &rec) == MRTC_OK;
 	sodium_memzero(&rec, sizeof(rec));
 	if (!ok)
-		lr_fail(l, MRTC_ERR_INTERNAL, "Unable to schedule the delayed event delegation");
+		lr_fail(l, MRTC_ERR_INTERNAL, "Unable to schedule the delayed event delegation",
+			NULL);
 	return ok;
 }
 
@@ -185,7 +184,7 @@ static void mint(struct legacy_req *l)
 	    &creds, l->full_access ? MRTC_GRANT_LEGACY_FULL : MRTC_GRANT_LEGACY_RESTRICTED,
 	    l->identity, l->room_name, mrtc_now_ms() / 1000, c->token_ttl_s, &jwt);
 	if (err != MRTC_OK) {
-		lr_fail(l, MRTC_ERR_INTERNAL, "Internal Server Error");
+		lr_fail(l, MRTC_ERR_INTERNAL, "Internal Server Error", NULL);
 		return;
 	}
 	l->s->counters.tokens_legacy++;
@@ -204,9 +203,9 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 	struct legacy_req *l = arg;
 	l->rs_call = NULL;
 	if (err != MRTC_OK) {
-		mrtc_log(LOG_ERR, "livekit", l->r->id, "CreateRoom failed: %s",
-			 detail ? detail : "");
-		lr_fail(l, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
+		char why[MRTC_REQUEST_DETAIL_MAX];
+		mrtc_format_shown(why, sizeof(why), "CreateRoom failed: %s", detail ? detail : "");
+		lr_fail(l, MRTC_ERR_INTERNAL, "Unable to create room on SFU", why);
 		return;
 	}
 	mint(l);
@@ -221,17 +220,15 @@ static void authorised(struct legacy_req *l)
 	const struct mrtc_config *c = l->s->config;
 	uint64_t retry;
 	if (!mrtc_ratelimit_take(l->s->user_limit, l->user_id, mrtc_monotonic_ms(), &retry)) {
-		struct mrtc_request *r = l->r;
 		l->s->counters.rate_limited++;
-		r->on_abort = NULL;
-		lr_free(l);
-		mrtc_http_reply_limited(r, retry);
+		mrtc_http_reply_limited(l->r, retry);
 		return;
 	}
 	l->full_access = mrtc_legacy_is_full_access(c, l->server_name);
 	if (l->delegation && !l->full_access) {
 		lr_fail(l, l->delegate_only ? MRTC_ERR_FORBIDDEN : MRTC_ERR_BAD_JSON,
-			"Delegation of delayed events is only supported for full access users");
+			"Delegation of delayed events is only supported for full access users",
+			NULL);
 		return;
 	}
 	enum mrtc_err err = mrtc_livekit_room_name(l->room_id, l->slot_id, l->room_name);
@@ -243,7 +240,7 @@ static void authorised(struct legacy_req *l)
 						: MRTC_IDENTITY_KIND_USER_DEVICE_MEMBER,
 					    l->user_id, l->device, l->member_id, l->identity);
 	if (err != MRTC_OK) {
-		lr_fail(l, MRTC_ERR_BAD_JSON, "The participant identity is too long");
+		lr_fail(l, MRTC_ERR_BAD_JSON, "The participant identity is too long", NULL);
 		return;
 	}
 	if (!l->s->homeserver) {
@@ -258,7 +255,7 @@ static void authorised(struct legacy_req *l)
 	l->hs_op = mrtc_hs_remote_membership(l->s->homeserver, l->room_id, l->user_id,
 					     l->server_name, on_membership, l);
 	if (!l->hs_op)
-		lr_fail(l, MRTC_ERR_UPSTREAM, "Unable to check the room membership");
+		lr_fail(l, MRTC_ERR_UPSTREAM, "Unable to check the room membership", NULL);
 }
 
 static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote_membership *m)
@@ -266,11 +263,12 @@ static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote
 	struct legacy_req *l = arg;
 	l->hs_op = NULL;
 	if (err != MRTC_OK)
-		lr_fail(l, MRTC_ERR_UPSTREAM, "Unable to check the room membership");
+		lr_fail(l, MRTC_ERR_UPSTREAM, "Unable to check the room membership", m->detail);
 	else if (!m->acl_allows)
-		lr_fail(l, MRTC_ERR_FORBIDDEN, "Server ACLs deny the requesting server");
+		lr_fail(l, MRTC_ERR_FORBIDDEN, "Server ACLs deny the requesting server", NULL);
 	else if (!m->user_joined)
-		lr_fail(l, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room");
+		lr_fail(l, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room",
+			NULL);
 	else
 		admitted(l);
 }
@@ -284,7 +282,8 @@ static void on_delay_url_resolved(void *arg, enum mrtc_err err,
 		lr_fail(l, MRTC_ERR_INVALID_PARAM,
 			err == MRTC_ERR_NOT_FOUND
 			    ? "`delay_cs_api_url`'s host does not resolve"
-			    : "`delay_cs_api_url`'s host could not be resolved");
+			    : "`delay_cs_api_url`'s host could not be resolved",
+			NULL);
 		return;
 	}
 	const struct mrtc_config *c = l->s->config;
@@ -294,7 +293,7 @@ static void on_delay_url_resolved(void *arg, enum mrtc_err err,
 						c->n_allow_cidrs);
 	if (!usable) {
 		lr_fail(l, MRTC_ERR_INVALID_PARAM,
-			"`delay_cs_api_url` points at an address this service does not call");
+			"`delay_cs_api_url` points at an address this service does not call", NULL);
 		return;
 	}
 	l->delay_url_checked = true;
@@ -323,13 +322,13 @@ static bool delay_url_ready(struct legacy_req *l)
 	int port = u ? evhttp_uri_get_port(u) : -1;
 	evhttp_uri_free(u);
 	if (!bare[0]) {
-		lr_fail(l, MRTC_ERR_INVALID_PARAM, "`delay_cs_api_url` is not a usable URL");
+		lr_fail(l, MRTC_ERR_INVALID_PARAM, "`delay_cs_api_url` is not a usable URL", NULL);
 		return false;
 	}
 	l->dns_q = mrtc_dns_resolve(l->s->dns, bare, (uint16_t)(port > 0 ? port : 443),
 				    on_delay_url_resolved, l);
 	if (!l->dns_q)
-		lr_fail(l, MRTC_ERR_INTERNAL, "Internal Server Error");
+		lr_fail(l, MRTC_ERR_INTERNAL, "Internal Server Error", NULL);
 	return false;
 }
 
@@ -342,11 +341,8 @@ static void admitted(struct legacy_req *l)
 		/* The client is on the SFU already: no token, no room creation. */
 		if (!start_delegation(l))
 			return;
-		struct mrtc_request *r = l->r;
-		r->on_abort = NULL;
-		lr_free(l);
 		struct json_object *empty = json_object_new_object();
-		mrtc_http_reply_json(r, 200, empty);
+		mrtc_http_reply_json(l->r, 200, empty);
 		json_object_put(empty);
 		return;
 	}
@@ -357,7 +353,7 @@ static void admitted(struct legacy_req *l)
 	l->rs_call =
 	    mrtc_roomservice_create_room(l->s->sfu_rooms[l->sfu], l->room_name, on_room, l);
 	if (!l->rs_call)
-		lr_fail(l, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
+		lr_fail(l, MRTC_ERR_INTERNAL, "Unable to create room on SFU", NULL);
 }
 
 static void on_userinfo(void *arg, const struct mrtc_http_response *resp)
@@ -370,17 +366,18 @@ static void on_userinfo(void *arg, const struct mrtc_http_response *resp)
 	    mrtc_json_parse(resp->body, resp->body_len, 8, &doc) == MRTC_OK)
 		sub = mrtc_json_get_string(doc, "sub");
 	const char *server = sub ? mrtc_user_id_server(sub) : NULL;
-	char why[160];
+	char why[200];
 	if (!server || strcmp(server, l->server_name) != 0) {
 		if (resp->err != MRTC_OK)
-			mrtc_format_shown(why, sizeof(why), "%s (%s)", mrtc_err_str(resp->err),
+			mrtc_format_shown(why, sizeof(why), "OpenID token not accepted: %s (%s)",
+					  mrtc_err_str(resp->err),
 					  resp->detail ? resp->detail : "");
 		else
-			mrtc_format_shown(why, sizeof(why), "HTTP %d, %s", resp->status,
+			mrtc_format_shown(why, sizeof(why),
+					  "OpenID token not accepted: HTTP %d, %s", resp->status,
 					  sub ? "sub of another server" : "no valid sub");
-		mrtc_log(LOG_WARNING, "legacy", l->r->id, "OpenID token not accepted: %s", why);
 		json_object_put(doc);
-		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
+		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised, why);
 		return;
 	}
 	memcpy(l->user_id, sub, strlen(sub) + 1);
@@ -390,7 +387,7 @@ static void on_userinfo(void *arg, const struct mrtc_http_response *resp)
 		mrtc_cache_put(l->s->openid_cache, l->cache_key, sizeof(l->cache_key), cached,
 			       mrtc_monotonic_ms() + OPENID_CACHE_TTL_MS);
 	if (l->claimed_user[0] && strcmp(l->claimed_user, l->user_id) != 0) {
-		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
+		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised, NULL);
 		return;
 	}
 	authorised(l);
@@ -400,7 +397,7 @@ static void verify_openid(struct legacy_req *l)
 {
 	if (!mrtc_server_name_is_valid(l->server_name) ||
 	    strlen(l->access_token) > OPENID_TOKEN_MAX) {
-		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
+		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised, NULL);
 		return;
 	}
 	crypto_hash_sha256_state st;
@@ -414,7 +411,7 @@ static void verify_openid(struct legacy_req *l)
 	if (hit) {
 		memcpy(l->user_id, hit, strlen(hit) + 1);
 		if (l->claimed_user[0] && strcmp(l->claimed_user, l->user_id) != 0) {
-			lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
+			lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised, NULL);
 			return;
 		}
 		authorised(l);
@@ -422,7 +419,7 @@ static void verify_openid(struct legacy_req *l)
 	}
 	char *enc = evhttp_uriencode(l->access_token, -1, 0);
 	if (!enc) {
-		lr_fail(l, MRTC_ERR_NOMEM, "Internal Server Error");
+		lr_fail(l, MRTC_ERR_NOMEM, "Internal Server Error", NULL);
 		return;
 	}
 	size_t n = strlen(enc) + 64;
@@ -442,7 +439,7 @@ static void verify_openid(struct legacy_req *l)
 		sodium_memzero(target, strlen(target));
 	free(target);
 	if (!l->fed_call)
-		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised);
+		lr_fail(l, MRTC_ERR_UNAUTHORIZED, unauthorised, NULL);
 }
 
 /*
@@ -455,7 +452,7 @@ static bool parse(struct legacy_req *l)
 	const char *body;
 	size_t len;
 	if (mrtc_http_body(l->r, &body, &len) != MRTC_OK) {
-		lr_fail(l, MRTC_ERR_TOO_LARGE, "Request body too large");
+		lr_fail(l, MRTC_ERR_TOO_LARGE, "Request body too large", NULL);
 		return false;
 	}
 	struct json_object *doc = NULL, *openid = NULL, *member = NULL;
@@ -485,7 +482,7 @@ static bool parse(struct legacy_req *l)
 	}
 	if (!ok) {
 		json_object_put(doc);
-		lr_fail(l, MRTC_ERR_NOT_JSON, "Error reading request");
+		lr_fail(l, MRTC_ERR_NOT_JSON, "Error reading request", NULL);
 		return false;
 	}
 	json_object_put(doc); /* everything needed has been copied out */
@@ -524,18 +521,18 @@ static bool parse(struct legacy_req *l)
 	}
 	sodium_memzero(delay_id, sizeof(delay_id));
 	if (msg) {
-		lr_fail(l, MRTC_ERR_BAD_JSON, msg);
+		lr_fail(l, MRTC_ERR_BAD_JSON, msg, NULL);
 		return false;
 	}
 	if (l->delegation && l->delay_ms < l->s->config->delayed_min_delay_ms) {
 		lr_fail(l, MRTC_ERR_INVALID_PARAM,
-			"`delay_timeout` is below this service's minimum");
+			"`delay_timeout` is below this service's minimum", NULL);
 		return false;
 	}
 	l->access_token = strdup(token);
 	sodium_memzero(token, sizeof(token));
 	if (!l->access_token) {
-		lr_fail(l, MRTC_ERR_NOMEM, "Internal Server Error");
+		lr_fail(l, MRTC_ERR_NOMEM, "Internal Server Error", NULL);
 		return false;
 	}
 	return true;
@@ -543,7 +540,7 @@ static bool parse(struct legacy_req *l)
 
 static void start(struct mrtc_request *r, bool sfu_get, bool delegate_only)
 {
-	struct legacy_req *l = calloc(1, sizeof(*l));
+	struct legacy_req *l = mrtc_request_state(r, sizeof(*l), &lr_ops);
 	if (!l) {
 		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Internal Server Error");
 		return;
@@ -558,8 +555,6 @@ static void start(struct mrtc_request *r, bool sfu_get, bool delegate_only)
 		l->sfu = 0;
 	l->sfu_get = sfu_get;
 	l->delegate_only = delegate_only;
-	r->handler_ctx = l;
-	r->on_abort = lr_abort;
 	if (!parse(l))
 		return;
 	verify_openid(l);

@@ -30,7 +30,6 @@ struct mrtc_rs_call {
 	bool remember_room;
 	mrtc_rs_fn cb;
 	void *ctx;
-	bool cancelled;
 };
 
 enum mrtc_err mrtc_roomservice_classify(int status, const char *body, size_t len,
@@ -103,8 +102,7 @@ static void on_response(void *arg, const struct mrtc_http_response *resp)
 	} else {
 		rs->stats.failed++;
 	}
-	if (!c->cancelled)
-		c->cb(c->ctx, err, detail);
+	c->cb(c->ctx, err, detail);
 	free(c);
 }
 
@@ -166,8 +164,7 @@ static void answer_known(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct mrtc_rs_call *c = arg;
-	if (!c->cancelled)
-		c->cb(c->ctx, MRTC_OK, "room known to exist");
+	c->cb(c->ctx, MRTC_OK, "room known to exist");
 	event_free(c->ev);
 	free(c);
 }
@@ -261,8 +258,15 @@ struct mrtc_rs_call *mrtc_roomservice_probe(struct mrtc_roomservice *rs, mrtc_rs
 
 void mrtc_rs_call_cancel(struct mrtc_rs_call *c)
 {
-	if (c)
-		c->cancelled = true;
+	if (!c)
+		return;
+	/* No callback, and the call stops (its connection closed), or the immediate answer
+	 * waiting for the loop is dropped. */
+	if (c->ev)
+		event_free(c->ev);
+	else
+		mrtc_http_call_cancel(c->http);
+	free(c);
 }
 
 enum mrtc_err mrtc_roomservice_create(struct event_base *base,

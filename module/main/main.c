@@ -17,6 +17,7 @@
 #include "mrtc/core/log.h"
 #include "mrtc/homeserver/membership.h"
 #include "mrtc/http/server.h"
+#include "features.h"
 #include "mrtc/store/store.h"
 #include "mrtc/base/util.h"
 
@@ -26,11 +27,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
 	if (sig == SIGHUP) {
-		mrtc_server_reload(arg);
+		mrtc_daemon_reload(arg);
 		return;
 	}
 	mrtc_log(LOG_INFO, "main", NULL, "received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	mrtc_server_shutdown(arg, SHUTDOWN_DEADLINE_MS);
+	mrtc_server_shutdown(mrtc_daemon_server(arg), SHUTDOWN_DEADLINE_MS);
 }
 
 /* libevent's own messages go through our logger, at most LIBEVENT_LOG_PER_S lines a second and
@@ -208,15 +209,15 @@ int main(int argc, char **argv)
 
 	int rc = 1;
 	struct event_base *base = event_base_new();
-	struct mrtc_server *server = NULL;
+	struct mrtc_daemon *daemon = NULL;
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	if (!base)
 		goto out;
-	if (mrtc_server_create(base, config, &server) != MRTC_OK)
+	if (mrtc_daemon_create(base, config, &daemon) != MRTC_OK)
 		goto out;
-	sigterm = evsignal_new(base, SIGTERM, on_signal, server);
-	sigint = evsignal_new(base, SIGINT, on_signal, server);
-	sighup = evsignal_new(base, SIGHUP, on_signal, server);
+	sigterm = evsignal_new(base, SIGTERM, on_signal, daemon);
+	sigint = evsignal_new(base, SIGINT, on_signal, daemon);
+	sighup = evsignal_new(base, SIGHUP, on_signal, daemon);
 	if (!sigterm || !sigint || !sighup || evsignal_add(sigterm, NULL) != 0 ||
 	    evsignal_add(sigint, NULL) != 0 || evsignal_add(sighup, NULL) != 0)
 		goto out;
@@ -238,7 +239,7 @@ int main(int argc, char **argv)
 		    "(/get_token, /sfu/get) can join existing rooms only");
 	if (event_base_dispatch(base) < 0)
 		goto out;
-	mrtc_server_quiesce(server, SHUTDOWN_DEADLINE_MS);
+	mrtc_daemon_quiesce(daemon, SHUTDOWN_DEADLINE_MS);
 	mrtc_log(LOG_INFO, "main", NULL, "stopped");
 	rc = 0;
 out:
@@ -248,7 +249,7 @@ out:
 		event_free(sigint);
 	if (sighup)
 		event_free(sighup);
-	mrtc_server_destroy(server);
+	mrtc_daemon_destroy(daemon);
 	if (base)
 		event_base_free(base);
 	mrtc_config_destroy(config);

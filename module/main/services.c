@@ -1,13 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Building and tearing down the components from the configuration. */
+/* Building and tearing down the components from the configuration (the features that use
+ * them are features.c's). */
 #include "mrtc/main/services.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/ops/admin.h"
-#include "mrtc/delayed/delayed.h"
 #include "mrtc/core/log.h"
 #include "mrtc/base/util.h"
 
@@ -119,12 +118,6 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 			goto fail;
 	}
 	mrtc_metrics_init(&s->metrics);
-	err = mrtc_readiness_create(s, &s->readiness);
-	if (err != MRTC_OK)
-		goto fail;
-	err = mrtc_delayed_create(s, &s->delayed);
-	if (err != MRTC_OK)
-		goto fail;
 	*ret_services = s;
 	return MRTC_OK;
 fail:
@@ -137,8 +130,6 @@ void mrtc_services_destroy(struct mrtc_services *s)
 {
 	if (!s)
 		return;
-	mrtc_delayed_destroy(s->delayed);
-	mrtc_readiness_destroy(s->readiness);
 	mrtc_homeserver_destroy(s->homeserver);
 	mrtc_keyring_destroy(s->keyring);
 	mrtc_verifier_destroy(s->verifier);

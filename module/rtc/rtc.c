@@ -188,8 +188,9 @@ enum mrtc_err mrtc_token_fields_parse(const struct json_object *body, bool feder
 
 /* ---- request lifecycle ---- */
 
-static void tr_free(struct token_req *t)
+static void tr_dispose(void *state)
 {
+	struct token_req *t = state;
 	if (t->token) {
 		sodium_memzero(t->token, strlen(t->token));
 		free(t->token);
@@ -197,61 +198,54 @@ static void tr_free(struct token_req *t)
 	for (size_t i = 0; i < t->n_auth; i++)
 		free(t->auth_headers[i]);
 	json_object_put(t->body);
-	free(t);
 }
 
-static void tr_abort(struct mrtc_request *r)
+static void tr_cancel(void *state)
 {
-	struct token_req *t = r->handler_ctx;
+	struct token_req *t = state;
 	mrtc_hs_op_cancel(t->hs_op);
 	mrtc_rs_call_cancel(t->rs_call);
 	mrtc_fed_call_cancel(t->fed_call);
 	mrtc_fedproxy_cancel(t->proxy_call);
 	mrtc_keyring_cancel(t->key_op);
 	mrtc_verify_job_cancel(t->verify_job);
-	tr_free(t);
 }
+
+static const struct mrtc_request_state_ops tr_ops = { tr_cancel, tr_dispose };
 
 static struct token_req *tr_new(struct mrtc_request *r)
 {
-	struct token_req *t = calloc(1, sizeof(*t));
+	struct token_req *t = mrtc_request_state(r, sizeof(*t), &tr_ops);
 	if (!t)
 		return NULL;
 	t->r = r;
 	t->s = r->services;
-	r->handler_ctx = t;
-	r->on_abort = tr_abort;
 	return t;
 }
 
-static void fail(struct token_req *t, enum mrtc_err err, const char *msg)
+/* Answers @err with @msg; @detail (may be NULL) says why, for the access line only. */
+static void fail(struct token_req *t, enum mrtc_err err, const char *msg, const char *detail)
 {
-	struct mrtc_request *r = t->r;
-	char who[300];
-	mrtc_quote(who, sizeof(who), t->federated ? t->origin : t->who.user_id, 255);
-	mrtc_log_refusal(LOG_INFO, "rtc", r->id, "%s refused for %s %s: %s (%s)",
-			 r->route ? r->route->name : "request", t->federated ? "origin" : "user",
-			 who, msg, mrtc_err_str(err));
-	r->on_abort = NULL;
-	tr_free(t);
-	mrtc_http_reply_error(r, err, msg);
+	char who[300] = "", line[MRTC_REQUEST_DETAIL_MAX];
+	const char *name = t->federated ? t->origin : t->who.user_id;
+	if (name[0])
+		mrtc_format_shown(who, sizeof(who), "%s %s, ", t->federated ? "origin" : "user",
+				  mrtc_quote(line, sizeof(line), name, 255));
+	mrtc_format_shown(line, sizeof(line), "%s%s%s%s", who, mrtc_err_str(err),
+			  detail ? ": " : "", detail ? detail : "");
+	mrtc_request_fail(t->r, err, msg, line);
 }
 
 static void limited(struct token_req *t, uint64_t retry_ms)
 {
 	struct mrtc_request *r = t->r;
 	t->s->counters.rate_limited++;
-	mrtc_log_refusal(LOG_INFO, "rtc", r->id, "rate limited");
-	r->on_abort = NULL;
-	tr_free(t);
 	mrtc_http_reply_limited(r, retry_ms);
 }
 
 static void reply_jwt(struct token_req *t, const char *jwt)
 {
 	struct mrtc_request *r = t->r;
-	r->on_abort = NULL;
-	tr_free(t);
 	/* {"jwt":"..."} written directly: a JWT is base64url and dots, nothing to escape. */
 	char stack[1024];
 	struct mrtc_buf b;
@@ -276,9 +270,9 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 	struct token_req *t = arg;
 	t->rs_call = NULL;
 	if (err != MRTC_OK) {
-		mrtc_log(LOG_ERR, "livekit", t->r->id, "CreateRoom failed: %s",
-			 detail ? detail : "");
-		fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
+		char why[MRTC_REQUEST_DETAIL_MAX];
+		mrtc_format_shown(why, sizeof(why), "CreateRoom failed: %s", detail ? detail : "");
+		fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU", why);
 		return;
 	}
 	const struct mrtc_config *c = t->s->config;
@@ -288,7 +282,7 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 	    &creds, t->federated ? MRTC_GRANT_FEDERATED_USER : MRTC_GRANT_LOCAL_USER, t->identity,
 	    t->room_name, mrtc_now_ms() / 1000, c->token_ttl_s, &jwt);
 	if (err != MRTC_OK) {
-		fail(t, MRTC_ERR_INTERNAL, "Unable to mint a token");
+		fail(t, MRTC_ERR_INTERNAL, "Unable to mint a token", NULL);
 		return;
 	}
 	if (t->federated)
@@ -309,7 +303,7 @@ static void mint_here(struct token_req *t, const char *user_id)
 	int sfu = mrtc_config_sfu_find(c, t->f.url);
 	if (sfu < 0) {
 		fail(t, MRTC_ERR_INVALID_PARAM,
-		     "The specified `url` is not a LiveKit SFU of this homeserver");
+		     "The specified `url` is not a LiveKit SFU of this homeserver", NULL);
 		return;
 	}
 	t->sfu = (size_t)sfu;
@@ -321,26 +315,26 @@ static void mint_here(struct token_req *t, const char *user_id)
 		err = mrtc_livekit_identity(kind, user_id, t->device, t->f.member_id, t->identity);
 	if (err != MRTC_OK) {
 		fail(t, err == MRTC_ERR_BAD_JSON ? MRTC_ERR_BAD_JSON : MRTC_ERR_INTERNAL,
-		     err == MRTC_ERR_BAD_JSON ? "A device id is required" : "Cannot derive names");
+		     err == MRTC_ERR_BAD_JSON ? "A device id is required" : "Cannot derive names",
+		     NULL);
 		return;
 	}
 	t->rs_call =
 	    mrtc_roomservice_create_room(t->s->sfu_rooms[t->sfu], t->room_name, on_room, t);
-	if (!t->rs_call) {
-		mrtc_log(LOG_ERR, "livekit", t->r->id, "CreateRoom could not start");
-		fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU");
-	}
+	if (!t->rs_call)
+		fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU",
+		     "CreateRoom could not start");
 }
 
 /* Answers a failed homeserver call (whoami, membership) and returns true; false if @err is OK. */
-static bool homeserver_failed(struct token_req *t, enum mrtc_err err)
+static bool homeserver_failed(struct token_req *t, enum mrtc_err err, const char *detail)
 {
 	if (err == MRTC_OK)
 		return false;
 	if (err == MRTC_ERR_UNKNOWN_TOKEN)
-		fail(t, err, "Unknown access token");
+		fail(t, err, "Unknown access token", detail);
 	else
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver", detail);
 	return true;
 }
 
@@ -357,14 +351,11 @@ static bool whoami_failed(struct token_req *t, enum mrtc_err err, const struct m
 	uint64_t retry_ms;
 	struct json_object *body;
 	if (!mrtc_whoami_refusal(err, who, &status, &body, &retry_ms)) {
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver", who->detail);
 		return true;
 	}
 	struct mrtc_request *r = t->r;
-	mrtc_log(LOG_INFO, "rtc", r->id, "%s refused: the homeserver refused the access token (%s)",
-		 r->route ? r->route->name : "request", mrtc_err_str(err));
-	r->on_abort = NULL;
-	tr_free(t);
+	mrtc_request_note(r, "the homeserver refused the access token", mrtc_err_str(err));
 	if (status == 429)
 		mrtc_http_reply_limited(r, retry_ms);
 	else
@@ -407,10 +398,7 @@ static void transports_whoami(void *arg, enum mrtc_err err, const struct mrtc_wh
 		json_object_put(body);
 		body = NULL;
 	}
-	struct mrtc_request *r = t->r;
-	r->on_abort = NULL;
-	tr_free(t);
-	mrtc_http_reply_json(r, body ? 200 : 500, body);
+	mrtc_http_reply_json(t->r, body ? 200 : 500, body);
 	json_object_put(body);
 }
 
@@ -446,16 +434,12 @@ static struct token_req *start_client(struct mrtc_request *r, mrtc_whoami_fn nex
 	}
 	struct token_req *t = tr_new(r);
 	if (!t || !(t->token = strdup(token))) {
-		if (t) {
-			r->on_abort = NULL;
-			tr_free(t);
-		}
 		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
 		return NULL;
 	}
 	t->hs_op = mrtc_hs_whoami(t->s->homeserver, t->token, next, t);
 	if (!t->hs_op) {
-		fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver");
+		fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver", NULL);
 		return NULL;
 	}
 	return t;
@@ -470,15 +454,16 @@ void mrtc_rtc_transports(struct mrtc_request *r)
 
 static void relay_start(struct token_req *t);
 
-static void client_membership(void *arg, enum mrtc_err err, bool joined)
+static void client_membership(void *arg, enum mrtc_err err, bool joined, const char *detail)
 {
 	struct token_req *t = arg;
 	t->hs_op = NULL;
-	if (homeserver_failed(t, err))
+	if (homeserver_failed(t, err, detail))
 		return;
 	if (!joined) {
 		/* The same words whether or not the room exists. */
-		fail(t, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room");
+		fail(t, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room",
+		     NULL);
 		return;
 	}
 	if (t->f.server_name[0] && strcmp(t->f.server_name, t->s->config->server_name) != 0)
@@ -497,7 +482,8 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 	const struct mrtc_config *c = t->s->config;
 	const char *server = mrtc_user_id_server(who->user_id);
 	if (!server || strcmp(server, c->server_name) != 0) {
-		fail(t, MRTC_ERR_FORBIDDEN, "Only users of this homeserver can use this endpoint");
+		fail(t, MRTC_ERR_FORBIDDEN, "Only users of this homeserver can use this endpoint",
+		     NULL);
 		return;
 	}
 	const char *body;
@@ -505,36 +491,37 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 	const char *msg;
 	err = mrtc_http_body(t->r, &body, &len);
 	if (err != MRTC_OK) {
-		fail(t, err, "Request body too large");
+		fail(t, err, "Request body too large", NULL);
 		return;
 	}
 	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &t->body) != MRTC_OK) {
-		fail(t, MRTC_ERR_NOT_JSON, "Body is not valid JSON");
+		fail(t, MRTC_ERR_NOT_JSON, "Body is not valid JSON", NULL);
 		return;
 	}
 	err = mrtc_token_fields_parse(t->body, false, &t->f, &msg);
 	if (err != MRTC_OK) {
-		fail(t, err, msg);
+		fail(t, err, msg, NULL);
 		return;
 	}
 	if (t->f.claimed_user_id[0] && strcmp(t->f.claimed_user_id, who->user_id) != 0) {
 		fail(t, MRTC_ERR_INVALID_PARAM,
-		     "'member.claimed_user_id' is not the requesting user");
+		     "'member.claimed_user_id' is not the requesting user", NULL);
 		return;
 	}
 	if (who->device_id[0] && t->f.claimed_device_id[0] &&
 	    strcmp(who->device_id, t->f.claimed_device_id) != 0) {
 		fail(t, MRTC_ERR_INVALID_PARAM,
-		     "'member.claimed_device_id' is not the device of the access token");
+		     "'member.claimed_device_id' is not the device of the access token", NULL);
 		return;
 	}
 	if (!mrtc_copy(t->device, sizeof(t->device),
 		       t->f.claimed_device_id[0] ? t->f.claimed_device_id : who->device_id)) {
-		fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long");
+		fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long", NULL);
 		return;
 	}
 	if (!t->device[0] && c->identity == MRTC_IDENTITY_USER_DEVICE_MEMBER) {
-		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')");
+		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')",
+		     NULL);
 		return;
 	}
 	uint64_t retry;
@@ -545,7 +532,7 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 	t->hs_op = mrtc_hs_local_membership(t->s->homeserver, t->token, t->f.room_id, who->user_id,
 					    client_membership, t);
 	if (!t->hs_op)
-		fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver");
+		fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver", NULL);
 }
 
 void mrtc_rtc_client_get_token(struct mrtc_request *r)
@@ -561,41 +548,41 @@ static void relay_send(struct token_req *t);
 static void relay_refused(struct token_req *t, const struct mrtc_http_response *resp,
 			  enum mrtc_fedproxy_refusal refusal)
 {
-	char dest[300];
+	char dest[300], why[MRTC_REQUEST_DETAIL_MAX];
 	mrtc_quote(dest, sizeof(dest), t->f.server_name, 255);
 	t->s->counters.fed_out_failed++;
-	mrtc_log(refusal == MRTC_FEDPROXY_DESTINATION_DENIED ||
-			 refusal == MRTC_FEDPROXY_CONNECTION_FAILED
-		     ? LOG_WARNING
-		     : LOG_ERR,
-		 "federation", t->r->id, "get_token at %s through fed_proxy failed: %s", dest,
-		 resp->detail ? resp->detail : mrtc_fedproxy_refusal_str(refusal));
+	mrtc_format_shown(why, sizeof(why), "get_token at %s through fed_proxy failed: %s", dest,
+			  resp->detail ? resp->detail : mrtc_fedproxy_refusal_str(refusal));
 	switch (refusal) {
 	case MRTC_FEDPROXY_DESTINATION_DENIED:
 		fail(t, MRTC_ERR_FORBIDDEN,
-		     "This homeserver does not federate with the specified homeserver");
+		     "This homeserver does not federate with the specified homeserver", why);
 		return;
 	case MRTC_FEDPROXY_CONNECTION_FAILED:
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the specified homeserver");
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the specified homeserver", why);
 		return;
 	case MRTC_FEDPROXY_NOT_APPSERVICE:
 		fail(t, MRTC_ERR_UPSTREAM,
-		     "The homeserver refused the transport service's application-service token");
+		     "The homeserver refused the transport service's application-service token",
+		     why);
 		return;
 	case MRTC_FEDPROXY_PATH_NOT_ALLOWED:
 		fail(t, MRTC_ERR_UPSTREAM,
 		     "The homeserver does not let the transport service use this federation path "
-		     "(io.element.msc4512.proxy_prefix)");
+		     "(io.element.msc4512.proxy_prefix)",
+		     why);
 		return;
 	case MRTC_FEDPROXY_BAD_PARAM:
-		fail(t, MRTC_ERR_UPSTREAM, "The homeserver refused the federation proxy request");
+		fail(t, MRTC_ERR_UPSTREAM, "The homeserver refused the federation proxy request",
+		     why);
 		return;
 	case MRTC_FEDPROXY_UNSUPPORTED:
 		fail(t, MRTC_ERR_UPSTREAM,
-		     "The homeserver offers no federation proxy (MSC4512 is not enabled)");
+		     "The homeserver offers no federation proxy (MSC4512 is not enabled)", why);
 		return;
 	default:
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver's federation proxy");
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver's federation proxy",
+		     why);
 		return;
 	}
 }
@@ -655,7 +642,7 @@ static void relay_done(void *arg, const struct mrtc_http_response *resp)
 		char *copy = strdup(jwt);
 		json_object_put(doc);
 		if (!copy) {
-			fail(t, MRTC_ERR_NOMEM, "Out of memory");
+			fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
 			return;
 		}
 		reply_jwt(t, copy);
@@ -677,15 +664,14 @@ static void relay_done(void *arg, const struct mrtc_http_response *resp)
 		s->counters.fed_out_invalid++;
 	} else {
 		s->counters.fed_out_failed++;
-		char code[80];
-		mrtc_log(LOG_WARNING, "federation", t->r->id,
-			 "get_token at %s failed: %s%s%s, HTTP %d, errcode %s", dest,
-			 mrtc_err_str(resp->err), resp->detail ? ": " : "",
-			 resp->detail ? resp->detail : "", resp->err == MRTC_OK ? resp->status : 0,
-			 mrtc_quote(code, sizeof(code), errcode ? errcode : "none", 40));
 	}
+	char code[80], why[MRTC_REQUEST_DETAIL_MAX];
+	mrtc_format_shown(why, sizeof(why), "get_token at %s: %s%s%s, HTTP %d, errcode %s", dest,
+			  mrtc_err_str(resp->err), resp->detail ? ": " : "",
+			  resp->detail ? resp->detail : "", resp->err == MRTC_OK ? resp->status : 0,
+			  mrtc_quote(code, sizeof(code), errcode ? errcode : "none", 40));
 	json_object_put(doc);
-	fail(t, err, msg);
+	fail(t, err, msg, why);
 }
 
 static void relay_send(struct token_req *t)
@@ -695,7 +681,7 @@ static void relay_send(struct token_req *t)
 	if (!body || !member) {
 		json_object_put(body);
 		json_object_put(member);
-		fail(t, MRTC_ERR_NOMEM, "Out of memory");
+		fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
 		return;
 	}
 	json_object_object_add(body, "user_id", json_object_new_string(t->who.user_id));
@@ -723,7 +709,7 @@ static void relay_send(struct token_req *t)
 	}
 	json_object_put(body);
 	if (!started)
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the specified homeserver");
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the specified homeserver", NULL);
 }
 
 static void relay_start(struct token_req *t)
@@ -743,17 +729,18 @@ static void fed_remote_membership(void *arg, enum mrtc_err err,
 	t->hs_op = NULL;
 	if (err != MRTC_OK) {
 		t->s->counters.fed_in_refused++;
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership");
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership", m->detail);
 		return;
 	}
 	if (!m->acl_allows) {
 		t->s->counters.fed_in_refused++;
-		fail(t, MRTC_ERR_FORBIDDEN, "Server ACLs deny the requesting server");
+		fail(t, MRTC_ERR_FORBIDDEN, "Server ACLs deny the requesting server", NULL);
 		return;
 	}
 	if (!m->user_joined || !m->local_joined) {
 		t->s->counters.fed_in_refused++;
-		fail(t, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room");
+		fail(t, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room",
+		     NULL);
 		return;
 	}
 	t->s->counters.fed_in_ok++;
@@ -765,19 +752,21 @@ static void fed_verified(struct token_req *t)
 	const char *msg;
 	enum mrtc_err err = mrtc_token_fields_parse(t->body, true, &t->f, &msg);
 	if (err != MRTC_OK) {
-		fail(t, err, msg);
+		fail(t, err, msg, NULL);
 		return;
 	}
 	if (strcmp(mrtc_user_id_server(t->f.user_id), t->origin) != 0) {
-		fail(t, MRTC_ERR_FORBIDDEN, "'user_id' does not belong to the requesting server");
+		fail(t, MRTC_ERR_FORBIDDEN, "'user_id' does not belong to the requesting server",
+		     NULL);
 		return;
 	}
 	if (!mrtc_copy(t->device, sizeof(t->device), t->f.claimed_device_id)) {
-		fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long");
+		fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long", NULL);
 		return;
 	}
 	if (!t->device[0] && t->s->config->identity == MRTC_IDENTITY_USER_DEVICE_MEMBER) {
-		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')");
+		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')",
+		     NULL);
 		return;
 	}
 	uint64_t retry;
@@ -788,7 +777,7 @@ static void fed_verified(struct token_req *t)
 	t->hs_op = mrtc_hs_remote_membership(t->s->homeserver, t->f.room_id, t->f.user_id,
 					     t->origin, fed_remote_membership, t);
 	if (!t->hs_op)
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership");
+		fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership", NULL);
 }
 
 static void fed_checked(void *arg, enum mrtc_err err, const char *origin)
@@ -797,7 +786,7 @@ static void fed_checked(void *arg, enum mrtc_err err, const char *origin)
 	t->verify_job = NULL;
 	if (err != MRTC_OK) {
 		t->s->counters.sig_bad++;
-		fail(t, MRTC_ERR_BAD_SIGNATURE, "Request signature is not valid");
+		fail(t, MRTC_ERR_BAD_SIGNATURE, "Request signature is not valid", NULL);
 		return;
 	}
 	t->s->counters.sig_ok++;
@@ -818,12 +807,12 @@ static void fed_verify(struct token_req *t)
 	if (err != MRTC_OK) {
 		t->s->counters.sig_bad++;
 		fail(t, err == MRTC_ERR_AUTH_MALFORMED ? err : MRTC_ERR_BAD_SIGNATURE,
-		     "Request signature is not valid");
+		     "Request signature is not valid", NULL);
 		return;
 	}
 	t->verify_job = mrtc_verifier_submit(t->s->verifier, &check, fed_checked, t);
 	if (!t->verify_job)
-		fail(t, MRTC_ERR_NOMEM, "Out of memory");
+		fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
 }
 
 static void fed_key_ready(void *arg, enum mrtc_err err)
@@ -900,12 +889,12 @@ static struct token_req *federation_start(struct mrtc_request *r)
 	size_t len;
 	enum mrtc_err err = mrtc_http_body(r, &body, &len);
 	if (err != MRTC_OK) {
-		fail(t, err, "Request body too large");
+		fail(t, err, "Request body too large", NULL);
 		return NULL;
 	}
 	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &t->body) != MRTC_OK ||
 	    !json_object_is_type(t->body, json_type_object)) {
-		fail(t, MRTC_ERR_NOT_JSON, "Body is not a JSON object");
+		fail(t, MRTC_ERR_NOT_JSON, "Body is not a JSON object", NULL);
 		return NULL;
 	}
 	return t;
@@ -922,7 +911,7 @@ static void federation_from_homeserver(struct mrtc_request *r)
 	if (!t)
 		return;
 	if (!mrtc_copy(t->origin, sizeof(t->origin), origin)) { /* same size: cannot happen */
-		fail(t, MRTC_ERR_INVALID_PARAM, "Malformed request origin");
+		fail(t, MRTC_ERR_INVALID_PARAM, "Malformed request origin", NULL);
 		return;
 	}
 	mrtc_log(LOG_INFO, "federation", r->id, "request from %s, verified by the homeserver",
@@ -945,12 +934,12 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 		if (strcasecmp(h->key, "Authorization") != 0)
 			continue;
 		if (t->n_auth == MAX_AUTH_HEADERS) {
-			fail(t, MRTC_ERR_AUTH_MALFORMED, "Too many Authorization headers");
+			fail(t, MRTC_ERR_AUTH_MALFORMED, "Too many Authorization headers", NULL);
 			return;
 		}
 		t->auth_headers[t->n_auth] = strdup(h->value);
 		if (!t->auth_headers[t->n_auth]) {
-			fail(t, MRTC_ERR_NOMEM, "Out of memory");
+			fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
 			return;
 		}
 		if (!first_xmatrix && strncasecmp(h->value, "X-Matrix ", 9) == 0)
@@ -963,13 +952,14 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 	if (err != MRTC_OK) {
 		fail(t, err,
 		     err == MRTC_ERR_AUTH_MISSING ? "Missing X-Matrix authorization"
-						  : "Malformed X-Matrix authorization");
+						  : "Malformed X-Matrix authorization",
+		     NULL);
 		return;
 	}
 	mrtc_copy(t->origin, sizeof(t->origin), a.origin); /* a parsed server name: fits */
 	if (a.destination[0] && strcmp(a.destination, r->services->config->server_name) != 0) {
 		t->s->counters.sig_bad++;
-		fail(t, MRTC_ERR_WRONG_DESTINATION, "Request is addressed to another server");
+		fail(t, MRTC_ERR_WRONG_DESTINATION, "Request is addressed to another server", NULL);
 		return;
 	}
 	uint8_t pk[MRTC_ED25519_PK_LEN];
@@ -982,5 +972,5 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 	t->key_op = mrtc_keyring_ensure_from(t->s->keyring, peer[0] ? peer : NULL, a.origin, a.key,
 					     fed_key_ready, t);
 	if (!t->key_op)
-		fail(t, MRTC_ERR_UNKNOWN_KEY, "Unknown signing key");
+		fail(t, MRTC_ERR_UNKNOWN_KEY, "Unknown signing key", NULL);
 }

@@ -103,6 +103,38 @@ class Faults(unittest.TestCase):
                     self.mode(hs)
                 self.healthy()
 
+    def test_homeserver_outage_logs_one_line_per_request(self):
+        """Each failed request is logged once, by its access line, with its request id and the
+        cause the homeserver client passed up: no line of the component, none of the handler."""
+        hs = self.hs1.hs_url
+        n = 6
+        for m in ({"mode": "down"}, {"mode": "500"}):
+            with self.subTest(fault=m):
+                before = len(self.hs1.mrtc.logs().splitlines())
+                self.mode(hs, **m)
+                ids = []
+                try:
+                    for i in range(n):
+                        status, headers, _ = self.c1.request(
+                            "POST", PATH, body=self.body(), timeout=30,
+                            headers={"Authorization": f"Bearer tok_{i}"})
+                        self.assertEqual(status, 502)
+                        ids.append(headers["x-request-id"])
+                finally:
+                    self.mode(hs)
+                time.sleep(0.3)
+                new = self.hs1.mrtc.logs().splitlines()[before:]
+                about = [line for line in new
+                         if any(f"[{rid}]" in line for rid in ids) or "homeserver" in line]
+                self.assertEqual(len(about), n, "\n".join(new))
+                for rid in ids:
+                    mine = [line for line in about if f"[{rid}]" in line]
+                    self.assertEqual(len(mine), 1, "\n".join(new))
+                    self.assertIn(" 502 ", mine[0])
+                    self.assertIn("homeserver whoami call", mine[0])
+                    self.assertNotIn("tok_", mine[0])
+        self.healthy()
+
     # -- the remote homeserver ----------------------------------------------------------------
     def test_remote_faults(self):
         for server in ("wrongcert.test", "garbage.test", "huge.test"):

@@ -112,6 +112,66 @@ START_TEST(test_http_add_cors_headers)
 }
 END_TEST
 
+/* Records the order of the state hooks: 'c' for cancel, 'd' for dispose. */
+static char hooks[8];
+static size_t n_hooks;
+
+static void note_cancel(void *state)
+{
+	ck_assert_ptr_nonnull(state);
+	hooks[n_hooks++] = 'c';
+}
+
+static void note_dispose(void *state)
+{
+	ck_assert_ptr_nonnull(state);
+	hooks[n_hooks++] = 'd';
+}
+
+static const struct mrtc_request_state_ops note_ops = { note_cancel, note_dispose };
+
+START_TEST(test_request_state_zeroed_and_disposed_by_the_finish)
+{
+	struct mrtc_request *r = calloc(1, sizeof(*r));
+	n_hooks = 0;
+	unsigned char *state = mrtc_request_state(r, 300, &note_ops);
+	ck_assert_ptr_nonnull(state);
+	for (size_t i = 0; i < 300; i++)
+		ck_assert_int_eq(state[i], 0);
+	ck_assert_ptr_eq(r->state, state);
+	mrtc_request_end(r, 200); /* r->req NULL: the client is gone, nothing to send */
+	ck_assert_uint_eq(n_hooks, 1);
+	ck_assert_int_eq(hooks[0], 'd');
+	ck_assert_ptr_null(r->state);
+	free(r);
+}
+END_TEST
+
+START_TEST(test_request_state_hang_up_cancels_then_disposes)
+{
+	struct mrtc_request *r = calloc(1, sizeof(*r));
+	n_hooks = 0;
+	ck_assert_ptr_nonnull(mrtc_request_state(r, 16, &note_ops));
+	mrtc_request_cancel(r);
+	mrtc_request_end(r, 499);
+	ck_assert_uint_eq(n_hooks, 2);
+	ck_assert_int_eq(hooks[0], 'c');
+	ck_assert_int_eq(hooks[1], 'd');
+	free(r);
+}
+END_TEST
+
+START_TEST(test_request_state_without_hooks_is_freed)
+{
+	struct mrtc_request *r = calloc(1, sizeof(*r));
+	ck_assert_ptr_nonnull(mrtc_request_state(r, 32, NULL));
+	mrtc_request_cancel(r);
+	mrtc_request_end(r, 499); /* LeakSanitizer fails the test if the state stays */
+	ck_assert_ptr_null(r->state);
+	free(r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("http");
@@ -120,6 +180,9 @@ int main(void)
 		test_http_status_mapping,
 		test_http_path_of_keeps_encoding,
 		test_http_add_cors_headers,
+		test_request_state_zeroed_and_disposed_by_the_finish,
+		test_request_state_hang_up_cancels_then_disposes,
+		test_request_state_without_hooks_is_freed,
 	};
 	vectors_add_tests(s, "http", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);

@@ -43,12 +43,16 @@ struct mrtc_whoami {
 	char error[256];
 	int soft_logout;	 /* -1 absent, else 0 or 1 */
 	uint64_t retry_after_ms; /* 429 only */
+	/* In a callback with an error: what went wrong, for the request's log line (no secret);
+	 * NULL otherwise. Borrowed, valid during the callback. */
+	const char *detail;
 };
 
 struct mrtc_remote_membership {
-	bool user_joined;  /* the remote user is joined, as we see the room */
-	bool local_joined; /* at least one of our users is still joined */
-	bool acl_allows;   /* the room's server ACL allows the origin (true without ACL source) */
+	bool user_joined;   /* the remote user is joined, as we see the room */
+	bool local_joined;  /* at least one of our users is still joined */
+	bool acl_allows;    /* the room's server ACL allows the origin (true without ACL source) */
+	const char *detail; /* as in struct mrtc_whoami */
 };
 
 struct mrtc_homeserver_stats {
@@ -63,11 +67,14 @@ struct mrtc_homeserver_stats {
 
 /* MRTC_OK, MRTC_ERR_UNKNOWN_TOKEN (401), MRTC_ERR_FORBIDDEN (403), MRTC_ERR_LIMIT_EXCEEDED
  * (429) -- these three with the homeserver's answer in @who -- or MRTC_ERR_UPSTREAM
- * (homeserver unreachable/5xx/bad, @who NULL). Only MRTC_OK answers are cached. */
+ * (homeserver unreachable/5xx/bad, with who->detail). @who is never NULL. Only MRTC_OK answers
+ * are cached. The component logs no failure of a call: its caller does, with the detail. */
 typedef void (*mrtc_whoami_fn)(void *ctx, enum mrtc_err err, const struct mrtc_whoami *who);
-/* MRTC_OK (with @joined), MRTC_ERR_UNKNOWN_TOKEN, or MRTC_ERR_UPSTREAM. */
-typedef void (*mrtc_joined_fn)(void *ctx, enum mrtc_err err, bool joined);
-/* MRTC_OK (with @m), or MRTC_ERR_UPSTREAM (including a refused admin token). */
+/* MRTC_OK (with @joined), MRTC_ERR_UNKNOWN_TOKEN, or MRTC_ERR_UPSTREAM; @detail as
+ * who->detail above. */
+typedef void (*mrtc_joined_fn)(void *ctx, enum mrtc_err err, bool joined, const char *detail);
+/* MRTC_OK, or MRTC_ERR_UPSTREAM (including a refused admin token) with m->detail; @m is never
+ * NULL. */
 typedef void (*mrtc_remote_fn)(void *ctx, enum mrtc_err err,
 			       const struct mrtc_remote_membership *m);
 
@@ -95,7 +102,8 @@ struct mrtc_hs_op *mrtc_hs_remote_membership(struct mrtc_homeserver *hs, const c
  * io.element.msc4502 path (false, the default). */
 void mrtc_homeserver_set_is_joined_stable(struct mrtc_homeserver *hs, bool stable);
 
-/* The callback will not be called. Accepts NULL. */
+/* Every start call follows mrtc/base/async.h. Cancel: no callback, and the homeserver calls
+ * stop (their connections closed). Accepts NULL. */
 void mrtc_hs_op_cancel(struct mrtc_hs_op *op);
 
 struct json_object;

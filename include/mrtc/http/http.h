@@ -33,10 +33,25 @@ struct mrtc_route {
 };
 
 /*
- * Called when the client goes away before the reply: the handler cancels its work and frees
- * what it owns; the request itself is freed by the server afterwards.
+ * State a handler keeps for as long as its request (nginx's ngx_http_cleanup_add, h2o's
+ * h2o_mem_alloc_shared): the request owns it and frees it after the one finishing call (any
+ * reply function or mrtc_request_fail()), once the reply is sent and logged, so a message built
+ * in the state is still valid while it is sent. When the client hangs up first, @cancel runs
+ * (stop every outbound call: no callback may reach the state afterwards), then @dispose.
+ */
+struct mrtc_request_state_ops {
+	void (*cancel)(void *state);  /* may be NULL */
+	void (*dispose)(void *state); /* frees what the state owns, not the state; may be NULL */
+};
+
+/*
+ * LEGACY PATH, for module/delayed's handlers only until they use mrtc_request_state(); the lead
+ * removes it after merging. Called when the client goes away before the reply: the handler
+ * cancels its work and frees what it owns; the request itself is freed by the server.
  */
 typedef void (*mrtc_abort_fn)(struct mrtc_request *r);
+
+#define MRTC_REQUEST_DETAIL_MAX 320
 
 struct mrtc_request {
 	struct evhttp_request *req; /* NULL once the client has gone */
@@ -46,10 +61,51 @@ struct mrtc_request {
 	char id[MRTC_REQUEST_ID_LEN + 1];
 	uint64_t start_ms;
 	bool cors;
-	mrtc_abort_fn on_abort;
-	void *handler_ctx;
-	void *conn; /* the server's per-connection state while the handler runs */
+	void *state; /* mrtc_request_state(), owned by the request */
+	const struct mrtc_request_state_ops *state_ops;
+	/* For the access line of the finishing call: what the client was told and why (borrowed
+	 * from the caller of the finishing call; NULL when none). */
+	const char *message;
+	const char *detail;
+	mrtc_abort_fn on_abort; /* LEGACY PATH (module/delayed only) */
+	void *handler_ctx;	/* LEGACY PATH (module/delayed only) */
+	void *conn;		/* the server's per-connection state while the handler runs */
 };
+
+/*
+ * Zeroed state of @size bytes owned by @r, with @ops (static, borrowed; may be NULL), or NULL
+ * without memory (then nothing is registered: the handler answers with an error). One per
+ * request. Borrowed: valid until the finishing call has returned, or until @ops->cancel.
+ */
+void *mrtc_request_state(struct mrtc_request *r, size_t size,
+			 const struct mrtc_request_state_ops *ops);
+
+/*
+ * The finishing call for a failure: a Matrix error for @err with @message (sent to the client
+ * and logged), and @detail (may be NULL: what went wrong underneath, for the log only; it
+ * must hold no secret). Logs the one access line of the request, frees its state and @r.
+ */
+void mrtc_request_fail(struct mrtc_request *r, enum mrtc_err err, const char *message,
+		       const char *detail);
+
+/*
+ * Sets what the access line of the next finishing call says about a failure answered with a
+ * reply function instead of mrtc_request_fail() (a refusal passed on as the homeserver sent
+ * it): both borrowed until that call, which must follow.
+ */
+void mrtc_request_note(struct mrtc_request *r, const char *message, const char *detail);
+
+/*
+ * For the server: the client went away before the finishing call. Runs the state's cancel (or
+ * the legacy on_abort).
+ */
+void mrtc_request_cancel(struct mrtc_request *r);
+
+/*
+ * For the server, inside the finishing call: logs the access line for @status and frees the
+ * state (not @r).
+ */
+void mrtc_request_end(struct mrtc_request *r, int status);
 
 enum mrtc_route_match {
 	MRTC_ROUTE_FOUND,
@@ -93,9 +149,7 @@ void mrtc_http_reply_json_text(struct mrtc_request *r, int status, const char *t
  */
 void mrtc_http_reply_raw(struct mrtc_request *r, int status, struct evbuffer *body);
 
-/*
- * Sends a Matrix error for @err with the human-readable @message, and frees @r.
- */
+/* mrtc_request_fail() without a detail. */
 void mrtc_http_reply_error(struct mrtc_request *r, enum mrtc_err err, const char *message);
 
 /* 429 M_LIMIT_EXCEEDED with Retry-After (seconds, rounded up) and retry_after_ms. */

@@ -10,15 +10,28 @@
 #include <stdint.h>
 
 #include "mrtc/core/config.h"
+#include "mrtc/core/metrics.h"
 #include "mrtc/base/err.h"
 #include "mrtc/http/http.h"
 
+/* What the server serves, given by its owner (module/main): the server names no feature. */
+struct mrtc_server_setup {
+	struct mrtc_metrics *metrics;	/* request metrics, written by the server */
+	struct mrtc_services *services; /* opaque here: handed to every handler in r->services */
+	const struct mrtc_route *main_routes, *admin_routes; /* besides /healthz, the server's */
+	size_t n_main_routes, n_admin_routes;
+};
+
+#define MRTC_SERVER_ROUTES_MAX 64
+
 /*
- * Creates the server on @base with @config (both borrowed; they must outlive the server) and
- * binds both listeners. On success *ret_server is new (caller frees with
- * mrtc_server_destroy()). MRTC_ERR_IO if a listener cannot be bound (logged).
+ * Creates the server on @base with @config and @setup (all borrowed; they and the route tables
+ * must outlive the server) and binds both listeners. On success *ret_server is new (caller
+ * frees with mrtc_server_destroy()). MRTC_ERR_IO if a listener cannot be bound (logged),
+ * MRTC_ERR_INVALID_PARAM over MRTC_SERVER_ROUTES_MAX routes.
  */
 enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_config *config,
+				 const struct mrtc_server_setup *setup,
 				 struct mrtc_server **ret_server);
 
 /*
@@ -27,15 +40,6 @@ enum mrtc_err mrtc_server_create(struct event_base *base, const struct mrtc_conf
  * @deadline_ms, whichever comes first.
  */
 void mrtc_server_shutdown(struct mrtc_server *server, uint64_t deadline_ms);
-
-/*
- * After the loop has exited: stops background work (delayed-leave jobs stay stored, probes)
- * and runs the loop until outbound calls have finished, at most @deadline_ms.
- */
-void mrtc_server_quiesce(struct mrtc_server *server, uint64_t deadline_ms);
-
-/* SIGHUP: reloads what can change safely (the trusted CA file for new connections). */
-void mrtc_server_reload(struct mrtc_server *server);
 
 /* Number of requests received and not yet answered. */
 size_t mrtc_server_inflight(const struct mrtc_server *server);

@@ -53,6 +53,8 @@ struct mrtc_rs_call *mrtc_roomservice_remove_participant(struct mrtc_roomservice
 							 mrtc_rs_fn cb, void *ctx);
 /* A cheap authenticated call (ListRooms of one unlikely name) that proves the SFU answers. */
 struct mrtc_rs_call *mrtc_roomservice_probe(struct mrtc_roomservice *rs, mrtc_rs_fn cb, void *ctx);
+/* Every start call above follows mrtc/base/async.h. Cancel: no callback, and the call stops
+ * (its connection closed, or the immediate answer dropped). Accepts NULL. */
 void mrtc_rs_call_cancel(struct mrtc_rs_call *call);
 
 /*

@@ -34,8 +34,8 @@ struct mrtc_services {
 	struct mrtc_cache *fed_paths;	 /* destination -> which get_token path it serves */
 	struct mrtc_cache *openid_cache; /* SHA-256(token, server) -> user id (legacy flow) */
 	struct mrtc_metrics metrics;
-	struct mrtc_readiness *readiness;
-	struct mrtc_delayed *delayed;
+	struct mrtc_readiness *readiness; /* the ops feature's, set by features.c */
+	struct mrtc_delayed *delayed;	  /* the delayed feature's, set by features.c */
 	struct mrtc_appservice_features appservice_features; /* application-service mode */
 	struct {
 		uint64_t tokens_local, tokens_federated, tokens_legacy;
