@@ -19,6 +19,7 @@
 #include "mrtc/core/log.h"
 #include "mrtc/rtc/rtc.h"
 #include "mrtc/main/services.h"
+#include "mrtc/store/async.h"
 #include "mrtc/store/store.h"
 #include "mrtc/base/util.h"
 
@@ -61,6 +62,8 @@ struct job {
 	char last_errcode[32];
 	struct mrtc_http_call *http;
 	struct mrtc_rs_call *rs;
+	struct mrtc_store_call *lease; /* shared store: the lease checked before an action */
+	uint64_t lease_ok_ms;	       /* when the lease was last known to be ours */
 	struct job *prev, *next;
 };
 
@@ -77,9 +80,17 @@ struct watched {
 
 struct mrtc_delayed {
 	struct mrtc_services *s;
-	struct mrtc_store *store;
+	struct mrtc_store_async *store;
+	/* The scan (and the first load): renew our leases, list the store, lease the orphans.
+	 * One at a time; its keys and records kept between the steps. */
+	struct mrtc_store_call *scan_call;
+	struct mrtc_store_key *scan_keys;
+	struct mrtc_job_record *orphans;
+	size_t n_orphans;
+	struct mrtc_store_call *watch_load; /* the admitted set read at start */
 	struct job *jobs;
 	size_t n_jobs;
+	struct mrtc_cache *by_key; /* key -> job (borrowed) */
 	char owner[33];
 	struct event *scan;  /* shared store: take over jobs whose lease ran out */
 	struct event *watch; /* membership re-checks */
@@ -111,10 +122,7 @@ static void job_tick(struct job *j);
 
 static struct job *find_job(struct mrtc_delayed *d, const char *key)
 {
-	for (struct job *j = d->jobs; j; j = j->next)
-		if (strcmp(j->rec.key, key) == 0)
-			return j;
-	return NULL;
+	return mrtc_cache_get(d->by_key, key, strlen(key), 0);
 }
 
 static void job_unlink_free(struct job *j)
@@ -122,6 +130,7 @@ static void job_unlink_free(struct job *j)
 	struct mrtc_delayed *d = j->d;
 	mrtc_http_call_cancel(j->http);
 	mrtc_rs_call_cancel(j->rs);
+	mrtc_store_call_cancel(j->lease);
 	if (j->prev)
 		j->prev->next = j->next;
 	else
@@ -129,6 +138,7 @@ static void job_unlink_free(struct job *j)
 	if (j->next)
 		j->next->prev = j->prev;
 	d->n_jobs--;
+	mrtc_cache_remove(d->by_key, j->rec.key, strlen(j->rec.key));
 	if (j->timer)
 		event_free(j->timer);
 	sodium_memzero(j->rec.delay_id, sizeof(j->rec.delay_id));
@@ -162,8 +172,9 @@ static void job_done_at(struct job *j, int level, const char *why)
 	struct mrtc_delayed *d = j->d;
 	mrtc_log(level, "delayed", NULL, "job for %s in %s ended: %s", j->rec.user_id,
 		 j->rec.room_id, why);
-	d->store->ops->del(d->store->self, j->rec.key);
-	d->store->ops->release(d->store->self, j->rec.key, d->owner);
+	/* Queued behind any earlier write of the job; a full queue leaves it stored, and the
+	 * next daemon to take it up finds the delayed event gone. */
+	mrtc_store_del(d->store, j->rec.key, d->owner, NULL, NULL);
 	job_unlink_free(j);
 }
 
@@ -172,9 +183,10 @@ static void job_done(struct job *j, const char *why)
 	job_done_at(j, LOG_INFO, why);
 }
 
+/* Written in the background: the store's worker logs a failure. */
 static void save(struct job *j)
 {
-	if (j->d->store->ops->put(j->d->store->self, &j->rec) != MRTC_OK)
+	if (!mrtc_store_put(j->d->store, &j->rec, NULL, NULL))
 		mrtc_log(LOG_ERR, "delayed", NULL, "cannot write the job for %s to the store",
 			 j->rec.user_id);
 }
@@ -407,6 +419,43 @@ static void on_poll(void *arg, enum mrtc_err err, const char *detail)
 	job_tick(j);
 }
 
+static void on_job_lease(void *arg, const bool *held, size_t n)
+{
+	struct job *j = arg;
+	j->lease = NULL;
+	j->busy = false;
+	if (n != 1 || !held[0]) {
+		mrtc_log(LOG_INFO, "delayed", NULL, "job for %s is driven by another daemon now",
+			 j->rec.user_id);
+		job_unlink_free(j);
+		return;
+	}
+	j->lease_ok_ms = mrtc_monotonic_ms();
+	job_tick(j);
+}
+
+/* With a shared store, an action is taken only under a lease confirmed within a third of its
+ * time to live (the scan renews it that often); false when a check was started instead (the
+ * job is busy until it answers) or could not start (the job waits for the next tick). */
+static bool lease_is_fresh(struct job *j, uint64_t now)
+{
+	struct mrtc_delayed *d = j->d;
+	uint64_t ttl = d->s->config->lease_ttl_ms;
+	if (!mrtc_store_async_is_shared(d->store) ||
+	    (j->lease_ok_ms && now - j->lease_ok_ms < ttl / 3))
+		return true;
+	struct mrtc_store_key key;
+	memcpy(key.key, j->rec.key, sizeof(key.key));
+	j->lease = mrtc_store_lease(d->store, &key, 1, d->owner, ttl, on_job_lease, j);
+	if (j->lease) {
+		j->busy = true;
+	} else {
+		j->retry_at_ms = now + BACKOFF_START_MS; /* the store is not keeping up */
+		arm(j, j->retry_at_ms);
+	}
+	return false;
+}
+
 static void job_tick(struct job *j)
 {
 	struct mrtc_delayed *d = j->d;
@@ -419,13 +468,6 @@ static void job_tick(struct job *j)
 		return;
 	}
 	uint64_t now = mrtc_monotonic_ms();
-	if (d->store->shared && !d->store->ops->lease(d->store->self, j->rec.key, d->owner,
-						      d->s->config->lease_ttl_ms)) {
-		mrtc_log(LOG_INFO, "delayed", NULL, "job for %s is driven by another daemon now",
-			 j->rec.user_id);
-		job_unlink_free(j);
-		return;
-	}
 	/* Failing for longer than the delay: the homeserver has sent (or dropped) the event by
 	 * itself by now, so retrying longer serves nobody. */
 	if (j->failing_since_ms && now - j->failing_since_ms > j->rec.delay_ms + BACKOFF_CAP_MS) {
@@ -455,6 +497,8 @@ static void job_tick(struct job *j)
 		arm(j, j->retry_at_ms < at ? j->retry_at_ms : at);
 		return;
 	}
+	if ((j->send_pending || now >= j->next_restart_ms) && !lease_is_fresh(j, now))
+		return;
 	if (j->send_pending) {
 		act(j, "send");
 		if (!j->busy)
@@ -474,15 +518,18 @@ static void job_tick(struct job *j)
 	arm(j, at);
 }
 
-/* Starts driving @rec here. The restart comes at once: when it last ran is unknown. */
-static struct job *job_start(struct mrtc_delayed *d, const struct mrtc_job_record *rec)
+/* Starts driving @rec here (@lease_ok_ms: when its lease was taken, or 0). The restart comes at
+ * once: when it last ran is unknown. False when it could not start. */
+static bool job_start(struct mrtc_delayed *d, const struct mrtc_job_record *rec,
+		      uint64_t lease_ok_ms)
 {
 	if (d->n_jobs >= MAX_JOBS)
-		return NULL;
+		return false;
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j)
-		return NULL;
+		return false;
 	j->d = d;
+	j->lease_ok_ms = lease_ok_ms;
 	j->rec = *rec;
 	int sfu = rec->sfu_url[0] ? mrtc_config_sfu_find(d->s->config, rec->sfu_url) : 0;
 	j->sfu = sfu < 0 ? 0 : (size_t)sfu;
@@ -494,33 +541,121 @@ static struct job *job_start(struct mrtc_delayed *d, const struct mrtc_job_recor
 	j->timer = evtimer_new(d->s->base, on_timer, j);
 	if (!j->timer) {
 		free(j);
-		return NULL;
+		return false;
 	}
 	uint64_t now = mrtc_monotonic_ms(), wall = mrtc_now_ms();
 	uint64_t wait_end = rec->created_ms + d->s->config->delayed_connect_wait_s * 1000;
 	j->wait_deadline_ms = now + (wait_end > wall ? wait_end - wall : 0);
 	j->next_restart_ms = now;
 	j->next_poll_ms = now;
+	if (!mrtc_cache_put(d->by_key, j->rec.key, strlen(j->rec.key), j, UINT64_MAX)) {
+		event_free(j->timer);
+		free(j);
+		return false;
+	}
 	j->next = d->jobs;
 	if (d->jobs)
 		d->jobs->prev = j;
 	d->jobs = j;
 	d->n_jobs++;
 	job_tick(j);
-	return j;
+	return true;
 }
 
-static void resume_one(void *ctx, const struct mrtc_job_record *rec)
+/* ---- the lease scan: renew ours, list the store, take up the orphans (one at a time) ---- */
+
+static void scan_finish(struct mrtc_delayed *d)
 {
-	struct mrtc_delayed *d = ctx;
+	mrtc_store_call_cancel(d->scan_call);
+	d->scan_call = NULL;
+	free(d->scan_keys);
+	d->scan_keys = NULL;
+	if (d->orphans) {
+		sodium_memzero(d->orphans, d->n_orphans * sizeof(*d->orphans));
+		free(d->orphans);
+	}
+	d->orphans = NULL;
+	d->n_orphans = 0;
+}
+
+static void take_up(struct mrtc_delayed *d, const struct mrtc_job_record *rec, uint64_t now)
+{
 	if (find_job(d, rec->key))
-		return;
-	if (d->store->shared &&
-	    !d->store->ops->lease(d->store->self, rec->key, d->owner, d->s->config->lease_ttl_ms))
-		return;
+		return; /* delegated here meanwhile */
 	mrtc_log(LOG_INFO, "delayed", NULL, "taking up the job for %s in %s", rec->user_id,
 		 rec->room_id);
-	job_start(d, rec);
+	job_start(d, rec, mrtc_store_async_is_shared(d->store) ? now : 0);
+}
+
+static void on_orphans_leased(void *arg, const bool *held, size_t n)
+{
+	struct mrtc_delayed *d = arg;
+	d->scan_call = NULL;
+	uint64_t now = mrtc_monotonic_ms();
+	for (size_t i = 0; i < n && i < d->n_orphans; i++)
+		if (held[i])
+			take_up(d, &d->orphans[i], now);
+	scan_finish(d);
+}
+
+static void on_listed(void *arg, enum mrtc_err err, const struct mrtc_job_record *jobs, size_t n)
+{
+	struct mrtc_delayed *d = arg;
+	d->scan_call = NULL;
+	if (err != MRTC_OK || !n) {
+		scan_finish(d);
+		return; /* a failed read is logged by the store; the next scan tries again */
+	}
+	d->orphans = malloc(n * sizeof(*d->orphans));
+	d->scan_keys = malloc(n * sizeof(*d->scan_keys));
+	if (!d->orphans || !d->scan_keys) {
+		scan_finish(d);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!find_job(d, jobs[i].key)) {
+			d->orphans[d->n_orphans] = jobs[i];
+			memcpy(d->scan_keys[d->n_orphans].key, jobs[i].key, sizeof(jobs[i].key));
+			d->n_orphans++;
+		}
+	uint64_t now = mrtc_monotonic_ms();
+	if (!mrtc_store_async_is_shared(d->store)) {
+		for (size_t i = 0; i < d->n_orphans; i++)
+			take_up(d, &d->orphans[i], now);
+		scan_finish(d);
+		return;
+	}
+	if (d->n_orphans)
+		d->scan_call = mrtc_store_lease(d->store, d->scan_keys, d->n_orphans, d->owner,
+						d->s->config->lease_ttl_ms, on_orphans_leased, d);
+	if (!d->scan_call)
+		scan_finish(d);
+}
+
+static void scan_list(struct mrtc_delayed *d)
+{
+	d->scan_call = mrtc_store_each(d->store, on_listed, d);
+}
+
+static void on_renewed(void *arg, const bool *held, size_t n)
+{
+	struct mrtc_delayed *d = arg;
+	d->scan_call = NULL;
+	uint64_t now = mrtc_monotonic_ms();
+	for (size_t i = 0; i < n; i++) {
+		struct job *j = find_job(d, d->scan_keys[i].key);
+		if (!j)
+			continue; /* ended meanwhile */
+		if (held[i]) {
+			j->lease_ok_ms = now;
+		} else if (!j->busy) {
+			mrtc_log(LOG_INFO, "delayed", NULL, "lost the lease on the job for %s",
+				 j->rec.user_id);
+			job_unlink_free(j);
+		}
+	}
+	scan_finish(d);
+	scan_list(d);
 }
 
 static void on_scan(evutil_socket_t fd, short what, void *arg)
@@ -528,18 +663,23 @@ static void on_scan(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct mrtc_delayed *d = arg;
-	/* Renew what we hold (a busy job does not tick), then take up orphans. */
-	for (struct job *j = d->jobs, *next; j; j = next) {
-		next = j->next;
-		if (!d->store->ops->lease(d->store->self, j->rec.key, d->owner,
-					  d->s->config->lease_ttl_ms) &&
-		    !j->busy) {
-			mrtc_log(LOG_INFO, "delayed", NULL, "lost the lease on the job for %s",
-				 j->rec.user_id);
-			job_unlink_free(j);
-		}
+	if (d->scan_call)
+		return; /* the last scan is still waiting on the store */
+	if (!d->n_jobs) {
+		scan_list(d);
+		return;
 	}
-	d->store->ops->each(d->store->self, resume_one, d);
+	/* Renew what we hold (a busy job does not tick), then take up orphans. */
+	d->scan_keys = malloc(d->n_jobs * sizeof(*d->scan_keys));
+	if (!d->scan_keys)
+		return;
+	size_t n = 0;
+	for (struct job *j = d->jobs; j; j = j->next)
+		memcpy(d->scan_keys[n++].key, j->rec.key, sizeof(j->rec.key));
+	d->scan_call = mrtc_store_lease(d->store, d->scan_keys, n, d->owner,
+					d->s->config->lease_ttl_ms, on_renewed, d);
+	if (!d->scan_call)
+		scan_finish(d);
 }
 
 /* ---- membership watch ---- */
@@ -584,8 +724,8 @@ static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote
 	}
 	mrtc_cache_remove(c->d->admitted, c->key, strlen(c->key));
 	if (c->d->store)
-		c->d->store->ops->watch_del(c->d->store->self, c->d->s->config->sfus[c->w.sfu].url,
-					    c->w.room_name, c->w.identity);
+		mrtc_store_watch_del(c->d->store, c->d->s->config->sfus[c->w.sfu].url,
+				     c->w.room_name, c->w.identity, NULL, NULL);
 	if (!mrtc_roomservice_remove_participant(c->d->s->sfu_rooms[c->w.sfu], c->w.room_name,
 						 c->w.identity, on_removed, c))
 		free(c);
@@ -663,7 +803,7 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 	if (!d->batch && !(d->batch = calloc(WATCH_BATCH, sizeof(*d->batch))))
 		return;
 	if (d->store)
-		d->store->ops->watch_prune(d->store->self, mrtc_now_ms());
+		mrtc_store_watch_prune(d->store, mrtc_now_ms(), NULL, NULL);
 	d->sweep++;
 	d->sweeping = true;
 	d->batch_n = d->batch_i = 0;
@@ -681,7 +821,8 @@ static void watch_flush(struct mrtc_delayed *d)
 {
 	if (!d->n_pending)
 		return;
-	if (d->store->ops->watch_put(d->store->self, d->pending, d->n_pending) != MRTC_OK)
+	/* Written in the background: the store's worker logs a failure. */
+	if (!mrtc_store_watch_put(d->store, d->pending, d->n_pending, NULL, NULL))
 		mrtc_log(LOG_ERR, "watch", NULL,
 			 "cannot write %zu admitted participants to the store: a restart "
 			 "forgets them",
@@ -738,9 +879,8 @@ static struct watched *watch_add(struct mrtc_delayed *d, size_t sfu,
 
 /* A participant from the store: on the SFU of its url ("": the first), as jobs are, so a
  * renumbered configuration still finds it; on an SFU no longer configured, dropped. */
-static void watch_resume(void *ctx, const struct mrtc_watch_record *rec)
+static void watch_resume(struct mrtc_delayed *d, const struct mrtc_watch_record *rec)
 {
-	struct mrtc_delayed *d = ctx;
 	int sfu = rec->sfu_url[0] ? mrtc_config_sfu_find(d->s->config, rec->sfu_url) : 0;
 	if (sfu < 0) {
 		mrtc_log(LOG_WARNING, "watch", NULL,
@@ -748,8 +888,8 @@ static void watch_resume(void *ctx, const struct mrtc_watch_record *rec)
 			 "longer watched",
 			 rec->user_id, rec->room_id, rec->sfu_url);
 		if (d->store)
-			d->store->ops->watch_del(d->store->self, rec->sfu_url, rec->room_name,
-						 rec->identity);
+			mrtc_store_watch_del(d->store, rec->sfu_url, rec->room_name, rec->identity,
+					     NULL, NULL);
 		return;
 	}
 	const char *url = d->s->config->sfus[sfu].url;
@@ -758,10 +898,25 @@ static void watch_resume(void *ctx, const struct mrtc_watch_record *rec)
 		return;
 	/* Stored under another spelling of the url ("", a trailing slash): from now on under the
 	 * configured one, which the removal names. */
-	d->store->ops->watch_del(d->store->self, rec->sfu_url, rec->room_name, rec->identity);
+	mrtc_store_watch_del(d->store, rec->sfu_url, rec->room_name, rec->identity, NULL, NULL);
 	struct mrtc_watch_record again = *rec;
 	if (mrtc_copy(again.sfu_url, sizeof(again.sfu_url), url))
 		watch_queue(d, &again);
+}
+
+static void on_watch_loaded(void *arg, enum mrtc_err err, const struct mrtc_watch_record *w,
+			    size_t n)
+{
+	struct mrtc_delayed *d = arg;
+	d->watch_load = NULL;
+	if (err != MRTC_OK)
+		mrtc_log(
+		    LOG_ERR, "watch", NULL,
+		    "cannot read the admitted participants from the store (%s): those admitted "
+		    "before the restart are not re-checked",
+		    mrtc_err_str(err));
+	for (size_t i = 0; i < n; i++)
+		watch_resume(d, &w[i]);
 }
 
 void mrtc_delayed_admitted(struct mrtc_delayed *d, size_t sfu, const char *room_id,
@@ -881,21 +1036,27 @@ bool mrtc_delayed_enabled(const struct mrtc_delayed *d)
 	return d && d->store;
 }
 
-enum mrtc_err mrtc_delayed_start_job(struct mrtc_delayed *d, const struct mrtc_job_record *rec)
+/* Drives @rec (written to the store) here, replacing the job of the same key. */
+static enum mrtc_err start_stored(struct mrtc_delayed *d, const struct mrtc_job_record *rec)
 {
-	if (!mrtc_delayed_enabled(d))
-		return MRTC_ERR_INTERNAL;
 	/* One job per (room, slot, member, user): the new delegation replaces the old. */
 	struct job *old = find_job(d, rec->key);
 	if (old)
 		job_unlink_free(old);
-	if (d->store->ops->put(d->store->self, rec) != MRTC_OK)
-		return MRTC_ERR_UPSTREAM; /* the store (Redis) is unreachable: 502 */
-	if (!job_start(d, rec))
+	if (!job_start(d, rec, 0))
 		return MRTC_ERR_INTERNAL;
 	mrtc_log(LOG_INFO, "delayed", NULL, "delayed leave of %s in %s delegated%s", rec->user_id,
 		 rec->room_id, old ? " (replacing the previous one)" : "");
 	return MRTC_OK;
+}
+
+enum mrtc_err mrtc_delayed_start_job(struct mrtc_delayed *d, const struct mrtc_job_record *rec)
+{
+	if (!mrtc_delayed_enabled(d))
+		return MRTC_ERR_INTERNAL;
+	if (!mrtc_store_put(d->store, rec, NULL, NULL))
+		return MRTC_ERR_UPSTREAM; /* the store is not keeping up: 502 */
+	return start_stored(d, rec);
 }
 
 /* ---- the delegation endpoint ---- */
@@ -913,6 +1074,8 @@ struct delegation {
 	bool single; /* trying GET …/delayed_events/{delay_id} before the list */
 	struct mrtc_hs_op *hs_op;
 	struct mrtc_http_call *http;
+	struct mrtc_job_record rec; /* the job, while the store writes it */
+	struct mrtc_store_call *save;
 };
 
 static void dl_free(struct delegation *g)
@@ -922,6 +1085,7 @@ static void dl_free(struct delegation *g)
 		free(g->token);
 	}
 	sodium_memzero(g->delay_id, sizeof(g->delay_id));
+	sodium_memzero(&g->rec, sizeof(g->rec));
 	free(g);
 }
 
@@ -930,6 +1094,7 @@ static void dl_abort(struct mrtc_request *r)
 	struct delegation *g = r->handler_ctx;
 	mrtc_hs_op_cancel(g->hs_op);
 	mrtc_http_call_cancel(g->http);
+	mrtc_store_call_cancel(g->save);
 	dl_free(g);
 }
 
@@ -943,6 +1108,7 @@ static void dl_fail(struct delegation *g, enum mrtc_err err, const char *msg)
 }
 
 static void dl_list(struct delegation *g);
+static void dl_saved(void *arg, enum mrtc_err err);
 
 /* The delayed event @id in @e (one entry; MSC4140 head or older field names): its delay, or
  * 0 if @e is another event. */
@@ -1037,28 +1203,45 @@ static void on_list(void *arg, const struct mrtc_http_response *resp)
 		return;
 	}
 	struct mrtc_delayed *d = g->s->delayed;
-	struct mrtc_job_record rec = { .delay_ms = delay, .created_ms = mrtc_now_ms() };
+	struct mrtc_job_record *rec = &g->rec;
+	*rec = (struct mrtc_job_record){ .delay_ms = delay, .created_ms = mrtc_now_ms() };
 	const char *parts[] = { g->f.room_id, g->f.slot_id, g->f.member_id, g->who.user_id };
 	enum mrtc_identity_kind kind = c->identity == MRTC_IDENTITY_USER_MEMBER
 					   ? MRTC_IDENTITY_KIND_USER_MEMBER
 					   : MRTC_IDENTITY_KIND_USER_DEVICE_MEMBER;
-	if (mrtc_livekit_hash(parts, 4, rec.key) != MRTC_OK ||
-	    mrtc_livekit_room_name(g->f.room_id, g->f.slot_id, rec.room_name) != MRTC_OK ||
-	    mrtc_livekit_identity(kind, g->who.user_id, g->device, g->f.member_id, rec.identity) !=
+	if (mrtc_livekit_hash(parts, 4, rec->key) != MRTC_OK ||
+	    mrtc_livekit_room_name(g->f.room_id, g->f.slot_id, rec->room_name) != MRTC_OK ||
+	    mrtc_livekit_identity(kind, g->who.user_id, g->device, g->f.member_id, rec->identity) !=
 		MRTC_OK) {
 		dl_fail(g, MRTC_ERR_BAD_JSON,
 			"A device id is required ('member.claimed_device_id')");
 		return;
 	}
 	enum mrtc_err err =
-	    mrtc_copy(rec.user_id, sizeof(rec.user_id), g->who.user_id) &&
-		    mrtc_copy(rec.room_id, sizeof(rec.room_id), g->f.room_id) &&
-		    mrtc_copy(rec.delay_id, sizeof(rec.delay_id), g->delay_id) &&
-		    mrtc_copy(rec.cs_api_url, sizeof(rec.cs_api_url), c->homeserver_url) &&
-		    mrtc_copy(rec.sfu_url, sizeof(rec.sfu_url), c->sfus[g->sfu].url)
-		? mrtc_delayed_start_job(d, &rec)
+	    mrtc_copy(rec->user_id, sizeof(rec->user_id), g->who.user_id) &&
+		    mrtc_copy(rec->room_id, sizeof(rec->room_id), g->f.room_id) &&
+		    mrtc_copy(rec->delay_id, sizeof(rec->delay_id), g->delay_id) &&
+		    mrtc_copy(rec->cs_api_url, sizeof(rec->cs_api_url), c->homeserver_url) &&
+		    mrtc_copy(rec->sfu_url, sizeof(rec->sfu_url), c->sfus[g->sfu].url)
+		? MRTC_OK
 		: MRTC_ERR_INVALID_PARAM;
-	sodium_memzero(&rec, sizeof(rec));
+	if (err != MRTC_OK) {
+		dl_fail(g, err, "Unable to take the delegation");
+		return;
+	}
+	/* Answered once the job is in the store: a 200 means it survives a restart. */
+	if (!mrtc_delayed_enabled(d) || !(g->save = mrtc_store_put(d->store, rec, dl_saved, g)))
+		dl_fail(g, MRTC_ERR_UPSTREAM, "Unable to take the delegation");
+}
+
+static void dl_saved(void *arg, enum mrtc_err err)
+{
+	struct delegation *g = arg;
+	g->save = NULL;
+	if (err == MRTC_OK)
+		err = start_stored(g->s->delayed, &g->rec);
+	else
+		err = MRTC_ERR_UPSTREAM; /* the store (Redis) is unreachable: 502 */
 	if (err != MRTC_OK) {
 		dl_fail(g, err, "Unable to take the delegation");
 		return;
@@ -1305,7 +1488,10 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 			err = MRTC_ERR_IO;
 			goto fail;
 		}
-		err = mrtc_store_open(c->store, &so, &d->store);
+		d->by_key = mrtc_cache_create(MAX_JOBS, NULL);
+		if (!d->by_key)
+			goto fail;
+		err = mrtc_store_async_open(s->base, c->store, &so, 0, &d->store);
 		if (err != MRTC_OK)
 			goto fail;
 		err = MRTC_ERR_NOMEM;
@@ -1313,16 +1499,18 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 		struct timeval tv = { .tv_sec = (time_t)(c->lease_ttl_ms / 3000),
 				      .tv_usec =
 					  (suseconds_t)((c->lease_ttl_ms / 3) % 1000) * 1000 };
-		if (!d->scan || (d->store->shared && event_add(d->scan, &tv) != 0))
+		if (!d->scan ||
+		    (mrtc_store_async_is_shared(d->store) && event_add(d->scan, &tv) != 0))
 			goto fail;
-		d->store->ops->each(d->store->self, resume_one, d);
+		scan_list(d); /* the jobs of the last run, taken up when the store answers */
 		if (d->admitted) {
 			/* The watch outlives a restart: its admitted set is in the store. */
 			d->pending = calloc(WATCH_PENDING_MAX, sizeof(*d->pending));
 			d->flush = event_new(s->base, -1, 0, on_flush, d);
 			if (!d->pending || !d->flush)
 				goto fail;
-			d->store->ops->watch_each(d->store->self, mrtc_now_ms(), watch_resume, d);
+			d->watch_load =
+			    mrtc_store_watch_each(d->store, mrtc_now_ms(), on_watch_loaded, d);
 		}
 	}
 	*ret = d;
@@ -1339,6 +1527,9 @@ void mrtc_delayed_quiesce(struct mrtc_delayed *d)
 	while (d->jobs)
 		job_unlink_free(d->jobs); /* they stay in the store for the next start */
 	d->stopping = true;		  /* no new membership checks */
+	scan_finish(d);
+	mrtc_store_call_cancel(d->watch_load);
+	d->watch_load = NULL;
 	if (d->scan)
 		event_del(d->scan);
 	if (d->watch)
@@ -1355,6 +1546,8 @@ void mrtc_delayed_destroy(struct mrtc_delayed *d)
 		return;
 	while (d->jobs)
 		job_unlink_free(d->jobs); /* they stay in the store for the next start */
+	scan_finish(d);
+	mrtc_store_call_cancel(d->watch_load);
 	if (d->scan)
 		event_free(d->scan);
 	if (d->watch)
@@ -1365,12 +1558,13 @@ void mrtc_delayed_destroy(struct mrtc_delayed *d)
 	}
 	free(d->pending);
 	mrtc_cache_destroy(d->admitted);
-	mrtc_store_close(d->store);
+	mrtc_store_async_close(d->store); /* after the last write was queued */
+	mrtc_cache_destroy(d->by_key);
 	free(d->batch);
 	free(d);
 }
 
-const struct mrtc_store *mrtc_delayed_get_store(const struct mrtc_delayed *d)
+const struct mrtc_store_async *mrtc_delayed_get_store(const struct mrtc_delayed *d)
 {
 	return d ? d->store : NULL;
 }
