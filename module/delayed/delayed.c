@@ -17,6 +17,7 @@
 #include "mrtc/appservice/appservice.h"
 #include "mrtc/matrix/json.h"
 #include "mrtc/core/log.h"
+#include "mrtc/delayed/job_step.h"
 #include "mrtc/rtc/rtc.h"
 #include "mrtc/main/services.h"
 #include "mrtc/store/async.h"
@@ -24,8 +25,6 @@
 #include "mrtc/base/util.h"
 
 #define MAX_JOBS 100000
-#define BACKOFF_START_MS 1000
-#define BACKOFF_CAP_MS 60000
 #define WATCH_MAX 100000
 #define WATCH_BATCH 2000   /* keys taken from the cache at a time by a sweep */
 #define WATCH_IN_FLIGHT 64 /* membership checks a sweep keeps in flight */
@@ -37,33 +36,24 @@
 /* A new token for a participant already watched is written to the store only if it extends the
  * stored expiry by more than this: a client fetching tokens in a loop costs no writes. */
 #define WATCH_STORE_SLACK_MS 60000
-#define N_FORMS 4 /* (unstable, stable path) x (action in the path, action in the body) */
 
 static const char *const de_paths[2] = {
 	"/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
 	"/_matrix/client/v1/delayed_events",
 };
 
+/* A job: its record, the step function's state (job_step.h) and the I/O in flight. */
 struct job {
 	struct mrtc_delayed *d;
 	struct mrtc_job_record rec;
-	size_t sfu;    /* index in config->sfus of rec.sfu_url */
-	bool sfu_gone; /* rec.sfu_url is no configured SFU (any more) */
+	size_t sfu; /* index in config->sfus of rec.sfu_url */
+	struct mrtc_job_step_state st;
 	struct event *timer;
-	uint64_t next_restart_ms, next_poll_ms, wait_deadline_ms, retry_at_ms;
-	uint64_t backoff_ms;
-	bool busy, send_pending;
-	int form;	    /* index into the N_FORMS management forms */
-	bool confirmed;	    /* the homeserver is known to serve j->form */
-	bool saw_not_found; /* a form answered a plain 404 (not M_UNRECOGNIZED) */
-	bool seen_absent;   /* the last poll: the SFU answered that the participant is not there */
-	uint64_t failing_since_ms; /* first of an unbroken run of failed homeserver calls, or 0 */
-	int last_status;
+	enum mrtc_err last_err; /* of the last homeserver call, for the log */
 	char last_errcode[32];
 	struct mrtc_http_call *http;
 	struct mrtc_rs_call *rs;
-	struct mrtc_store_call *lease; /* shared store: the lease checked before an action */
-	uint64_t lease_ok_ms;	       /* when the lease was last known to be ours */
+	struct mrtc_store_call *lease;
 	struct job *prev, *next;
 };
 
@@ -118,7 +108,7 @@ struct mrtc_delayed {
 
 /* ---- jobs ---- */
 
-static void job_tick(struct job *j);
+static void job_run(struct job *j, const struct mrtc_job_event *event);
 
 static struct job *find_job(struct mrtc_delayed *d, const char *key)
 {
@@ -178,11 +168,6 @@ static void job_done_at(struct job *j, int level, const char *why)
 	job_unlink_free(j);
 }
 
-static void job_done(struct job *j, const char *why)
-{
-	job_done_at(j, LOG_INFO, why);
-}
-
 /* Written in the background: the store's worker logs a failure. */
 static void save(struct job *j)
 {
@@ -195,7 +180,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	job_tick(arg);
+	struct job *j = arg;
+	job_run(j, &(struct mrtc_job_event){ .kind = MRTC_JOB_EV_TIMER });
 }
 
 static void arm(struct job *j, uint64_t at_ms)
@@ -207,16 +193,7 @@ static void arm(struct job *j, uint64_t at_ms)
 	evtimer_add(j->timer, &tv);
 }
 
-static void backoff(struct job *j)
-{
-	uint64_t jitter = randombytes_uniform((uint32_t)(j->backoff_ms / 4 + 1));
-	j->retry_at_ms = mrtc_monotonic_ms() + j->backoff_ms + jitter;
-	j->backoff_ms = j->backoff_ms * 3 / 2;
-	if (j->backoff_ms > BACKOFF_CAP_MS)
-		j->backoff_ms = BACKOFF_CAP_MS;
-}
-
-/* Milliseconds a 429 asks us to wait: retry_after_ms in the body, else Retry-After. */
+/* Milliseconds a 429 asks us to wait: retry_after_ms in the body, else Retry-After (0: none). */
 static uint64_t retry_after(const struct mrtc_http_response *resp)
 {
 	struct json_object *doc = NULL, *ms = NULL;
@@ -228,111 +205,36 @@ static uint64_t retry_after(const struct mrtc_http_response *resp)
 	json_object_put(doc);
 	if (!v && resp->retry_after && mrtc_parse_u64(resp->retry_after, 0, 86400, &v))
 		v *= 1000;
-	return v ? v : BACKOFF_START_MS;
+	return v;
 }
 
-static void on_action(void *arg, const struct mrtc_http_response *resp, bool sending)
+static void on_action(void *arg, const struct mrtc_http_response *resp)
 {
 	struct job *j = arg;
 	j->http = NULL;
-	j->busy = false;
 	struct json_object *doc = NULL;
 	const char *errcode = NULL;
 	if (resp->err == MRTC_OK && mrtc_json_parse(resp->body, resp->body_len, 8, &doc) == MRTC_OK)
 		errcode = mrtc_json_get_string(doc, "errcode");
-	bool unrecognized = errcode && strcmp(errcode, "M_UNRECOGNIZED") == 0;
-	if (resp->err == MRTC_OK) {
-		j->last_status = resp->status;
+	struct mrtc_job_event ev = {
+		.kind = MRTC_JOB_EV_ACTION,
+		.err = resp->err,
+		.status = resp->status,
+		.unrecognized = errcode && strcmp(errcode, "M_UNRECOGNIZED") == 0,
+		.retry_after_ms =
+		    resp->err == MRTC_OK && resp->status == 429 ? retry_after(resp) : 0,
+	};
+	j->last_err = resp->err;
+	if (resp->err == MRTC_OK)
 		/* Only shown in log lines: a cut errcode is marked. */
 		mrtc_format_shown(j->last_errcode, sizeof(j->last_errcode), "%s",
 				  errcode ? errcode : "no errcode");
-	}
 	json_object_put(doc);
-	bool is_404 = resp->err == MRTC_OK && resp->status == 404;
-	bool is_405 = resp->err == MRTC_OK && resp->status == 405;
-	/* A form the homeserver does not serve answers 404 M_UNRECOGNIZED or 405; a form not
-	 * confirmed yet may also answer a plain 404. Try the next form before concluding. */
-	if (is_404 && !unrecognized)
-		j->saw_not_found = true;
-	if ((is_405 || (is_404 && (unrecognized || !j->confirmed))) && j->form + 1 < N_FORMS) {
-		j->form++;
-		j->confirmed = false;
-		job_tick(j);
-		return;
-	}
-	if (resp->err == MRTC_OK &&
-	    (resp->status == 200 || resp->status == 409 || (is_404 && !unrecognized))) {
-		j->confirmed = true;
-		memo_put(j->d, j->rec.cs_api_url, j->form);
-	}
-	if (resp->err == MRTC_OK && resp->status == 200) {
-		j->backoff_ms = BACKOFF_START_MS;
-		j->saw_not_found = false;
-		j->failing_since_ms = 0;
-		if (sending) {
-			job_done(j, "leave event sent");
-			return;
-		}
-		j->next_restart_ms = mrtc_monotonic_ms() + j->rec.delay_ms * 8 / 10;
-	} else if (resp->err == MRTC_OK && resp->status == 409) {
-		job_done_at(j, LOG_WARNING,
-			    "the delayed event was already finalised the other way (HTTP 409)");
-		return;
-	} else if (is_404 || is_405) {
-		char why[240];
-		bool gone = j->saw_not_found;
-		if (gone && j->confirmed && !unrecognized && !is_405)
-			mrtc_format_shown(why, sizeof(why), "%s (HTTP 404 %s to %s)",
-					  sending ? "leave event already sent"
-						  : "delayed event gone",
-					  j->last_errcode, sending ? "send" : "restart");
-		else if (gone)
-			mrtc_format_shown(why, sizeof(why),
-					  "%s (HTTP 404 to %s; no other management form knows it)",
-					  sending ? "leave event already sent"
-						  : "delayed event gone",
-					  sending ? "send" : "restart");
-		else
-			mrtc_format_shown(
-			    why, sizeof(why),
-			    "the homeserver serves no MSC4140 management form (every form "
-			    "answered %s to %s; last HTTP %d %s)",
-			    "404/405", sending ? "send" : "restart", j->last_status,
-			    j->last_errcode);
-		job_done_at(j, sending && gone ? LOG_INFO : LOG_WARNING, why);
-		return;
-	} else if (resp->err == MRTC_OK && resp->status == 429) {
-		j->retry_at_ms = mrtc_monotonic_ms() + retry_after(resp);
-	} else {
-		mrtc_log(LOG_WARNING, "delayed", NULL, "%s for %s failed (%s, HTTP %d): retrying",
-			 sending ? "send" : "restart", j->rec.user_id, mrtc_err_str(resp->err),
-			 resp->err == MRTC_OK ? resp->status : 0);
-		if (!j->failing_since_ms)
-			j->failing_since_ms = mrtc_monotonic_ms();
-		backoff(j);
-	}
-	job_tick(j);
+	job_run(j, &ev);
 }
 
-static void on_restart(void *arg, const struct mrtc_http_response *resp)
-{
-	on_action(arg, resp, false);
-}
-
-static void on_send(void *arg, const struct mrtc_http_response *resp)
-{
-	on_action(arg, resp, true);
-}
-
-/* A management call could not even start: counted as failing (for the give-up), backed off. */
-static void act_failed(struct job *j)
-{
-	if (!j->failing_since_ms)
-		j->failing_since_ms = mrtc_monotonic_ms();
-	backoff(j);
-}
-
-static void act(struct job *j, const char *action)
+/* Starts the management call @action; false when it could not start. */
+static bool act(struct job *j, const char *action)
 {
 	const struct mrtc_config *c = j->d->s->config;
 	char url[3000], body[40], *auth = NULL;
@@ -341,37 +243,33 @@ static void act(struct job *j, const char *action)
 	 * head requires authentication). Never for a URL a client gave us. */
 	bool as_user = c->appservice_token && !j->rec.guarded;
 	char *user = as_user ? evhttp_uriencode(j->rec.user_id, -1, 0) : NULL;
-	bool in_body = j->form % 2 == 1;
+	bool in_body = j->st.form % 2 == 1;
 	bool built =
 	    id && (!as_user || user) &&
 	    mrtc_format(url, sizeof(url), "%s%s/%s%s%s%s%s", j->rec.cs_api_url,
-			de_paths[j->form / 2], id, in_body ? "" : "/", in_body ? "" : action,
+			de_paths[j->st.form / 2], id, in_body ? "" : "/", in_body ? "" : action,
 			as_user ? "?user_id=" : "", as_user ? user : "");
 	if (id) {
 		sodium_memzero(id, strlen(id));
 		free(id);
 	}
 	free(user);
-	if (!built) {
-		/* Encoding failed or the URL does not fit: a failure like any other, with backoff,
-		 * and the give-up after failing longer than the delay. */
-		act_failed(j);
-		return;
-	}
+	/* Encoding failed or the URL does not fit: a failure like any other, with backoff, and
+	 * the give-up after failing longer than the delay. */
+	if (!built)
+		return false;
 	if (as_user) {
 		size_t al = strlen(c->appservice_token) + 8;
 		auth = malloc(al);
 		if (!auth || !mrtc_format(auth, al, "Bearer %s", c->appservice_token)) {
 			free(auth);
-			act_failed(j);
-			return;
+			return false;
 		}
 	}
 	if (!(in_body ? mrtc_format(body, sizeof(body), "{\"action\":\"%s\"}", action)
 		      : mrtc_copy(body, sizeof(body), "{}"))) {
 		free(auth);
-		act_failed(j);
-		return;
+		return false;
 	}
 	struct mrtc_http_request req = {
 		.method = "POST",
@@ -385,17 +283,13 @@ static void act(struct job *j, const char *action)
 	/* Without an application-service token the delay_id is the capability (MSC4140 as it
 	 * was). A URL a client gave us (legacy delegation) goes through the outbound guard. */
 	j->http = mrtc_http_fetch(j->d->s->http, j->d->s->dns, url, &req, j->rec.guarded,
-				  c->allow_cidrs, c->n_allow_cidrs,
-				  strcmp(action, "send") == 0 ? on_send : on_restart, j);
+				  c->allow_cidrs, c->n_allow_cidrs, on_action, j);
 	sodium_memzero(url, sizeof(url));
 	if (auth) {
 		sodium_memzero(auth, strlen(auth));
 		free(auth);
 	}
-	if (j->http)
-		j->busy = true;
-	else
-		act_failed(j);
+	return j->http != NULL;
 }
 
 static void on_poll(void *arg, enum mrtc_err err, const char *detail)
@@ -403,119 +297,130 @@ static void on_poll(void *arg, enum mrtc_err err, const char *detail)
 	(void)detail;
 	struct job *j = arg;
 	j->rs = NULL;
-	j->busy = false;
-	j->next_poll_ms = mrtc_monotonic_ms() + j->d->s->config->delayed_poll_ms;
-	j->seen_absent = err == MRTC_ERR_NOT_FOUND;
-	if (err == MRTC_OK && j->rec.state == MRTC_JOB_WAITING) {
-		mrtc_log(LOG_INFO, "delayed", NULL, "participant of %s is on the SFU",
-			 j->rec.user_id);
-		j->rec.state = MRTC_JOB_CONNECTED;
-		save(j);
-	} else if (err == MRTC_ERR_NOT_FOUND && j->rec.state == MRTC_JOB_CONNECTED) {
-		mrtc_log(LOG_INFO, "delayed", NULL, "participant of %s left the SFU",
-			 j->rec.user_id);
-		j->send_pending = true;
-	}
-	job_tick(j);
+	job_run(j, &(struct mrtc_job_event){ .kind = MRTC_JOB_EV_POLL, .err = err });
 }
 
 static void on_job_lease(void *arg, const bool *held, size_t n)
 {
 	struct job *j = arg;
 	j->lease = NULL;
-	j->busy = false;
-	if (n != 1 || !held[0]) {
-		mrtc_log(LOG_INFO, "delayed", NULL, "job for %s is driven by another daemon now",
-			 j->rec.user_id);
-		job_unlink_free(j);
-		return;
-	}
-	j->lease_ok_ms = mrtc_monotonic_ms();
-	job_tick(j);
+	job_run(j,
+		&(struct mrtc_job_event){ .kind = MRTC_JOB_EV_LEASE, .held = n == 1 && held[0] });
 }
 
-/* With a shared store, an action is taken only under a lease confirmed within a third of its
- * time to live (the scan renews it that often); false when a check was started instead (the
- * job is busy until it answers) or could not start (the job waits for the next tick). */
-static bool lease_is_fresh(struct job *j, uint64_t now)
+/* Ends @j with the log line the step's reason calls for. */
+static void job_end(struct job *j, const struct mrtc_job_next *n)
 {
-	struct mrtc_delayed *d = j->d;
-	uint64_t ttl = d->s->config->lease_ttl_ms;
-	if (!mrtc_store_async_is_shared(d->store) ||
-	    (j->lease_ok_ms && now - j->lease_ok_ms < ttl / 3))
-		return true;
-	struct mrtc_store_key key;
-	memcpy(key.key, j->rec.key, sizeof(key.key));
-	j->lease = mrtc_store_lease(d->store, &key, 1, d->owner, ttl, on_job_lease, j);
-	if (j->lease) {
-		j->busy = true;
-	} else {
-		j->retry_at_ms = now + BACKOFF_START_MS; /* the store is not keeping up */
-		arm(j, j->retry_at_ms);
+	const char *what = j->st.sending ? "leave event already sent" : "delayed event gone";
+	const char *call = j->st.sending ? "send" : "restart";
+	char why[240];
+	switch (n->end) {
+	case MRTC_JOB_END_SENT:
+		mrtc_copy(why, sizeof(why), "leave event sent");
+		break;
+	case MRTC_JOB_END_FINALISED:
+		mrtc_copy(why, sizeof(why),
+			  "the delayed event was already finalised the other way (HTTP 409)");
+		break;
+	case MRTC_JOB_END_GONE:
+		mrtc_format_shown(why, sizeof(why), "%s (HTTP 404 %s to %s)", what, j->last_errcode,
+				  call);
+		break;
+	case MRTC_JOB_END_GONE_ANY:
+		mrtc_format_shown(why, sizeof(why),
+				  "%s (HTTP 404 to %s; no other management form knows it)", what,
+				  call);
+		break;
+	case MRTC_JOB_END_NO_FORM:
+		mrtc_format_shown(why, sizeof(why),
+				  "the homeserver serves no MSC4140 management form (every form "
+				  "answered 404/405 to %s; last HTTP %d %s)",
+				  call, j->st.last_status, j->last_errcode);
+		break;
+	case MRTC_JOB_END_GAVE_UP:
+		mrtc_copy(why, sizeof(why),
+			  "homeserver calls kept failing for longer than the delay: giving up");
+		break;
+	case MRTC_JOB_END_SFU_GONE:
+	default:
+		mrtc_copy(why, sizeof(why), "its SFU is not configured any more");
+		break;
 	}
-	return false;
+	job_done_at(j, n->end_is_warning ? LOG_WARNING : LOG_INFO, why);
 }
 
-static void job_tick(struct job *j)
+/* The engine: steps @ev through the job's state machine and carries out what it says, feeding
+ * back at once the I/O that could not even start. */
+static void job_run(struct job *j, const struct mrtc_job_event *event)
 {
 	struct mrtc_delayed *d = j->d;
-	if (j->busy)
-		return;
-	if (j->sfu_gone) {
-		/* Nothing can tell when the participant leaves: the homeserver's own timeout
-		 * sends the leave once nobody restarts the delayed event. */
-		job_done_at(j, LOG_WARNING, "its SFU is not configured any more");
-		return;
-	}
-	uint64_t now = mrtc_monotonic_ms();
-	/* Failing for longer than the delay: the homeserver has sent (or dropped) the event by
-	 * itself by now, so retrying longer serves nobody. */
-	if (j->failing_since_ms && now - j->failing_since_ms > j->rec.delay_ms + BACKOFF_CAP_MS) {
-		job_done_at(j, LOG_WARNING,
-			    "homeserver calls kept failing for longer than the delay: giving up");
-		return;
-	}
-	/* The SFU is polled even while homeserver calls back off: a participant must never be
-	 * taken for gone because the homeserver was failing. */
-	if (now >= j->next_poll_ms && !j->send_pending) {
-		j->rs = mrtc_roomservice_get_participant(d->s->sfu_rooms[j->sfu], j->rec.room_name,
-							 j->rec.identity, on_poll, j);
-		j->busy = j->rs != NULL;
-		if (j->busy)
+	struct mrtc_job_event ev = *event;
+	for (;;) {
+		ev.now_ms = mrtc_monotonic_ms();
+		ev.random = randombytes_random();
+		struct mrtc_job_next n;
+		mrtc_job_step(&j->st, &ev, &n);
+		if (n.note == MRTC_JOB_NOTE_CONNECTED)
+			mrtc_log(LOG_INFO, "delayed", NULL, "participant of %s is on the SFU",
+				 j->rec.user_id);
+		else if (n.note == MRTC_JOB_NOTE_LEFT)
+			mrtc_log(LOG_INFO, "delayed", NULL, "participant of %s left the SFU",
+				 j->rec.user_id);
+		else if (n.note == MRTC_JOB_NOTE_RETRYING)
+			mrtc_log(LOG_WARNING, "delayed", NULL,
+				 "%s for %s failed (%s, HTTP %d): retrying",
+				 j->st.sending ? "send" : "restart", j->rec.user_id,
+				 mrtc_err_str(j->last_err),
+				 j->last_err == MRTC_OK ? j->st.last_status : 0);
+		if (n.never_came)
+			mrtc_log(LOG_INFO, "delayed", NULL,
+				 "participant of %s never came: sending the leave", j->rec.user_id);
+		if (n.save) {
+			j->rec.state = MRTC_JOB_CONNECTED;
+			save(j);
+		}
+		if (n.form_confirmed)
+			memo_put(d, j->rec.cs_api_url, j->st.form);
+		memset(&ev, 0, sizeof(ev));
+		switch (n.what) {
+		case MRTC_JOB_DO_WAIT:
 			return;
-		j->next_poll_ms = now + d->s->config->delayed_poll_ms;
+		case MRTC_JOB_DO_SLEEP:
+			arm(j, n.until_ms);
+			return;
+		case MRTC_JOB_DO_POLL:
+			j->rs = mrtc_roomservice_get_participant(
+			    d->s->sfu_rooms[j->sfu], j->rec.room_name, j->rec.identity, on_poll, j);
+			if (j->rs)
+				return;
+			ev.kind = MRTC_JOB_EV_POLL_NOT_STARTED;
+			break;
+		case MRTC_JOB_DO_RESTART:
+		case MRTC_JOB_DO_SEND:
+			if (act(j, n.what == MRTC_JOB_DO_SEND ? "send" : "restart"))
+				return;
+			ev.kind = MRTC_JOB_EV_ACTION_NOT_STARTED;
+			break;
+		case MRTC_JOB_DO_LEASE: {
+			struct mrtc_store_key key;
+			memcpy(key.key, j->rec.key, sizeof(key.key));
+			j->lease = mrtc_store_lease(d->store, &key, 1, d->owner,
+						    d->s->config->lease_ttl_ms, on_job_lease, j);
+			if (j->lease)
+				return;
+			ev.kind = MRTC_JOB_EV_LEASE_NOT_STARTED;
+			break;
+		}
+		case MRTC_JOB_DO_END:
+			job_end(j, &n);
+			return;
+		case MRTC_JOB_DO_DROP:
+			mrtc_log(LOG_INFO, "delayed", NULL,
+				 "job for %s is driven by another daemon now", j->rec.user_id);
+			job_unlink_free(j);
+			return;
+		}
 	}
-	/* "Never came" needs the SFU to have said so: a failing poll proves nothing. */
-	if (j->rec.state == MRTC_JOB_WAITING && now >= j->wait_deadline_ms && !j->send_pending &&
-	    j->seen_absent) {
-		mrtc_log(LOG_INFO, "delayed", NULL,
-			 "participant of %s never came: sending the leave", j->rec.user_id);
-		j->send_pending = true;
-	}
-	uint64_t at = j->next_poll_ms;
-	if (j->retry_at_ms > now) {
-		arm(j, j->retry_at_ms < at ? j->retry_at_ms : at);
-		return;
-	}
-	if ((j->send_pending || now >= j->next_restart_ms) && !lease_is_fresh(j, now))
-		return;
-	if (j->send_pending) {
-		act(j, "send");
-		if (!j->busy)
-			arm(j, j->retry_at_ms < at ? j->retry_at_ms : at);
-		return;
-	}
-	if (now >= j->next_restart_ms) {
-		act(j, "restart");
-		if (!j->busy)
-			arm(j, j->retry_at_ms < at ? j->retry_at_ms : at);
-		return;
-	}
-	if (j->next_restart_ms < at)
-		at = j->next_restart_ms;
-	if (j->rec.state == MRTC_JOB_WAITING && j->wait_deadline_ms < at)
-		at = j->wait_deadline_ms;
-	arm(j, at);
 }
 
 /* Starts driving @rec here (@lease_ok_ms: when its lease was taken, or 0). The restart comes at
@@ -529,25 +434,29 @@ static bool job_start(struct mrtc_delayed *d, const struct mrtc_job_record *rec,
 	if (!j)
 		return false;
 	j->d = d;
-	j->lease_ok_ms = lease_ok_ms;
 	j->rec = *rec;
-	int sfu = rec->sfu_url[0] ? mrtc_config_sfu_find(d->s->config, rec->sfu_url) : 0;
+	const struct mrtc_config *c = d->s->config;
+	int sfu = rec->sfu_url[0] ? mrtc_config_sfu_find(c, rec->sfu_url) : 0;
 	j->sfu = sfu < 0 ? 0 : (size_t)sfu;
-	j->sfu_gone = sfu < 0;
-	j->backoff_ms = BACKOFF_START_MS;
+	uint64_t now = mrtc_monotonic_ms(), wall = mrtc_now_ms();
+	mrtc_job_step_init(&j->st, now);
+	j->st.sfu_gone = sfu < 0;
+	j->st.delay_ms = rec->delay_ms;
+	j->st.poll_ms = c->delayed_poll_ms;
+	j->st.lease_ttl_ms = c->lease_ttl_ms;
+	j->st.shared = mrtc_store_async_is_shared(d->store);
+	j->st.lease_ok_ms = lease_ok_ms;
+	j->st.connected = rec->state == MRTC_JOB_CONNECTED;
 	int form = memo_get(d, rec->cs_api_url);
-	j->form = form < 0 ? 0 : form;
-	j->confirmed = form >= 0;
+	j->st.form = form < 0 ? 0 : form;
+	j->st.confirmed = form >= 0;
+	uint64_t wait_end = rec->created_ms + c->delayed_connect_wait_s * 1000;
+	j->st.wait_deadline_ms = now + (wait_end > wall ? wait_end - wall : 0);
 	j->timer = evtimer_new(d->s->base, on_timer, j);
 	if (!j->timer) {
 		free(j);
 		return false;
 	}
-	uint64_t now = mrtc_monotonic_ms(), wall = mrtc_now_ms();
-	uint64_t wait_end = rec->created_ms + d->s->config->delayed_connect_wait_s * 1000;
-	j->wait_deadline_ms = now + (wait_end > wall ? wait_end - wall : 0);
-	j->next_restart_ms = now;
-	j->next_poll_ms = now;
 	if (!mrtc_cache_put(d->by_key, j->rec.key, strlen(j->rec.key), j, UINT64_MAX)) {
 		event_free(j->timer);
 		free(j);
@@ -558,7 +467,7 @@ static bool job_start(struct mrtc_delayed *d, const struct mrtc_job_record *rec,
 		d->jobs->prev = j;
 	d->jobs = j;
 	d->n_jobs++;
-	job_tick(j);
+	job_run(j, &(struct mrtc_job_event){ .kind = MRTC_JOB_EV_TIMER });
 	return true;
 }
 
@@ -647,8 +556,8 @@ static void on_renewed(void *arg, const bool *held, size_t n)
 		if (!j)
 			continue; /* ended meanwhile */
 		if (held[i]) {
-			j->lease_ok_ms = now;
-		} else if (!j->busy) {
+			j->st.lease_ok_ms = now;
+		} else if (!j->st.busy) {
 			mrtc_log(LOG_INFO, "delayed", NULL, "lost the lease on the job for %s",
 				 j->rec.user_id);
 			job_unlink_free(j);
@@ -999,18 +908,13 @@ void mrtc_delayed_webhook(struct mrtc_request *r)
 				continue;
 			bool mine = strcmp(j->rec.identity, hook.identity) == 0;
 			if (mine && hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED &&
-			    j->rec.state == MRTC_JOB_WAITING) {
-				j->rec.state = MRTC_JOB_CONNECTED;
-				save(j);
+			    !j->st.connected) {
+				job_run(j, &(struct mrtc_job_event){ .kind = MRTC_JOB_EV_JOINED });
 			} else if ((mine &&
 				    (hook.event == MRTC_WEBHOOK_PARTICIPANT_LEFT ||
 				     hook.event == MRTC_WEBHOOK_PARTICIPANT_CONNECTION_ABORTED)) ||
 				   hook.event == MRTC_WEBHOOK_ROOM_FINISHED) {
-				j->send_pending = true;
-				if (!j->busy) {
-					evtimer_del(j->timer);
-					job_tick(j);
-				}
+				job_run(j, &(struct mrtc_job_event){ .kind = MRTC_JOB_EV_LEFT });
 			}
 		}
 		bool joined = hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED && d->admitted;
