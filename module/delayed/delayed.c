@@ -18,7 +18,7 @@
 #include "mrtc/matrix/json.h"
 #include "mrtc/core/log.h"
 #include "mrtc/delayed/job_step.h"
-#include "mrtc/rtc/rtc.h"
+#include "mrtc/livekit/token_fields.h"
 #include "mrtc/main/services.h"
 #include "mrtc/store/async.h"
 #include "mrtc/store/store.h"
