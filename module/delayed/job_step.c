@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "mrtc/base/util.h"
+
 void mrtc_job_step_init(struct mrtc_job_step_state *s, uint64_t now_ms)
 {
 	memset(s, 0, sizeof(*s));
@@ -212,4 +214,42 @@ void mrtc_job_step(struct mrtc_job_step_state *s, const struct mrtc_job_event *e
 		return;
 	}
 	decide(s, now, n);
+}
+
+void mrtc_job_end_describe(const struct mrtc_job_step_state *s, enum mrtc_job_end end,
+			   const char *last_errcode, char *out, size_t size)
+{
+	const char *what = s->sending ? "leave event already sent" : "delayed event gone";
+	const char *call = s->sending ? "send" : "restart";
+	switch (end) {
+	case MRTC_JOB_END_SENT:
+		mrtc_copy(out, size, "leave event sent");
+		break;
+	case MRTC_JOB_END_FINALISED:
+		mrtc_copy(out, size,
+			  "the delayed event was already finalised the other way (HTTP 409)");
+		break;
+	case MRTC_JOB_END_GONE:
+		mrtc_format_shown(out, size, "%s (HTTP 404 %s to %s)", what, last_errcode, call);
+		break;
+	case MRTC_JOB_END_GONE_ANY:
+		mrtc_format_shown(out, size,
+				  "%s (HTTP 404 to %s; no other management form knows it)", what,
+				  call);
+		break;
+	case MRTC_JOB_END_NO_FORM:
+		mrtc_format_shown(out, size,
+				  "the homeserver serves no MSC4140 management form (every form "
+				  "answered 404/405 to %s; last HTTP %d %s)",
+				  call, s->last_status, last_errcode);
+		break;
+	case MRTC_JOB_END_GAVE_UP:
+		mrtc_copy(out, size,
+			  "homeserver calls kept failing for longer than the delay: giving up");
+		break;
+	case MRTC_JOB_END_SFU_GONE:
+	default:
+		mrtc_copy(out, size, "its SFU is not configured any more");
+		break;
+	}
 }

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Delayed-leave jobs. Each job is a small state machine driven by one timer: poll the SFU for
- * the participant, restart the delayed event at 80 % of its delay, and send it once the
- * participant is gone (webhook or poll) or never came. Homeserver calls retry with backoff
- * (1 s, x1.5, jitter, at most 60 s) and honour 429. Jobs are written to the store on every
- * change of state; with a shared store each job is driven only by the daemon holding its lease.
+ * Delayed-leave jobs: the engine. Each job's decisions are job_step.c's pure step function; here
+ * its I/O (SFU polls, restarts and sends, leases), one timer per job, the lease scan, and the
+ * feature's lifecycle. Jobs are written to the store on every change of state; with a shared
+ * store each job is driven only by the daemon holding its lease.
  */
 #include "mrtc/delayed/delayed.h"
+
+#include "internal.h"
 
 #include <event2/http.h>
 #include <sodium.h>
@@ -14,30 +15,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/appservice/appservice.h"
 #include "mrtc/matrix/json.h"
 #include "mrtc/core/log.h"
 #include "mrtc/delayed/job_step.h"
-#include "mrtc/livekit/token_fields.h"
+#include "mrtc/sfu/watch.h"
 #include "mrtc/main/services.h"
 #include "mrtc/store/async.h"
 #include "mrtc/store/store.h"
 #include "mrtc/base/util.h"
 
 #define MAX_JOBS 100000
-#define WATCH_MAX 100000
-#define WATCH_BATCH 2000   /* keys taken from the cache at a time by a sweep */
-#define WATCH_IN_FLIGHT 64 /* membership checks a sweep keeps in flight */
-#define HS_RESPONSE_MAX (256 * 1024)
-#define WATCH_KEY_MAX (2 * MRTC_LIVEKIT_NAME_MAX + 24)
 #define FORM_MEMO_MAX 64
-#define WATCH_PENDING_MAX 1024 /* admissions written to the store in one transaction */
-#define WATCH_FLUSH_MS 250     /* at most this long before an admission is in the store */
-/* A new token for a participant already watched is written to the store only if it extends the
- * stored expiry by more than this: a client fetching tokens in a loop costs no writes. */
-#define WATCH_STORE_SLACK_MS 60000
 
-static const char *const de_paths[2] = {
+const char *const mrtc_delayed_paths[2] = {
 	"/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
 	"/_matrix/client/v1/delayed_events",
 };
@@ -57,17 +47,6 @@ struct job {
 	struct job *prev, *next;
 };
 
-struct watched {
-	size_t sfu; /* index in config->sfus: where it was admitted, whom to ask to remove it */
-	char room_id[256];
-	char room_name[MRTC_LIVEKIT_HASH_LEN + 1];
-	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
-	char user_id[256];
-	bool checking;
-	uint64_t sweep;		  /* the last sweep that took it */
-	uint64_t stored_until_ms; /* wall clock: the expiry the store holds (or will, pending) */
-};
-
 struct mrtc_delayed {
 	struct mrtc_services *s;
 	struct mrtc_store_async *store;
@@ -77,27 +56,12 @@ struct mrtc_delayed {
 	struct mrtc_store_key *scan_keys;
 	struct mrtc_job_record *orphans;
 	size_t n_orphans;
-	struct mrtc_store_call *watch_load; /* the admitted set read at start */
 	struct job *jobs;
 	size_t n_jobs;
 	struct mrtc_cache *by_key; /* key -> job (borrowed) */
 	char owner[33];
-	struct event *scan;  /* shared store: take over jobs whose lease ran out */
-	struct event *watch; /* membership re-checks */
-	struct mrtc_cache *admitted;
-	/* The sweep over every admitted participant that each watch period starts (when the
-	 * last one has ended): batches of keys not yet taken by this sweep, checked with at most
-	 * WATCH_IN_FLIGHT in flight, the next check started as one ends. */
-	uint64_t sweep;
-	bool sweeping;
-	bool stopping;
-	char (*batch)[WATCH_KEY_MAX];
-	size_t batch_n, batch_i;
-	size_t watch_in_flight;
-	/* Admissions not yet in the store: written together, so a token costs no fsync. */
-	struct mrtc_watch_record *pending;
-	size_t n_pending;
-	struct event *flush;
+	struct event *scan;	  /* shared store: take over jobs whose lease ran out */
+	struct mrtc_watch *watch; /* the membership watch (sfu/), with a homeserver */
 	/* Which MSC4140 management form each homeserver serves (by base URL). */
 	struct {
 		char url[sizeof(((struct mrtc_job_record *)0)->cs_api_url)];
@@ -247,8 +211,8 @@ static bool act(struct job *j, const char *action)
 	bool built =
 	    id && (!as_user || user) &&
 	    mrtc_format(url, sizeof(url), "%s%s/%s%s%s%s%s", j->rec.cs_api_url,
-			de_paths[j->st.form / 2], id, in_body ? "" : "/", in_body ? "" : action,
-			as_user ? "?user_id=" : "", as_user ? user : "");
+			mrtc_delayed_paths[j->st.form / 2], id, in_body ? "" : "/",
+			in_body ? "" : action, as_user ? "?user_id=" : "", as_user ? user : "");
 	if (id) {
 		sodium_memzero(id, strlen(id));
 		free(id);
@@ -278,7 +242,7 @@ static bool act(struct job *j, const char *action)
 		.body = body,
 		.body_len = strlen(body),
 		.timeout_ms = c->homeserver_timeout_s * 1000,
-		.max_body = HS_RESPONSE_MAX,
+		.max_body = MRTC_DELAYED_HS_RESPONSE_MAX,
 	};
 	/* Without an application-service token the delay_id is the capability (MSC4140 as it
 	 * was). A URL a client gave us (legacy delegation) goes through the outbound guard. */
@@ -311,41 +275,8 @@ static void on_job_lease(void *arg, const bool *held, size_t n)
 /* Ends @j with the log line the step's reason calls for. */
 static void job_end(struct job *j, const struct mrtc_job_next *n)
 {
-	const char *what = j->st.sending ? "leave event already sent" : "delayed event gone";
-	const char *call = j->st.sending ? "send" : "restart";
 	char why[240];
-	switch (n->end) {
-	case MRTC_JOB_END_SENT:
-		mrtc_copy(why, sizeof(why), "leave event sent");
-		break;
-	case MRTC_JOB_END_FINALISED:
-		mrtc_copy(why, sizeof(why),
-			  "the delayed event was already finalised the other way (HTTP 409)");
-		break;
-	case MRTC_JOB_END_GONE:
-		mrtc_format_shown(why, sizeof(why), "%s (HTTP 404 %s to %s)", what, j->last_errcode,
-				  call);
-		break;
-	case MRTC_JOB_END_GONE_ANY:
-		mrtc_format_shown(why, sizeof(why),
-				  "%s (HTTP 404 to %s; no other management form knows it)", what,
-				  call);
-		break;
-	case MRTC_JOB_END_NO_FORM:
-		mrtc_format_shown(why, sizeof(why),
-				  "the homeserver serves no MSC4140 management form (every form "
-				  "answered 404/405 to %s; last HTTP %d %s)",
-				  call, j->st.last_status, j->last_errcode);
-		break;
-	case MRTC_JOB_END_GAVE_UP:
-		mrtc_copy(why, sizeof(why),
-			  "homeserver calls kept failing for longer than the delay: giving up");
-		break;
-	case MRTC_JOB_END_SFU_GONE:
-	default:
-		mrtc_copy(why, sizeof(why), "its SFU is not configured any more");
-		break;
-	}
+	mrtc_job_end_describe(&j->st, n->end, j->last_errcode, why, sizeof(why));
 	job_done_at(j, n->end_is_warning ? LOG_WARNING : LOG_INFO, why);
 }
 
@@ -591,357 +522,13 @@ static void on_scan(evutil_socket_t fd, short what, void *arg)
 		scan_finish(d);
 }
 
-/* ---- membership watch ---- */
-
-struct recheck {
-	struct mrtc_delayed *d;
-	char key[WATCH_KEY_MAX];
-	struct watched w;
-	bool swept; /* started by the sweep (counts in watch_in_flight) */
-};
-
-static void sweep_pump(struct mrtc_delayed *d);
-
-static void on_removed(void *arg, enum mrtc_err err, const char *detail)
-{
-	struct recheck *c = arg;
-	if (err == MRTC_OK || err == MRTC_ERR_NOT_FOUND)
-		mrtc_log(LOG_INFO, "watch", NULL,
-			 "%s is no longer joined to %s: removed from the SFU%s", c->w.user_id,
-			 c->w.room_id, err == MRTC_OK ? "" : " (was not connected)");
-	else
-		mrtc_log(LOG_WARNING, "watch", NULL, "cannot remove %s from the SFU: %s",
-			 c->w.user_id, detail ? detail : mrtc_err_str(err));
-	free(c);
-}
-
-static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote_membership *m)
-{
-	struct recheck *c = arg;
-	struct mrtc_delayed *d = c->d;
-	struct watched *w =
-	    mrtc_cache_get(d->admitted, c->key, strlen(c->key), mrtc_monotonic_ms());
-	if (w)
-		w->checking = false;
-	if (c->swept) {
-		d->watch_in_flight--;
-		sweep_pump(d);
-	}
-	if (err != MRTC_OK || m->user_joined) {
-		free(c);
-		return;
-	}
-	mrtc_cache_remove(c->d->admitted, c->key, strlen(c->key));
-	if (c->d->store)
-		mrtc_store_watch_del(c->d->store, c->d->s->config->sfus[c->w.sfu].url,
-				     c->w.room_name, c->w.identity, NULL, NULL);
-	if (!mrtc_roomservice_remove_participant(c->d->s->sfu_rooms[c->w.sfu], c->w.room_name,
-						 c->w.identity, on_removed, c))
-		free(c);
-}
-
-/* Starts a membership check of @w; false when none was started. */
-static bool check_one(struct mrtc_delayed *d, const char *key, struct watched *w, bool swept)
-{
-	if (w->checking)
-		return false;
-	struct recheck *c = calloc(1, sizeof(*c));
-	if (!c)
-		return false;
-	c->d = d;
-	c->swept = swept;
-	if (!mrtc_copy(c->key, sizeof(c->key), key)) {
-		free(c);
-		return false;
-	}
-	c->w = *w;
-	const char *server = mrtc_user_id_server(w->user_id);
-	w->checking = true;
-	if (!server || !mrtc_hs_remote_membership(d->s->homeserver, w->room_id, w->user_id, server,
-						  on_membership, c)) {
-		w->checking = false;
-		free(c);
-		return false;
-	}
-	if (swept)
-		d->watch_in_flight++;
-	return true;
-}
-
-/* Takes up to WATCH_BATCH keys the current sweep has not taken yet (the sweep number on each
- * entry is the cursor: entries added or removed meanwhile neither stop nor repeat it). */
-static void collect(void *ctx, const void *key, size_t len, void *value)
-{
-	struct mrtc_delayed *d = ctx;
-	struct watched *w = value;
-	if (d->batch_n < WATCH_BATCH && w->sweep != d->sweep && len < sizeof(d->batch[0])) {
-		w->sweep = d->sweep;
-		memcpy(d->batch[d->batch_n], key, len);
-		d->batch[d->batch_n][len] = '\0';
-		d->batch_n++;
-	}
-}
-
-/* Keeps WATCH_IN_FLIGHT checks of the sweep going until every participant was taken. */
-static void sweep_pump(struct mrtc_delayed *d)
-{
-	uint64_t now = mrtc_monotonic_ms();
-	while (d->sweeping && !d->stopping && d->watch_in_flight < WATCH_IN_FLIGHT) {
-		if (d->batch_i == d->batch_n) {
-			d->batch_n = d->batch_i = 0;
-			mrtc_cache_foreach(d->admitted, now, collect, d);
-			if (d->batch_n == 0) {
-				d->sweeping = false; /* every participant was taken */
-				return;
-			}
-		}
-		const char *key = d->batch[d->batch_i++];
-		struct watched *w = mrtc_cache_get(d->admitted, key, strlen(key), now);
-		if (w)
-			check_one(d, key, w, true);
-	}
-}
-
-static void on_watch(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	struct mrtc_delayed *d = arg;
-	if (d->sweeping)
-		return; /* the last sweep is still walking: it goes on */
-	if (!d->batch && !(d->batch = calloc(WATCH_BATCH, sizeof(*d->batch))))
-		return;
-	if (d->store)
-		mrtc_store_watch_prune(d->store, mrtc_now_ms(), NULL, NULL);
-	d->sweep++;
-	d->sweeping = true;
-	d->batch_n = d->batch_i = 0;
-	sweep_pump(d);
-}
-
-/* False when the key does not fit (never with names the daemon made). */
-static bool watch_key(char *out, size_t size, size_t sfu, const char *room_name,
-		      const char *identity)
-{
-	return mrtc_format(out, size, "%zu|%s|%s", sfu, room_name, identity);
-}
-
-static void watch_flush(struct mrtc_delayed *d)
-{
-	if (!d->n_pending)
-		return;
-	/* Written in the background: the store's worker logs a failure. */
-	if (!mrtc_store_watch_put(d->store, d->pending, d->n_pending, NULL, NULL))
-		mrtc_log(LOG_ERR, "watch", NULL,
-			 "cannot write %zu admitted participants to the store: a restart "
-			 "forgets them",
-			 d->n_pending);
-	d->n_pending = 0;
-}
-
-static void on_flush(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	watch_flush(arg);
-}
-
-/* Queues @rec for the store's next batch. */
-static void watch_queue(struct mrtc_delayed *d, const struct mrtc_watch_record *rec)
-{
-	if (d->n_pending == WATCH_PENDING_MAX)
-		watch_flush(d);
-	d->pending[d->n_pending++] = *rec;
-	if (d->n_pending == 1) {
-		struct timeval tv = { .tv_usec = WATCH_FLUSH_MS * 1000 };
-		event_add(d->flush, &tv);
-	}
-}
-
-/* Puts one admitted participant on SFU @sfu into the watch (@expires_ms is wall clock); the
- * entry, or NULL. */
-static struct watched *watch_add(struct mrtc_delayed *d, size_t sfu,
-				 const struct mrtc_watch_record *rec)
-{
-	uint64_t wall = mrtc_now_ms();
-	if (rec->expires_ms <= wall)
-		return NULL;
-	struct watched *w = calloc(1, sizeof(*w));
-	if (!w)
-		return NULL;
-	w->sfu = sfu;
-	w->stored_until_ms = rec->expires_ms;
-	char key[WATCH_KEY_MAX];
-	if (!mrtc_copy(w->room_id, sizeof(w->room_id), rec->room_id) ||
-	    !mrtc_copy(w->room_name, sizeof(w->room_name), rec->room_name) ||
-	    !mrtc_copy(w->identity, sizeof(w->identity), rec->identity) ||
-	    !mrtc_copy(w->user_id, sizeof(w->user_id), rec->user_id) ||
-	    !watch_key(key, sizeof(key), sfu, rec->room_name, rec->identity)) {
-		free(w);
-		return NULL;
-	}
-	uint64_t until = mrtc_monotonic_ms() + (rec->expires_ms - wall);
-	if (!mrtc_cache_put(d->admitted, key, strlen(key), w, until))
-		return NULL;
-	return w;
-}
-
-/* A participant from the store: on the SFU of its url ("": the first), as jobs are, so a
- * renumbered configuration still finds it; on an SFU no longer configured, dropped. */
-static void watch_resume(struct mrtc_delayed *d, const struct mrtc_watch_record *rec)
-{
-	int sfu = rec->sfu_url[0] ? mrtc_config_sfu_find(d->s->config, rec->sfu_url) : 0;
-	if (sfu < 0) {
-		mrtc_log(LOG_WARNING, "watch", NULL,
-			 "%s in %s was admitted on %s, which is not configured any more: no "
-			 "longer watched",
-			 rec->user_id, rec->room_id, rec->sfu_url);
-		if (d->store)
-			mrtc_store_watch_del(d->store, rec->sfu_url, rec->room_name, rec->identity,
-					     NULL, NULL);
-		return;
-	}
-	const char *url = d->s->config->sfus[sfu].url;
-	if (!watch_add(d, (size_t)sfu, rec) || !d->store || !d->pending ||
-	    strcmp(rec->sfu_url, url) == 0)
-		return;
-	/* Stored under another spelling of the url ("", a trailing slash): from now on under the
-	 * configured one, which the removal names. */
-	mrtc_store_watch_del(d->store, rec->sfu_url, rec->room_name, rec->identity, NULL, NULL);
-	struct mrtc_watch_record again = *rec;
-	if (mrtc_copy(again.sfu_url, sizeof(again.sfu_url), url))
-		watch_queue(d, &again);
-}
-
-static void on_watch_loaded(void *arg, enum mrtc_err err, const struct mrtc_watch_record *w,
-			    size_t n)
-{
-	struct mrtc_delayed *d = arg;
-	d->watch_load = NULL;
-	if (err != MRTC_OK)
-		mrtc_log(
-		    LOG_ERR, "watch", NULL,
-		    "cannot read the admitted participants from the store (%s): those admitted "
-		    "before the restart are not re-checked",
-		    mrtc_err_str(err));
-	for (size_t i = 0; i < n; i++)
-		watch_resume(d, &w[i]);
-}
-
-void mrtc_delayed_admitted(struct mrtc_delayed *d, size_t sfu, const char *room_id,
-			   const char *room_name, const char *identity, const char *user_id,
-			   uint64_t ttl_s)
-{
-	if (!d || !d->admitted || sfu >= d->s->config->n_sfus)
-		return;
-	struct mrtc_watch_record rec = { .expires_ms = mrtc_now_ms() + ttl_s * 1000 };
-	char key[WATCH_KEY_MAX];
-	if (!mrtc_copy(rec.sfu_url, sizeof(rec.sfu_url), d->s->config->sfus[sfu].url) ||
-	    !mrtc_copy(rec.room_id, sizeof(rec.room_id), room_id) ||
-	    !mrtc_copy(rec.room_name, sizeof(rec.room_name), room_name) ||
-	    !mrtc_copy(rec.identity, sizeof(rec.identity), identity) ||
-	    !mrtc_copy(rec.user_id, sizeof(rec.user_id), user_id) ||
-	    !watch_key(key, sizeof(key), sfu, room_name, identity))
-		return; /* names longer than the watch holds: not watched */
-	struct watched *old = mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms());
-	uint64_t stored = old ? old->stored_until_ms : 0;
-	struct watched *w = watch_add(d, sfu, &rec);
-	if (!w || !d->store || !d->pending)
-		return;
-	if (stored + WATCH_STORE_SLACK_MS >= rec.expires_ms) {
-		w->stored_until_ms = stored; /* the store holds nearly as long already */
-		return;
-	}
-	watch_queue(d, &rec);
-}
-
-/* ---- webhooks ---- */
-
-void mrtc_delayed_webhook(struct mrtc_request *r)
-{
-	struct mrtc_services *s = r->services;
-	const char *body;
-	size_t len;
-	if (mrtc_http_body(r, &body, &len) != MRTC_OK) {
-		mrtc_http_reply_error(r, MRTC_ERR_TOO_LARGE, "Request body too large");
-		return;
-	}
-	const char *auth =
-	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
-	/* Each SFU signs with its own key and secret: the hook concerns the SFUs whose secret
-	 * verifies it (several if they share the key and secret). A hook that verified but whose
-	 * body is bad says so rather than 401. */
-	struct mrtc_webhook hook;
-	enum mrtc_err err = MRTC_ERR_AUTH_MISSING;
-	unsigned from = 0; /* bit i: SFU i */
-	for (size_t i = 0; auth && i < s->config->n_sfus; i++) {
-		const struct mrtc_sfu_config *u = &s->config->sfus[i];
-		struct mrtc_livekit_creds creds = { u->key, u->secret };
-		struct mrtc_webhook h;
-		enum mrtc_err e =
-		    mrtc_livekit_webhook_verify(&creds, auth, body, len, mrtc_now_ms() / 1000, &h);
-		if (e == MRTC_OK) {
-			if (!from)
-				hook = h;
-			from |= 1u << i;
-			err = MRTC_OK;
-		} else if (i == 0 ||
-			   (err != MRTC_OK && (e == MRTC_ERR_NOT_JSON || e == MRTC_ERR_BAD_JSON))) {
-			err = e;
-		}
-	}
-	if (err != MRTC_OK) {
-		mrtc_log(LOG_WARNING, "webhook", r->id, "refused an SFU webhook: %s",
-			 mrtc_err_str(err));
-		mrtc_http_reply_error(r,
-				      err == MRTC_ERR_NOT_JSON || err == MRTC_ERR_BAD_JSON
-					  ? err
-					  : MRTC_ERR_UNAUTHORIZED,
-				      "Webhook not accepted");
-		return;
-	}
-	struct mrtc_delayed *d = s->delayed;
-	if (d && hook.room[0]) {
-		for (struct job *j = d->jobs, *next; j; j = next) {
-			next = j->next;
-			if (!(from & (1u << j->sfu)) || strcmp(j->rec.room_name, hook.room) != 0)
-				continue;
-			bool mine = strcmp(j->rec.identity, hook.identity) == 0;
-			if (mine && hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED &&
-			    !j->st.connected) {
-				job_run(j, &(struct mrtc_job_event){ .kind = MRTC_JOB_EV_JOINED });
-			} else if ((mine &&
-				    (hook.event == MRTC_WEBHOOK_PARTICIPANT_LEFT ||
-				     hook.event == MRTC_WEBHOOK_PARTICIPANT_CONNECTION_ABORTED)) ||
-				   hook.event == MRTC_WEBHOOK_ROOM_FINISHED) {
-				job_run(j, &(struct mrtc_job_event){ .kind = MRTC_JOB_EV_LEFT });
-			}
-		}
-		bool joined = hook.event == MRTC_WEBHOOK_PARTICIPANT_JOINED && d->admitted;
-		for (size_t i = 0; joined && i < s->config->n_sfus; i++) {
-			if (!(from & (1u << i)))
-				continue;
-			char key[WATCH_KEY_MAX];
-			struct watched *w =
-			    watch_key(key, sizeof(key), i, hook.room, hook.identity)
-				? mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms())
-				: NULL;
-			if (w)
-				check_one(d, key, w, false);
-		}
-	}
-	struct json_object *ok = json_object_new_object();
-	mrtc_http_reply_json(r, 200, ok);
-	json_object_put(ok);
-}
-
 bool mrtc_delayed_enabled(const struct mrtc_delayed *d)
 {
 	return d && d->store;
 }
 
 /* Drives @rec (written to the store) here, replacing the job of the same key. */
-static enum mrtc_err start_stored(struct mrtc_delayed *d, const struct mrtc_job_record *rec)
+enum mrtc_err mrtc_delayed_start_stored(struct mrtc_delayed *d, const struct mrtc_job_record *rec)
 {
 	/* One job per (room, slot, member, user): the new delegation replaces the old. */
 	struct job *old = find_job(d, rec->key);
@@ -960,398 +547,7 @@ enum mrtc_err mrtc_delayed_start_job(struct mrtc_delayed *d, const struct mrtc_j
 		return MRTC_ERR_INTERNAL;
 	if (!mrtc_store_put(d->store, rec, NULL, NULL))
 		return MRTC_ERR_UPSTREAM; /* the store is not keeping up: 502 */
-	return start_stored(d, rec);
-}
-
-/* ---- the delegation endpoint ---- */
-
-struct delegation {
-	struct mrtc_request *r;
-	struct mrtc_services *s;
-	char *token;
-	struct mrtc_whoami who;
-	struct mrtc_token_fields f;
-	char delay_id[256];
-	char device[256];
-	int sfu; /* index in config->sfus chosen by the url */
-	int path;
-	bool single; /* trying GET …/delayed_events/{delay_id} before the list */
-	struct mrtc_hs_op *hs_op;
-	struct mrtc_http_call *http;
-	struct mrtc_job_record rec; /* the job, while the store writes it */
-	struct mrtc_store_call *save;
-};
-
-static void dl_free(struct delegation *g)
-{
-	if (g->token) {
-		sodium_memzero(g->token, strlen(g->token));
-		free(g->token);
-	}
-	sodium_memzero(g->delay_id, sizeof(g->delay_id));
-	sodium_memzero(&g->rec, sizeof(g->rec));
-	free(g);
-}
-
-static void dl_abort(struct mrtc_request *r)
-{
-	struct delegation *g = r->handler_ctx;
-	mrtc_hs_op_cancel(g->hs_op);
-	mrtc_http_call_cancel(g->http);
-	mrtc_store_call_cancel(g->save);
-	dl_free(g);
-}
-
-static void dl_fail(struct delegation *g, enum mrtc_err err, const char *msg)
-{
-	struct mrtc_request *r = g->r;
-	mrtc_log(LOG_INFO, "delayed", r->id, "delegation refused for %s: %s", g->who.user_id, msg);
-	r->on_abort = NULL;
-	dl_free(g);
-	mrtc_http_reply_error(r, err, msg);
-}
-
-static void dl_list(struct delegation *g);
-static void dl_saved(void *arg, enum mrtc_err err);
-
-/* The delayed event @id in @e (one entry; MSC4140 head or older field names): its delay, or
- * 0 if @e is another event. */
-static uint64_t entry_delay(struct json_object *e, const char *id)
-{
-	struct json_object *dv = NULL;
-	const char *eid = mrtc_json_get_string(e, "delay_id");
-	if (!eid || strcmp(eid, id) != 0)
-		return 0;
-	if (!json_object_object_get_ex(e, "delay_ms", &dv))
-		json_object_object_get_ex(e, "delay", &dv);
-	if (!dv || !json_object_is_type(dv, json_type_int) || json_object_get_int64(dv) <= 0)
-		return 0;
-	return (uint64_t)json_object_get_int64(dv);
-}
-
-/* The entry for @id in a list answer (delayed_events[] or scheduled[]), or NULL. */
-static struct json_object *find_entry(struct json_object *doc, const char *id)
-{
-	struct json_object *list = NULL;
-	if (!json_object_object_get_ex(doc, "delayed_events", &list))
-		json_object_object_get_ex(doc, "scheduled", &list);
-	if (!list || !json_object_is_type(list, json_type_array))
-		return NULL;
-	for (size_t i = 0; i < json_object_array_length(list); i++) {
-		struct json_object *e = json_object_array_get_idx(list, i);
-		if (entry_delay(e, id))
-			return e;
-	}
-	return NULL;
-}
-
-static void on_list(void *arg, const struct mrtc_http_response *resp)
-{
-	struct delegation *g = arg;
-	g->http = NULL;
-	struct json_object *doc = NULL;
-	if (resp->err == MRTC_OK)
-		mrtc_json_parse(resp->body, resp->body_len, 32, &doc);
-	const char *errcode = mrtc_json_get_string(doc, "errcode");
-	bool unrecognized =
-	    resp->err == MRTC_OK &&
-	    ((resp->status == 404 && errcode && strcmp(errcode, "M_UNRECOGNIZED") == 0) ||
-	     resp->status == 405);
-	if (unrecognized && (g->single || g->path == 0)) {
-		json_object_put(doc);
-		if (g->single) {
-			g->single = false; /* no single-event lookup here: ask for the list */
-		} else {
-			g->path = 1; /* the homeserver only serves the stable path */
-			g->single = true;
-		}
-		dl_list(g);
-		return;
-	}
-	if (g->single && resp->err == MRTC_OK && resp->status == 404) {
-		json_object_put(doc);
-		dl_fail(g, MRTC_ERR_INVALID_PARAM, "Unknown `delay_id`");
-		return;
-	}
-	if (resp->err != MRTC_OK || resp->status != 200 ||
-	    !json_object_is_type(doc, json_type_object)) {
-		json_object_put(doc);
-		dl_fail(g,
-			resp->err == MRTC_OK && resp->status == 401 ? MRTC_ERR_UNKNOWN_TOKEN
-								    : MRTC_ERR_UPSTREAM,
-			resp->err == MRTC_OK && resp->status == 401
-			    ? "Unknown access token"
-			    : "Unable to reach the homeserver");
-		return;
-	}
-	struct json_object *e =
-	    g->single && entry_delay(doc, g->delay_id) ? doc : find_entry(doc, g->delay_id);
-	uint64_t delay = e ? entry_delay(e, g->delay_id) : 0;
-	const char *room = e ? mrtc_json_get_string(e, "room_id") : NULL;
-	const char *owner = NULL;
-	if (e && !(owner = mrtc_json_get_string(e, "sender")))
-		owner = mrtc_json_get_string(e, "user_id");
-	const struct mrtc_config *c = g->s->config;
-	const char *refusal = NULL;
-	if (!delay)
-		refusal = "Unknown `delay_id`";
-	else if (owner && strcmp(owner, g->who.user_id) != 0)
-		refusal = "The delayed event belongs to another user";
-	else if (!room || strcmp(room, g->f.room_id) != 0)
-		refusal = "The delayed event belongs to another room";
-	else if (delay < c->delayed_min_delay_ms)
-		refusal = "The delayed event's delay is below this service's minimum";
-	json_object_put(doc);
-	if (refusal) {
-		dl_fail(g, MRTC_ERR_INVALID_PARAM, refusal);
-		return;
-	}
-	struct mrtc_delayed *d = g->s->delayed;
-	struct mrtc_job_record *rec = &g->rec;
-	*rec = (struct mrtc_job_record){ .delay_ms = delay, .created_ms = mrtc_now_ms() };
-	const char *parts[] = { g->f.room_id, g->f.slot_id, g->f.member_id, g->who.user_id };
-	enum mrtc_identity_kind kind = c->identity == MRTC_IDENTITY_USER_MEMBER
-					   ? MRTC_IDENTITY_KIND_USER_MEMBER
-					   : MRTC_IDENTITY_KIND_USER_DEVICE_MEMBER;
-	if (mrtc_livekit_hash(parts, 4, rec->key) != MRTC_OK ||
-	    mrtc_livekit_room_name(g->f.room_id, g->f.slot_id, rec->room_name) != MRTC_OK ||
-	    mrtc_livekit_identity(kind, g->who.user_id, g->device, g->f.member_id, rec->identity) !=
-		MRTC_OK) {
-		dl_fail(g, MRTC_ERR_BAD_JSON,
-			"A device id is required ('member.claimed_device_id')");
-		return;
-	}
-	enum mrtc_err err =
-	    mrtc_copy(rec->user_id, sizeof(rec->user_id), g->who.user_id) &&
-		    mrtc_copy(rec->room_id, sizeof(rec->room_id), g->f.room_id) &&
-		    mrtc_copy(rec->delay_id, sizeof(rec->delay_id), g->delay_id) &&
-		    mrtc_copy(rec->cs_api_url, sizeof(rec->cs_api_url), c->homeserver_url) &&
-		    mrtc_copy(rec->sfu_url, sizeof(rec->sfu_url), c->sfus[g->sfu].url)
-		? MRTC_OK
-		: MRTC_ERR_INVALID_PARAM;
-	if (err != MRTC_OK) {
-		dl_fail(g, err, "Unable to take the delegation");
-		return;
-	}
-	/* Answered once the job is in the store: a 200 means it survives a restart. */
-	if (!mrtc_delayed_enabled(d) || !(g->save = mrtc_store_put(d->store, rec, dl_saved, g)))
-		dl_fail(g, MRTC_ERR_UPSTREAM, "Unable to take the delegation");
-}
-
-static void dl_saved(void *arg, enum mrtc_err err)
-{
-	struct delegation *g = arg;
-	g->save = NULL;
-	if (err == MRTC_OK)
-		err = start_stored(g->s->delayed, &g->rec);
-	else
-		err = MRTC_ERR_UPSTREAM; /* the store (Redis) is unreachable: 502 */
-	if (err != MRTC_OK) {
-		dl_fail(g, err, "Unable to take the delegation");
-		return;
-	}
-	struct mrtc_request *r = g->r;
-	r->on_abort = NULL;
-	dl_free(g);
-	struct json_object *empty = json_object_new_object();
-	mrtc_http_reply_json(r, 200, empty);
-	json_object_put(empty);
-}
-
-static void dl_list(struct delegation *g)
-{
-	char url[2600];
-	char *id = g->single ? evhttp_uriencode(g->delay_id, -1, 0) : NULL;
-	bool built = (!g->single || id) &&
-		     mrtc_format(url, sizeof(url), "%s%s%s%s", g->s->config->homeserver_url,
-				 de_paths[g->path], g->single ? "/" : "", g->single ? id : "");
-	if (id) {
-		sodium_memzero(id, strlen(id));
-		free(id);
-	}
-	if (!built) {
-		dl_fail(g, MRTC_ERR_INVALID_PARAM, "`delay_id` is too long");
-		return;
-	}
-	/* Application-service mode has no user token: the as_token acting as the user. */
-	const char *token = g->token ? g->token : g->s->config->appservice_token;
-	if (!g->token) {
-		char *user = evhttp_uriencode(g->who.user_id, -1, 0);
-		size_t n = strlen(url);
-		bool fits = user && mrtc_format(url + n, sizeof(url) - n, "?user_id=%s", user);
-		free(user);
-		if (!fits) {
-			sodium_memzero(url, sizeof(url));
-			dl_fail(g, MRTC_ERR_INVALID_PARAM, "`delay_id` is too long");
-			return;
-		}
-	}
-	size_t al = strlen(token) + 8;
-	char *auth = malloc(al);
-	if (!auth || !mrtc_format(auth, al, "Bearer %s", token)) {
-		free(auth);
-		sodium_memzero(url, sizeof(url));
-		dl_fail(g, MRTC_ERR_NOMEM, "Out of memory");
-		return;
-	}
-	struct mrtc_http_request req = { .method = "GET",
-					 .authorization = auth,
-					 .timeout_ms = g->s->config->homeserver_timeout_s * 1000,
-					 .max_body = HS_RESPONSE_MAX };
-	g->http = mrtc_http_fetch(g->s->http, g->s->dns, url, &req, false, NULL, 0, on_list, g);
-	sodium_memzero(url, sizeof(url));
-	sodium_memzero(auth, al);
-	free(auth);
-	if (!g->http)
-		dl_fail(g, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
-}
-
-static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
-{
-	struct delegation *g = arg;
-	g->hs_op = NULL;
-	int status;
-	uint64_t retry_ms;
-	struct json_object *refusal;
-	if (err != MRTC_OK && mrtc_whoami_refusal(err, who, &status, &refusal, &retry_ms)) {
-		/* The homeserver's own answer, as on the other client-server endpoints. */
-		struct mrtc_request *r = g->r;
-		mrtc_log(LOG_INFO, "delayed", r->id,
-			 "delegation refused: the homeserver refused the access token (%s)",
-			 mrtc_err_str(err));
-		r->on_abort = NULL;
-		dl_free(g);
-		if (status == 429)
-			mrtc_http_reply_limited(r, retry_ms);
-		else
-			mrtc_http_reply_json(r, status, refusal);
-		json_object_put(refusal);
-		return;
-	}
-	if (err != MRTC_OK) {
-		dl_fail(g, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
-		return;
-	}
-	g->who = *who;
-	const struct mrtc_config *c = g->s->config;
-	const char *server = mrtc_user_id_server(who->user_id);
-	if (!server || strcmp(server, c->server_name) != 0) {
-		dl_fail(g, MRTC_ERR_FORBIDDEN,
-			"Only users of this homeserver can use this endpoint");
-		return;
-	}
-	const char *body, *msg;
-	size_t len;
-	struct json_object *doc = NULL;
-	if (mrtc_http_body(g->r, &body, &len) != MRTC_OK) {
-		dl_fail(g, MRTC_ERR_TOO_LARGE, "Request body too large");
-		return;
-	}
-	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &doc) != MRTC_OK) {
-		dl_fail(g, MRTC_ERR_NOT_JSON, "Body is not valid JSON");
-		return;
-	}
-	/* `url` is required by the newest MSC4195 but older clients omit it: with one SFU
-	 * configured, a missing url means ours. */
-	struct json_object *uv = NULL;
-	if (json_object_is_type(doc, json_type_object) &&
-	    (!json_object_object_get_ex(doc, "url", &uv) || !uv))
-		json_object_object_add(doc, "url", json_object_new_string(c->livekit_url));
-	err = mrtc_token_fields_parse(doc, false, &g->f, &msg);
-	struct json_object *dv = NULL;
-	if (err == MRTC_OK &&
-	    (!json_object_object_get_ex(doc, "delay_id", &dv) ||
-	     !json_object_is_type(dv, json_type_string) || !json_object_get_string_len(dv))) {
-		err = MRTC_ERR_BAD_JSON;
-		msg = "Missing `delay_id`";
-	} else if (err == MRTC_OK &&
-		   (size_t)json_object_get_string_len(dv) >= sizeof(g->delay_id)) {
-		err = MRTC_ERR_INVALID_PARAM;
-		msg = "`delay_id` is too long";
-	} else if (err == MRTC_OK) {
-		mrtc_copy(g->delay_id, sizeof(g->delay_id), json_object_get_string(dv)); /* fits */
-	}
-	json_object_put(doc);
-	if (err != MRTC_OK) {
-		dl_fail(g, err, msg);
-		return;
-	}
-	g->sfu = mrtc_config_sfu_find(c, g->f.url);
-	if ((g->f.server_name[0] && strcmp(g->f.server_name, c->server_name) != 0) || g->sfu < 0) {
-		dl_fail(g, MRTC_ERR_INVALID_PARAM,
-			"Only calls on this homeserver's SFU can be delegated here");
-		return;
-	}
-	if (who->device_id[0] && g->f.claimed_device_id[0] &&
-	    strcmp(who->device_id, g->f.claimed_device_id) != 0) {
-		dl_fail(g, MRTC_ERR_INVALID_PARAM,
-			"'member.claimed_device_id' is not the device of the access token");
-		return;
-	}
-	if (!mrtc_copy(g->device, sizeof(g->device),
-		       g->f.claimed_device_id[0] ? g->f.claimed_device_id : who->device_id)) {
-		dl_fail(g, MRTC_ERR_INVALID_PARAM, "The device id is too long");
-		return;
-	}
-	uint64_t retry;
-	if (!mrtc_ratelimit_take(g->s->user_limit, who->user_id, mrtc_monotonic_ms(), &retry)) {
-		struct mrtc_request *r = g->r;
-		r->on_abort = NULL;
-		dl_free(g);
-		mrtc_http_reply_limited(r, retry);
-		return;
-	}
-	g->single = true;
-	dl_list(g);
-}
-
-/* The request's delegation context, or NULL after replying. */
-static struct delegation *dl_new(struct mrtc_request *r)
-{
-	struct delegation *g = calloc(1, sizeof(*g));
-	if (!g) {
-		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
-		return NULL;
-	}
-	g->r = r;
-	g->s = r->services;
-	r->handler_ctx = g;
-	r->on_abort = dl_abort;
-	return g;
-}
-
-/* Application-service mode: the homeserver authenticated the user (no device, no token). */
-static void delegate_from_homeserver(struct mrtc_request *r)
-{
-	struct mrtc_whoami who = { .soft_logout = -1 };
-	if (!mrtc_appservice_client_user(r, who.user_id))
-		return;
-	struct delegation *g = dl_new(r);
-	if (g)
-		dl_whoami(g, MRTC_OK, &who);
-}
-
-void mrtc_delayed_delegate(struct mrtc_request *r)
-{
-	if (r->services->config->appservice) {
-		delegate_from_homeserver(r);
-		return;
-	}
-	const char *token = mrtc_http_bearer(r);
-	if (!token) {
-		mrtc_http_reply_error(r, MRTC_ERR_MISSING_TOKEN, "Missing access token");
-		return;
-	}
-	struct delegation *g = dl_new(r);
-	if (!g)
-		return;
-	if (!(g->token = strdup(token))) {
-		dl_fail(g, MRTC_ERR_NOMEM, "Out of memory");
-		return;
-	}
-	g->hs_op = mrtc_hs_whoami(g->s->homeserver, g->token, dl_whoami, g);
-	if (!g->hs_op)
-		dl_fail(g, MRTC_ERR_INTERNAL, "Cannot ask the homeserver");
+	return mrtc_delayed_start_stored(d, rec);
 }
 
 /* ---- lifecycle ---- */
@@ -1367,13 +563,6 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 	sodium_bin2hex(d->owner, sizeof(d->owner), rnd, sizeof(rnd));
 	const struct mrtc_config *c = s->config;
 	enum mrtc_err err = MRTC_ERR_NOMEM;
-	if (s->homeserver) {
-		d->admitted = mrtc_cache_create(WATCH_MAX, free);
-		d->watch = event_new(s->base, -1, EV_PERSIST, on_watch, d);
-		struct timeval tv = { .tv_sec = (time_t)c->membership_recheck_s };
-		if (!d->admitted || !d->watch || event_add(d->watch, &tv) != 0)
-			goto fail;
-	}
 	if (c->store) {
 		struct mrtc_store_options so = {
 			.redis_password = c->redis_password,
@@ -1407,16 +596,10 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 		    (mrtc_store_async_is_shared(d->store) && event_add(d->scan, &tv) != 0))
 			goto fail;
 		scan_list(d); /* the jobs of the last run, taken up when the store answers */
-		if (d->admitted) {
-			/* The watch outlives a restart: its admitted set is in the store. */
-			d->pending = calloc(WATCH_PENDING_MAX, sizeof(*d->pending));
-			d->flush = event_new(s->base, -1, 0, on_flush, d);
-			if (!d->pending || !d->flush)
-				goto fail;
-			d->watch_load =
-			    mrtc_store_watch_each(d->store, mrtc_now_ms(), on_watch_loaded, d);
-		}
 	}
+	/* The watch outlives a restart when there is a store: its admitted set is in it. */
+	if (s->homeserver && (err = mrtc_watch_create(s, d->store, &d->watch)) != MRTC_OK)
+		goto fail;
 	*ret = d;
 	return MRTC_OK;
 fail:
@@ -1430,18 +613,10 @@ void mrtc_delayed_quiesce(struct mrtc_delayed *d)
 		return;
 	while (d->jobs)
 		job_unlink_free(d->jobs); /* they stay in the store for the next start */
-	d->stopping = true;		  /* no new membership checks */
 	scan_finish(d);
-	mrtc_store_call_cancel(d->watch_load);
-	d->watch_load = NULL;
 	if (d->scan)
 		event_del(d->scan);
-	if (d->watch)
-		event_del(d->watch);
-	if (d->flush) {
-		event_del(d->flush);
-		watch_flush(d);
-	}
+	mrtc_watch_quiesce(d->watch);
 }
 
 void mrtc_delayed_destroy(struct mrtc_delayed *d)
@@ -1451,24 +626,48 @@ void mrtc_delayed_destroy(struct mrtc_delayed *d)
 	while (d->jobs)
 		job_unlink_free(d->jobs); /* they stay in the store for the next start */
 	scan_finish(d);
-	mrtc_store_call_cancel(d->watch_load);
 	if (d->scan)
 		event_free(d->scan);
-	if (d->watch)
-		event_free(d->watch);
-	if (d->flush) {
-		event_free(d->flush);
-		watch_flush(d);
-	}
-	free(d->pending);
-	mrtc_cache_destroy(d->admitted);
+	mrtc_watch_destroy(d->watch);	  /* queues its last writes */
 	mrtc_store_async_close(d->store); /* after the last write was queued */
 	mrtc_cache_destroy(d->by_key);
-	free(d->batch);
 	free(d);
 }
 
 const struct mrtc_store_async *mrtc_delayed_get_store(const struct mrtc_delayed *d)
 {
 	return d ? d->store : NULL;
+}
+
+struct mrtc_store_async *mrtc_delayed_store(struct mrtc_delayed *d)
+{
+	return d->store;
+}
+
+void mrtc_delayed_admitted(struct mrtc_delayed *d, size_t sfu, const char *room_id,
+			   const char *room_name, const char *identity, const char *user_id,
+			   uint64_t ttl_s)
+{
+	if (d)
+		mrtc_watch_admitted(d->watch, sfu, room_id, room_name, identity, user_id, ttl_s);
+}
+
+/* A verified webhook (webhook.c) about @hook->room, from the SFUs in the bits of @from. */
+void mrtc_delayed_on_webhook(struct mrtc_delayed *d, unsigned from, const struct mrtc_webhook *hook)
+{
+	for (struct job *j = d->jobs, *next; j; j = next) {
+		next = j->next;
+		if (!(from & (1u << j->sfu)) || strcmp(j->rec.room_name, hook->room) != 0)
+			continue;
+		bool mine = strcmp(j->rec.identity, hook->identity) == 0;
+		if (mine && hook->event == MRTC_WEBHOOK_PARTICIPANT_JOINED && !j->st.connected) {
+			job_run(j, &(struct mrtc_job_event){ .kind = MRTC_JOB_EV_JOINED });
+		} else if ((mine && (hook->event == MRTC_WEBHOOK_PARTICIPANT_LEFT ||
+				     hook->event == MRTC_WEBHOOK_PARTICIPANT_CONNECTION_ABORTED)) ||
+			   hook->event == MRTC_WEBHOOK_ROOM_FINISHED) {
+			job_run(j, &(struct mrtc_job_event){ .kind = MRTC_JOB_EV_LEFT });
+		}
+	}
+	if (hook->event == MRTC_WEBHOOK_PARTICIPANT_JOINED)
+		mrtc_watch_joined(d->watch, from, hook->room, hook->identity);
 }

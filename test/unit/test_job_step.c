@@ -288,6 +288,22 @@ START_TEST(test_forms_and_ends)
 	ck_assert_int_eq(answer(409, false, 1100), MRTC_JOB_DO_END);
 	ck_assert_int_eq(nx.end, MRTC_JOB_END_FINALISED);
 	ck_assert(nx.form_confirmed);
+
+	/* the log line of each end */
+	char why[240];
+	mrtc_job_end_describe(&st, MRTC_JOB_END_FINALISED, "M_X", why, sizeof(why));
+	ck_assert_str_eq(why, "the delayed event was already finalised the other way (HTTP 409)");
+	st.sending = true;
+	mrtc_job_end_describe(&st, MRTC_JOB_END_GONE, "M_NOT_FOUND", why, sizeof(why));
+	ck_assert_str_eq(why, "leave event already sent (HTTP 404 M_NOT_FOUND to send)");
+	st.sending = false;
+	st.last_status = 405;
+	mrtc_job_end_describe(&st, MRTC_JOB_END_NO_FORM, "no errcode", why, sizeof(why));
+	ck_assert_str_eq(why, "the homeserver serves no MSC4140 management form (every form "
+			      "answered 404/405 to restart; last HTTP 405 no errcode)");
+	mrtc_job_end_describe(&st, MRTC_JOB_END_GONE_ANY, "", why, sizeof(why));
+	ck_assert_str_eq(why, "delayed event gone (HTTP 404 to restart; no other management "
+			      "form knows it)");
 }
 END_TEST
 

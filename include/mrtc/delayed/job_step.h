@@ -17,6 +17,7 @@
 #define MRTC_JOB_STEP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mrtc/base/err.h"
@@ -120,5 +121,9 @@ void mrtc_job_step_init(struct mrtc_job_step_state *state, uint64_t now_ms);
 /* Applies @event to @state and writes what to do next to @ret_next. Pure. */
 void mrtc_job_step(struct mrtc_job_step_state *state, const struct mrtc_job_event *event,
 		   struct mrtc_job_next *ret_next);
+
+/* Why a job ended with @end, for the log (@last_errcode: of the last answer, as shown). */
+void mrtc_job_end_describe(const struct mrtc_job_step_state *state, enum mrtc_job_end end,
+			   const char *last_errcode, char *out, size_t size);
 
 #endif
