@@ -131,7 +131,8 @@ static void on_jobs(void *arg, enum mrtc_err err, const struct mrtc_job_record *
 	struct waiter *wt = arg;
 	wt->err = err;
 	wt->n_jobs = n < 8 ? n : 8;
-	memcpy(wt->jobs, jobs, wt->n_jobs * sizeof(*jobs));
+	if (wt->n_jobs) /* jobs may be NULL when there are none */
+		memcpy(wt->jobs, jobs, wt->n_jobs * sizeof(*jobs));
 	got(wt);
 }
 
@@ -139,7 +140,8 @@ static void on_leases(void *arg, const bool *held, size_t n)
 {
 	struct waiter *wt = arg;
 	wt->n_held = n < 8 ? n : 8;
-	memcpy(wt->held, held, wt->n_held * sizeof(*held));
+	if (wt->n_held)
+		memcpy(wt->held, held, wt->n_held * sizeof(*held));
 	got(wt);
 }
 
@@ -148,7 +150,8 @@ static void on_watches(void *arg, enum mrtc_err err, const struct mrtc_watch_rec
 	struct waiter *wt = arg;
 	wt->err = err;
 	wt->n_w = n < 8 ? n : 8;
-	memcpy(wt->w, w, wt->n_w * sizeof(*w));
+	if (wt->n_w)
+		memcpy(wt->w, w, wt->n_w * sizeof(*w));
 	got(wt);
 }
 

@@ -36,7 +36,8 @@ struct mrtc_store_key {
 };
 
 typedef void (*mrtc_store_done_fn)(void *arg, enum mrtc_err err);
-/* @jobs: borrowed until the callback returns (get: one job, MRTC_ERR_NOT_FOUND: none). */
+/* @jobs: borrowed until the callback returns, NULL when @n is 0 (get: one job,
+ * MRTC_ERR_NOT_FOUND: none); the same for @w below. */
 typedef void (*mrtc_store_jobs_fn)(void *arg, enum mrtc_err err, const struct mrtc_job_record *jobs,
 				   size_t n);
 /* @held[i]: whether the lease on the i-th key is ours now. */
