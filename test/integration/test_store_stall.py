@@ -5,8 +5,9 @@ One daemon on the testbed's Redis with 1 000 delegated delayed-leave jobs (made 
 delegate endpoint); then redis-server is stopped with SIGSTOP (connections stay open, nothing
 answers: every command waits for its timeout) for longer than the lease TTL, and local
 `get_token` is measured with wrk at 64 connections meanwhile, from the client side. The p99
-must stay under 10 ms (a sanitizer build: 250 ms; a loaded machine whose baseline p99, measured
-just before with Redis running, is itself over 5 ms: twice that plus 10 ms). After SIGCONT
+must stay under 10 ms (a loaded machine whose baseline p99, measured just before with Redis
+running, is itself over 5 ms: under twice that plus 10 ms; a sanitizer build: under 250 ms or
+that, whichever is larger). After SIGCONT
 nothing is lost: every one of the 1 000 jobs is driven again (its delayed event restarted after
 the SIGCONT) and still stored in Redis.
 
@@ -180,7 +181,7 @@ class StoreStall(unittest.TestCase):
         # of milliseconds, and the stall may then cost no more than the baseline's own p99
         # again (the old code blocked the loop 250 ms per Redis attempt: far over either).
         if sanitized(BINARY):
-            bound = P99_MS_SANITIZED
+            bound = max(P99_MS_SANITIZED, 2 * base["p99"] + P99_MS)
         elif base["p99"] <= P99_MS / 2:
             bound = P99_MS
         else:
