@@ -5,7 +5,7 @@
  * store's answer about the lease, a webhook), mrtc_job_step() updates the state and says what to
  * do next: poll the SFU, restart or send the delayed event, check the lease, sleep until a time,
  * or end the job (sent, given up, gone) or drop it (another daemon holds it). It does no I/O,
- * reads no clock and draws no random number: the engine (delayed.c) passes them in and does
+ * reads no clock and draws no random number: the engine (jobs.c) passes them in and does
  * the I/O.
  *
  * Homeserver calls retry with backoff (1 s, x1.5, jitter up to a quarter, at most 60 s) and
