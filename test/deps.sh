@@ -7,7 +7,7 @@ mrtc_packages=(
   libevent-dev libjson-c-dev libsodium-dev libssl-dev libc-ares-dev libsqlite3-dev libhiredis-dev check
   python3 python3-signedjson python3-nacl python3-canonicaljson python3-jwt python3-yaml
   python3-unpaddedbase64 python3-prometheus-client curl ca-certificates openssl nginx-light
-  dnsmasq-base dnsutils systemd redis-server redis-sentinel groff-base chromium
+  dnsmasq-base dnsutils systemd redis-server redis-sentinel groff-base chromium wrk
 )
 
 mrtc_install_deps() {

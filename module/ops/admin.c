@@ -12,7 +12,7 @@
 #include "mrtc/appservice/appservice.h"
 #include "mrtc/delayed/delayed.h"
 #include "mrtc/core/log.h"
-#include "mrtc/store/store.h"
+#include "mrtc/store/async.h"
 #include "mrtc/main/services.h"
 #include "mrtc/base/util.h"
 
@@ -208,10 +208,10 @@ void mrtc_admin_readyz(struct mrtc_request *r)
 	/* The store: named, with its state ("none", "off" with MRTC_STORE=none). Only refused
 	 * credentials (a configuration error) make the daemon unready: an unreachable Redis stops
 	 * delegation, not tokens. */
-	const struct mrtc_store *store = mrtc_delayed_get_store(s->delayed);
+	const struct mrtc_store_async *store = mrtc_delayed_get_store(s->delayed);
 	{
 		struct mrtc_store_status st;
-		mrtc_store_get_status(store, &st);
+		mrtc_store_async_get_status(store, &st); /* the last known: never waits */
 		ready = ready && !st.refused;
 		struct json_object *o = json_object_new_object();
 		if (o) {

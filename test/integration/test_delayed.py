@@ -272,9 +272,14 @@ class Delayed(unittest.TestCase):
         self.assertTrue(self.wait_for(lambda: "restart" in self.actions("de_r")[0]))
         time.sleep(0.5)
         self.assertNotIn("taking up the job", b.logs())  # A holds it
+        # Another daemon takes it up: B, or one an earlier test left running on this Redis.
+        alive = [x for x in self.daemons if x is not a and x.proc and x.proc.poll() is None]
+        before = [x.logs().count("taking up the job for @bob") for x in alive]
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait()
-        self.assertTrue(self.wait_for(lambda: "taking up the job" in b.logs(), timeout=6))
+        self.assertTrue(self.wait_for(lambda: any(
+            x.logs().count("taking up the job for @bob") > n for x, n in zip(alive, before)),
+            timeout=6), b.logs())
         self.participant("bob", False, member="mr")
         self.assertTrue(self.wait_for(lambda: "send" in self.actions("de_r")[0]))
         time.sleep(1.5)
@@ -499,10 +504,9 @@ class Delayed(unittest.TestCase):
         time.sleep(1.5)
         self.assertEqual(self.actions("de_def")[0].count("send"), 1)
 
-    def kicked_after_restart(self, name, d, rows):
-        """@name gets a token from @d (admitted to the watch), @d stops, @name leaves the room,
-        @d starts again: the watch, reloaded from the store, removes them from the SFU within
-        two watch periods (MRTC_MEMBERSHIP_RECHECK=2). @rows() lists the stored admissions."""
+    def admit(self, name, d):
+        """@name, joined to the room, gets a token from @d (admitted to its watch) and is on
+        the SFU; the SFU's record of calls starts afresh. Their identity."""
         post(self.hs1.sfu_url + "/_test/calls", {})
         post(self.hs1.hs_url + "/_test/patch", {"room": "!call:hs1.test",
                                                 "member": self.user(name)["user_id"],
@@ -514,7 +518,13 @@ class Delayed(unittest.TestCase):
                                  headers={"Authorization": f"Bearer tok_{name}"})
         self.assertEqual(status, 200)
         self.participant(name, True)
-        ident = self.ident(name)
+        return self.ident(name)
+
+    def kicked_after_restart(self, name, d, rows):
+        """@name gets a token from @d (admitted to the watch), @d stops, @name leaves the room,
+        @d starts again: the watch, reloaded from the store, removes them from the SFU within
+        two watch periods (MRTC_MEMBERSHIP_RECHECK=2). @rows() lists the stored admissions."""
+        ident = self.admit(name, d)
         # Written within WATCH_FLUSH_MS (250 ms), and on a graceful stop at the latest.
         self.assertTrue(self.wait_for(lambda: (self.ROOM, ident) in rows(), timeout=5))
         self.assertEqual(d.stop(), 0)
@@ -582,6 +592,43 @@ class Delayed(unittest.TestCase):
             return out
         d = self.daemon(MRTC_STORE=self.redis, MRTC_MEMBERSHIP_RECHECK="2")
         self.kicked_after_restart("grace", d, rows)
+
+    def test_watch_shared_kick_after_sigkill(self):
+        """Two daemons on one Redis (issue 19): ivan is admitted by A, A is killed with SIGKILL,
+        ivan leaves the room: B, which reads the admitted set before each sweep and checks
+        each participant under a lease per check, removes him from the SFU within two watch
+        periods (MRTC_MEMBERSHIP_RECHECK=2)."""
+        name = "ivan"
+        a = self.daemon(MRTC_STORE=self.redis, MRTC_MEMBERSHIP_RECHECK="2")
+        b = self.daemon(MRTC_STORE=self.redis, MRTC_MEMBERSHIP_RECHECK="2")
+        ident = self.admit(name, a)
+        # Stored within WATCH_FLUSH_MS; both daemons sweep meanwhile (one checks him).
+        time.sleep(2.5)
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        post(self.hs1.hs_url + "/_test/patch", {"room": "!call:hs1.test",
+                                                "member": self.user(name)["user_id"],
+                                                "membership": "leave"})
+        start = time.monotonic()
+
+        def removed():
+            calls = get(self.hs1.sfu_url + "/_test/calls")["calls"]
+            return any(c["method"] == "RemoveParticipant" and c["body"] and
+                       c["body"].get("identity") == ident for c in calls)
+        self.assertTrue(self.wait_for(removed, timeout=15), b.logs())
+        took = time.monotonic() - start
+        print(f"\n{name} (admitted by a daemon killed) removed by the other {took:.2f} s after "
+              "leaving", file=sys.stderr)
+        self.assertLess(took, 2 * 2 + 1.5)  # two watch periods, and a margin for the call
+        # B removed him (logged once the SFU answered, just after it recorded the call).
+        self.assertTrue(self.wait_for(
+            lambda: f"{self.user(name)['user_id']} is no longer joined" in b.logs(), timeout=5),
+            b.logs())
+        post(self.hs1.hs_url + "/_test/patch", {"room": "!call:hs1.test",
+                                                "member": self.user(name)["user_id"],
+                                                "membership": "join"})
+        self.participant(name, False)
+        b.stop()
 
     def test_state_dir_not_writable_is_a_clear_error(self):
         bad = self.tb.path("jobs.db", "state")  # under a file: cannot be a directory

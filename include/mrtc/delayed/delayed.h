@@ -12,7 +12,7 @@
 
 struct mrtc_services;
 struct mrtc_delayed;
-struct mrtc_store;
+struct mrtc_store_async;
 
 /* Opens the store (when configured), resumes its jobs, starts the membership watch. */
 enum mrtc_err mrtc_delayed_create(struct mrtc_services *services,
@@ -32,11 +32,12 @@ struct mrtc_job_record;
 bool mrtc_delayed_enabled(const struct mrtc_delayed *delayed);
 
 /* The job store (borrowed), or NULL without one. */
-const struct mrtc_store *mrtc_delayed_get_store(const struct mrtc_delayed *delayed);
+const struct mrtc_store_async *mrtc_delayed_get_store(const struct mrtc_delayed *delayed);
 
 /*
- * Stores and starts the job @rec, replacing the job of the same key. Logs without the
- * delay_id. MRTC_ERR_INTERNAL if it cannot be stored or started.
+ * Starts the job @rec, replacing the job of the same key, and queues its write to the store
+ * (written in the background). Logs without the delay_id. MRTC_ERR_UPSTREAM if the store is not
+ * keeping up, MRTC_ERR_INTERNAL if the job cannot start.
  */
 enum mrtc_err mrtc_delayed_start_job(struct mrtc_delayed *delayed,
 				     const struct mrtc_job_record *rec);

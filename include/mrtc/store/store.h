@@ -6,9 +6,9 @@
  * or "redis+sentinel://[user[:password]@]host[:port][,...]/master-name[/db]" (redis_conn.h).
  * A struct of function pointers is the seam; both stores implement it.
  *
- * Store calls are synchronous: SQLite writes a local file, and Redis is asked with a 250 ms
+ * These calls are synchronous: SQLite writes a local file, and Redis is asked with a 250 ms
  * timeout per command (and per reconnection attempt, after which it backs off and fails at
- * once), so a Redis outage or failover costs the event loop at most that per call.
+ * once). They run only on the store's worker thread (async.h); the event loop uses async.h.
  */
 #ifndef MRTC_STORE_H
 #define MRTC_STORE_H
