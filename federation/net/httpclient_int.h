@@ -12,6 +12,7 @@
 #include <event2/http.h>
 #include <openssl/ssl.h>
 
+#include "mrtc/base/cache.h"
 #include "mrtc/net/httpclient.h"
 
 #define DEST_KEY_MAX 600
@@ -32,23 +33,19 @@ struct conn {
 	struct conn *prev, *next; /* every open connection */
 };
 
+/* Keyed in the client's dests map by "tls|tls_name|host_header|ip|port". */
 struct dest {
-	char key[DEST_KEY_MAX];
+	struct mrtc_http_client *client;
 	struct conn *idle;
 	size_t n_idle;
-	uint64_t used; /* for eviction: the least recently used goes first */
-	struct dest *next;
 };
 
 struct mrtc_http_client {
 	struct event_base *base;
 	SSL_CTX *ssl_ctx;
 	size_t max_idle;
-	size_t max_dests;
 	size_t max_open;
-	size_t n_dests;
-	uint64_t tick;
-	struct dest *dests;
+	struct mrtc_cache *dests; /* key -> struct dest *, least recently used evicted */
 	struct conn *conns;
 	struct mrtc_http_call *fetches; /* fetches waiting for DNS, for destroy */
 	struct mrtc_http_client_stats stats;

@@ -34,6 +34,8 @@ static SSL_CTX *make_ssl_ctx(const char *ca_file)
 	return ctx;
 }
 
+static void dest_dropped(void *arg);
+
 enum mrtc_err mrtc_http_client_create(struct event_base *base,
 				      const struct mrtc_http_client_config *config,
 				      struct mrtc_http_client **ret_client)
@@ -43,10 +45,15 @@ enum mrtc_err mrtc_http_client_create(struct event_base *base,
 		return MRTC_ERR_NOMEM;
 	c->base = base;
 	c->max_idle = config->max_idle_per_dest ? config->max_idle_per_dest : 32;
-	c->max_dests = config->max_dests ? config->max_dests : 256;
 	c->max_open = config->max_open;
+	c->dests = mrtc_cache_create(config->max_dests ? config->max_dests : 256, dest_dropped);
+	if (!c->dests) {
+		free(c);
+		return MRTC_ERR_NOMEM;
+	}
 	c->ssl_ctx = make_ssl_ctx(config->ca_file);
 	if (!c->ssl_ctx) {
+		mrtc_cache_destroy(c->dests);
 		free(c);
 		return MRTC_ERR_TLS;
 	}
@@ -148,44 +155,34 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
 		mrtc_http_pool_discard(k);
 }
 
+/* The cache dropped @arg (evicted, or the client is destroyed): its idle connections close,
+ * busy ones finish their call and are not pooled afterwards. */
+static void dest_dropped(void *arg)
+{
+	struct dest *d = arg;
+	while (d->idle)
+		mrtc_http_pool_discard(d->idle);
+	for (struct conn *k = d->client->conns; k; k = k->next)
+		if (k->dest == d)
+			k->dest = NULL;
+	free(d);
+}
+
 struct dest *mrtc_http_pool_dest(struct mrtc_http_client *c, const char *key, bool create)
 {
-	struct dest *lru = NULL;
-	for (struct dest *d = c->dests; d; d = d->next) {
-		if (strcmp(d->key, key) == 0) {
-			d->used = ++c->tick;
-			return d;
-		}
-		if (!lru || d->used < lru->used)
-			lru = d;
-	}
+	size_t len = strlen(key);
+	/* Refreshed: the most recently used, the last to be evicted. */
+	if (mrtc_cache_refresh(c->dests, key, len, 0, UINT64_MAX))
+		return mrtc_cache_get(c->dests, key, len, 0);
 	if (!create)
 		return NULL;
-	if (c->n_dests >= c->max_dests && lru) {
-		/* Evict the least recently used destination and its idle connections. */
-		while (lru->idle)
-			mrtc_http_pool_discard(lru->idle);
-		for (struct conn *k = c->conns; k; k = k->next)
-			if (k->dest == lru)
-				k->dest = NULL;
-		for (struct dest **p = &c->dests; *p; p = &(*p)->next) {
-			if (*p == lru) {
-				*p = lru->next;
-				break;
-			}
-		}
-		free(lru);
-		c->n_dests--;
-	}
 	struct dest *d = calloc(1, sizeof(*d));
 	if (!d)
 		return NULL;
-	mrtc_copy(d->key, sizeof(d->key), key); /* same size as the caller's: fits */
-	d->used = ++c->tick;
-	d->next = c->dests;
-	c->dests = d;
-	c->n_dests++;
-	return d;
+	d->client = c;
+	/* When full, the least recently used destination goes (dest_dropped). On failure the
+	 * cache has freed @d. */
+	return mrtc_cache_put(c->dests, key, len, d, UINT64_MAX) ? d : NULL;
 }
 
 void mrtc_sockaddr_ntop(const struct sockaddr_storage *sa, char *out, size_t size)
@@ -286,11 +283,7 @@ void mrtc_http_client_destroy(struct mrtc_http_client *c)
 	/* Calls in flight are owned by their requests; freeing the connections drops them. */
 	while (c->conns)
 		conn_free_now(c->conns);
-	while (c->dests) {
-		struct dest *d = c->dests;
-		c->dests = d->next;
-		free(d);
-	}
+	mrtc_cache_destroy(c->dests);
 	SSL_CTX_free(c->ssl_ctx);
 	free(c);
 }
