@@ -53,7 +53,9 @@ struct mrtc_resolver {
 	struct event_base *base;
 	struct mrtc_resolver_config cfg;
 	struct job *jobs;
-	struct mrtc_cache *cache; /* name -> struct mrtc_resolved (copied), monotonic expiry */
+	/* name -> struct mrtc_resolved (copied), monotonic expiry; [1]: delegated by a
+	 * well-known, [0]: no usable well-known (the short failure lifetime) */
+	struct mrtc_cache *cache[2];
 	struct mrtc_resolver_stats stats;
 };
 
@@ -104,17 +106,24 @@ bool mrtc_cache_control_max_age(const char *value, uint64_t *ret_seconds)
 /* The cached resolution of @name (borrowed, valid until the cache changes), or NULL. */
 static const struct mrtc_resolved *cache_get(struct mrtc_resolver *r, const char *name)
 {
-	return mrtc_cache_get(r->cache, name, strlen(name), mrtc_monotonic_ms());
+	uint64_t now = mrtc_monotonic_ms();
+	const struct mrtc_resolved *res = mrtc_cache_get(r->cache[1], name, strlen(name), now);
+	return res ? res : mrtc_cache_get(r->cache[0], name, strlen(name), now);
 }
 
-/* When the cache is full the oldest entry goes (a hash lookup per request, whatever the
- * number of names held). */
+/*
+ * Names delegated by a well-known and names without one are held apart, each kind bounded by
+ * cache_max, the oldest going first when full (a hash lookup per request whatever the number
+ * of names): a flood of names that resolve to nothing (an attacker's made-up origins, each
+ * held for the short failure lifetime) cannot push out the delegations of real servers.
+ */
 static void cache_put(struct mrtc_resolver *r, const char *name, const struct mrtc_resolved *res,
-		      uint64_t ttl_ms)
+		      uint64_t ttl_ms, bool via_wellknown)
 {
 	if (ttl_ms == 0)
 		return;
-	mrtc_cache_put_copy(r->cache, name, strlen(name), res, sizeof(*res),
+	mrtc_cache_remove(r->cache[!via_wellknown], name, strlen(name));
+	mrtc_cache_put_copy(r->cache[via_wellknown], name, strlen(name), res, sizeof(*res),
 			    mrtc_monotonic_ms() + ttl_ms);
 }
 
@@ -133,7 +142,7 @@ static void job_unlink(struct job *j)
 static void job_finish(struct job *j, enum mrtc_err err, const struct mrtc_resolved *res)
 {
 	if (err == MRTC_OK)
-		cache_put(j->r, j->name, res, j->ttl_ms);
+		cache_put(j->r, j->name, res, j->ttl_ms, j->via_wellknown);
 	job_unlink(j);
 	struct mrtc_resolve_op *op = j->ops;
 	while (op) {
@@ -375,8 +384,11 @@ enum mrtc_err mrtc_resolver_create(struct event_base *base,
 		r->cfg.cache_max = 1024;
 	if (!r->cfg.timeout_ms)
 		r->cfg.timeout_ms = 10000;
-	r->cache = mrtc_cache_create(r->cfg.cache_max, NULL);
-	if (!r->cache) {
+	r->cache[0] = mrtc_cache_create(r->cfg.cache_max, NULL);
+	r->cache[1] = mrtc_cache_create(r->cfg.cache_max, NULL);
+	if (!r->cache[0] || !r->cache[1]) {
+		mrtc_cache_destroy(r->cache[0]);
+		mrtc_cache_destroy(r->cache[1]);
 		free(r);
 		return MRTC_ERR_NOMEM;
 	}
@@ -387,9 +399,12 @@ enum mrtc_err mrtc_resolver_create(struct event_base *base,
 void mrtc_resolver_get_stats(const struct mrtc_resolver *r, struct mrtc_resolver_stats *ret)
 {
 	*ret = r->stats;
-	struct mrtc_cache_stats cs;
-	mrtc_cache_get_stats(r->cache, &cs);
-	ret->size = cs.size;
+	ret->size = 0;
+	for (int i = 0; i < 2; i++) {
+		struct mrtc_cache_stats cs;
+		mrtc_cache_get_stats(r->cache[i], &cs);
+		ret->size += cs.size;
+	}
 }
 
 void mrtc_resolver_destroy(struct mrtc_resolver *r)
@@ -408,6 +423,7 @@ void mrtc_resolver_destroy(struct mrtc_resolver *r)
 		}
 		free(j);
 	}
-	mrtc_cache_destroy(r->cache);
+	mrtc_cache_destroy(r->cache[0]);
+	mrtc_cache_destroy(r->cache[1]);
 	free(r);
 }
