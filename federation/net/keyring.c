@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Fetching, verifying and caching other servers' signing keys. */
+/*
+ * Fetching, verifying and caching other servers' signing keys. Servers are found through a hash
+ * index (the bounded cache of base/, used as a map) and kept on two recency lists, servers
+ * without keys and servers with keys, so that eviction takes the least recently used server
+ * without keys first without scanning every server.
+ */
 #include "mrtc/net/keyring.h"
 
 #include <event2/http.h>
@@ -7,8 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mrtc/matrix/json.h"
+#include "mrtc/base/cache.h"
 #include "mrtc/base/util.h"
+#include "mrtc/matrix/json.h"
 
 struct mrtc_keyring_op {
 	struct mrtc_keyring *kr;
@@ -29,19 +35,24 @@ struct server {
 	size_t n_keys;
 	uint64_t failed_until_ms;  /* monotonic: no fetch before, after a failure */
 	uint64_t fetched_until_ms; /* monotonic: no refetch for unknown key ids before */
-	uint64_t used;
 	struct mrtc_fed_call *fetch;
 	char peer[64]; /* who started the fetch in flight, "" if not counted */
 	struct mrtc_keyring_op *waiters;
-	struct server *next;
+	struct server *older, *newer; /* on its recency list: lru[n_keys > 0] */
+	bool listed_keyed;	      /* which of the two lists it is on */
+};
+
+/* Least recently used first. */
+struct lru {
+	struct server *oldest, *newest;
 };
 
 struct mrtc_keyring {
 	struct event_base *base;
 	struct mrtc_keyring_config cfg;
-	struct server *servers;
+	struct mrtc_cache *index; /* name -> struct server *, never full: we evict first */
+	struct lru lru[2];	  /* [0]: servers without keys, [1]: with keys */
 	size_t n_servers;
-	uint64_t tick;
 	size_t fetching; /* servers with a fetch in flight */
 	struct peer_count {
 		char addr[64];
@@ -70,14 +81,67 @@ static void fetch_ended(struct server *s)
 	s->peer[0] = '\0';
 }
 
+static void lru_unlink(struct mrtc_keyring *kr, struct server *s)
+{
+	struct lru *l = &kr->lru[s->listed_keyed];
+	if (s->older)
+		s->older->newer = s->newer;
+	else
+		l->oldest = s->newer;
+	if (s->newer)
+		s->newer->older = s->older;
+	else
+		l->newest = s->older;
+	s->older = s->newer = NULL;
+}
+
+/* Links @s as the most recently used of the list its keys put it on. */
+static void lru_append(struct mrtc_keyring *kr, struct server *s)
+{
+	s->listed_keyed = s->n_keys > 0;
+	struct lru *l = &kr->lru[s->listed_keyed];
+	s->newer = NULL;
+	s->older = l->newest;
+	if (l->newest)
+		l->newest->newer = s;
+	else
+		l->oldest = s;
+	l->newest = s;
+}
+
+/* @s was used (or its keys changed): it becomes the most recently used of its list. */
+static void touch(struct mrtc_keyring *kr, struct server *s)
+{
+	lru_unlink(kr, s);
+	lru_append(kr, s);
+}
+
 static struct server *find(struct mrtc_keyring *kr, const char *name)
 {
-	for (struct server *s = kr->servers; s; s = s->next)
-		if (strcmp(s->name, name) == 0) {
-			s->used = ++kr->tick;
-			return s;
-		}
+	struct server *s = mrtc_cache_get(kr->index, name, strlen(name), 0);
+	if (s)
+		touch(kr, s);
+	return s;
+}
+
+/* The least recently used server that is not being fetched, one without keys first: an origin
+ * nobody verified (a fetch that failed) cannot push out a server whose keys we hold while such
+ * entries remain. Skips at most the servers with a fetch in flight (max_fetches). */
+static struct server *eviction_victim(struct mrtc_keyring *kr)
+{
+	for (int keyed = 0; keyed < 2; keyed++)
+		for (struct server *s = kr->lru[keyed].oldest; s; s = s->newer)
+			if (!s->fetch)
+				return s;
 	return NULL;
+}
+
+static void server_free(struct mrtc_keyring *kr, struct server *s)
+{
+	lru_unlink(kr, s);
+	mrtc_cache_remove(kr->index, s->name, strlen(s->name));
+	kr->n_servers--;
+	free(s);
 }
 
 static struct server *find_or_add(struct mrtc_keyring *kr, const char *name)
@@ -86,30 +150,21 @@ static struct server *find_or_add(struct mrtc_keyring *kr, const char *name)
 	if (s)
 		return s;
 	if (kr->n_servers >= kr->cfg.max_servers) {
-		/* Evict the least recently used server that is not being fetched, one without
-		 * keys first: an origin nobody verified (a fetch that failed) cannot push out a
-		 * server whose keys we hold while such entries remain. */
-		struct server **victim = NULL;
-		for (int pass = 0; pass < 2 && !victim; pass++)
-			for (struct server **p = &kr->servers; *p; p = &(*p)->next)
-				if (!(*p)->fetch && (pass == 1 || (*p)->n_keys == 0) &&
-				    (!victim || (*p)->used < (*victim)->used))
-					victim = p;
+		struct server *victim = eviction_victim(kr);
 		if (!victim)
 			return NULL;
-		struct server *v = *victim;
-		*victim = v->next;
-		free(v);
-		kr->n_servers--;
+		server_free(kr, victim);
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
 	s->kr = kr;
 	memcpy(s->name, name, strlen(name) + 1);
-	s->used = ++kr->tick;
-	s->next = kr->servers;
-	kr->servers = s;
+	if (!mrtc_cache_put(kr->index, s->name, strlen(s->name), s, UINT64_MAX)) {
+		free(s);
+		return NULL;
+	}
+	lru_append(kr, s);
 	kr->n_servers++;
 	return s;
 }
@@ -150,6 +205,7 @@ void mrtc_keyring_add(struct mrtc_keyring *kr, const char *server,
 		n = MRTC_SERVER_KEYS_MAX;
 	memcpy(s->keys, keys, n * sizeof(*keys));
 	s->n_keys = n;
+	touch(kr, s); /* onto the list its keys now put it on */
 }
 
 static void op_free(struct mrtc_keyring_op *op)
@@ -204,6 +260,7 @@ static void store_keys(struct server *s, const struct mrtc_verify_key *keys, siz
 {
 	memcpy(s->keys, keys, n * sizeof(keys[0]));
 	s->n_keys = n;
+	touch(s->kr, s); /* onto the list its keys now put it on */
 	/* Unknown key ids do not trigger a new fetch per request. */
 	s->fetched_until_ms = mrtc_monotonic_ms() + s->kr->cfg.failure_ttl_ms;
 }
@@ -419,7 +476,10 @@ enum mrtc_err mrtc_keyring_create(struct event_base *base, const struct mrtc_key
 	if (!kr->cfg.max_fetches_per_peer)
 		kr->cfg.max_fetches_per_peer = 32;
 	kr->peers = calloc(kr->cfg.max_fetches, sizeof(*kr->peers));
-	if (!kr->peers) {
+	kr->index = mrtc_cache_create(kr->cfg.max_servers + 1, NULL);
+	if (!kr->peers || !kr->index) {
+		mrtc_cache_destroy(kr->index);
+		free(kr->peers);
 		free(kr);
 		return MRTC_ERR_NOMEM;
 	}
@@ -438,17 +498,18 @@ void mrtc_keyring_destroy(struct mrtc_keyring *kr)
 {
 	if (!kr)
 		return;
-	while (kr->servers) {
-		struct server *s = kr->servers;
-		kr->servers = s->next;
-		mrtc_fed_call_cancel(s->fetch);
-		while (s->waiters) {
-			struct mrtc_keyring_op *op = s->waiters;
-			s->waiters = op->next;
-			op_free(op);
+	for (int keyed = 0; keyed < 2; keyed++)
+		while (kr->lru[keyed].oldest) {
+			struct server *s = kr->lru[keyed].oldest;
+			mrtc_fed_call_cancel(s->fetch);
+			while (s->waiters) {
+				struct mrtc_keyring_op *op = s->waiters;
+				s->waiters = op->next;
+				op_free(op);
+			}
+			server_free(kr, s);
 		}
-		free(s);
-	}
+	mrtc_cache_destroy(kr->index);
 	free(kr->peers);
 	free(kr);
 }

@@ -11,8 +11,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "mrtc/matrix/json.h"
+#include "mrtc/base/cache.h"
 #include "mrtc/base/util.h"
+#include "mrtc/matrix/json.h"
 
 struct waiter {
 	struct mrtc_resolve_op *op;
@@ -48,19 +49,13 @@ struct mrtc_resolve_op {
 	struct mrtc_resolved result;
 };
 
-struct entry {
-	char name[MRTC_SERVER_NAME_MAX + 1];
-	struct mrtc_resolved res;
-	uint64_t expires_ms;
-	struct entry *next;
-};
-
 struct mrtc_resolver {
 	struct event_base *base;
 	struct mrtc_resolver_config cfg;
 	struct job *jobs;
-	struct entry *cache;
-	size_t n_cache;
+	/* name -> struct mrtc_resolved (copied), monotonic expiry; [1]: delegated by a
+	 * well-known, [0]: no usable well-known (the short failure lifetime) */
+	struct mrtc_cache *cache[2];
 	struct mrtc_resolver_stats stats;
 };
 
@@ -108,49 +103,28 @@ bool mrtc_cache_control_max_age(const char *value, uint64_t *ret_seconds)
 
 /* ---- cache ---- */
 
-static struct entry *cache_get(struct mrtc_resolver *r, const char *name)
+/* The cached resolution of @name (borrowed, valid until the cache changes), or NULL. */
+static const struct mrtc_resolved *cache_get(struct mrtc_resolver *r, const char *name)
 {
 	uint64_t now = mrtc_monotonic_ms();
-	for (struct entry **p = &r->cache; *p;) {
-		struct entry *e = *p;
-		if (e->expires_ms <= now) {
-			*p = e->next;
-			free(e);
-			r->n_cache--;
-			continue;
-		}
-		if (strcmp(e->name, name) == 0)
-			return e;
-		p = &e->next;
-	}
-	return NULL;
+	const struct mrtc_resolved *res = mrtc_cache_get(r->cache[1], name, strlen(name), now);
+	return res ? res : mrtc_cache_get(r->cache[0], name, strlen(name), now);
 }
 
+/*
+ * Names delegated by a well-known and names without one are held apart, each kind bounded by
+ * cache_max, the oldest going first when full (a hash lookup per request whatever the number
+ * of names): a flood of names that resolve to nothing (an attacker's made-up origins, each
+ * held for the short failure lifetime) cannot push out the delegations of real servers.
+ */
 static void cache_put(struct mrtc_resolver *r, const char *name, const struct mrtc_resolved *res,
-		      uint64_t ttl_ms)
+		      uint64_t ttl_ms, bool via_wellknown)
 {
 	if (ttl_ms == 0)
 		return;
-	if (r->n_cache >= r->cfg.cache_max) {
-		/* Drop the entry closest to expiry (the list is short-lived and bounded). */
-		struct entry **victim = &r->cache;
-		for (struct entry **p = &r->cache; *p; p = &(*p)->next)
-			if ((*p)->expires_ms < (*victim)->expires_ms)
-				victim = p;
-		struct entry *v = *victim;
-		*victim = v->next;
-		free(v);
-		r->n_cache--;
-	}
-	struct entry *e = calloc(1, sizeof(*e));
-	if (!e)
-		return;
-	memcpy(e->name, name, strlen(name) + 1);
-	e->res = *res;
-	e->expires_ms = mrtc_monotonic_ms() + ttl_ms;
-	e->next = r->cache;
-	r->cache = e;
-	r->n_cache++;
+	mrtc_cache_remove(r->cache[!via_wellknown], name, strlen(name));
+	mrtc_cache_put_copy(r->cache[via_wellknown], name, strlen(name), res, sizeof(*res),
+			    mrtc_monotonic_ms() + ttl_ms);
 }
 
 /* ---- jobs ---- */
@@ -168,7 +142,7 @@ static void job_unlink(struct job *j)
 static void job_finish(struct job *j, enum mrtc_err err, const struct mrtc_resolved *res)
 {
 	if (err == MRTC_OK)
-		cache_put(j->r, j->name, res, j->ttl_ms);
+		cache_put(j->r, j->name, res, j->ttl_ms, j->via_wellknown);
 	job_unlink(j);
 	struct mrtc_resolve_op *op = j->ops;
 	while (op) {
@@ -347,10 +321,10 @@ struct mrtc_resolve_op *mrtc_resolver_resolve(struct mrtc_resolver *r, const cha
 	op->cb = cb;
 	op->ctx = ctx;
 	bool valid = mrtc_server_name_is_valid(server_name);
-	struct entry *e = valid ? cache_get(r, server_name) : NULL;
+	const struct mrtc_resolved *e = valid ? cache_get(r, server_name) : NULL;
 	if (!valid || e || direct(server_name, &op->result)) {
 		if (e) {
-			op->result = e->res;
+			op->result = *e;
 			r->stats.hits++;
 		}
 		if (!valid)
@@ -410,6 +384,14 @@ enum mrtc_err mrtc_resolver_create(struct event_base *base,
 		r->cfg.cache_max = 1024;
 	if (!r->cfg.timeout_ms)
 		r->cfg.timeout_ms = 10000;
+	r->cache[0] = mrtc_cache_create(r->cfg.cache_max, NULL);
+	r->cache[1] = mrtc_cache_create(r->cfg.cache_max, NULL);
+	if (!r->cache[0] || !r->cache[1]) {
+		mrtc_cache_destroy(r->cache[0]);
+		mrtc_cache_destroy(r->cache[1]);
+		free(r);
+		return MRTC_ERR_NOMEM;
+	}
 	*ret_resolver = r;
 	return MRTC_OK;
 }
@@ -417,7 +399,12 @@ enum mrtc_err mrtc_resolver_create(struct event_base *base,
 void mrtc_resolver_get_stats(const struct mrtc_resolver *r, struct mrtc_resolver_stats *ret)
 {
 	*ret = r->stats;
-	ret->size = r->n_cache;
+	ret->size = 0;
+	for (int i = 0; i < 2; i++) {
+		struct mrtc_cache_stats cs;
+		mrtc_cache_get_stats(r->cache[i], &cs);
+		ret->size += cs.size;
+	}
 }
 
 void mrtc_resolver_destroy(struct mrtc_resolver *r)
@@ -436,10 +423,7 @@ void mrtc_resolver_destroy(struct mrtc_resolver *r)
 		}
 		free(j);
 	}
-	while (r->cache) {
-		struct entry *e = r->cache;
-		r->cache = e->next;
-		free(e);
-	}
+	mrtc_cache_destroy(r->cache[0]);
+	mrtc_cache_destroy(r->cache[1]);
 	free(r);
 }

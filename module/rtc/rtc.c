@@ -23,9 +23,8 @@
 #include "mrtc/core/log.h"
 #include "mrtc/main/services.h"
 #include "mrtc/base/util.h"
-#include "mrtc/matrix/xmatrix.h"
+#include "mrtc/net/inbound.h"
 
-#define MAX_AUTH_HEADERS 8
 #define FED_RESPONSE_MAX (64 * 1024)
 #define FED_PATH_TTL_MS (3600ull * 1000)
 
@@ -43,8 +42,6 @@ struct token_req {
 	char device[256];
 	char origin[MRTC_SERVER_NAME_MAX + 1];
 	struct json_object *body;
-	char *auth_headers[MAX_AUTH_HEADERS];
-	size_t n_auth;
 	int fed_path;
 	bool fed_retried;
 	char room_name[MRTC_LIVEKIT_HASH_LEN + 1];
@@ -56,8 +53,7 @@ struct token_req {
 	struct mrtc_rs_call *rs_call;
 	struct mrtc_fed_call *fed_call;
 	struct mrtc_fedproxy_call *proxy_call;
-	struct mrtc_keyring_op *key_op;
-	struct mrtc_verify_job *verify_job;
+	struct mrtc_inbound *inbound;
 };
 
 /* ---- field validation (pure) ---- */
@@ -94,8 +90,6 @@ static void tr_dispose(void *state)
 		sodium_memzero(t->token, strlen(t->token));
 		free(t->token);
 	}
-	for (size_t i = 0; i < t->n_auth; i++)
-		free(t->auth_headers[i]);
 	json_object_put(t->body);
 }
 
@@ -106,8 +100,7 @@ static void tr_cancel(void *state)
 	mrtc_rs_call_cancel(t->rs_call);
 	mrtc_fed_call_cancel(t->fed_call);
 	mrtc_fedproxy_cancel(t->proxy_call);
-	mrtc_keyring_cancel(t->key_op);
-	mrtc_verify_job_cancel(t->verify_job);
+	mrtc_inbound_cancel(t->inbound);
 }
 
 static const struct mrtc_request_state_ops tr_ops = { tr_cancel, tr_dispose };
@@ -679,54 +672,25 @@ static void fed_verified(struct token_req *t)
 		fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership", NULL);
 }
 
-static void fed_checked(void *arg, enum mrtc_err err, const char *origin)
+static void fed_authenticated(void *arg, const struct mrtc_inbound_result *res)
 {
 	struct token_req *t = arg;
-	t->verify_job = NULL;
-	if (err != MRTC_OK) {
+	t->inbound = NULL;
+	mrtc_copy(t->origin, sizeof(t->origin), res->origin); /* same size: fits */
+	if (res->bad_signature)
 		t->s->counters.sig_bad++;
-		fail(t, MRTC_ERR_BAD_SIGNATURE, "Request signature is not valid", NULL);
+	if (res->err == MRTC_ERR_LIMIT_EXCEEDED) {
+		limited(t, res->retry_after_ms);
+		return;
+	}
+	if (res->err != MRTC_OK) {
+		fail(t, res->err, res->message, NULL);
 		return;
 	}
 	t->s->counters.sig_ok++;
-	mrtc_log(LOG_INFO, "federation", t->r->id, "verified X-Matrix signature of %s", origin);
+	mrtc_log(LOG_INFO, "federation", t->r->id, "verified X-Matrix signature of %s",
+		 res->origin);
 	fed_verified(t);
-}
-
-/* Everything but the Ed25519 checks here; those run on the verifier's threads. */
-static void fed_verify(struct token_req *t)
-{
-	const struct mrtc_config *c = t->s->config;
-	struct mrtc_xmatrix_check check;
-	enum mrtc_err err =
-	    mrtc_xmatrix_prepare(mrtc_http_method_name(evhttp_request_get_command(t->r->req)),
-				 evhttp_request_get_uri(t->r->req), t->body, c->server_name,
-				 (const char *const *)t->auth_headers, t->n_auth,
-				 mrtc_keyring_lookup, t->s->keyring, &check);
-	if (err != MRTC_OK) {
-		t->s->counters.sig_bad++;
-		fail(t, err == MRTC_ERR_AUTH_MALFORMED ? err : MRTC_ERR_BAD_SIGNATURE,
-		     "Request signature is not valid", NULL);
-		return;
-	}
-	t->verify_job = mrtc_verifier_submit(t->s->verifier, &check, fed_checked, t);
-	if (!t->verify_job)
-		fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
-}
-
-static void fed_key_ready(void *arg, enum mrtc_err err)
-{
-	struct token_req *t = arg;
-	t->key_op = NULL;
-	if (!t->r->req) /* cannot happen: an abort cancels first */
-		return;
-	if (err == MRTC_ERR_LIMIT_EXCEEDED) {
-		/* Too many key fetches in flight (MRTC_KEY_FETCH_MAX). */
-		limited(t, 1000);
-		return;
-	}
-	/* Otherwise verification below reports a missing or expired key. */
-	fed_verify(t);
 }
 
 /* An IPv6 client counts as its /64 (what one machine is given); anything else as is. */
@@ -827,49 +791,20 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 	struct token_req *t = federation_start(r);
 	if (!t)
 		return;
-	struct evkeyval *h;
-	const char *first_xmatrix = NULL;
-	for (h = evhttp_request_get_input_headers(r->req)->tqh_first; h; h = h->next.tqe_next) {
-		if (strcasecmp(h->key, "Authorization") != 0)
-			continue;
-		if (t->n_auth == MAX_AUTH_HEADERS) {
-			fail(t, MRTC_ERR_AUTH_MALFORMED, "Too many Authorization headers", NULL);
-			return;
-		}
-		t->auth_headers[t->n_auth] = strdup(h->value);
-		if (!t->auth_headers[t->n_auth]) {
-			fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
-			return;
-		}
-		if (!first_xmatrix && strncasecmp(h->value, "X-Matrix ", 9) == 0)
-			first_xmatrix = t->auth_headers[t->n_auth];
-		t->n_auth++;
-	}
-	struct mrtc_xmatrix_auth a;
-	enum mrtc_err err =
-	    first_xmatrix ? mrtc_xmatrix_parse(first_xmatrix, &a) : MRTC_ERR_AUTH_MISSING;
-	if (err != MRTC_OK) {
-		fail(t, err,
-		     err == MRTC_ERR_AUTH_MISSING ? "Missing X-Matrix authorization"
-						  : "Malformed X-Matrix authorization",
-		     NULL);
-		return;
-	}
-	mrtc_copy(t->origin, sizeof(t->origin), a.origin); /* a parsed server name: fits */
-	if (a.destination[0] && strcmp(a.destination, r->services->config->server_name) != 0) {
-		t->s->counters.sig_bad++;
-		fail(t, MRTC_ERR_WRONG_DESTINATION, "Request is addressed to another server", NULL);
-		return;
-	}
-	uint8_t pk[MRTC_ED25519_PK_LEN];
-	if (mrtc_keyring_lookup(t->s->keyring, a.origin, a.key, pk) == MRTC_OK) {
-		fed_verify(t);
-		return;
-	}
 	char peer[64];
 	client_address(r, peer, sizeof(peer));
-	t->key_op = mrtc_keyring_ensure_from(t->s->keyring, peer[0] ? peer : NULL, a.origin, a.key,
-					     fed_key_ready, t);
-	if (!t->key_op)
-		fail(t, MRTC_ERR_UNKNOWN_KEY, "Unknown signing key", NULL);
+	struct mrtc_inbound_env env = { .base = t->s->base,
+					.keyring = t->s->keyring,
+					.verifier = t->s->verifier };
+	struct mrtc_inbound_request in = {
+		.method = mrtc_http_method_name(evhttp_request_get_command(r->req)),
+		.uri = evhttp_request_get_uri(r->req),
+		.headers = evhttp_request_get_input_headers(r->req),
+		.body = t->body,
+		.server_name = r->services->config->server_name,
+		.peer = peer,
+	};
+	t->inbound = mrtc_inbound_start(&env, &in, fed_authenticated, t);
+	if (!t->inbound)
+		fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
 }

@@ -43,7 +43,8 @@ struct mrtc_resolver_config {
 	struct mrtc_http_client *http;
 	const struct mrtc_cidr *allow; /* outbound guard exemptions (borrowed) */
 	size_t n_allow;
-	size_t cache_max;    /* names remembered (0: 1024) */
+	size_t cache_max;    /* names remembered of each kind, delegated by a well-known or
+			      * not (0: 1024 each) */
 	uint64_t timeout_ms; /* per well-known fetch */
 };
 
