@@ -16,7 +16,7 @@
 #include "mrtc/base/util.h"
 #include "mrtc/core/log.h"
 #include "mrtc/livekit/token_fields.h"
-#include "mrtc/main/services.h"
+#include "mrtc/services/services.h"
 #include "mrtc/matrix/json.h"
 
 struct delegation {
@@ -36,33 +36,45 @@ struct delegation {
 	struct mrtc_store_call *save;
 };
 
-static void dl_free(struct delegation *g)
+/* The request's state: freed by the request after its finishing call. */
+static void dl_dispose(void *state)
 {
+	struct delegation *g = state;
 	if (g->token) {
 		sodium_memzero(g->token, strlen(g->token));
 		free(g->token);
 	}
 	sodium_memzero(g->delay_id, sizeof(g->delay_id));
 	sodium_memzero(&g->rec, sizeof(g->rec));
-	free(g);
 }
 
-static void dl_abort(struct mrtc_request *r)
+/* The client went away: the work stops. */
+static void dl_cancel(void *state)
 {
-	struct delegation *g = r->handler_ctx;
+	struct delegation *g = state;
 	mrtc_hs_op_cancel(g->hs_op);
 	mrtc_http_call_cancel(g->http);
 	mrtc_store_call_cancel(g->save);
-	dl_free(g);
+}
+
+static const struct mrtc_request_state_ops dl_ops = { dl_cancel, dl_dispose };
+
+/* The finishing call for a refusal: @detail (may be NULL) goes to the access line only. */
+static void dl_fail_detail(struct delegation *g, enum mrtc_err err, const char *msg,
+			   const char *detail)
+{
+	char who[300] = "", line[MRTC_REQUEST_DETAIL_MAX];
+	if (g->who.user_id[0])
+		mrtc_format_shown(who, sizeof(who), "user %s, ",
+				  mrtc_quote(line, sizeof(line), g->who.user_id, 255));
+	mrtc_format_shown(line, sizeof(line), "%sdelegation refused: %s%s%s", who,
+			  mrtc_err_str(err), detail ? ": " : "", detail ? detail : "");
+	mrtc_request_fail(g->r, err, msg, line);
 }
 
 static void dl_fail(struct delegation *g, enum mrtc_err err, const char *msg)
 {
-	struct mrtc_request *r = g->r;
-	mrtc_log(LOG_INFO, "delayed", r->id, "delegation refused for %s: %s", g->who.user_id, msg);
-	r->on_abort = NULL;
-	dl_free(g);
-	mrtc_http_reply_error(r, err, msg);
+	dl_fail_detail(g, err, msg, NULL);
 }
 
 static void dl_list(struct delegation *g);
@@ -130,12 +142,21 @@ static void on_list(void *arg, const struct mrtc_http_response *resp)
 	if (resp->err != MRTC_OK || resp->status != 200 ||
 	    !json_object_is_type(doc, json_type_object)) {
 		json_object_put(doc);
-		dl_fail(g,
-			resp->err == MRTC_OK && resp->status == 401 ? MRTC_ERR_UNKNOWN_TOKEN
-								    : MRTC_ERR_UPSTREAM,
-			resp->err == MRTC_OK && resp->status == 401
-			    ? "Unknown access token"
-			    : "Unable to reach the homeserver");
+		char why[200];
+		if (resp->err == MRTC_OK)
+			mrtc_format_shown(why, sizeof(why), "delayed events answered HTTP %d",
+					  resp->status);
+		else
+			mrtc_format_shown(why, sizeof(why), "delayed events call failed: %s%s%s",
+					  mrtc_err_str(resp->err), resp->detail ? ": " : "",
+					  resp->detail ? resp->detail : "");
+		dl_fail_detail(g,
+			       resp->err == MRTC_OK && resp->status == 401 ? MRTC_ERR_UNKNOWN_TOKEN
+									   : MRTC_ERR_UPSTREAM,
+			       resp->err == MRTC_OK && resp->status == 401
+				   ? "Unknown access token"
+				   : "Unable to reach the homeserver",
+			       why);
 		return;
 	}
 	struct json_object *e =
@@ -205,11 +226,8 @@ static void dl_saved(void *arg, enum mrtc_err err)
 		dl_fail(g, err, "Unable to take the delegation");
 		return;
 	}
-	struct mrtc_request *r = g->r;
-	r->on_abort = NULL;
-	dl_free(g);
 	struct json_object *empty = json_object_new_object();
-	mrtc_http_reply_json(r, 200, empty);
+	mrtc_http_reply_json(g->r, 200, empty);
 	json_object_put(empty);
 }
 
@@ -272,11 +290,7 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 	if (err != MRTC_OK && mrtc_whoami_refusal(err, who, &status, &refusal, &retry_ms)) {
 		/* The homeserver's own answer, as on the other client-server endpoints. */
 		struct mrtc_request *r = g->r;
-		mrtc_log(LOG_INFO, "delayed", r->id,
-			 "delegation refused: the homeserver refused the access token (%s)",
-			 mrtc_err_str(err));
-		r->on_abort = NULL;
-		dl_free(g);
+		mrtc_request_note(r, "the homeserver refused the access token", mrtc_err_str(err));
 		if (status == 429)
 			mrtc_http_reply_limited(r, retry_ms);
 		else
@@ -285,7 +299,7 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 		return;
 	}
 	if (err != MRTC_OK) {
-		dl_fail(g, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
+		dl_fail_detail(g, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver", who->detail);
 		return;
 	}
 	g->who = *who;
@@ -351,10 +365,7 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 	}
 	uint64_t retry;
 	if (!mrtc_ratelimit_take(g->s->user_limit, who->user_id, mrtc_monotonic_ms(), &retry)) {
-		struct mrtc_request *r = g->r;
-		r->on_abort = NULL;
-		dl_free(g);
-		mrtc_http_reply_limited(r, retry);
+		mrtc_http_reply_limited(g->r, retry);
 		return;
 	}
 	g->single = true;
@@ -364,15 +375,13 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 /* The request's delegation context, or NULL after replying. */
 static struct delegation *dl_new(struct mrtc_request *r)
 {
-	struct delegation *g = calloc(1, sizeof(*g));
+	struct delegation *g = mrtc_request_state(r, sizeof(*g), &dl_ops);
 	if (!g) {
-		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
+		mrtc_request_fail(r, MRTC_ERR_NOMEM, "Out of memory", NULL);
 		return NULL;
 	}
 	g->r = r;
 	g->s = r->services;
-	r->handler_ctx = g;
-	r->on_abort = dl_abort;
 	return g;
 }
 

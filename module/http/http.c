@@ -231,7 +231,7 @@ void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_
 void *mrtc_request_state(struct mrtc_request *r, size_t size,
 			 const struct mrtc_request_state_ops *ops)
 {
-	assert(!r->state && !r->handler_ctx);
+	assert(!r->state);
 	r->state = calloc(1, size);
 	if (r->state)
 		r->state_ops = ops;
@@ -248,9 +248,6 @@ void mrtc_request_cancel(struct mrtc_request *r)
 {
 	if (r->state && r->state_ops && r->state_ops->cancel)
 		r->state_ops->cancel(r->state);
-	if (r->on_abort)
-		r->on_abort(r);
-	r->on_abort = NULL;
 }
 
 /* @text for a log line: control characters and quotes replaced, at most @max characters. */

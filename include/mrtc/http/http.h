@@ -44,13 +44,6 @@ struct mrtc_request_state_ops {
 	void (*dispose)(void *state); /* frees what the state owns, not the state; may be NULL */
 };
 
-/*
- * LEGACY PATH, for module/delayed's handlers only until they use mrtc_request_state(); the lead
- * removes it after merging. Called when the client goes away before the reply: the handler
- * cancels its work and frees what it owns; the request itself is freed by the server.
- */
-typedef void (*mrtc_abort_fn)(struct mrtc_request *r);
-
 #define MRTC_REQUEST_DETAIL_MAX 320
 
 struct mrtc_request {
@@ -67,9 +60,7 @@ struct mrtc_request {
 	 * from the caller of the finishing call; NULL when none). */
 	const char *message;
 	const char *detail;
-	mrtc_abort_fn on_abort; /* LEGACY PATH (module/delayed only) */
-	void *handler_ctx;	/* LEGACY PATH (module/delayed only) */
-	void *conn;		/* the server's per-connection state while the handler runs */
+	void *conn; /* the server's per-connection state while the handler runs */
 };
 
 /*
@@ -96,8 +87,7 @@ void mrtc_request_fail(struct mrtc_request *r, enum mrtc_err err, const char *me
 void mrtc_request_note(struct mrtc_request *r, const char *message, const char *detail);
 
 /*
- * For the server: the client went away before the finishing call. Runs the state's cancel (or
- * the legacy on_abort).
+ * For the server: the client went away before the finishing call. Runs the state's cancel.
  */
 void mrtc_request_cancel(struct mrtc_request *r);
 
