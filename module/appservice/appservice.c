@@ -13,7 +13,7 @@
 
 #include "mrtc/matrix/json.h"
 #include "mrtc/core/log.h"
-#include "mrtc/main/services.h"
+#include "mrtc/services/services.h"
 #include "mrtc/base/util.h"
 
 #define FEDPROXY_RESPONSE_MAX (128 * 1024)
@@ -327,7 +327,9 @@ bool mrtc_appservice_features_parse(const char *body, size_t len,
 void mrtc_appservice_features_update(struct mrtc_services *s,
 				     const struct mrtc_appservice_features *f)
 {
-	struct mrtc_appservice_features *old = &s->appservice_features;
+	if (!s->appservice_features && !(s->appservice_features = calloc(1, sizeof(*f))))
+		return; /* out of memory: the next /versions answer tries again */
+	struct mrtc_appservice_features *old = s->appservice_features;
 	static const struct {
 		const char *name, *why;
 		size_t offset;

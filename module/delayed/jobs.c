@@ -19,7 +19,7 @@
 #include "mrtc/core/log.h"
 #include "mrtc/delayed/job_step.h"
 #include "mrtc/sfu/watch.h"
-#include "mrtc/main/services.h"
+#include "mrtc/services/services.h"
 #include "mrtc/store/async.h"
 #include "mrtc/store/store.h"
 #include "mrtc/base/util.h"

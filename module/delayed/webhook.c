@@ -7,7 +7,7 @@
 #include "internal.h"
 #include "mrtc/base/util.h"
 #include "mrtc/core/log.h"
-#include "mrtc/main/services.h"
+#include "mrtc/services/services.h"
 #include "mrtc/matrix/json.h"
 
 void mrtc_delayed_webhook(struct mrtc_request *r)

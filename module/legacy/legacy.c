@@ -18,7 +18,7 @@
 #include "mrtc/store/store.h"
 #include "mrtc/livekit/livekit.h"
 #include "mrtc/core/log.h"
-#include "mrtc/main/services.h"
+#include "mrtc/services/services.h"
 #include "mrtc/base/util.h"
 
 #define USERINFO_MAX (16 * 1024)

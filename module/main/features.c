@@ -15,7 +15,7 @@
 #include "mrtc/core/log.h"
 #include "mrtc/delayed/delayed.h"
 #include "mrtc/legacy/legacy.h"
-#include "mrtc/main/services.h"
+#include "mrtc/services/services.h"
 #include "mrtc/ops/admin.h"
 #include "mrtc/rtc/rtc.h"
 

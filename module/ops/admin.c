@@ -13,7 +13,7 @@
 #include "mrtc/delayed/delayed.h"
 #include "mrtc/core/log.h"
 #include "mrtc/store/async.h"
-#include "mrtc/main/services.h"
+#include "mrtc/services/services.h"
 #include "mrtc/base/util.h"
 
 /* One SFU's probe. */
@@ -183,7 +183,9 @@ void mrtc_admin_readyz(struct mrtc_request *r)
 		bool admin = !hss.admin_misconfigured;
 		if (c->appservice) {
 			/* No key of ours: the homeserver's MSC4512 proxy and MSC4502 instead. */
-			const struct mrtc_appservice_features *f = &s->appservice_features;
+			static const struct mrtc_appservice_features none;
+			const struct mrtc_appservice_features *f =
+			    s->appservice_features ? s->appservice_features : &none;
 			key = f->msc4512 && (f->msc4502 || f->msc4502_stable);
 			if (checks) {
 				json_object_object_add(checks, "msc4195",

@@ -21,7 +21,7 @@
 #include "mrtc/matrix/json.h"
 #include "mrtc/livekit/livekit.h"
 #include "mrtc/core/log.h"
-#include "mrtc/main/services.h"
+#include "mrtc/services/services.h"
 #include "mrtc/base/util.h"
 #include "mrtc/net/inbound.h"
 

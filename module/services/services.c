@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Building and tearing down the components from the configuration (the features that use
  * them are features.c's). */
-#include "mrtc/main/services.h"
+#include "mrtc/services/services.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,5 +143,6 @@ void mrtc_services_destroy(struct mrtc_services *s)
 	mrtc_resolver_destroy(s->resolver);
 	mrtc_http_client_destroy(s->http);
 	mrtc_dns_destroy(s->dns);
+	free(s->appservice_features);
 	free(s);
 }

@@ -16,7 +16,7 @@
 #include "mrtc/base/cache.h"
 #include "mrtc/base/util.h"
 #include "mrtc/core/log.h"
-#include "mrtc/main/services.h"
+#include "mrtc/services/services.h"
 #include "mrtc/matrix/servername.h"
 
 #define WATCH_MAX 100000

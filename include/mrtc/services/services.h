@@ -3,11 +3,13 @@
  * Everything the endpoints use, built once from the configuration: DNS, the HTTPS client, the
  * Matrix resolver and federation client, the keyring, the homeserver client, the RoomService
  * client and the rate limiters. Passed explicitly; read-only configuration.
+ *
+ * Its own folder, below the features and above the components: every feature reads it, and it
+ * names no feature (the pointers the features set are declared, not included).
  */
 #ifndef MRTC_SERVICES_H
 #define MRTC_SERVICES_H
 
-#include "mrtc/appservice/appservice.h"
 #include "mrtc/base/cache.h"
 #include "mrtc/core/config.h"
 #include "mrtc/net/fedclient.h"
@@ -36,7 +38,9 @@ struct mrtc_services {
 	struct mrtc_metrics metrics;
 	struct mrtc_readiness *readiness; /* the ops feature's, set by features.c */
 	struct mrtc_delayed *delayed;	  /* the delayed feature's, set by features.c */
-	struct mrtc_appservice_features appservice_features; /* application-service mode */
+	/* Application-service mode: the homeserver's last /versions answer, allocated by
+	 * appservice/ when the first one is read (NULL before). */
+	struct mrtc_appservice_features *appservice_features;
 	struct {
 		uint64_t tokens_local, tokens_federated, tokens_legacy;
 		uint64_t fed_out_ok, fed_out_forbidden, fed_out_invalid, fed_out_failed;
