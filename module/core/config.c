@@ -43,6 +43,7 @@ enum var_type {
 	T_LOG_FORMAT,
 	T_REFUSED,
 	T_STORE,
+	T_BOOL,
 };
 
 enum var_flags {
@@ -122,6 +123,9 @@ static const struct var vars[] = {
 	  "token-bucket refill per user / origin server, per second" },
 	{ "MRTC_RATE_BURST", T_UINT, "20", 0, OFF(rate_burst), 1, 1000000,
 	  "token-bucket size per user / origin server" },
+	{ "MRTC_RATE_LIMIT_SHARED", T_BOOL, "false", 0, OFF(rate_limit_shared), 0, 0,
+	  "true: the rate limits are shared by every daemon on the Redis MRTC_STORE (falling back "
+	  "to this daemon's own buckets while Redis is unreachable)" },
 	{ "MRTC_HOMESERVER_TIMEOUT", T_UINT, "5", 0, OFF(homeserver_timeout_s), 1, 300,
 	  "seconds per homeserver call" },
 	{ "MRTC_LIVEKIT_TIMEOUT", T_UINT, "5", 0, OFF(livekit_timeout_s), 1, 300,
@@ -487,6 +491,12 @@ static void parse_var(struct mrtc_config *c, const struct var *v, const char *va
 		else
 			c->has_dns_server = true;
 		return;
+	case T_BOOL:
+		if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0)
+			*(bool *)field = value[0] == 't';
+		else
+			problem(problems, v->name, "expected true or false");
+		return;
 	case T_UINT:
 		if (!mrtc_parse_u64(value, v->min, v->max, field))
 			problem(problems, v->name, "expected a whole number from %llu to %llu",
@@ -812,6 +822,9 @@ static void check_redis_credentials(const struct mrtc_config *c, struct mrtc_buf
 		problem(problems, "MRTC_STORE",
 			"names a Redis user but no password (give user:password@ or "
 			"MRTC_REDIS_PASSWORD[_FILE])");
+	if (c->rate_limit_shared && !redis)
+		problem(problems, "MRTC_RATE_LIMIT_SHARED",
+			"true needs a Redis MRTC_STORE (redis:// or redis+sentinel://)");
 	if ((c->redis_sentinel_password || c->redis_sentinel_user) && !sentinel)
 		problem(problems,
 			c->redis_sentinel_password ? "MRTC_REDIS_SENTINEL_PASSWORD"

@@ -913,6 +913,7 @@ struct delegation {
 	bool single; /* trying GET …/delayed_events/{delay_id} before the list */
 	struct mrtc_hs_op *hs_op;
 	struct mrtc_http_call *http;
+	struct mrtc_limits_take *limit_op;
 };
 
 static void dl_free(struct delegation *g)
@@ -930,6 +931,7 @@ static void dl_abort(struct mrtc_request *r)
 	struct delegation *g = r->handler_ctx;
 	mrtc_hs_op_cancel(g->hs_op);
 	mrtc_http_call_cancel(g->http);
+	mrtc_limits_take_cancel(g->limit_op);
 	dl_free(g);
 }
 
@@ -1119,6 +1121,8 @@ static void dl_list(struct delegation *g)
 		dl_fail(g, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
 }
 
+static void dl_limited(void *arg, bool allowed, uint64_t retry);
+
 static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
 {
 	struct delegation *g = arg;
@@ -1206,8 +1210,17 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 		dl_fail(g, MRTC_ERR_INVALID_PARAM, "The device id is too long");
 		return;
 	}
-	uint64_t retry;
-	if (!mrtc_ratelimit_take(g->s->user_limit, who->user_id, mrtc_monotonic_ms(), &retry)) {
+	g->limit_op =
+	    mrtc_limits_take(g->s->limits, g->s->user_limit, "user", who->user_id, dl_limited, g);
+	if (!g->limit_op)
+		dl_fail(g, MRTC_ERR_NOMEM, "Out of memory");
+}
+
+static void dl_limited(void *arg, bool allowed, uint64_t retry)
+{
+	struct delegation *g = arg;
+	g->limit_op = NULL;
+	if (!allowed) {
 		struct mrtc_request *r = g->r;
 		r->on_abort = NULL;
 		dl_free(g);

@@ -58,6 +58,7 @@ struct token_req {
 	struct mrtc_fedproxy_call *proxy_call;
 	struct mrtc_keyring_op *key_op;
 	struct mrtc_verify_job *verify_job;
+	struct mrtc_limits_take *limit_op;
 };
 
 /* ---- field validation (pure) ---- */
@@ -209,6 +210,7 @@ static void tr_abort(struct mrtc_request *r)
 	mrtc_fedproxy_cancel(t->proxy_call);
 	mrtc_keyring_cancel(t->key_op);
 	mrtc_verify_job_cancel(t->verify_job);
+	mrtc_limits_take_cancel(t->limit_op);
 	tr_free(t);
 }
 
@@ -487,6 +489,8 @@ static void client_membership(void *arg, enum mrtc_err err, bool joined)
 		mint_here(t, t->who.user_id);
 }
 
+static void client_limited(void *arg, bool allowed, uint64_t retry);
+
 static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
 {
 	struct token_req *t = arg;
@@ -537,13 +541,22 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')");
 		return;
 	}
-	uint64_t retry;
-	if (!mrtc_ratelimit_take(t->s->user_limit, who->user_id, mrtc_monotonic_ms(), &retry)) {
+	t->limit_op = mrtc_limits_take(t->s->limits, t->s->user_limit, "user", who->user_id,
+				       client_limited, t);
+	if (!t->limit_op)
+		fail(t, MRTC_ERR_NOMEM, "Out of memory");
+}
+
+static void client_limited(void *arg, bool allowed, uint64_t retry)
+{
+	struct token_req *t = arg;
+	t->limit_op = NULL;
+	if (!allowed) {
 		limited(t, retry);
 		return;
 	}
-	t->hs_op = mrtc_hs_local_membership(t->s->homeserver, t->token, t->f.room_id, who->user_id,
-					    client_membership, t);
+	t->hs_op = mrtc_hs_local_membership(t->s->homeserver, t->token, t->f.room_id,
+					    t->who.user_id, client_membership, t);
 	if (!t->hs_op)
 		fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver");
 }
@@ -760,6 +773,8 @@ static void fed_remote_membership(void *arg, enum mrtc_err err,
 	mint_here(t, t->f.user_id);
 }
 
+static void fed_limited(void *arg, bool allowed, uint64_t retry);
+
 static void fed_verified(struct token_req *t)
 {
 	const char *msg;
@@ -780,8 +795,17 @@ static void fed_verified(struct token_req *t)
 		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')");
 		return;
 	}
-	uint64_t retry;
-	if (!mrtc_ratelimit_take(t->s->origin_limit, t->origin, mrtc_monotonic_ms(), &retry)) {
+	t->limit_op =
+	    mrtc_limits_take(t->s->limits, t->s->origin_limit, "origin", t->origin, fed_limited, t);
+	if (!t->limit_op)
+		fail(t, MRTC_ERR_NOMEM, "Out of memory");
+}
+
+static void fed_limited(void *arg, bool allowed, uint64_t retry)
+{
+	struct token_req *t = arg;
+	t->limit_op = NULL;
+	if (!allowed) {
 		limited(t, retry);
 		return;
 	}
