@@ -167,11 +167,18 @@ static void conn_fail(struct mrtc_limits *l, const char *why)
 		redisAsyncFree(ac); /* deferred by hiredis when inside one of its callbacks */
 }
 
+/* The master answered ROLE: decisions go to it again. The outage ends (and the backoff is
+ * reset) only with a decision answered, so that a script Redis refuses every time (an ACL
+ * without TIME, say) stays one outage instead of flapping. */
 static void conn_up(struct mrtc_limits *l)
 {
 	l->state = CONN_UP;
-	l->backoff_ms = BACKOFF_START_MS;
 	event_del(&l->conn_ev);
+}
+
+static void decision_answered(struct mrtc_limits *l)
+{
+	l->backoff_ms = BACKOFF_START_MS;
 	if (l->outage) {
 		l->outage = false;
 		mrtc_log(LOG_NOTICE, "limits", NULL, "shared rate limits: Redis is back");
@@ -370,12 +377,19 @@ static void on_decision(redisAsyncContext *ac, void *reply, void *privdata)
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 	    r->element[0]->type != REDIS_REPLY_INTEGER ||
 	    r->element[1]->type != REDIS_REPLY_INTEGER || r->element[1]->integer < 0) {
+		/* Redis's own words (NOPERM, READONLY, ...): no secret in them. */
+		char why[160] = "unexpected script answer";
+		if (r->type == REDIS_REPLY_ERROR && r->str) {
+			char quoted[128];
+			mrtc_quote(quoted, sizeof(quoted), r->str, 100);
+			mrtc_format_shown(why, sizeof(why), "the script failed: %s", quoted);
+		}
 		answer_locally(t);
 		if (current(l, ac))
-			conn_fail(l, r->type == REDIS_REPLY_ERROR ? "the script failed"
-								  : "unexpected script answer");
+			conn_fail(l, why);
 		return;
 	}
+	decision_answered(l);
 	bool ok = r->element[0]->integer == 1;
 	if (ok)
 		l->stats.shared_allowed++;
