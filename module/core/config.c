@@ -223,6 +223,10 @@ static void check_redis_credentials(const struct mrtc_config *c, struct mrtc_buf
 		mrtc_config_problem(problems, "MRTC_STORE",
 				    "names a Redis user but no password (give user:password@ or "
 				    "MRTC_REDIS_PASSWORD[_FILE])");
+	if (c->rate_limit_shared && !redis)
+		mrtc_config_problem(
+		    problems, "MRTC_RATE_LIMIT_SHARED",
+		    "true needs a Redis MRTC_STORE (redis:// or redis+sentinel://)");
 	if ((c->redis_sentinel_password || c->redis_sentinel_user) && !sentinel)
 		mrtc_config_problem(problems,
 				    c->redis_sentinel_password ? "MRTC_REDIS_SENTINEL_PASSWORD"

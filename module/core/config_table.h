@@ -31,6 +31,7 @@ enum var_type {
 	T_LOG_FORMAT,
 	T_REFUSED,
 	T_STORE,
+	T_BOOL,
 };
 
 enum var_flags {

@@ -223,6 +223,12 @@ void mrtc_config_parse_value(struct mrtc_config *c, const struct config_var *v, 
 		else
 			c->has_dns_server = true;
 		return;
+	case T_BOOL:
+		if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0)
+			*(bool *)field = value[0] == 't';
+		else
+			mrtc_config_problem(problems, v->name, "expected true or false");
+		return;
 	case T_UINT:
 		if (!mrtc_parse_u64(value, v->min, v->max, field))
 			mrtc_config_problem(problems, v->name,

@@ -68,6 +68,9 @@ const struct config_var mrtc_config_vars[] = {
 	  "token-bucket refill per user / origin server, per second" },
 	{ "MRTC_RATE_BURST", T_UINT, "20", 0, OFF(rate_burst), 1, 1000000,
 	  "token-bucket size per user / origin server" },
+	{ "MRTC_RATE_LIMIT_SHARED", T_BOOL, "false", 0, OFF(rate_limit_shared), 0, 0,
+	  "true: the rate limits are shared by every daemon on the Redis MRTC_STORE (falling back "
+	  "to this daemon's own buckets while Redis is unreachable)" },
 	{ "MRTC_HOMESERVER_TIMEOUT", T_UINT, "5", 0, OFF(homeserver_timeout_s), 1, 300,
 	  "seconds per homeserver call" },
 	{ "MRTC_LIVEKIT_TIMEOUT", T_UINT, "5", 0, OFF(livekit_timeout_s), 1, 300,

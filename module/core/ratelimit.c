@@ -78,3 +78,10 @@ size_t mrtc_ratelimit_size(const struct mrtc_ratelimit *rl)
 	mrtc_cache_get_stats(rl->buckets, &s);
 	return s.size;
 }
+
+void mrtc_ratelimit_get_params(const struct mrtc_ratelimit *rl, uint64_t *ret_per_second,
+			       uint64_t *ret_burst)
+{
+	*ret_per_second = rl->rate;
+	*ret_burst = rl->burst;
+}

@@ -15,6 +15,7 @@
 #include "mrtc/appservice/appservice.h"
 #include "mrtc/base/util.h"
 #include "mrtc/core/log.h"
+#include "mrtc/limits/limits.h"
 #include "mrtc/livekit/token_fields.h"
 #include "mrtc/services/services.h"
 #include "mrtc/matrix/json.h"
@@ -34,6 +35,7 @@ struct delegation {
 	struct mrtc_http_call *http;
 	struct mrtc_job_record rec; /* the job, while the store writes it */
 	struct mrtc_store_call *save;
+	struct mrtc_limits_take *limit_op;
 };
 
 /* The request's state: freed by the request after its finishing call. */
@@ -55,6 +57,7 @@ static void dl_cancel(void *state)
 	mrtc_hs_op_cancel(g->hs_op);
 	mrtc_http_call_cancel(g->http);
 	mrtc_store_call_cancel(g->save);
+	mrtc_limits_take_cancel(g->limit_op);
 }
 
 static const struct mrtc_request_state_ops dl_ops = { dl_cancel, dl_dispose };
@@ -280,6 +283,8 @@ static void dl_list(struct delegation *g)
 		dl_fail(g, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver");
 }
 
+static void dl_limited(void *arg, bool allowed, uint64_t retry);
+
 static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
 {
 	struct delegation *g = arg;
@@ -363,8 +368,17 @@ static void dl_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *wh
 		dl_fail(g, MRTC_ERR_INVALID_PARAM, "The device id is too long");
 		return;
 	}
-	uint64_t retry;
-	if (!mrtc_ratelimit_take(g->s->user_limit, who->user_id, mrtc_monotonic_ms(), &retry)) {
+	g->limit_op =
+	    mrtc_limits_take(g->s->limits, g->s->user_limit, "user", who->user_id, dl_limited, g);
+	if (!g->limit_op)
+		dl_fail(g, MRTC_ERR_NOMEM, "Out of memory");
+}
+
+static void dl_limited(void *arg, bool allowed, uint64_t retry)
+{
+	struct delegation *g = arg;
+	g->limit_op = NULL;
+	if (!allowed) {
 		mrtc_http_reply_limited(g->r, retry);
 		return;
 	}

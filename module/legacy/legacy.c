@@ -52,6 +52,7 @@ struct legacy_req {
 	struct mrtc_rs_call *rs_call;
 	struct mrtc_hs_op *hs_op;
 	struct mrtc_dns_query *dns_q; /* delay_cs_api_url's host, before the 200 */
+	struct mrtc_limits_take *limit_op;
 	bool delay_url_checked;
 };
 
@@ -82,6 +83,7 @@ static void lr_cancel(void *state)
 	mrtc_rs_call_cancel(l->rs_call);
 	mrtc_hs_op_cancel(l->hs_op);
 	mrtc_dns_cancel(l->dns_q);
+	mrtc_limits_take_cancel(l->limit_op);
 }
 
 static const struct mrtc_request_state_ops lr_ops = { lr_cancel, lr_dispose };
@@ -214,12 +216,23 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 static void admitted(struct legacy_req *l);
 static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote_membership *m);
 
-/* The user is known: names, rate limit, membership (homeserver mode), then the token. */
+static void limit_checked(void *arg, bool allowed, uint64_t retry);
+
+/* The user is known: rate limit, names, membership (homeserver mode), then the token. */
 static void authorised(struct legacy_req *l)
 {
+	l->limit_op =
+	    mrtc_limits_take(l->s->limits, l->s->user_limit, "user", l->user_id, limit_checked, l);
+	if (!l->limit_op)
+		lr_fail(l, MRTC_ERR_NOMEM, "Out of memory", NULL);
+}
+
+static void limit_checked(void *arg, bool allowed, uint64_t retry)
+{
+	struct legacy_req *l = arg;
+	l->limit_op = NULL;
 	const struct mrtc_config *c = l->s->config;
-	uint64_t retry;
-	if (!mrtc_ratelimit_take(l->s->user_limit, l->user_id, mrtc_monotonic_ms(), &retry)) {
+	if (!allowed) {
 		l->s->counters.rate_limited++;
 		mrtc_http_reply_limited(l->r, retry);
 		return;

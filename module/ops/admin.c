@@ -351,6 +351,7 @@ void mrtc_admin_metrics(struct mrtc_request *r)
 	mrtc_metrics_write_one(&b, "mrtc_rate_limited_total", "counter",
 			       "Requests refused by a rate limit.", NULL,
 			       (double)s->counters.rate_limited);
+	mrtc_limits_write_metrics(s->limits, &b);
 
 	struct mrtc_keyring_stats ks = { 0 };
 	if (s->keyring)

@@ -54,6 +54,7 @@ struct token_req {
 	struct mrtc_fed_call *fed_call;
 	struct mrtc_fedproxy_call *proxy_call;
 	struct mrtc_inbound *inbound;
+	struct mrtc_limits_take *limit_op;
 };
 
 /* ---- field validation (pure) ---- */
@@ -101,6 +102,7 @@ static void tr_cancel(void *state)
 	mrtc_fed_call_cancel(t->fed_call);
 	mrtc_fedproxy_cancel(t->proxy_call);
 	mrtc_inbound_cancel(t->inbound);
+	mrtc_limits_take_cancel(t->limit_op);
 }
 
 static const struct mrtc_request_state_ops tr_ops = { tr_cancel, tr_dispose };
@@ -364,6 +366,8 @@ static void client_membership(void *arg, enum mrtc_err err, bool joined, const c
 		mint_here(t, t->who.user_id);
 }
 
+static void client_limited(void *arg, bool allowed, uint64_t retry);
+
 static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
 {
 	struct token_req *t = arg;
@@ -416,13 +420,22 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 		     NULL);
 		return;
 	}
-	uint64_t retry;
-	if (!mrtc_ratelimit_take(t->s->user_limit, who->user_id, mrtc_monotonic_ms(), &retry)) {
+	t->limit_op = mrtc_limits_take(t->s->limits, t->s->user_limit, "user", who->user_id,
+				       client_limited, t);
+	if (!t->limit_op)
+		fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
+}
+
+static void client_limited(void *arg, bool allowed, uint64_t retry)
+{
+	struct token_req *t = arg;
+	t->limit_op = NULL;
+	if (!allowed) {
 		limited(t, retry);
 		return;
 	}
-	t->hs_op = mrtc_hs_local_membership(t->s->homeserver, t->token, t->f.room_id, who->user_id,
-					    client_membership, t);
+	t->hs_op = mrtc_hs_local_membership(t->s->homeserver, t->token, t->f.room_id,
+					    t->who.user_id, client_membership, t);
 	if (!t->hs_op)
 		fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver", NULL);
 }
@@ -639,6 +652,8 @@ static void fed_remote_membership(void *arg, enum mrtc_err err,
 	mint_here(t, t->f.user_id);
 }
 
+static void fed_limited(void *arg, bool allowed, uint64_t retry);
+
 static void fed_verified(struct token_req *t)
 {
 	const char *msg;
@@ -661,8 +676,17 @@ static void fed_verified(struct token_req *t)
 		     NULL);
 		return;
 	}
-	uint64_t retry;
-	if (!mrtc_ratelimit_take(t->s->origin_limit, t->origin, mrtc_monotonic_ms(), &retry)) {
+	t->limit_op =
+	    mrtc_limits_take(t->s->limits, t->s->origin_limit, "origin", t->origin, fed_limited, t);
+	if (!t->limit_op)
+		fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
+}
+
+static void fed_limited(void *arg, bool allowed, uint64_t retry)
+{
+	struct token_req *t = arg;
+	t->limit_op = NULL;
+	if (!allowed) {
 		limited(t, retry);
 		return;
 	}

@@ -86,6 +86,9 @@ enum mrtc_err mrtc_services_create(struct event_base *base, const struct mrtc_co
 	s->openid_cache = mrtc_cache_create(100000, free);
 	if (!s->user_limit || !s->origin_limit || !s->fed_paths || !s->openid_cache)
 		goto fail;
+	err = mrtc_limits_create_from_config(base, cfg, &s->limits);
+	if (err != MRTC_OK)
+		goto fail;
 	if (!cfg->legacy_only) {
 		err = mrtc_verifier_create(base, (unsigned)cfg->verify_threads, &s->verifier);
 		if (err != MRTC_OK)
@@ -135,6 +138,7 @@ void mrtc_services_destroy(struct mrtc_services *s)
 	mrtc_verifier_destroy(s->verifier);
 	mrtc_cache_destroy(s->fed_paths);
 	mrtc_cache_destroy(s->openid_cache);
+	mrtc_limits_destroy(s->limits);
 	mrtc_ratelimit_destroy(s->user_limit);
 	mrtc_ratelimit_destroy(s->origin_limit);
 	for (size_t i = 0; i < MRTC_SFUS_MAX; i++)

@@ -9,6 +9,7 @@ Usage: test_redis.py <mrtc-transportd>
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ USER_PW = "s3cr:t/@%x-9d2a"           # the ACL user's password: ':', '/', '@', 
 SENTINEL_PW = "sentinel-Pw-41b8"      # the sentinels' own password
 # What the daemon needs and nothing more: its keys, reads, writes, scripts, PING, SELECT, ROLE.
 ACL = ["mrtc", "on", ">" + USER_PW, "~mrtc:*", "resetchannels", "-@all", "+@read", "+@write",
-       "+@scripting", "+ping", "+select", "+role", "+auth"]
+       "+@scripting", "+ping", "+select", "+role", "+auth", "+time"]
 BAD_SENTINEL_PW = "wrong-sentinel-Pw-93fe"
 SECRETS = (ADMIN_PW, USER_PW, SENTINEL_PW, urllib.parse.quote(USER_PW, safe=""), BAD_SENTINEL_PW)
 
@@ -261,7 +262,8 @@ class Redis(unittest.TestCase):
         pw = urllib.parse.quote(USER_PW, safe="")
         nodes = ",".join(f"{self.host}:{s}" for s in sentinels)
         spec = f"redis+sentinel://mrtc:{pw}@{nodes}/mymaster/2"
-        d = self.daemon(MRTC_STORE=spec, MRTC_REDIS_SENTINEL_PASSWORD=SENTINEL_PW)
+        d = self.daemon(MRTC_STORE=spec, MRTC_REDIS_SENTINEL_PASSWORD=SENTINEL_PW,
+                        MRTC_RATE_LIMIT_SHARED="true")
         status, body = self.readyz(d)
         self.assertEqual((body["store"]["kind"], body["store"]["state"]),
                          ("redis-sentinel", "connected"))
@@ -290,6 +292,11 @@ class Redis(unittest.TestCase):
             return all(cli(self.host, replica, "-n", "2", "hget", f"mrtc:job:{k}", "state") == "1"
                        for k in keys)
         self.assertTrue(self.wait(all_connected_on_replica), "the jobs did not reach the replica")
+        # The delegations took their tokens from the shared buckets, on the master.
+        self.assertGreaterEqual(self.shared_decisions(d), len(names),
+                                [line for line in d.logs().splitlines() if "limits" in line] +
+                                [self.metric(d, "mrtc_rate_limit_decisions_total",
+                                             '{where="fallback",result="any"}')])
 
         # The master stops answering; the sentinels promote the replica.
         master_proc = next(p for name, p, _ in self.tb.procs if name == "redis-master")
@@ -319,6 +326,14 @@ class Redis(unittest.TestCase):
         self.assertEqual(self.delegate("ivan", "de_s_new", member="ms", d=d), (200, {}))
         key = lk_hash("!call:hs1.test", "m.call#ROOM", "ms", "@ivan:hs1.test")
         self.assertIn(key, self.job_keys(replica, db=2))
+        # The shared rate limits followed the master too (asked the sentinels again).
+        self.assertTrue(self.wait(lambda: self.metric(d, "mrtc_rate_limit_shared_up") == 1,
+                                  timeout=15))
+        shared = self.shared_decisions(d)
+        self.delayed_event("de_s_rl", "heidi", delay=10000)
+        self.assertEqual(self.delegate("heidi", "de_s_rl", member="mrl", d=d), (200, {}))
+        self.assertEqual(self.shared_decisions(d), shared + 1)
+        self.participant("heidi", True, member="mrl")
         self.participant("ivan", True, member="ms")
         self.assertTrue(self.wait(lambda: all("send" in self.actions(f"de_s_{n}")
                                               for n in names), timeout=30),
@@ -327,7 +342,9 @@ class Redis(unittest.TestCase):
         for n in names:
             self.assertEqual(self.actions(f"de_s_{n}").count("send"), 1, n)
         self.participant("ivan", False, member="ms")
+        self.participant("heidi", False, member="mrl")
         self.assertTrue(self.wait(lambda: "send" in self.actions("de_s_new"), timeout=15))
+        self.assertTrue(self.wait(lambda: "send" in self.actions("de_s_rl"), timeout=15))
         # Jobs that ended while Redis was failing over were taken up again and found gone.
         self.assertTrue(self.wait(lambda: not self.job_keys(replica, db=2), timeout=10),
                         f"finished jobs were left in the store:\n{d.logs()}")
@@ -369,7 +386,21 @@ class Redis(unittest.TestCase):
                         f"left: {self.job_keys(master, db=2)}\n{d.logs()[-3000:]}")
         for n in back:
             self.assertEqual(self.actions(f"de_b_{n}").count("send"), 1, n)
+        # The rate limits are on the old master, and said so once per outage.
+        self.assertTrue(self.wait(lambda: self.metric(d, "mrtc_rate_limit_shared_up") == 1,
+                                  timeout=15))
+        self.assertEqual(d.logs().count("shared rate limits: Redis unusable"),
+                         d.logs().count("shared rate limits: Redis is back"))
         self.assert_no_secret(d.logs())
+
+    def metric(self, d, name, labels=""):
+        _, _, data = d.request("GET", "/metrics", admin=True)
+        m = re.search(r"^" + re.escape(name + labels) + r" (\S+)$", data.decode(), re.M)
+        return float(m.group(1)) if m else None
+
+    def shared_decisions(self, d):
+        return sum(self.metric(d, "mrtc_rate_limit_decisions_total",
+                               f'{{where="shared",result="{r}"}}') for r in ("allowed", "refused"))
 
 
 if __name__ == "__main__":

@@ -178,7 +178,12 @@ class Server:
         self.secret = "secret-" + name + "-" + os.urandom(8).hex()
         self.admin_token = "admin-" + os.urandom(6).hex()
         self.appservice_token = "as-" + os.urandom(6).hex()
-        self.mrtc = None  # harness.Daemon when started
+        self.mrtc = None  # harness.Daemon when started (the first of mrtcs)
+        # Several daemons for this homeserver behind one nginx upstream (instances > 1): they
+        # need a shared MRTC_STORE (extra_env or start_daemons()) to share jobs and limits.
+        self.instances = 1
+        self.mrtcs = []
+        self.killed = []  # daemons a test killed on purpose (their exit is not a failure)
         self.extra_env = {}  # this server's own daemon variables, over start_daemons()
         # Application-service mode: synapse_proxy.py (Synapse's MSC4512 proxy and fed_proxy)
         # stands in front of the test homeserver, and the daemon is registered with it.
@@ -403,7 +408,9 @@ class Testbed:
             os.makedirs(os.path.join(conf_dir, "tmp"))
             for f in ("nginx-mrtc.conf", "nginx-mrtc-appservice.conf", "mrtc-proxy-params.conf"):
                 shutil.copy(os.path.join(DEPLOY, f), conf_dir)
-            mrtc_port = s.mrtc.port if s.mrtc else free_port(self.svc)  # none: nginx says 502
+            # None: nginx says 502. Several: one upstream, as an operator runs them.
+            ports = [d.port for d in s.mrtcs] if s.mrtcs else [free_port(self.svc)]
+            mrtc_servers = " ".join(f"server {self.svc}:{p};" for p in ports)
             conf = f"""
 worker_processes 1;
 pid {conf_dir}/nginx.pid;
@@ -417,7 +424,7 @@ http {{
     uwsgi_temp_path {conf_dir}/tmp/uwsgi;
     scgi_temp_path {conf_dir}/tmp/scgi;
     upstream homeserver {{ server {self.svc}:{s.proxy_port if s.appservice else s.hs_port}; keepalive 8; }}
-    upstream mrtc_transport {{ server {self.svc}:{mrtc_port}; keepalive 8; }}
+    upstream mrtc_transport {{ {mrtc_servers} keepalive 8; }}
     server {{
         listen {s.address}:443 ssl;
         listen {s.address}:8448 ssl;
@@ -542,15 +549,24 @@ http {{
         sys.path.insert(0, os.path.join(ROOT, "test", "integration"))
         from harness import Daemon
         for s in self.servers.values():
-            # Each server's daemon keeps its default store in its own state directory here.
-            env = dict({"MRTC_STATE_DIR": self.path(f"state-mrtc-{s.name}")},
-                       **self.mrtc_env(s, **extra))
-            s.mrtc = Daemon(self.mrtc_binary, env, name=f"mrtc-{s.name}", host=self.svc)
-            s.mrtc.log.close()
-            s.mrtc.log = open(self.path(f"mrtc-{s.name}.log"), "w")
-            if s.appservice:
-                self.start_appservice(s, s.mrtc)
-            s.mrtc.start()
+            s.mrtc, s.mrtcs = None, []
+            for i in range(s.instances):
+                # Each daemon keeps its default store in its own state directory here.
+                tag = s.name if i == 0 else f"{s.name}-{i + 1}"
+                env = dict({"MRTC_STATE_DIR": self.path(f"state-mrtc-{tag}")},
+                           **self.mrtc_env(s, **extra))
+                d = Daemon(self.mrtc_binary, env, name=f"mrtc-{tag}", host=self.svc)
+                d.log.close()
+                os.unlink(d.log.name)
+                d.log = open(self.path(f"mrtc-{tag}.log"), "w")
+                if s.appservice and i == 0:
+                    self.start_appservice(s, d)
+                elif s.appservice:
+                    d.env.update({k: s.mrtc.env[k] for k in ("MRTC_APPSERVICE_TOKEN",
+                                                             "MRTC_APPSERVICE_HS_TOKEN")})
+                d.start()
+                s.mrtcs.append(d)
+                s.mrtc = s.mrtc or d
 
     # -- client helpers ----------------------------------------------------------------------
     def curl(self, name, path, port=443, method="GET", headers=(), data=None, address=None):
@@ -697,20 +713,20 @@ http {{
         """Stops everything; raises if a daemon exited non-zero or a sanitizer reported."""
         problems = []
         for s in self.servers.values():
-            if s.mrtc:
+            for d in s.mrtcs or ([s.mrtc] if s.mrtc else []):
                 try:
-                    rc = s.mrtc.stop()
-                    if rc != 0:
+                    rc = d.stop()
+                    if rc != 0 and d not in s.killed:
                         problems.append(f"mrtc-transportd for {s.name} exited with {rc}")
                 except RuntimeError as e:
                     problems.append(str(e))
-                logs = s.mrtc.logs()
+                logs = d.logs()
                 for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                                "runtime error:"):
                     if marker in logs:
                         problems.append(f"{marker} in the log of {s.name}")
-                s.mrtc.log.close()
-                s.mrtc = None
+                d.log.close()
+            s.mrtc, s.mrtcs = None, []
         failed = failed or bool(problems)
         for name, p, log in reversed(self.procs):
             if p.poll() is None:

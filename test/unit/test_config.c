@@ -128,6 +128,32 @@ START_TEST(test_config_load_legacy_defaults)
 }
 END_TEST
 
+/* MRTC_RATE_LIMIT_SHARED: false by default; true needs a Redis store; nothing else is a bool. */
+START_TEST(test_config_rate_limit_shared)
+{
+	struct env e;
+	legacy_env(&e);
+	struct mrtc_config *c;
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert(!c->rate_limit_shared);
+	mrtc_config_destroy(c);
+	env_set(&e, "MRTC_STORE", "redis://127.0.0.1:6379/2");
+	env_set(&e, "MRTC_RATE_LIMIT_SHARED", "true");
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert(c->rate_limit_shared);
+	mrtc_config_destroy(c);
+	assert_problem(&e, "MRTC_RATE_LIMIT_SHARED", "yes", "expected true or false");
+	assert_problem(&e, "MRTC_RATE_LIMIT_SHARED", "1", "expected true or false");
+	env_set(&e, "MRTC_RATE_LIMIT_SHARED", "true");
+	assert_problem(&e, "MRTC_STORE", "sqlite:/tmp/x.db", "needs a Redis MRTC_STORE");
+	assert_problem(&e, "MRTC_STORE", "none", "needs a Redis MRTC_STORE");
+	env_set(&e, "MRTC_STORE", "redis+sentinel://10.0.0.1,10.0.0.2/mymaster");
+	ck_assert_ptr_null(load(&e, &c));
+	ck_assert(c->rate_limit_shared);
+	mrtc_config_destroy(c);
+}
+END_TEST
+
 /* The store: SQLite in the state directory unless MRTC_STORE says otherwise; "none" is off. */
 START_TEST(test_config_default_store)
 {
@@ -701,6 +727,7 @@ int main(void)
 	const TTest *tests[] = {
 		test_config_load_legacy_defaults,
 		test_config_default_store,
+		test_config_rate_limit_shared,
 		test_config_load_homeserver_full,
 		test_config_load_service_url,
 		test_config_load_partial_homeserver_refused,

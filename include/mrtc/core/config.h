@@ -72,6 +72,7 @@ struct mrtc_config {
 	uint64_t membership_cache_ttl_s;
 	uint64_t rate_per_second;
 	uint64_t rate_burst;
+	bool rate_limit_shared; /* MRTC_RATE_LIMIT_SHARED: buckets in the Redis store */
 	uint64_t homeserver_timeout_s;
 	uint64_t livekit_timeout_s;
 	uint64_t federation_timeout_s;

@@ -24,4 +24,8 @@ bool mrtc_ratelimit_take(struct mrtc_ratelimit *rl, const char *key, uint64_t no
 
 size_t mrtc_ratelimit_size(const struct mrtc_ratelimit *rl);
 
+/* The refill per second and the bucket size @rl was created with (after defaults). */
+void mrtc_ratelimit_get_params(const struct mrtc_ratelimit *rl, uint64_t *ret_per_second,
+			       uint64_t *ret_burst);
+
 #endif

@@ -17,6 +17,7 @@
 #include "mrtc/net/keyring.h"
 #include "mrtc/core/metrics.h"
 #include "mrtc/core/ratelimit.h"
+#include "mrtc/limits/limits.h"
 #include "mrtc/livekit/roomservice.h"
 #include "mrtc/net/verifier.h"
 
@@ -33,6 +34,7 @@ struct mrtc_services {
 	struct mrtc_roomservice *sfu_rooms[MRTC_SFUS_MAX]; /* by index in config->sfus */
 	struct mrtc_ratelimit *user_limit;
 	struct mrtc_ratelimit *origin_limit;
+	struct mrtc_limits *limits; /* decides with user_limit / origin_limit, or shared on Redis */
 	struct mrtc_cache *fed_paths;	 /* destination -> which get_token path it serves */
 	struct mrtc_cache *openid_cache; /* SHA-256(token, server) -> user id (legacy flow) */
 	struct mrtc_metrics metrics;
