@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The daemon as module/main assembles it: the components (services.c), the features from their
+ * The daemon as module/main assembles it: the components (services/), the features from their
  * static list (features.c), created low to high and stopped high to low, and the server their
  * routes are mounted on. Private to module/main.
  */
