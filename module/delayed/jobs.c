@@ -623,9 +623,7 @@ void mrtc_delayed_destroy(struct mrtc_delayed *d)
 {
 	if (!d)
 		return;
-	while (d->jobs)
-		job_unlink_free(d->jobs); /* they stay in the store for the next start */
-	scan_finish(d);
+	mrtc_delayed_quiesce(d);
 	if (d->scan)
 		event_free(d->scan);
 	mrtc_watch_destroy(d->watch);	  /* queues its last writes */
