@@ -2,7 +2,7 @@
 /*
  * Application-service mode: the authentication steps for requests Synapse forwards (MSC4512),
  * the fed_proxy client, /_matrix/app/v1/ping, the /versions feature check and the registration
- * file. The endpoints themselves are the same as in homeserver mode (rtc.c, delayed.c).
+ * file. The endpoints themselves are the same as in homeserver mode (rtc/, delayed/).
  */
 #include "mrtc/appservice/appservice.h"
 
