@@ -15,11 +15,12 @@ file (`"private.h"`) too. Directives:
                            listed so that the test fails on every new one
 
 The test fails on an include the folder's list does not allow, on federation/ including
-module/, on an I/O header in a pure folder, on a folder cycle not covered by a !cycle line, and on
-a folder without its header comment, and on an unchecked string copy in a .c file (UNCHECKED:
-`snprintf`, `sprintf`, `strcpy`, `strcat`; formatted copies go through mrtc_format, mrtc_copy or
-mrtc_format_shown, whose results are checked or visibly cut). It prints files over MAX_LINES
-lines as warnings.
+module/, on an I/O header in a pure folder, on a folder cycle not covered by a !cycle line, on
+a folder without its header comment, on a source file (.c or .h of a folder under federation/
+or module/, or of include/mrtc/<folder>/) over MAX_LINES lines (split it by concern), and on an
+unchecked string copy in a .c file (UNCHECKED: `snprintf`, `sprintf`, `strcpy`, `strcat`;
+formatted copies go through mrtc_format, mrtc_copy or mrtc_format_shown, whose results are
+checked or visibly cut).
 
 Usage: check_layers.py <source root>
 """
@@ -203,7 +204,7 @@ def main():
                     fail(problems, f"{rel}:{lineno}: unchecked copy {text!r}: use mrtc_format, "
                          "mrtc_copy or mrtc_format_shown")
             if n_lines > MAX_LINES:
-                warnings.append(f"{rel}: {n_lines} lines (over {MAX_LINES})")
+                fail(problems, f"{rel}: {n_lines} lines (over {MAX_LINES}): split it by concern")
             base = os.path.basename(rel)
             for lineno, kind, target in includes_of(full):
                 where = f"{rel}:{lineno}: #include {kind}{target}{'>' if kind == '<' else kind}"
