@@ -23,9 +23,9 @@ static bool homeserver_failed(struct token_req *t, enum mrtc_err err, const char
 	if (err == MRTC_OK)
 		return false;
 	if (err == MRTC_ERR_UNKNOWN_TOKEN)
-		fail(t, err, "Unknown access token", detail);
+		mrtc_rtc_fail(t, err, "Unknown access token", detail);
 	else
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver", detail);
+		mrtc_rtc_fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver", detail);
 	return true;
 }
 
@@ -42,7 +42,7 @@ static bool whoami_failed(struct token_req *t, enum mrtc_err err, const struct m
 	uint64_t retry_ms;
 	struct json_object *body;
 	if (!mrtc_whoami_refusal(err, who, &status, &body, &retry_ms)) {
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver", who->detail);
+		mrtc_rtc_fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver", who->detail);
 		return true;
 	}
 	struct mrtc_request *r = t->r;
@@ -103,7 +103,7 @@ static struct token_req *start_appservice_client(struct mrtc_request *r, mrtc_wh
 	struct mrtc_whoami who = { .soft_logout = -1 };
 	if (!mrtc_appservice_client_user(r, who.user_id))
 		return NULL;
-	struct token_req *t = tr_new(r);
+	struct token_req *t = mrtc_rtc_req_new(r);
 	if (!t) {
 		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
 		return NULL;
@@ -123,14 +123,14 @@ static struct token_req *start_client(struct mrtc_request *r, mrtc_whoami_fn nex
 		mrtc_http_reply_error(r, MRTC_ERR_MISSING_TOKEN, "Missing access token");
 		return NULL;
 	}
-	struct token_req *t = tr_new(r);
+	struct token_req *t = mrtc_rtc_req_new(r);
 	if (!t || !(t->token = strdup(token))) {
 		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
 		return NULL;
 	}
 	t->hs_op = mrtc_hs_whoami(t->s->homeserver, t->token, next, t);
 	if (!t->hs_op) {
-		fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver", NULL);
 		return NULL;
 	}
 	return t;
@@ -151,14 +151,14 @@ static void client_membership(void *arg, enum mrtc_err err, bool joined, const c
 		return;
 	if (!joined) {
 		/* The same words whether or not the room exists. */
-		fail(t, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room",
-		     NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_FORBIDDEN,
+			      "The requesting user is not a member of the room", NULL);
 		return;
 	}
 	if (t->f.server_name[0] && strcmp(t->f.server_name, t->s->config->server_name) != 0)
-		relay_start(t);
+		mrtc_rtc_relay_start(t);
 	else
-		mint_here(t, t->who.user_id);
+		mrtc_rtc_mint_here(t, t->who.user_id);
 }
 
 static void client_limited(void *arg, bool allowed, uint64_t retry);
@@ -173,8 +173,8 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 	const struct mrtc_config *c = t->s->config;
 	const char *server = mrtc_user_id_server(who->user_id);
 	if (!server || strcmp(server, c->server_name) != 0) {
-		fail(t, MRTC_ERR_FORBIDDEN, "Only users of this homeserver can use this endpoint",
-		     NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_FORBIDDEN,
+			      "Only users of this homeserver can use this endpoint", NULL);
 		return;
 	}
 	const char *body;
@@ -182,43 +182,44 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 	const char *msg;
 	err = mrtc_http_body(t->r, &body, &len);
 	if (err != MRTC_OK) {
-		fail(t, err, "Request body too large", NULL);
+		mrtc_rtc_fail(t, err, "Request body too large", NULL);
 		return;
 	}
 	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &t->body) != MRTC_OK) {
-		fail(t, MRTC_ERR_NOT_JSON, "Body is not valid JSON", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_NOT_JSON, "Body is not valid JSON", NULL);
 		return;
 	}
 	err = mrtc_token_fields_parse(t->body, false, &t->f, &msg);
 	if (err != MRTC_OK) {
-		fail(t, err, msg, NULL);
+		mrtc_rtc_fail(t, err, msg, NULL);
 		return;
 	}
 	if (t->f.claimed_user_id[0] && strcmp(t->f.claimed_user_id, who->user_id) != 0) {
-		fail(t, MRTC_ERR_INVALID_PARAM,
-		     "'member.claimed_user_id' is not the requesting user", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_INVALID_PARAM,
+			      "'member.claimed_user_id' is not the requesting user", NULL);
 		return;
 	}
 	if (who->device_id[0] && t->f.claimed_device_id[0] &&
 	    strcmp(who->device_id, t->f.claimed_device_id) != 0) {
-		fail(t, MRTC_ERR_INVALID_PARAM,
-		     "'member.claimed_device_id' is not the device of the access token", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_INVALID_PARAM,
+			      "'member.claimed_device_id' is not the device of the access token",
+			      NULL);
 		return;
 	}
 	if (!mrtc_copy(t->device, sizeof(t->device),
 		       t->f.claimed_device_id[0] ? t->f.claimed_device_id : who->device_id)) {
-		fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long", NULL);
 		return;
 	}
 	if (!t->device[0] && c->identity == MRTC_IDENTITY_USER_DEVICE_MEMBER) {
-		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')",
-		     NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_BAD_JSON,
+			      "A device id is required ('member.claimed_device_id')", NULL);
 		return;
 	}
 	t->limit_op = mrtc_limits_take(t->s->limits, t->s->user_limit, "user", who->user_id,
 				       client_limited, t);
 	if (!t->limit_op)
-		fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
 }
 
 static void client_limited(void *arg, bool allowed, uint64_t retry)
@@ -226,13 +227,13 @@ static void client_limited(void *arg, bool allowed, uint64_t retry)
 	struct token_req *t = arg;
 	t->limit_op = NULL;
 	if (!allowed) {
-		limited(t, retry);
+		mrtc_rtc_limited(t, retry);
 		return;
 	}
 	t->hs_op = mrtc_hs_local_membership(t->s->homeserver, t->token, t->f.room_id,
 					    t->who.user_id, client_membership, t);
 	if (!t->hs_op)
-		fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_INTERNAL, "Cannot ask the homeserver", NULL);
 }
 
 void mrtc_rtc_client_get_token(struct mrtc_request *r)

@@ -29,22 +29,24 @@ static void fed_remote_membership(void *arg, enum mrtc_err err,
 	t->hs_op = NULL;
 	if (err != MRTC_OK) {
 		t->s->counters.fed_in_refused++;
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership", m->detail);
+		mrtc_rtc_fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership",
+			      m->detail);
 		return;
 	}
 	if (!m->acl_allows) {
 		t->s->counters.fed_in_refused++;
-		fail(t, MRTC_ERR_FORBIDDEN, "Server ACLs deny the requesting server", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_FORBIDDEN, "Server ACLs deny the requesting server",
+			      NULL);
 		return;
 	}
 	if (!m->user_joined || !m->local_joined) {
 		t->s->counters.fed_in_refused++;
-		fail(t, MRTC_ERR_FORBIDDEN, "The requesting user is not a member of the room",
-		     NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_FORBIDDEN,
+			      "The requesting user is not a member of the room", NULL);
 		return;
 	}
 	t->s->counters.fed_in_ok++;
-	mint_here(t, t->f.user_id);
+	mrtc_rtc_mint_here(t, t->f.user_id);
 }
 
 static void fed_limited(void *arg, bool allowed, uint64_t retry);
@@ -54,27 +56,27 @@ static void fed_verified(struct token_req *t)
 	const char *msg;
 	enum mrtc_err err = mrtc_token_fields_parse(t->body, true, &t->f, &msg);
 	if (err != MRTC_OK) {
-		fail(t, err, msg, NULL);
+		mrtc_rtc_fail(t, err, msg, NULL);
 		return;
 	}
 	if (strcmp(mrtc_user_id_server(t->f.user_id), t->origin) != 0) {
-		fail(t, MRTC_ERR_FORBIDDEN, "'user_id' does not belong to the requesting server",
-		     NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_FORBIDDEN,
+			      "'user_id' does not belong to the requesting server", NULL);
 		return;
 	}
 	if (!mrtc_copy(t->device, sizeof(t->device), t->f.claimed_device_id)) {
-		fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_INVALID_PARAM, "The device id is too long", NULL);
 		return;
 	}
 	if (!t->device[0] && t->s->config->identity == MRTC_IDENTITY_USER_DEVICE_MEMBER) {
-		fail(t, MRTC_ERR_BAD_JSON, "A device id is required ('member.claimed_device_id')",
-		     NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_BAD_JSON,
+			      "A device id is required ('member.claimed_device_id')", NULL);
 		return;
 	}
 	t->limit_op =
 	    mrtc_limits_take(t->s->limits, t->s->origin_limit, "origin", t->origin, fed_limited, t);
 	if (!t->limit_op)
-		fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
 }
 
 static void fed_limited(void *arg, bool allowed, uint64_t retry)
@@ -82,13 +84,13 @@ static void fed_limited(void *arg, bool allowed, uint64_t retry)
 	struct token_req *t = arg;
 	t->limit_op = NULL;
 	if (!allowed) {
-		limited(t, retry);
+		mrtc_rtc_limited(t, retry);
 		return;
 	}
 	t->hs_op = mrtc_hs_remote_membership(t->s->homeserver, t->f.room_id, t->f.user_id,
 					     t->origin, fed_remote_membership, t);
 	if (!t->hs_op)
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_UPSTREAM, "Unable to check the room membership", NULL);
 }
 
 static void fed_authenticated(void *arg, const struct mrtc_inbound_result *res)
@@ -99,11 +101,11 @@ static void fed_authenticated(void *arg, const struct mrtc_inbound_result *res)
 	if (res->bad_signature)
 		t->s->counters.sig_bad++;
 	if (res->err == MRTC_ERR_LIMIT_EXCEEDED) {
-		limited(t, res->retry_after_ms);
+		mrtc_rtc_limited(t, res->retry_after_ms);
 		return;
 	}
 	if (res->err != MRTC_OK) {
-		fail(t, res->err, res->message, NULL);
+		mrtc_rtc_fail(t, res->err, res->message, NULL);
 		return;
 	}
 	t->s->counters.sig_ok++;
@@ -161,7 +163,7 @@ static void client_address(struct mrtc_request *r, char *out, size_t size)
  * object (in homeserver mode it is part of what is signed). NULL after replying. */
 static struct token_req *federation_start(struct mrtc_request *r)
 {
-	struct token_req *t = tr_new(r);
+	struct token_req *t = mrtc_rtc_req_new(r);
 	if (!t) {
 		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
 		return NULL;
@@ -171,12 +173,12 @@ static struct token_req *federation_start(struct mrtc_request *r)
 	size_t len;
 	enum mrtc_err err = mrtc_http_body(r, &body, &len);
 	if (err != MRTC_OK) {
-		fail(t, err, "Request body too large", NULL);
+		mrtc_rtc_fail(t, err, "Request body too large", NULL);
 		return NULL;
 	}
 	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &t->body) != MRTC_OK ||
 	    !json_object_is_type(t->body, json_type_object)) {
-		fail(t, MRTC_ERR_NOT_JSON, "Body is not a JSON object", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_NOT_JSON, "Body is not a JSON object", NULL);
 		return NULL;
 	}
 	return t;
@@ -193,7 +195,7 @@ static void federation_from_homeserver(struct mrtc_request *r)
 	if (!t)
 		return;
 	if (!mrtc_copy(t->origin, sizeof(t->origin), origin)) { /* same size: cannot happen */
-		fail(t, MRTC_ERR_INVALID_PARAM, "Malformed request origin", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_INVALID_PARAM, "Malformed request origin", NULL);
 		return;
 	}
 	mrtc_log(LOG_INFO, "federation", r->id, "request from %s, verified by the homeserver",
@@ -225,5 +227,5 @@ void mrtc_rtc_federation_get_token(struct mrtc_request *r)
 	};
 	t->inbound = mrtc_inbound_start(&env, &in, fed_authenticated, t);
 	if (!t->inbound)
-		fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
 }

@@ -64,34 +64,39 @@ static void relay_refused(struct token_req *t, const struct mrtc_http_response *
 			  resp->detail ? resp->detail : mrtc_fedproxy_refusal_str(refusal));
 	switch (refusal) {
 	case MRTC_FEDPROXY_DESTINATION_DENIED:
-		fail(t, MRTC_ERR_FORBIDDEN,
-		     "This homeserver does not federate with the specified homeserver", why);
+		mrtc_rtc_fail(t, MRTC_ERR_FORBIDDEN,
+			      "This homeserver does not federate with the specified homeserver",
+			      why);
 		return;
 	case MRTC_FEDPROXY_CONNECTION_FAILED:
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the specified homeserver", why);
+		mrtc_rtc_fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the specified homeserver",
+			      why);
 		return;
 	case MRTC_FEDPROXY_NOT_APPSERVICE:
-		fail(t, MRTC_ERR_UPSTREAM,
-		     "The homeserver refused the transport service's application-service token",
-		     why);
+		mrtc_rtc_fail(
+		    t, MRTC_ERR_UPSTREAM,
+		    "The homeserver refused the transport service's application-service token",
+		    why);
 		return;
 	case MRTC_FEDPROXY_PATH_NOT_ALLOWED:
-		fail(t, MRTC_ERR_UPSTREAM,
-		     "The homeserver does not let the transport service use this federation path "
-		     "(io.element.msc4512.proxy_prefix)",
-		     why);
+		mrtc_rtc_fail(
+		    t, MRTC_ERR_UPSTREAM,
+		    "The homeserver does not let the transport service use this federation path "
+		    "(io.element.msc4512.proxy_prefix)",
+		    why);
 		return;
 	case MRTC_FEDPROXY_BAD_PARAM:
-		fail(t, MRTC_ERR_UPSTREAM, "The homeserver refused the federation proxy request",
-		     why);
+		mrtc_rtc_fail(t, MRTC_ERR_UPSTREAM,
+			      "The homeserver refused the federation proxy request", why);
 		return;
 	case MRTC_FEDPROXY_UNSUPPORTED:
-		fail(t, MRTC_ERR_UPSTREAM,
-		     "The homeserver offers no federation proxy (MSC4512 is not enabled)", why);
+		mrtc_rtc_fail(t, MRTC_ERR_UPSTREAM,
+			      "The homeserver offers no federation proxy (MSC4512 is not enabled)",
+			      why);
 		return;
 	default:
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the homeserver's federation proxy",
-		     why);
+		mrtc_rtc_fail(t, MRTC_ERR_UPSTREAM,
+			      "Unable to reach the homeserver's federation proxy", why);
 		return;
 	}
 }
@@ -135,7 +140,7 @@ static void relay_done(void *arg, const struct mrtc_http_response *resp)
 	if (resp->err == MRTC_ERR_LIMIT_EXCEEDED) {
 		/* Our own cap on outbound connections (MRTC_OUTBOUND_MAX): try again shortly. */
 		json_object_put(doc);
-		limited(t, 1000);
+		mrtc_rtc_limited(t, 1000);
 		return;
 	}
 	if (resp->err == MRTC_OK && resp->status == 200 && jwt && mrtc_jwt_is_well_formed(jwt)) {
@@ -151,10 +156,10 @@ static void relay_done(void *arg, const struct mrtc_http_response *resp)
 		char *copy = strdup(jwt);
 		json_object_put(doc);
 		if (!copy) {
-			fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
+			mrtc_rtc_fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
 			return;
 		}
-		reply_jwt(t, copy);
+		mrtc_rtc_reply_jwt(t, copy);
 		free(copy);
 		return;
 	}
@@ -180,7 +185,7 @@ static void relay_done(void *arg, const struct mrtc_http_response *resp)
 			  resp->detail ? resp->detail : "", resp->err == MRTC_OK ? resp->status : 0,
 			  mrtc_quote(code, sizeof(code), errcode ? errcode : "none", 40));
 	json_object_put(doc);
-	fail(t, err, msg, why);
+	mrtc_rtc_fail(t, err, msg, why);
 }
 
 static void relay_send(struct token_req *t)
@@ -190,7 +195,7 @@ static void relay_send(struct token_req *t)
 	if (!body || !member) {
 		json_object_put(body);
 		json_object_put(member);
-		fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_NOMEM, "Out of memory", NULL);
 		return;
 	}
 	json_object_object_add(body, "user_id", json_object_new_string(t->who.user_id));
@@ -218,7 +223,8 @@ static void relay_send(struct token_req *t)
 	}
 	json_object_put(body);
 	if (!started)
-		fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the specified homeserver", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_UPSTREAM, "Unable to reach the specified homeserver",
+			      NULL);
 }
 
 void mrtc_rtc_relay_start(struct token_req *t)

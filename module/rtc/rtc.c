@@ -104,7 +104,7 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 	if (err != MRTC_OK) {
 		char why[MRTC_REQUEST_DETAIL_MAX];
 		mrtc_format_shown(why, sizeof(why), "CreateRoom failed: %s", detail ? detail : "");
-		fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU", why);
+		mrtc_rtc_fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU", why);
 		return;
 	}
 	const struct mrtc_config *c = t->s->config;
@@ -114,7 +114,7 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 	    &creds, t->federated ? MRTC_GRANT_FEDERATED_USER : MRTC_GRANT_LOCAL_USER, t->identity,
 	    t->room_name, mrtc_now_ms() / 1000, c->token_ttl_s, &jwt);
 	if (err != MRTC_OK) {
-		fail(t, MRTC_ERR_INTERNAL, "Unable to mint a token", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_INTERNAL, "Unable to mint a token", NULL);
 		return;
 	}
 	if (t->federated)
@@ -123,7 +123,7 @@ static void on_room(void *arg, enum mrtc_err err, const char *detail)
 		t->s->counters.tokens_local++;
 	mrtc_delayed_admitted(t->s->delayed, t->sfu, t->f.room_id, t->room_name, t->identity,
 			      t->federated ? t->f.user_id : t->who.user_id, c->token_ttl_s);
-	reply_jwt(t, jwt);
+	mrtc_rtc_reply_jwt(t, jwt);
 	sodium_memzero(jwt, strlen(jwt));
 	free(jwt);
 }
@@ -133,8 +133,8 @@ void mrtc_rtc_mint_here(struct token_req *t, const char *user_id)
 	const struct mrtc_config *c = t->s->config;
 	int sfu = mrtc_config_sfu_find(c, t->f.url);
 	if (sfu < 0) {
-		fail(t, MRTC_ERR_INVALID_PARAM,
-		     "The specified `url` is not a LiveKit SFU of this homeserver", NULL);
+		mrtc_rtc_fail(t, MRTC_ERR_INVALID_PARAM,
+			      "The specified `url` is not a LiveKit SFU of this homeserver", NULL);
 		return;
 	}
 	t->sfu = (size_t)sfu;
@@ -145,14 +145,15 @@ void mrtc_rtc_mint_here(struct token_req *t, const char *user_id)
 	if (err == MRTC_OK)
 		err = mrtc_livekit_identity(kind, user_id, t->device, t->f.member_id, t->identity);
 	if (err != MRTC_OK) {
-		fail(t, err == MRTC_ERR_BAD_JSON ? MRTC_ERR_BAD_JSON : MRTC_ERR_INTERNAL,
-		     err == MRTC_ERR_BAD_JSON ? "A device id is required" : "Cannot derive names",
-		     NULL);
+		mrtc_rtc_fail(t, err == MRTC_ERR_BAD_JSON ? MRTC_ERR_BAD_JSON : MRTC_ERR_INTERNAL,
+			      err == MRTC_ERR_BAD_JSON ? "A device id is required"
+						       : "Cannot derive names",
+			      NULL);
 		return;
 	}
 	t->rs_call =
 	    mrtc_roomservice_create_room(t->s->sfu_rooms[t->sfu], t->room_name, on_room, t);
 	if (!t->rs_call)
-		fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU",
-		     "CreateRoom could not start");
+		mrtc_rtc_fail(t, MRTC_ERR_INTERNAL, "Unable to create room on SFU",
+			      "CreateRoom could not start");
 }

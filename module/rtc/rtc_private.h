@@ -56,38 +56,4 @@ void mrtc_rtc_mint_here(struct token_req *t, const char *user_id);
  * its JWT or its refusal (relay.c). */
 void mrtc_rtc_relay_start(struct token_req *t);
 
-/*
- * The short names the folder's code calls these by (they were static helpers of one rtc.c, and
- * the bodies kept them so that a change made before the split applies here as it is).
- */
-static inline struct token_req *tr_new(struct mrtc_request *r)
-{
-	return mrtc_rtc_req_new(r);
-}
-
-static inline void fail(struct token_req *t, enum mrtc_err err, const char *msg, const char *detail)
-{
-	mrtc_rtc_fail(t, err, msg, detail);
-}
-
-static inline void limited(struct token_req *t, uint64_t retry_ms)
-{
-	mrtc_rtc_limited(t, retry_ms);
-}
-
-static inline void reply_jwt(struct token_req *t, const char *jwt)
-{
-	mrtc_rtc_reply_jwt(t, jwt);
-}
-
-static inline void mint_here(struct token_req *t, const char *user_id)
-{
-	mrtc_rtc_mint_here(t, user_id);
-}
-
-static inline void relay_start(struct token_req *t)
-{
-	mrtc_rtc_relay_start(t);
-}
-
 #endif
