@@ -568,6 +568,7 @@ enum mrtc_err mrtc_delayed_create(struct mrtc_services *s, struct mrtc_delayed *
 			.redis_password = c->redis_password,
 			.redis_sentinel_user = c->redis_sentinel_user,
 			.redis_sentinel_password = c->redis_sentinel_password,
+			.server_name = c->server_name,
 		};
 		char why[160];
 		if (c->store_default &&

@@ -448,7 +448,8 @@ class Delayed(unittest.TestCase):
         self.assertEqual(dict(zip(want, map(str, row[:9]))), want)
         self.assertAlmostEqual(row[9] / 1000, time.time(), delta=30)
         host, port = self.redis[len("redis://"):].split("/")[0].rsplit(":", 1)
-        cmd = f"*2\r\n$7\r\nHGETALL\r\n${len('mrtc:job:' + key)}\r\nmrtc:job:{key}\r\n"
+        name = "mrtc:{hs1.test}:job:" + key  # the homeserver's namespace
+        cmd = f"*2\r\n$7\r\nHGETALL\r\n${len(name)}\r\n{name}\r\n"
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             sock.sendall(cmd.encode())
             time.sleep(0.3)
@@ -568,7 +569,8 @@ class Delayed(unittest.TestCase):
         self.kicked_after_restart("frank", d, rows)
 
     def test_admitted_participant_kicked_after_restart_redis(self):
-        """Redis keeps the admitted set too (hash mrtc:watch, expiries in mrtc:watch:expiry)."""
+        """Redis keeps the admitted set too (hash mrtc:{hs1.test}:watch, expiries in
+        mrtc:{hs1.test}:watch:expiry)."""
         import socket
         host, port = self.redis[len("redis://"):].split("/")[0].rsplit(":", 1)
 
@@ -580,7 +582,7 @@ class Delayed(unittest.TestCase):
                 return sock.recv(1 << 20).decode()
 
         def rows():
-            data = redis("HGETALL", "mrtc:watch").split("\r\n")
+            data = redis("HGETALL", "mrtc:{hs1.test}:watch").split("\r\n")
             items = [ln for i, ln in enumerate(data[1:]) if i % 2 == 1]
             out = []
             for f, v in zip(items[0::2], items[1::2]):

@@ -3,7 +3,9 @@
 from a file), refused credentials (not ready, one clear log line, no password anywhere), and a
 Sentinel failover (one master, one replica, three sentinels; the master is stopped with SIGSTOP
 and the replica promoted) with delegated jobs running: every leave event is sent exactly once.
-Real redis-server and redis-sentinel on loopback, free ports, everything stopped at the end.
+Two homeservers' daemons on one Redis database: each drives only its own jobs (namespaced keys),
+even while the other homeserver's daemon is dead, and a previous version's un-namespaced records
+go to the homeserver of their user. Real redis-server and redis-sentinel on loopback, free ports, everything stopped at the end.
 
 Usage: test_redis.py <mrtc-transportd>
 """
@@ -20,12 +22,17 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
 sys.path.insert(0, HERE)
-from harness import Daemon, free_port  # noqa: E402
+from harness import Daemon, free_port, get_json, post_json  # noqa: E402
 import test_delayed  # noqa: E402
 from test_delayed import STATE, USERS, lk_hash  # noqa: E402
 from testbed import Testbed, wait_for  # noqa: E402
 
 BINARY = None
+# hs2.test's users, in its own call room: the second homeserver on the shared database.
+USERS2 = {f"tok_{n}": {"user_id": f"@{n}:hs2.test", "device_id": f"DEV_{n}"}
+          for n in ("xavier", "yara", "zed")}
+STATE2 = dict(STATE, **{"hs2.test": {"users": USERS2, "rooms": {"!call:hs2.test": {"members": {
+    u["user_id"]: "join" for u in USERS2.values()}}}}})
 NAMES = [u["user_id"][1:].split(":")[0] for u in USERS.values()]  # alice ... ivan
 FAST = {"MRTC_DELAYED_POLL_MS": "300", "MRTC_DELAYED_CONNECT_WAIT": "20",
         "MRTC_RATE_BURST": "1000", "MRTC_MIN_DELAY_MS": "1000", "MRTC_READINESS_INTERVAL": "1"}
@@ -53,7 +60,7 @@ def cli(host, port, *args, password=ADMIN_PW, user=None, timeout=5):
 class Redis(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tb = Testbed(state=STATE).start()
+        cls.tb = Testbed(state=STATE2).start()
         cls.host = cls.tb.svc
         cls.hs1 = cls.tb.hs("hs1.test")
         cls.daemons = []
@@ -143,8 +150,8 @@ class Redis(unittest.TestCase):
     def wait(self, cond, timeout=15):
         return self._D.wait_for(self, cond, timeout)
 
-    def job_keys(self, port, db=0):
-        out = cli(self.host, port, "-n", str(db), "smembers", "mrtc:jobs")
+    def job_keys(self, port, db=0, ns="mrtc:{hs1.test}:"):
+        out = cli(self.host, port, "-n", str(db), "smembers", ns + "jobs")
         return set(out.split()) if out else set()
 
     def assert_no_secret(self, text):
@@ -289,7 +296,8 @@ class Redis(unittest.TestCase):
         keys = [lk_hash("!call:hs1.test", "m.call#ROOM", "ms", f"@{n}:hs1.test") for n in names]
 
         def all_connected_on_replica():  # seen on the SFU, and so stored, and replicated
-            return all(cli(self.host, replica, "-n", "2", "hget", f"mrtc:job:{k}", "state") == "1"
+            return all(cli(self.host, replica, "-n", "2", "hget", f"mrtc:{{hs1.test}}:job:{k}",
+                       "state") == "1"
                        for k in keys)
         self.assertTrue(self.wait(all_connected_on_replica), "the jobs did not reach the replica")
         # The delegations took their tokens from the shared buckets, on the master.
@@ -361,7 +369,8 @@ class Redis(unittest.TestCase):
             self.participant(n, True, member="mb")
         bkeys = [lk_hash("!call:hs1.test", "m.call#ROOM", "mb", f"@{n}:hs1.test") for n in back]
         self.assertTrue(self.wait(lambda: all(
-            cli(self.host, master, "-n", "2", "hget", f"mrtc:job:{k}", "state") == "1"
+            cli(self.host, master, "-n", "2", "hget", f"mrtc:{{hs1.test}}:job:{k}", "state")
+            == "1"
             for k in bkeys)))
         self.assertTrue(self.wait(lambda: cli(self.host, sentinels[1], "sentinel", "failover",
                                               "mymaster", password=SENTINEL_PW) == "OK",
@@ -392,6 +401,130 @@ class Redis(unittest.TestCase):
         self.assertEqual(d.logs().count("shared rate limits: Redis unusable"),
                          d.logs().count("shared rate limits: Redis is back"))
         self.assert_no_secret(d.logs())
+
+    # -- two homeservers on one database ------------------------------------------------------
+    def test_two_homeservers_on_one_database(self):
+        hs2 = self.tb.hs("hs2.test")
+        db = 6
+        pw = urllib.parse.quote(USER_PW, safe="")
+        spec = f"redis://mrtc:{pw}@{self.host}:{self.port}/{db}"
+        room2 = lk_hash("!call:hs2.test", "m.call#ROOM")
+        lease = {"MRTC_LEASE_TTL_MS": "1500"}
+
+        def event(s, delay_id, user_id, room_id):
+            post_json(s.hs_url + "/_test/delayed", {"delay_id": delay_id, "delay": 10000,
+                                                    "user_id": user_id, "state": "scheduled",
+                                                    "room_id": room_id})
+
+        def sends(s, delay_id):
+            ev = get_json(s.hs_url + "/_test/delayed").get(delay_id, {})
+            return [a["action"] for a in ev.get("actions", [])].count("send")
+
+        def ident2(n, member="m2"):
+            return lk_hash(f"@{n}:hs2.test", f"DEV_{n}", member)
+
+        def present2(n, present):
+            post_json(hs2.sfu_url + "/_test/participant",
+                      {"room": room2, "identity": ident2(n), "present": present})
+
+        def delegate2(d, n):
+            body = {"url": hs2.livekit_url, "room_id": "!call:hs2.test", "slot_id": "m.call#ROOM",
+                    "member": {"id": "m2"}, "delay_id": f"de_2_{n}"}
+            status, _, data = d.request("POST", test_delayed.PATH, body=json.dumps(body),
+                                        headers={"Authorization": f"Bearer tok_{n}"})
+            return status, json.loads(data)
+
+        def daemon2():
+            e = self.tb.mrtc_env(hs2, **FAST)
+            e.update(lease, MRTC_STORE=spec)
+            d = Daemon(BINARY, e, name="mrtc-redis-hs2", host=self.host).start()
+            self.daemons.append(d)
+            return d
+
+        # Written by a previous version (keys without a namespace): a job of each server.
+        old = {"grace": (self.hs1, "@grace:hs1.test", "!call:hs1.test", "m.call#ROOM"),
+               "zed": (hs2, "@zed:hs2.test", "!call:hs2.test", "m.call#ROOM")}
+        old_keys = {}
+        for n, (s, user_id, room_id, slot) in old.items():
+            event(s, f"de_o_{n}", user_id, room_id)
+            key = lk_hash(room_id, slot, "mo", user_id)
+            old_keys[n] = key
+            cli(self.host, self.port, "-n", str(db), "hset", f"mrtc:job:{key}",
+                "user_id", user_id, "room_id", room_id, "room_name", lk_hash(room_id, slot),
+                "identity", lk_hash(user_id, f"DEV_{n}", "mo"), "delay_id", f"de_o_{n}",
+                "cs_api_url", s.hs_url, "sfu_url", "", "delay_ms", "10000",
+                "created_ms", str(int(time.time() * 1000)), "state", "1", "guarded", "0")
+            cli(self.host, self.port, "-n", str(db), "sadd", "mrtc:jobs", key)
+
+        a = self.daemon(MRTC_STORE=spec, **lease)
+        # a moved grace's job (its user is of hs1.test) and left zed's.
+        self.assertTrue(self.wait(lambda: "moved 1 delayed-leave jobs" in a.logs()), a.logs())
+        self.assertIn("left there for other servers' daemons: 1 jobs", a.logs())
+        self.assertEqual(self.job_keys(self.port, db, ns="mrtc:"), {old_keys["zed"]})
+        post_json(hs2.sfu_url + "/_test/participant",  # zed is on hs2's SFU
+                  {"room": room2, "identity": ident2("zed", "mo"), "present": True})
+        b = daemon2()
+        self.assertTrue(self.wait(lambda: "moved 1 delayed-leave jobs" in b.logs()), b.logs())
+        self.assertEqual(self.job_keys(self.port, db, ns="mrtc:"), set())
+
+        # Each homeserver's daemon delegates its own users' jobs; everyone is on the SFU.
+        ones, twos = ["alice", "bob"], ["xavier", "yara"]
+        for n in ones:
+            self.delayed_event(f"de_1_{n}", n, delay=10000)
+            self.assertEqual(self.delegate(n, f"de_1_{n}", member="m1", d=a), (200, {}))
+            self.participant(n, True, member="m1")
+        for n in twos:
+            event(hs2, f"de_2_{n}", f"@{n}:hs2.test", "!call:hs2.test")
+            self.assertEqual(delegate2(b, n), (200, {}))
+            present2(n, True)
+        self.assertTrue(self.wait(lambda: all("restart" in self.actions(f"de_1_{n}")
+                                              for n in ones)))
+        self.assertTrue(self.wait(lambda: all(
+            "restart" in [x["action"] for x in get_json(hs2.hs_url + "/_test/delayed")
+                          [f"de_2_{n}"].get("actions", [])] for n in twos)))
+        keys1 = {lk_hash("!call:hs1.test", "m.call#ROOM", "m1", f"@{n}:hs1.test") for n in ones}
+        keys2 = {lk_hash("!call:hs2.test", "m.call#ROOM", "m2", f"@{n}:hs2.test") for n in twos}
+        # grace is not on the SFU: her old job sends her leave, once, from a, and ends.
+        self.assertTrue(self.wait(lambda: sends(self.hs1, "de_o_grace") == 1, timeout=30))
+        self.assertTrue(self.wait(lambda: self.job_keys(self.port, db) == keys1),
+                        self.job_keys(self.port, db))
+        self.assertEqual(self.job_keys(self.port, db, ns="mrtc:{hs2.test}:"),
+                         keys2 | {old_keys["zed"]})
+
+        # hs2's daemon dies with its jobs' leases held: hs1's daemon must not take them up
+        # (before the namespace, it did after one lease, and sent their leaves early).
+        b.proc.send_signal(signal.SIGKILL)
+        b.proc.wait()
+        self.daemons.remove(b)
+        time.sleep(3 * 1.5 + 2)  # three leases and a scan: long enough for a takeover
+        for n in twos + ["zed"]:
+            self.assertNotIn(f"@{n}:hs2.test", a.logs())
+        self.assertEqual([sends(hs2, f"de_2_{n}") for n in twos], [0, 0])
+        self.assertEqual(sends(hs2, "de_o_zed"), 0)
+
+        # hs2's daemon again: it takes up its own jobs, zed's among them; everyone leaves; each leave is sent once, by its own homeserver's daemon.
+        b2 = daemon2()
+        post_json(hs2.sfu_url + "/_test/participant",
+                  {"room": room2, "identity": ident2("zed", "mo"), "present": False})
+        self.assertTrue(self.wait(lambda: sends(hs2, "de_o_zed") == 1, timeout=30), b2.logs())
+        for n in ones:
+            self.participant(n, False, member="m1")
+        for n in twos:
+            present2(n, False)
+        self.assertTrue(self.wait(lambda: all(sends(self.hs1, f"de_1_{n}") == 1 for n in ones) and
+                                  all(sends(hs2, f"de_2_{n}") == 1 for n in twos), timeout=30),
+                        b2.logs())
+        time.sleep(2 * 1.5 + 1)
+        self.assertEqual([sends(self.hs1, f"de_1_{n}") for n in ones] +
+                         [sends(hs2, f"de_2_{n}") for n in twos] +
+                         [sends(self.hs1, "de_o_grace"), sends(hs2, "de_o_zed")], [1] * 6)
+        self.assertTrue(self.wait(lambda: not self.job_keys(self.port, db) and not
+                                  self.job_keys(self.port, db, ns="mrtc:{hs2.test}:")))
+        for x in ("ERROR: AddressSanitizer", "runtime error:"):
+            self.assertNotIn(x, b.logs())
+        b.close()
+        self.assertEqual(a.stop(), 0)
+        self.assertEqual(b2.stop(), 0)
 
     def metric(self, d, name, labels=""):
         _, _, data = d.request("GET", "/metrics", admin=True)

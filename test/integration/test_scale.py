@@ -10,8 +10,11 @@ Failover: under a steady mixed load (local tokens through nginx, federated token
 daemon, new delegations), one of the three daemons is SIGKILLed: every request sent after the
 kill succeeds (nginx's proxy_next_upstream, as module/deploy/ advises), in-flight ones fail at
 most, every delegated job of the dead daemon is taken over by a survivor within its lease and
-sends its leave event exactly once (the homeserver stand-in's record of sends). The figures
-(takeover delay, requests failed, rate-limit accuracy) are printed.
+sends its leave event exactly once (the homeserver stand-in's record of sends), and a participant
+admitted by the dead daemon (asked directly, not through nginx) and then removed from the room is
+removed from the SFU by a survivor within two watch periods (MRTC_MEMBERSHIP_RECHECK=2: the
+admitted set is in Redis, each check under a lease). The figures (takeover delay, requests failed,
+kick delay, rate-limit accuracy) are printed.
 
 Real nginx, real redis-server, the real daemon binary; the homeserver and SFU are the testbed's
 stand-ins, which record every delayed-event action and hold the participants.
@@ -37,7 +40,7 @@ from test_delayed import lk_hash  # noqa: E402
 BINARY = None
 TOKEN_PATH = "/_matrix/client/v1/rtc/livekit/get_token"
 DELEGATE_PATH = "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/delegate_delayed_leave"
-NAMES = ([f"r{i}" for i in range(8)] + [f"l{i}" for i in range(6)] +
+NAMES = (["w0"] + [f"r{i}" for i in range(8)] + [f"l{i}" for i in range(6)] +
          [f"j{i}" for i in range(9)] + [f"k{i}" for i in range(60)])
 USERS = {f"tok_{n}": {"user_id": f"@{n}:hs1.test", "device_id": f"DEV_{n}"} for n in NAMES}
 CAROL = "@carol:hs2.test"
@@ -206,13 +209,15 @@ class SharedLimits(RemembersFailure, unittest.TestCase):
 
 class Failover(RemembersFailure, unittest.TestCase):
     LEASE_MS = 1500
+    WATCH_S = 2  # MRTC_MEMBERSHIP_RECHECK
 
     @classmethod
     def setUpClass(cls):
         cls.tb = start_testbed(MRTC_RATE_BURST="1000", MRTC_DELAYED_POLL_MS="300",
                                MRTC_DELAYED_CONNECT_WAIT="30", MRTC_MIN_DELAY_MS="1000",
                                MRTC_LEASE_TTL_MS=str(cls.LEASE_MS),
-                               MRTC_MEMBERSHIP_CACHE_TTL="1")
+                               MRTC_MEMBERSHIP_CACHE_TTL="1",
+                               MRTC_MEMBERSHIP_RECHECK=str(cls.WATCH_S))
         cls.hs1, cls.hs2 = cls.tb.hs("hs1.test"), cls.tb.hs("hs2.test")
         cls.c1 = HttpsTo(cls.tb.ca, "hs1.test", cls.hs1.address, 443)
         cls.c2 = HttpsTo(cls.tb.ca, "hs2.test", cls.hs2.address, 443)
@@ -250,6 +255,14 @@ class Failover(RemembersFailure, unittest.TestCase):
         held = [f"j{i}" for i in range(9)
                 if f"@j{i}:hs1.test in !call:hs1.test delegated" in victim.logs()]
         self.assertTrue(held, "nginx gave the victim no delegation")
+        # w0 is admitted by the victim itself (asked directly, not through nginx) and is on the
+        # SFU; its admission reaches Redis within the watch's batch (250 ms), long before the
+        # kill below.
+        w0 = lk_hash("@w0:hs1.test", "DEV_w0", "m1")
+        status, _, data = victim.request("POST", TOKEN_PATH, body=json.dumps(token_body()),
+                                         headers={"Authorization": "Bearer tok_w0"})
+        self.assertEqual(status, 200, data)
+        self.participant("w0", True)
 
         log = []  # (kind, sent_at, finished_at, status)
         lock = threading.Lock()
@@ -300,13 +313,25 @@ class Failover(RemembersFailure, unittest.TestCase):
             victim.proc.send_signal(signal.SIGKILL)
             self.hs1.killed.append(victim)
             victim.proc.wait()
+            # w0 leaves the room: only a survivor can remove them from the SFU now.
+            post_json(self.hs1.sfu_url + "/_test/calls", {})
+            post_json(self.hs1.hs_url + "/_test/patch", {
+                "room": "!call:hs1.test", "member": "@w0:hs1.test", "membership": "leave"})
+            left_at = time.monotonic()
+            kicked = None
             taken = {}
             deadline = killed_at + 4 * self.LEASE_MS / 1000 + 5
-            while len(taken) < len(held) and time.monotonic() < deadline:
+            while ((len(taken) < len(held) or kicked is None) and
+                   time.monotonic() < max(deadline, left_at + 4 * self.WATCH_S + 5)):
                 logs = "".join(d.logs() for d in survivors)
                 for name in held:
                     if name not in taken and f"taking up the job for @{name}:hs1.test" in logs:
                         taken[name] = time.monotonic() - killed_at
+                if kicked is None and any(
+                        c["method"] == "RemoveParticipant" and (c["body"] or {}).get(
+                            "identity") == w0
+                        for c in get_json(self.hs1.sfu_url + "/_test/calls")["calls"]):
+                    kicked = time.monotonic() - left_at
                 time.sleep(0.05)
             time.sleep(max(0.0, killed_at + 4.0 - time.monotonic()))
         finally:
@@ -315,6 +340,11 @@ class Failover(RemembersFailure, unittest.TestCase):
                 t.join()
 
         self.assertEqual(sorted(taken), sorted(held), "jobs of the dead daemon not taken up")
+        self.assertIsNotNone(kicked, "w0, admitted by the dead daemon, was not removed")
+        # Two watch periods, and a margin for the membership call and a loaded machine.
+        self.assertLess(kicked, 2 * self.WATCH_S + 1.5, kicked)
+        wait_for(lambda: any("@w0:hs1.test is no longer joined" in d.logs() for d in survivors),
+                 "a survivor's log of w0's removal", timeout=5)
         # Within its lease (counted from the last renewal, up to one lease before the kill),
         # plus the survivors' scan period (lease/3) and a margin for a slow machine.
         self.assertLess(max(taken.values()), 2 * self.LEASE_MS / 1000 + 2.0, taken)
@@ -343,7 +373,9 @@ class Failover(RemembersFailure, unittest.TestCase):
               f"{len(in_flight)} of which failed {len(failed_in_flight)}; "
               f"{len(held)} jobs of the dead daemon taken up after "
               f"{min(taken.values()):.2f}-{max(taken.values()):.2f} s "
-              f"(lease {self.LEASE_MS} ms); {len(everyone)} leaves sent once each",
+              f"(lease {self.LEASE_MS} ms); {len(everyone)} leaves sent once each; w0 "
+              f"(admitted by the dead daemon) removed from the SFU {kicked:.2f} s after "
+              f"leaving the room (watch period {self.WATCH_S} s)",
               file=sys.stderr)
 
 

@@ -147,7 +147,7 @@ class StoreStall(unittest.TestCase):
         bad = [(s, d[:200]) for s, d in results if s != 200]
         self.assertEqual(bad, [], "every delegation is taken")
         made_s = time.monotonic() - t0
-        stored = int(self.redis_cli("SCARD", "mrtc:jobs").strip() or 0)
+        stored = int(self.redis_cli("SCARD", "mrtc:{hs1.test}:jobs").strip() or 0)
         self.assertEqual(stored, N_JOBS, "every job is in Redis before the stall")
         # Every job started (its first restart) before the stall.
         deadline = time.monotonic() + 60
@@ -201,7 +201,7 @@ class StoreStall(unittest.TestCase):
         print(f"jobs restarted after SIGCONT: {len(again)} of {N_JOBS}, the last "
               f"{time.time() - resumed_at:.1f} s after it")
         self.assertEqual(len(again), N_JOBS)
-        stored = int(self.redis_cli("SCARD", "mrtc:jobs").strip() or 0)
+        stored = int(self.redis_cli("SCARD", "mrtc:{hs1.test}:jobs").strip() or 0)
         self.assertEqual(stored, N_JOBS)
         sent = [k for k, e in get(self.hs1.hs_url + "/_test/delayed").items()
                 if k.startswith("stall_") and e.get("state") != "scheduled"]

@@ -4,7 +4,9 @@
  * temporary file and a real redis-server started on a free loopback port (skipped with a note
  * when redis-server is not installed). Then the asynchronous convention itself: no callback
  * inside the start call, cancel means no callback, and a stalled Redis (SIGSTOP) neither
- * blocks the caller nor lets the queue grow past its bound.
+ * blocks the caller nor lets the queue grow past its bound. On Redis, two homeservers' stores on
+ * one database see nothing of each other's, and the keys of a previous version are moved into
+ * the namespace of the server whose users they are.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -318,6 +320,127 @@ START_TEST(test_contract_redis)
 }
 END_TEST
 
+/* redis-cli on the test server; the command goes through sh (printf makes the 0x1f byte). */
+static void redis_cli(const char *args)
+{
+	char cmd[1024];
+	ck_assert_int_lt(
+	    snprintf(cmd, sizeof(cmd), "redis-cli -p %d %s >/dev/null", redis_port, args),
+	    (int)sizeof(cmd));
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct mrtc_store_async *open_named(struct waiter *wt, const char *spec, const char *name)
+{
+	struct mrtc_store_options so = { .server_name = name };
+	struct mrtc_store_async *st = NULL;
+	ck_assert_int_eq(mrtc_store_async_open(wt->base, spec, &so, 0, &st), MRTC_OK);
+	return st;
+}
+
+/* Two homeservers on one Redis database: jobs, the admitted set and leases apart, even under
+ * the same job key, watch field and lease key; and the keys of a previous version go to the
+ * homeserver of their user. */
+START_TEST(test_redis_namespaces)
+{
+	if (!redis_start())
+		return;
+	char spec[64];
+	ck_assert_int_lt(snprintf(spec, sizeof(spec), "redis://127.0.0.1:%d/0", redis_port),
+			 (int)sizeof(spec));
+	/* written by a previous version: a job and an admitted participant of each server */
+	redis_cli("HSET mrtc:job:OLD1 user_id @o:hs1.test room_id '!r:hs1.test' delay_id syd_o "
+		  "state 1 guarded 1");
+	redis_cli("HSET mrtc:job:OLD2 user_id @p:hs2.test room_id '!r:hs2.test' delay_id syd_p "
+		  "state 1 guarded 1");
+	redis_cli("SADD mrtc:jobs OLD1 OLD2");
+	redis_cli("HSET mrtc:watch \"$(printf 'ROOMHASH|wss://sfu.hs1.test\\037old1')\" "
+		  "\"$(printf '!r:hs1.test\\037@old1:hs1.test')\"");
+	redis_cli(
+	    "ZADD mrtc:watch:expiry 5000 \"$(printf 'ROOMHASH|wss://sfu.hs1.test\\037old1')\"");
+	redis_cli("SET mrtc:lease:OLD1 old-owner PX 60000");
+
+	struct waiter wt = { .base = event_base_new() };
+	ck_assert_ptr_nonnull(wt.base);
+	struct mrtc_store_async *one = open_named(&wt, spec, "hs1.test");
+	struct mrtc_store_async *two = open_named(&wt, spec, "hs2.test:8448");
+	struct mrtc_job_record a = job("SAME", "@a:hs1.test"), b = job("SAME", "@b:hs2.test:8448");
+	START(&wt, mrtc_store_put(one, &a, on_done, &wt));
+	ck_assert_int_eq(wt.err, MRTC_OK);
+	START(&wt, mrtc_store_put(two, &b, on_done, &wt));
+	ck_assert_int_eq(wt.err, MRTC_OK);
+
+	/* each sees its own job under the shared key, plus the old one of its users */
+	START(&wt, mrtc_store_each(one, on_jobs, &wt));
+	ck_assert_int_eq(wt.err, MRTC_OK);
+	ck_assert_uint_eq(wt.n_jobs, 2);
+	for (size_t i = 0; i < 2; i++)
+		ck_assert_str_eq(wt.jobs[i].user_id, strcmp(wt.jobs[i].key, "SAME") == 0
+							 ? "@a:hs1.test"
+							 : "@o:hs1.test");
+	START(&wt, mrtc_store_get(one, "OLD1", on_jobs, &wt));
+	ck_assert_int_eq(wt.err, MRTC_OK);
+	ck_assert_str_eq(wt.jobs[0].delay_id, "syd_o");
+	START(&wt, mrtc_store_each(two, on_jobs, &wt));
+	ck_assert_uint_eq(wt.n_jobs, 1); /* OLD2 is @p:hs2.test's, not hs2.test:8448's */
+	ck_assert_str_eq(wt.jobs[0].user_id, "@b:hs2.test:8448");
+	START(&wt, mrtc_store_get(two, "OLD1", on_jobs, &wt));
+	ck_assert_int_eq(wt.err, MRTC_ERR_NOT_FOUND);
+
+	/* deleting one's job leaves the other's */
+	START(&wt, mrtc_store_del(one, "SAME", NULL, on_done, &wt));
+	START(&wt, mrtc_store_get(two, "SAME", on_jobs, &wt));
+	ck_assert_int_eq(wt.err, MRTC_OK);
+	ck_assert_str_eq(wt.jobs[0].user_id, "@b:hs2.test:8448");
+
+	/* leases: the same key held by each at once; an old-version lease is respected */
+	struct mrtc_store_key same[1] = { { "SAME" } }, old[1] = { { "OLD1" } };
+	START(&wt, mrtc_store_lease(one, same, 1, "owner-1", 5000, on_leases, &wt));
+	ck_assert(wt.held[0]);
+	START(&wt, mrtc_store_lease(two, same, 1, "owner-2", 5000, on_leases, &wt));
+	ck_assert(wt.held[0]);
+	START(&wt, mrtc_store_lease(one, same, 1, "owner-3", 5000, on_leases, &wt));
+	ck_assert(!wt.held[0]);
+	START(&wt, mrtc_store_lease(one, old, 1, "owner-1", 5000, on_leases, &wt));
+	ck_assert(!wt.held[0]);
+	redis_cli("DEL mrtc:lease:OLD1");
+	START(&wt, mrtc_store_lease(one, old, 1, "owner-1", 5000, on_leases, &wt));
+	ck_assert(wt.held[0]);
+
+	/* the admitted set: the same participant key in both, each its own */
+	struct mrtc_watch_record w1 = watch("p", 5000), w2 = watch("p", 5000);
+	snprintf(w2.user_id, sizeof(w2.user_id), "@p:hs2.test:8448");
+	START(&wt, mrtc_store_watch_put(one, &w1, 1, on_done, &wt));
+	START(&wt, mrtc_store_watch_put(two, &w2, 1, on_done, &wt));
+	START(&wt, mrtc_store_watch_each(one, 2000, on_watches, &wt));
+	ck_assert_uint_eq(wt.n_w, 2); /* and old1, moved */
+	for (size_t i = 0; i < 2; i++)
+		ck_assert_str_eq(wt.w[i].user_id, strcmp(wt.w[i].identity, "p") == 0
+						      ? "@p:hs1.test"
+						      : "@old1:hs1.test");
+	START(&wt, mrtc_store_watch_del(one, "wss://sfu.hs1.test", "ROOMHASH", "p", on_done, &wt));
+	START(&wt, mrtc_store_watch_each(two, 2000, on_watches, &wt));
+	ck_assert_uint_eq(wt.n_w, 1);
+	ck_assert_str_eq(wt.w[0].user_id, "@p:hs2.test:8448");
+	START(&wt, mrtc_store_watch_prune(two, 6000, on_done, &wt));
+	START(&wt, mrtc_store_watch_each(one, 2000, on_watches, &wt));
+	ck_assert_uint_eq(wt.n_w, 1); /* two's prune did not touch one's old1 */
+	mrtc_store_async_close(one);
+	mrtc_store_async_close(two);
+
+	/* the old keys hold only what belongs to neither */
+	char cmd[256];
+	ck_assert_int_lt(snprintf(cmd, sizeof(cmd),
+				  "test \"$(redis-cli -p %d SMEMBERS mrtc:jobs)\" = OLD2 && "
+				  "test \"$(redis-cli -p %d HLEN mrtc:watch)\" = 0",
+				  redis_port, redis_port),
+			 (int)sizeof(cmd));
+	ck_assert_int_eq(system(cmd), 0);
+	event_base_free(wt.base);
+	redis_stop();
+}
+END_TEST
+
 /* Redis stalled (SIGSTOP): start calls return at once, the queue stops at its bound (new calls
  * fail fast), /readyz's status is answered without waiting, and after SIGCONT the calls
  * complete. */
@@ -373,6 +496,7 @@ int main(void)
 	const TTest *tests[] = {
 		test_contract_sqlite,
 		test_contract_redis,
+		test_redis_namespaces,
 		test_stalled_redis_never_blocks,
 	};
 	vectors_add_tests(s, "store_async", tests, sizeof(tests) / sizeof(tests[0]));

@@ -98,6 +98,9 @@ struct mrtc_store_options {
 	const char *redis_password;	     /* when the spec holds none */
 	const char *redis_sentinel_user;     /* for the sentinels themselves */
 	const char *redis_sentinel_password; /* for the sentinels themselves */
+	/* Redis: the homeserver whose records these are (MRTC_SERVER_NAME; NULL or "" in the
+	 * lk-jwt-service drop-in mode): every key is in "mrtc:{<server name>}:". */
+	const char *server_name;
 };
 
 /* Opens @spec (@opts may be NULL). MRTC_ERR_CONFIG for a spec of unknown form; MRTC_ERR_IO if
