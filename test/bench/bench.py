@@ -72,6 +72,9 @@ def lua_users(path, body, random_user):
     f = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     f.write(f'''counter = 0
 math.randomseed(os.time())
+init = function(args)
+  counter = tonumber(args[1] or "0")
+end
 request = function()
   local i = {pick}
   counter = counter + 1
@@ -103,11 +106,12 @@ def pin(pid):
                        stdout=subprocess.DEVNULL)
 
 
-def wrk(port, script, conns, seconds, host="127.0.0.1", timeout=2):
+def wrk(port, script, conns, seconds, host="127.0.0.1", timeout=2, script_args=()):
     cmd = ["taskset", "-c", CLIENT_CPU] if PINNED else []
     out = subprocess.run(cmd + ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
                                 f"--timeout={timeout}s", "-s", script,
-                          f"http://{host}:{port}"], capture_output=True, text=True).stdout
+                          f"http://{host}:{port}", "--", *script_args],
+                         capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
     lat = {}
     for p in ("50", "99"):
@@ -171,8 +175,10 @@ def fill(d, script, want, budget_s):
     while time.monotonic() < end:
         # A long timeout: wrk must not give up on requests waiting for the (slow, Python)
         # test homeserver and open new connections while the daemon still serves the old.
+        # Each run goes on from the first user the caches do not hold yet (a new wrk would
+        # start again at user 0 and spend its time on warm ones).
         wrk(d.port, script, 32, max(1, min(10, int(end - time.monotonic()))), host=d.host,
-            timeout=60)
+            timeout=60, script_args=(str(int(metric(d, 'mrtc_cache_entries{cache="auth"}'))),))
         a = metric(d, 'mrtc_cache_entries{cache="auth"}')
         m = metric(d, 'mrtc_cache_entries{cache="membership"}')
         if a >= want and m >= want:
