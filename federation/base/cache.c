@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Chained hash table plus an insertion-ordered list for eviction. A node holds its key and,
- * for mrtc_cache_put_copy, its value too: one allocation per entry.
+ * Chained hash table plus an insertion-ordered list for eviction. One allocation per entry: the
+ * node, its key, then its payload, which is the value itself (mrtc_cache_put_copy) or the
+ * pointer to it (mrtc_cache_put). The node is kept small: with 100 000 users the daemon holds
+ * several caches of that many entries.
  */
 #include "mrtc/base/cache.h"
 
@@ -13,11 +15,12 @@
 struct node {
 	struct node *chain;	    /* same bucket */
 	struct node *older, *newer; /* insertion order */
-	uint64_t hash;
 	uint64_t expires_ms;
-	void *value;
-	uint32_t key_len;
-	bool value_inline; /* mrtc_cache_put_copy: the value follows the key */
+	uint32_t hash; /* its low bits pick the bucket (at most 2^31 of them) */
+	/* Bit fields: with the key at offset 40 an auth entry (32-byte key, ~25-byte value) fits
+	 * malloc's 112-byte chunk rather than the 128-byte one. */
+	uint32_t key_len : 31;
+	uint32_t value_owned : 1; /* mrtc_cache_put: the payload is a pointer to the value */
 	unsigned char key[];
 };
 
@@ -40,7 +43,7 @@ struct mrtc_cache *mrtc_cache_create(size_t capacity, mrtc_cache_free_fn free_va
 		return NULL;
 	c->capacity = capacity;
 	c->n_buckets = 16;
-	while (c->n_buckets < capacity)
+	while (c->n_buckets < capacity && c->n_buckets < ((size_t)1 << 31))
 		c->n_buckets *= 2;
 	c->buckets = calloc(c->n_buckets, sizeof(*c->buckets));
 	if (!c->buckets) {
@@ -52,16 +55,16 @@ struct mrtc_cache *mrtc_cache_create(size_t capacity, mrtc_cache_free_fn free_va
 	return c;
 }
 
-static uint64_t hash_of(const struct mrtc_cache *c, const void *key, size_t len)
+static uint32_t hash_of(const struct mrtc_cache *c, const void *key, size_t len)
 {
 	unsigned char out[crypto_shorthash_BYTES];
 	crypto_shorthash(out, key, len, c->sip_key);
-	uint64_t h;
+	uint32_t h;
 	memcpy(&h, out, sizeof(h));
 	return h;
 }
 
-static struct node **slot_of(struct mrtc_cache *c, uint64_t h, const void *key, size_t len)
+static struct node **slot_of(struct mrtc_cache *c, uint32_t h, const void *key, size_t len)
 {
 	struct node **p = &c->buckets[h & (c->n_buckets - 1)];
 	while (*p && !((*p)->hash == h && (*p)->key_len == len && memcmp((*p)->key, key, len) == 0))
@@ -69,11 +72,25 @@ static struct node **slot_of(struct mrtc_cache *c, uint64_t h, const void *key, 
 	return p;
 }
 
-/* Where a value copied into the node starts: after the key, aligned for any type. */
-static size_t value_offset(size_t key_len)
+/* Where the payload starts: after the key, aligned to MRTC_CACHE_VALUE_ALIGN. */
+static size_t payload_offset(size_t key_len)
 {
-	const size_t a = _Alignof(max_align_t);
-	return (sizeof(struct node) + key_len + a - 1) / a * a;
+	const size_t a = MRTC_CACHE_VALUE_ALIGN;
+	return (offsetof(struct node, key) + key_len + a - 1) / a * a;
+}
+
+static void *payload_of(const struct node *n)
+{
+	return (unsigned char *)n + payload_offset(n->key_len);
+}
+
+/* The value mrtc_cache_get answers for @n. */
+static void *value_of(const struct node *n)
+{
+	void *v = payload_of(n);
+	if (n->value_owned)
+		memcpy(&v, v, sizeof(v));
+	return v;
 }
 
 static void unlink_node(struct mrtc_cache *c, struct node **slot)
@@ -88,8 +105,8 @@ static void unlink_node(struct mrtc_cache *c, struct node **slot)
 		n->newer->older = n->older;
 	else
 		c->newest = n->older;
-	if (c->free_value && !n->value_inline)
-		c->free_value(n->value);
+	if (c->free_value && n->value_owned)
+		c->free_value(value_of(n));
 	sodium_memzero(n->key, n->key_len); /* keys may be token digests */
 	free(n);
 	c->size--;
@@ -97,7 +114,7 @@ static void unlink_node(struct mrtc_cache *c, struct node **slot)
 
 void *mrtc_cache_get(struct mrtc_cache *c, const void *key, size_t len, uint64_t now_ms)
 {
-	uint64_t h = hash_of(c, key, len);
+	uint32_t h = hash_of(c, key, len);
 	struct node **slot = slot_of(c, h, key, len);
 	if (!*slot) {
 		c->stats.misses++;
@@ -109,7 +126,7 @@ void *mrtc_cache_get(struct mrtc_cache *c, const void *key, size_t len, uint64_t
 		return NULL;
 	}
 	c->stats.hits++;
-	return (*slot)->value;
+	return value_of(*slot);
 }
 
 static void append_newest(struct mrtc_cache *c, struct node *n)
@@ -123,13 +140,13 @@ static void append_newest(struct mrtc_cache *c, struct node *n)
 	c->newest = n;
 }
 
-/* Makes room for @key and allocates its node with @extra bytes after the key's aligned end. */
-static struct node *node_new(struct mrtc_cache *c, const void *key, size_t len, size_t extra,
-			     uint64_t *ret_hash)
+/* Makes room for @key and allocates its node with @payload bytes after the key's aligned end. */
+static struct node *node_new(struct mrtc_cache *c, const void *key, size_t len, size_t payload,
+			     uint32_t *ret_hash)
 {
-	if (len > UINT32_MAX)
+	if (len > INT32_MAX || payload > SIZE_MAX - payload_offset(len))
 		return NULL;
-	uint64_t h = hash_of(c, key, len);
+	uint32_t h = hash_of(c, key, len);
 	struct node **slot = slot_of(c, h, key, len);
 	if (*slot)
 		unlink_node(c, slot);
@@ -138,19 +155,18 @@ static struct node *node_new(struct mrtc_cache *c, const void *key, size_t len, 
 		unlink_node(c, slot_of(c, o->hash, o->key, o->key_len));
 		c->stats.evictions++;
 	}
-	struct node *n = malloc(extra ? value_offset(len) + extra : sizeof(*n) + len);
+	struct node *n = malloc(payload_offset(len) + payload);
 	if (n)
 		*ret_hash = h;
 	return n;
 }
 
-static void node_insert(struct mrtc_cache *c, struct node *n, uint64_t h, const void *key,
+static void node_insert(struct mrtc_cache *c, struct node *n, uint32_t h, const void *key,
 			size_t len, uint64_t expires_ms)
 {
 	n->hash = h;
 	n->expires_ms = expires_ms;
-	n->key_len = (uint32_t)len;
-	memcpy(n->key, key, len);
+	memcpy(n->key, key, len); /* key_len is set by the caller */
 	struct node **head = &c->buckets[h & (c->n_buckets - 1)];
 	n->chain = *head;
 	*head = n;
@@ -161,15 +177,16 @@ static void node_insert(struct mrtc_cache *c, struct node *n, uint64_t h, const 
 bool mrtc_cache_put(struct mrtc_cache *c, const void *key, size_t len, void *value,
 		    uint64_t expires_ms)
 {
-	uint64_t h = 0;
-	struct node *n = node_new(c, key, len, 0, &h);
+	uint32_t h = 0;
+	struct node *n = node_new(c, key, len, sizeof(value), &h);
 	if (!n) {
 		if (c->free_value)
 			c->free_value(value);
 		return false;
 	}
-	n->value = value;
-	n->value_inline = false;
+	n->value_owned = 1;
+	n->key_len = (uint32_t)len & INT32_MAX; /* payload_of needs it before node_insert */
+	memcpy(payload_of(n), &value, sizeof(value));
 	node_insert(c, n, h, key, len, expires_ms);
 	return true;
 }
@@ -177,13 +194,14 @@ bool mrtc_cache_put(struct mrtc_cache *c, const void *key, size_t len, void *val
 bool mrtc_cache_put_copy(struct mrtc_cache *c, const void *key, size_t len, const void *value,
 			 size_t value_len, uint64_t expires_ms)
 {
-	uint64_t h = 0;
+	uint32_t h = 0;
 	struct node *n = node_new(c, key, len, value_len ? value_len : 1, &h);
 	if (!n)
 		return false;
-	n->value = (unsigned char *)n + value_offset(len);
-	n->value_inline = true;
-	memcpy(n->value, value, value_len);
+	n->value_owned = 0;
+	n->key_len = (uint32_t)len & INT32_MAX;
+	if (value_len)
+		memcpy(payload_of(n), value, value_len);
 	node_insert(c, n, h, key, len, expires_ms);
 	return true;
 }
@@ -220,7 +238,7 @@ void mrtc_cache_foreach(struct mrtc_cache *c, uint64_t now_ms,
 {
 	for (struct node *n = c->oldest; n; n = n->newer)
 		if (n->expires_ms > now_ms)
-			fn(ctx, n->key, n->key_len, n->value);
+			fn(ctx, n->key, n->key_len, value_of(n));
 }
 
 void mrtc_cache_get_stats(const struct mrtc_cache *c, struct mrtc_cache_stats *ret)

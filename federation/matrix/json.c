@@ -424,6 +424,16 @@ bool mrtc_json_write_string(struct mrtc_buf *b, const char *s, size_t len)
 	mrtc_buf_putc(b, '"');
 	size_t i = 0;
 	while (i < len) {
+		/* A run that needs no escaping is copied at once: names are mostly plain. */
+		size_t run = i;
+		while (run < len && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' &&
+		       p[run] != '\\')
+			run++;
+		if (run > i) {
+			mrtc_buf_append(b, p + i, run - i);
+			i = run;
+			continue;
+		}
 		unsigned char c = p[i];
 		if (c >= 0x80) {
 			size_t n = utf8_seq_len(p + i, len - i);

@@ -129,8 +129,6 @@ struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const ch
 	if (!op)
 		return NULL;
 	op->joined_cb = cb;
-	if (token)
-		crypto_hash_sha256(op->token_digest, (const uint8_t *)token, strlen(token));
 	bool keyed = mrtc_format(op->cache_key, sizeof(op->cache_key), "L|%s|%s", room_id, user_id);
 	op->cache_key_len = keyed ? strlen(op->cache_key) : 0;
 	const bool *hit = keyed ? mrtc_cache_get(hs->membership, op->cache_key, op->cache_key_len,
@@ -152,6 +150,8 @@ struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const ch
 		}
 		return op;
 	}
+	/* Only an answer from the homeserver (a 401) needs it: not hashed on a cache hit. */
+	crypto_hash_sha256(op->token_digest, (const uint8_t *)token, strlen(token));
 	size_t al = strlen(token) + 8;
 	char *auth = malloc(al);
 	bool ok = auth && mrtc_hs_encode_segment(room_id, room_e, sizeof(room_e)) &&

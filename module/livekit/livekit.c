@@ -4,9 +4,11 @@
  */
 #include "mrtc/livekit/livekit.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <threads.h>
 
 #include "mrtc/base/base64.h"
 #include "mrtc/base/buf.h"
@@ -15,6 +17,40 @@
 /* base64url('{"alg":"HS256","typ":"JWT"}') */
 #define JWT_HEADER_B64 "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
 #define JWT_MAX 8192
+#define SHA256_BLOCK 64
+
+/* SHA-256 as OpenSSL implements it, fetched once: an implicit fetch (EVP_sha256()) looks the
+ * algorithm up again on every EVP_DigestInit_ex2. Never freed: it lives as long as libcrypto. */
+static EVP_MD *sha256_md;
+
+static void fetch_sha256(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/*
+ * SHA-256 of @a then @b into @out, in @ctx (reused across calls: OpenSSL reinitialises it).
+ * OpenSSL uses the CPU's SHA extensions or vector code, several times faster than libsodium's
+ * portable C, and every token request hashes two names and signs once. False if OpenSSL fails.
+ */
+static bool sha256_in(EVP_MD_CTX *ctx, const void *a, size_t al, const void *b, size_t bl,
+		      uint8_t out[crypto_hash_sha256_BYTES])
+{
+	static once_flag once = ONCE_FLAG_INIT;
+	call_once(&once, fetch_sha256);
+	return ctx && sha256_md && EVP_DigestInit_ex2(ctx, sha256_md, NULL) &&
+	       EVP_DigestUpdate(ctx, a, al) && (!bl || EVP_DigestUpdate(ctx, b, bl)) &&
+	       EVP_DigestFinal_ex(ctx, out, NULL);
+}
+
+static bool sha256_two(const void *a, size_t al, const void *b, size_t bl,
+		       uint8_t out[crypto_hash_sha256_BYTES])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok = sha256_in(ctx, a, al, b, bl, out);
+	EVP_MD_CTX_free(ctx); /* wipes its state */
+	return ok;
+}
 
 enum mrtc_err mrtc_livekit_hash(const char *const *parts, size_t n,
 				char ret_hash[MRTC_LIVEKIT_HASH_LEN + 1])
@@ -38,7 +74,8 @@ enum mrtc_err mrtc_livekit_hash(const char *const *parts, size_t n,
 	if (b.failed)
 		goto out;
 	uint8_t digest[crypto_hash_sha256_BYTES];
-	crypto_hash_sha256(digest, (const uint8_t *)b.data, b.len);
+	if (!sha256_two(b.data, b.len, NULL, 0, digest))
+		goto out;
 	mrtc_base64_encode(digest, sizeof(digest), false, ret_hash);
 	err = MRTC_OK;
 out:
@@ -79,14 +116,28 @@ enum mrtc_err mrtc_livekit_legacy_identity(const char *user_id, const char *devi
 	return MRTC_OK;
 }
 
-static void hmac(const char *secret, const char *msg, size_t len,
+/* HMAC-SHA256 (RFC 2104) with OpenSSL's SHA-256; false if OpenSSL fails. */
+static bool hmac(const char *secret, const char *msg, size_t len,
 		 uint8_t out[crypto_auth_hmacsha256_BYTES])
 {
-	crypto_auth_hmacsha256_state st;
-	crypto_auth_hmacsha256_init(&st, (const uint8_t *)secret, strlen(secret));
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)msg, len);
-	crypto_auth_hmacsha256_final(&st, out);
-	sodium_memzero(&st, sizeof(st));
+	uint8_t pad[SHA256_BLOCK] = { 0 }, inner[crypto_hash_sha256_BYTES];
+	size_t kl = strlen(secret);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok = true;
+	if (kl > sizeof(pad))
+		ok = sha256_in(ctx, secret, kl, NULL, 0, pad);
+	else
+		memcpy(pad, secret, kl);
+	for (size_t i = 0; i < sizeof(pad); i++)
+		pad[i] ^= 0x36;
+	ok = ok && sha256_in(ctx, pad, sizeof(pad), msg, len, inner);
+	for (size_t i = 0; i < sizeof(pad); i++)
+		pad[i] ^= 0x36 ^ 0x5c;
+	ok = ok && sha256_in(ctx, pad, sizeof(pad), inner, sizeof(inner), out);
+	EVP_MD_CTX_free(ctx);
+	sodium_memzero(pad, sizeof(pad));
+	sodium_memzero(inner, sizeof(inner));
+	return ok;
 }
 
 /* header.payload.signature with @payload (JSON text) as the payload. */
@@ -105,9 +156,9 @@ static enum mrtc_err sign_payload(const struct mrtc_livekit_creds *creds, const 
 	mrtc_buf_append(&b, p64, n);
 	if (p64 != small)
 		free(p64);
-	uint8_t mac[crypto_auth_hmacsha256_BYTES];
-	if (!b.failed)
-		hmac(creds->secret, b.data, b.len, mac);
+	uint8_t mac[crypto_auth_hmacsha256_BYTES] = { 0 };
+	if (!b.failed && !hmac(creds->secret, b.data, b.len, mac))
+		b.failed = true;
 	char mac64[MRTC_BASE64_ENCODED_SIZE(sizeof(mac))];
 	mrtc_base64_encode(mac, sizeof(mac), true, mac64);
 	mrtc_buf_putc(&b, '.');
@@ -143,6 +194,18 @@ static bool add(struct json_object *obj, const char *key, struct json_object *v)
 	return true;
 }
 
+/* Appends @v in decimal (printf costs more than the rest of the claims together). */
+static bool put_u64(struct mrtc_buf *b, uint64_t v)
+{
+	char digits[20]; /* 2^64 - 1 has 20 */
+	size_t n = sizeof(digits);
+	do {
+		digits[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return mrtc_buf_append(b, digits + n, sizeof(digits) - n);
+}
+
 enum mrtc_err mrtc_livekit_mint_participant(const struct mrtc_livekit_creds *creds,
 					    enum mrtc_grant_kind kind, const char *identity,
 					    const char *room, uint64_t now_s, uint64_t ttl_s,
@@ -160,17 +223,17 @@ enum mrtc_err mrtc_livekit_mint_participant(const struct mrtc_livekit_creds *cre
 	char stack[1024];
 	struct mrtc_buf b;
 	mrtc_buf_init_with(&b, stack, sizeof(stack));
-	bool ok =
-	    mrtc_buf_printf(&b, "{\"exp\":%llu,\"iss\":", (unsigned long long)(now_s + ttl_s)) &&
-	    mrtc_json_write_string(&b, creds->key, strlen(creds->key)) &&
-	    mrtc_buf_printf(&b, ",\"nbf\":%llu,\"sub\":", (unsigned long long)now_s) &&
-	    mrtc_json_write_string(&b, identity, il) &&
-	    mrtc_buf_printf(&b,
-			    ",\"video\":{\"canPublish\":%s,\"canSubscribe\":true,"
-			    "\"canUpdateOwnMetadata\":false,\"hidden\":false,\"room\":",
-			    publish ? "true" : "false") &&
-	    mrtc_json_write_string(&b, room, rl) &&
-	    mrtc_buf_puts(&b, ",\"roomCreate\":false,\"roomJoin\":true}}");
+	bool ok = mrtc_buf_puts(&b, "{\"exp\":") && put_u64(&b, now_s + ttl_s) &&
+		  mrtc_buf_puts(&b, ",\"iss\":") &&
+		  mrtc_json_write_string(&b, creds->key, strlen(creds->key)) &&
+		  mrtc_buf_puts(&b, ",\"nbf\":") && put_u64(&b, now_s) &&
+		  mrtc_buf_puts(&b, ",\"sub\":") && mrtc_json_write_string(&b, identity, il) &&
+		  mrtc_buf_puts(&b, publish ? ",\"video\":{\"canPublish\":true,"
+					    : ",\"video\":{\"canPublish\":false,") &&
+		  mrtc_buf_puts(&b, "\"canSubscribe\":true,\"canUpdateOwnMetadata\":false,"
+				    "\"hidden\":false,\"room\":") &&
+		  mrtc_json_write_string(&b, room, rl) &&
+		  mrtc_buf_puts(&b, ",\"roomCreate\":false,\"roomJoin\":true}}");
 	enum mrtc_err err = ok ? sign_payload(creds, b.data, b.len, ret_jwt)
 			       : (b.failed ? MRTC_ERR_NOMEM : MRTC_ERR_INVALID_PARAM);
 	mrtc_buf_finish(&b);
@@ -249,7 +312,8 @@ enum mrtc_err mrtc_livekit_verify(const struct mrtc_livekit_creds *creds, const 
 	size_t sig_len;
 	if (!mrtc_base64_decode(d2 + 1, sl, sig, sizeof(sig), &sig_len) || sig_len != sizeof(mac))
 		return MRTC_ERR_AUTH_MALFORMED;
-	hmac(creds->secret, jwt, (size_t)(d2 - jwt), mac);
+	if (!hmac(creds->secret, jwt, (size_t)(d2 - jwt), mac))
+		return MRTC_ERR_NOMEM;
 	if (sodium_memcmp(sig, mac, sizeof(mac)) != 0)
 		return MRTC_ERR_BAD_SIGNATURE;
 	err = segment_json(d1 + 1, pl, &claims);

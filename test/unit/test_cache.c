@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The bounded cache: owned and copied values, expiry, eviction order and refresh. */
 #include <check.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,48 @@ START_TEST(test_cache_refresh_extends_and_defers_eviction)
 }
 END_TEST
 
+static void sum_values(void *ctx, const void *key, size_t key_len, void *value)
+{
+	(void)key;
+	(void)key_len;
+	*(long *)ctx += strtol(value, NULL, 10);
+}
+
+START_TEST(test_cache_values_aligned_for_every_key_length)
+{
+	freed = 0;
+	struct mrtc_cache *c = mrtc_cache_create(64, count_free);
+	char key[40];
+	memset(key, 'k', sizeof(key));
+	for (size_t len = 1; len <= sizeof(key); len++) {
+		key[0] = (char)('A' + len); /* a distinct key per length */
+		uint64_t v = 0x0102030405060708ull + len;
+		ck_assert(mrtc_cache_put_copy(c, key, len, &v, sizeof(v), 100));
+		const uint64_t *got = mrtc_cache_get(c, key, len, 0);
+		ck_assert_ptr_nonnull(got);
+		ck_assert_uint_eq((uintptr_t)got % MRTC_CACHE_VALUE_ALIGN, 0);
+		ck_assert_uint_eq(*got, v);
+	}
+	/* Owned values come back as the pointers given, in get and foreach alike. */
+	char *one = strdup("1"), *two = strdup("20");
+	ck_assert(mrtc_cache_put(c, "one", 3, one, 100));
+	ck_assert(mrtc_cache_put(c, "two", 3, two, 100));
+	ck_assert_ptr_eq(mrtc_cache_get(c, "one", 3, 0), one);
+	ck_assert_ptr_eq(mrtc_cache_get(c, "two", 3, 0), two);
+	mrtc_cache_remove(c, "one", 3);
+	ck_assert_int_eq(freed, 1);
+	struct mrtc_cache *owned = mrtc_cache_create(4, count_free);
+	ck_assert(mrtc_cache_put(owned, "a", 1, strdup("300"), 100));
+	ck_assert(mrtc_cache_put(owned, "bb", 2, strdup("4000"), 100));
+	long sum = 0;
+	mrtc_cache_foreach(owned, 0, sum_values, &sum);
+	ck_assert_int_eq(sum, 4300);
+	mrtc_cache_destroy(owned);
+	mrtc_cache_destroy(c);
+	ck_assert_int_eq(freed, 4);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("cache");
@@ -78,6 +121,7 @@ int main(void)
 		test_cache_put_copy_holds_its_own_bytes,
 		test_cache_mixed_values_evict_oldest,
 		test_cache_refresh_extends_and_defers_eviction,
+		test_cache_values_aligned_for_every_key_length,
 	};
 	vectors_add_tests(s, "cache", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);

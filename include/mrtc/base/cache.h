@@ -12,6 +12,10 @@
 
 struct mrtc_cache;
 
+/* The alignment of a value mrtc_cache_put_copy stores: enough for pointers, 64-bit integers and
+ * doubles (not long double), and 8 bytes less per entry than max_align_t's 16. */
+#define MRTC_CACHE_VALUE_ALIGN 8
+
 typedef void (*mrtc_cache_free_fn)(void *value);
 
 struct mrtc_cache_stats {
@@ -32,7 +36,8 @@ bool mrtc_cache_put(struct mrtc_cache *cache, const void *key, size_t key_len, v
 
 /* Stores a copy of the @value_len bytes at @value inside the entry itself (one allocation per
  * entry; never passed to the free function) until @expires_ms, replacing any old one. The
- * value mrtc_cache_get returns is then aligned for any type and may be changed in place. */
+ * value mrtc_cache_get returns is then aligned to MRTC_CACHE_VALUE_ALIGN and may be changed in
+ * place. */
 bool mrtc_cache_put_copy(struct mrtc_cache *cache, const void *key, size_t key_len,
 			 const void *value, size_t value_len, uint64_t expires_ms);
 
