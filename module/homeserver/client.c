@@ -61,6 +61,25 @@ static void whoami_step(struct mrtc_hs_op *op, const struct mrtc_http_response *
 			 ul + dl + 2, op->hs->cfg.auth_ttl_ms);
 }
 
+/* GET @path as the user of @token ("Authorization: Bearer", wiped after use); the op is freed
+ * and NULL returned if the call cannot start. */
+static struct mrtc_hs_op *get_as_user(struct mrtc_hs_op *op, const char *path, const char *token,
+				      mrtc_hs_step_fn step)
+{
+	size_t al = strlen(token) + 8;
+	char *auth = malloc(al);
+	bool ok =
+	    auth && mrtc_format(auth, al, "Bearer %s", token) && mrtc_hs_get(op, path, auth, step);
+	if (auth)
+		sodium_memzero(auth, al);
+	free(auth);
+	if (!ok) {
+		mrtc_hs_op_free(op);
+		return NULL;
+	}
+	return op;
+}
+
 struct mrtc_hs_op *mrtc_hs_whoami(struct mrtc_homeserver *hs, const char *token, mrtc_whoami_fn cb,
 				  void *ctx)
 {
@@ -77,21 +96,7 @@ struct mrtc_hs_op *mrtc_hs_whoami(struct mrtc_homeserver *hs, const char *token,
 		memcpy(op->who.device_id, hit + ul + 1, strlen(hit + ul + 1) + 1);
 		return mrtc_hs_answer_later(op);
 	}
-	size_t al = strlen(token) + 8;
-	char *auth = malloc(al);
-	if (!auth || !mrtc_format(auth, al, "Bearer %s", token)) {
-		free(auth);
-		mrtc_hs_op_free(op);
-		return NULL;
-	}
-	bool ok = mrtc_hs_get(op, "/_matrix/client/v3/account/whoami", auth, whoami_step);
-	sodium_memzero(auth, al);
-	free(auth);
-	if (!ok) {
-		mrtc_hs_op_free(op);
-		return NULL;
-	}
-	return op;
+	return get_as_user(op, "/_matrix/client/v3/account/whoami", token, whoami_step);
 }
 
 /* ---- our user's membership ---- */
@@ -152,22 +157,14 @@ struct mrtc_hs_op *mrtc_hs_local_membership(struct mrtc_homeserver *hs, const ch
 	}
 	/* Only an answer from the homeserver (a 401) needs it: not hashed on a cache hit. */
 	crypto_hash_sha256(op->token_digest, (const uint8_t *)token, strlen(token));
-	size_t al = strlen(token) + 8;
-	char *auth = malloc(al);
-	bool ok = auth && mrtc_hs_encode_segment(room_id, room_e, sizeof(room_e)) &&
-		  mrtc_hs_encode_segment(user_id, user_e, sizeof(user_e));
-	ok = ok && mrtc_format(auth, al, "Bearer %s", token) &&
-	     mrtc_format(path, sizeof(path), "/_matrix/client/v3/rooms/%s/state/m.room.member/%s",
-			 room_e, user_e) &&
-	     mrtc_hs_get(op, path, auth, local_step);
-	if (auth)
-		sodium_memzero(auth, al);
-	free(auth);
-	if (!ok) {
+	if (!mrtc_hs_encode_segment(room_id, room_e, sizeof(room_e)) ||
+	    !mrtc_hs_encode_segment(user_id, user_e, sizeof(user_e)) ||
+	    !mrtc_format(path, sizeof(path), "/_matrix/client/v3/rooms/%s/state/m.room.member/%s",
+			 room_e, user_e)) {
 		mrtc_hs_op_free(op);
 		return NULL;
 	}
-	return op;
+	return get_as_user(op, path, token, local_step);
 }
 
 static void is_joined_local_step(struct mrtc_hs_op *op, const struct mrtc_http_response *resp,
