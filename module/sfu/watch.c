@@ -324,11 +324,25 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 	sweep_start(d);
 }
 
-/* False when the key does not fit (never with names the daemon made). */
+/* "sfu|room_name|identity" (built without printf: once per get_token). False when the key does
+ * not fit (never with names the daemon made). */
 static bool watch_key(char *out, size_t size, size_t sfu, const char *room_name,
 		      const char *identity)
 {
-	return mrtc_format(out, size, "%zu|%s|%s", sfu, room_name, identity);
+	char digits[24];
+	size_t d = sizeof(digits);
+	do
+		digits[--d] = (char)('0' + sfu % 10);
+	while ((sfu /= 10) && d > 0);
+	size_t nd = sizeof(digits) - d, a = strlen(room_name), b = strlen(identity);
+	if (nd + a + b + 3 > size)
+		return false;
+	memcpy(out, digits + d, nd);
+	out[nd] = '|';
+	memcpy(out + nd + 1, room_name, a);
+	out[nd + 1 + a] = '|';
+	memcpy(out + nd + 2 + a, identity, b + 1);
+	return true;
 }
 
 /* Writes the queued admissions: each as its entry is now (one gone meanwhile, removed or
