@@ -22,23 +22,61 @@
 #define WATCH_MAX 100000
 #define WATCH_BATCH 2000   /* keys taken from the cache at a time by a sweep */
 #define WATCH_IN_FLIGHT 64 /* membership checks a sweep keeps in flight */
-#define WATCH_KEY_MAX (2 * MRTC_LIVEKIT_NAME_MAX + 24)
+/* "sfu|room_name|identity": the index (at most 20 digits), two hashes (the identities the daemon
+ * admits are hashes, mrtc_livekit_identity), the separators and the NUL. */
+#define WATCH_KEY_MAX (24 + 2 * (MRTC_LIVEKIT_HASH_LEN + 1))
 #define WATCH_PENDING_MAX 1024 /* admissions written to the store in one transaction */
 #define WATCH_FLUSH_MS 250     /* at most this long before an admission is in the store */
 /* A new token for a participant already watched is written to the store only if it extends the
  * stored expiry by more than this: a client fetching tokens in a loop costs no writes. */
 #define WATCH_STORE_SLACK_MS 60000
 
+/* An admitted participant, stored inside its cache entry (mrtc_cache_put_copy) and changed there
+ * in place; the SFU, room name and identity are in the entry's key (watch_key). */
 struct watched {
-	size_t sfu; /* index in config->sfus: where it was admitted, whom to ask to remove it */
-	char room_id[256];
-	char room_name[MRTC_LIVEKIT_HASH_LEN + 1];
-	char identity[MRTC_LIVEKIT_NAME_MAX + 1];
-	char user_id[256];
-	bool checking;
-	uint64_t sweep;		  /* the last sweep that took it */
 	uint64_t stored_until_ms; /* wall clock: the expiry the store holds (or will, pending) */
+	uint64_t sweep;		  /* the last sweep that took it */
+	uint32_t sfu; /* index in config->sfus: where it was admitted, whom to ask to remove it */
+	bool checking;
+	bool queued;	/* its key waits in the pending queue */
+	char strings[]; /* "room_id\0user_id\0" */
 };
+
+/* The most a value takes (room_id and user_id of at most 255 bytes each). */
+#define WATCHED_MAX (sizeof(struct watched) + 2 * 256)
+
+static const char *watched_room_id(const struct watched *w)
+{
+	return w->strings;
+}
+
+static const char *watched_user_id(const struct watched *w)
+{
+	return w->strings + strlen(w->strings) + 1;
+}
+
+/* A watch key split into its parts. */
+struct key_parts {
+	char buf[WATCH_KEY_MAX];
+	size_t sfu;
+	const char *room_name, *identity;
+};
+
+/* False for a key the watch did not make. */
+static bool key_split(const char *key, struct key_parts *ret)
+{
+	if (!mrtc_copy(ret->buf, sizeof(ret->buf), key))
+		return false;
+	char *bar = strchr(ret->buf, '|');
+	char *bar2 = bar ? strchr(bar + 1, '|') : NULL;
+	if (!bar || !bar2)
+		return false;
+	*bar = *bar2 = '\0';
+	ret->sfu = strtoul(ret->buf, NULL, 10);
+	ret->room_name = bar + 1;
+	ret->identity = bar2 + 1;
+	return true;
+}
 
 struct mrtc_watch {
 	struct mrtc_services *s;
@@ -54,8 +92,9 @@ struct mrtc_watch {
 	char (*batch)[WATCH_KEY_MAX];
 	size_t batch_n, batch_i;
 	size_t watch_in_flight;
-	/* Admissions not yet in the store: written together, so a token costs no fsync. */
-	struct mrtc_watch_record *pending;
+	/* The keys of admissions not yet in the store: written together, so a token costs no
+	 * fsync; the records are built from the entries when written (allocated on first use). */
+	char (*pending)[WATCH_KEY_MAX];
 	size_t n_pending;
 	struct event *flush;
 	struct mrtc_store_call *watch_load; /* the admitted set read at start */
@@ -70,8 +109,10 @@ struct mrtc_watch {
 
 struct recheck {
 	struct mrtc_watch *d;
+	struct key_parts k; /* the entry's key, split */
 	char key[WATCH_KEY_MAX];
-	struct watched w;
+	char room_id[256];
+	char user_id[256];
 	bool swept; /* started by the sweep (counts in watch_in_flight) */
 };
 
@@ -82,11 +123,11 @@ static void on_removed(void *arg, enum mrtc_err err, const char *detail)
 	struct recheck *c = arg;
 	if (err == MRTC_OK || err == MRTC_ERR_NOT_FOUND)
 		mrtc_log(LOG_INFO, "watch", NULL,
-			 "%s is no longer joined to %s: removed from the SFU%s", c->w.user_id,
-			 c->w.room_id, err == MRTC_OK ? "" : " (was not connected)");
+			 "%s is no longer joined to %s: removed from the SFU%s", c->user_id,
+			 c->room_id, err == MRTC_OK ? "" : " (was not connected)");
 	else
 		mrtc_log(LOG_WARNING, "watch", NULL, "cannot remove %s from the SFU: %s",
-			 c->w.user_id, detail ? detail : mrtc_err_str(err));
+			 c->user_id, detail ? detail : mrtc_err_str(err));
 	free(c);
 }
 
@@ -108,10 +149,10 @@ static void on_membership(void *arg, enum mrtc_err err, const struct mrtc_remote
 	}
 	mrtc_cache_remove(c->d->admitted, c->key, strlen(c->key));
 	if (c->d->store)
-		mrtc_store_watch_del(c->d->store, c->d->s->config->sfus[c->w.sfu].url,
-				     c->w.room_name, c->w.identity, NULL, NULL);
-	if (!mrtc_roomservice_remove_participant(c->d->s->sfu_rooms[c->w.sfu], c->w.room_name,
-						 c->w.identity, on_removed, c))
+		mrtc_store_watch_del(c->d->store, c->d->s->config->sfus[c->k.sfu].url,
+				     c->k.room_name, c->k.identity, NULL, NULL);
+	if (!mrtc_roomservice_remove_participant(c->d->s->sfu_rooms[c->k.sfu], c->k.room_name,
+						 c->k.identity, on_removed, c))
 		free(c);
 }
 
@@ -125,14 +166,16 @@ static bool check_one(struct mrtc_watch *d, const char *key, struct watched *w, 
 		return false;
 	c->d = d;
 	c->swept = swept;
-	if (!mrtc_copy(c->key, sizeof(c->key), key)) {
+	if (!mrtc_copy(c->key, sizeof(c->key), key) || !key_split(key, &c->k) ||
+	    c->k.sfu >= d->s->config->n_sfus ||
+	    !mrtc_copy(c->room_id, sizeof(c->room_id), watched_room_id(w)) ||
+	    !mrtc_copy(c->user_id, sizeof(c->user_id), watched_user_id(w))) {
 		free(c);
 		return false;
 	}
-	c->w = *w;
-	const char *server = mrtc_user_id_server(w->user_id);
+	const char *server = mrtc_user_id_server(c->user_id);
 	w->checking = true;
-	if (!server || !mrtc_hs_remote_membership(d->s->homeserver, w->room_id, w->user_id, server,
+	if (!server || !mrtc_hs_remote_membership(d->s->homeserver, c->room_id, c->user_id, server,
 						  on_membership, c)) {
 		w->checking = false;
 		free(c);
@@ -181,10 +224,10 @@ static void lease_batch(struct mrtc_watch *d, uint64_t now)
 	if (!keys)
 		return;
 	for (size_t i = 0; i < d->batch_n; i++) {
-		struct watched *w =
-		    mrtc_cache_get(d->admitted, d->batch[i], strlen(d->batch[i]), now);
-		const char *parts[] = { "watch", w ? d->s->config->sfus[w->sfu].url : "",
-					w ? w->room_name : "", w ? w->identity : d->batch[i] };
+		struct key_parts k;
+		bool ok = key_split(d->batch[i], &k) && k.sfu < d->s->config->n_sfus;
+		const char *parts[] = { "watch", ok ? d->s->config->sfus[k.sfu].url : "",
+					ok ? k.room_name : "", ok ? k.identity : d->batch[i] };
 		if (mrtc_livekit_hash(parts, 4, keys[i].key) != MRTC_OK)
 			keys[i].key[0] = '\0';
 	}
@@ -281,23 +324,62 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 	sweep_start(d);
 }
 
-/* False when the key does not fit (never with names the daemon made). */
+/* "sfu|room_name|identity" (built without printf: once per get_token). False when the key does
+ * not fit (never with names the daemon made). */
 static bool watch_key(char *out, size_t size, size_t sfu, const char *room_name,
 		      const char *identity)
 {
-	return mrtc_format(out, size, "%zu|%s|%s", sfu, room_name, identity);
+	char digits[24];
+	size_t d = sizeof(digits);
+	do
+		digits[--d] = (char)('0' + sfu % 10);
+	while ((sfu /= 10) && d > 0);
+	size_t nd = sizeof(digits) - d, a = strlen(room_name), b = strlen(identity);
+	if (nd + a + b + 3 > size)
+		return false;
+	memcpy(out, digits + d, nd);
+	out[nd] = '|';
+	memcpy(out + nd + 1, room_name, a);
+	out[nd + 1 + a] = '|';
+	memcpy(out + nd + 2 + a, identity, b + 1);
+	return true;
 }
 
+/* Writes the queued admissions: each as its entry is now (one gone meanwhile, removed or
+ * expired, is not written). */
 static void watch_flush(struct mrtc_watch *d)
 {
 	if (!d->n_pending)
 		return;
+	struct mrtc_watch_record *recs = malloc(d->n_pending * sizeof(*recs));
+	size_t n = 0;
+	uint64_t now = mrtc_monotonic_ms();
+	for (size_t i = 0; i < d->n_pending; i++) {
+		const char *key = d->pending[i];
+		struct watched *w = mrtc_cache_get(d->admitted, key, strlen(key), now);
+		if (!w || !w->queued)
+			continue; /* gone, or already taken by this flush */
+		w->queued = false;
+		if (!recs)
+			continue;
+		struct key_parts k;
+		struct mrtc_watch_record *r = &recs[n];
+		r->expires_ms = w->stored_until_ms;
+		if (key_split(key, &k) && k.sfu < d->s->config->n_sfus &&
+		    mrtc_copy(r->sfu_url, sizeof(r->sfu_url), d->s->config->sfus[k.sfu].url) &&
+		    mrtc_copy(r->room_name, sizeof(r->room_name), k.room_name) &&
+		    mrtc_copy(r->identity, sizeof(r->identity), k.identity) &&
+		    mrtc_copy(r->room_id, sizeof(r->room_id), watched_room_id(w)) &&
+		    mrtc_copy(r->user_id, sizeof(r->user_id), watched_user_id(w)))
+			n++;
+	}
 	/* Written in the background: the store's worker logs a failure. */
-	if (!mrtc_store_watch_put(d->store, d->pending, d->n_pending, NULL, NULL))
+	if (!recs || (n && !mrtc_store_watch_put(d->store, recs, n, NULL, NULL)))
 		mrtc_log(LOG_ERR, "watch", NULL,
 			 "cannot write %zu admitted participants to the store: a restart "
 			 "forgets them",
 			 d->n_pending);
+	free(recs);
 	d->n_pending = 0;
 }
 
@@ -308,44 +390,54 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 	watch_flush(arg);
 }
 
-/* Queues @rec for the store's next batch. */
-static void watch_queue(struct mrtc_watch *d, const struct mrtc_watch_record *rec)
+/* Queues the entry @w under @key for the store's next batch. */
+static void watch_queue(struct mrtc_watch *d, const char *key, struct watched *w)
 {
+	if (w->queued)
+		return; /* written as it is when its turn comes */
+	if (!d->pending && !(d->pending = malloc(WATCH_PENDING_MAX * sizeof(*d->pending))))
+		return;
 	if (d->n_pending == WATCH_PENDING_MAX)
 		watch_flush(d);
-	d->pending[d->n_pending++] = *rec;
+	if (!mrtc_copy(d->pending[d->n_pending], sizeof(d->pending[0]), key))
+		return;
+	d->n_pending++;
+	w->queued = true;
 	if (d->n_pending == 1) {
 		struct timeval tv = { .tv_usec = WATCH_FLUSH_MS * 1000 };
 		event_add(d->flush, &tv);
 	}
 }
 
-/* Puts one admitted participant on SFU @sfu into the watch (@expires_ms is wall clock); the
- * entry, or NULL. */
+/* Puts one admitted participant on SFU @sfu under @key into the watch, until @expires_ms
+ * (wall clock): one allocation, the value built here. The entry, or NULL. */
+static struct watched *watch_put(struct mrtc_watch *d, const char *key, size_t sfu,
+				 const char *room_id, const char *user_id, uint64_t expires_ms)
+{
+	uint64_t wall = mrtc_now_ms();
+	size_t a = strlen(room_id), b = strlen(user_id);
+	if (expires_ms <= wall || a > 255 || b > 255)
+		return NULL;
+	_Alignas(MRTC_CACHE_VALUE_ALIGN) unsigned char buf[WATCHED_MAX];
+	struct watched *w = (struct watched *)buf;
+	*w = (struct watched){ .stored_until_ms = expires_ms, .sfu = (uint32_t)sfu };
+	memcpy(w->strings, room_id, a + 1);
+	memcpy(w->strings + a + 1, user_id, b + 1);
+	uint64_t until = mrtc_monotonic_ms() + (expires_ms - wall);
+	size_t len = strlen(key);
+	if (!mrtc_cache_put_copy(d->admitted, key, len, w, sizeof(*w) + a + b + 2, until))
+		return NULL;
+	return mrtc_cache_get(d->admitted, key, len, mrtc_monotonic_ms());
+}
+
+/* A record from the store into the watch, on SFU @sfu; the entry, or NULL. */
 static struct watched *watch_add(struct mrtc_watch *d, size_t sfu,
 				 const struct mrtc_watch_record *rec)
 {
-	uint64_t wall = mrtc_now_ms();
-	if (rec->expires_ms <= wall)
-		return NULL;
-	struct watched *w = calloc(1, sizeof(*w));
-	if (!w)
-		return NULL;
-	w->sfu = sfu;
-	w->stored_until_ms = rec->expires_ms;
 	char key[WATCH_KEY_MAX];
-	if (!mrtc_copy(w->room_id, sizeof(w->room_id), rec->room_id) ||
-	    !mrtc_copy(w->room_name, sizeof(w->room_name), rec->room_name) ||
-	    !mrtc_copy(w->identity, sizeof(w->identity), rec->identity) ||
-	    !mrtc_copy(w->user_id, sizeof(w->user_id), rec->user_id) ||
-	    !watch_key(key, sizeof(key), sfu, rec->room_name, rec->identity)) {
-		free(w);
+	if (!watch_key(key, sizeof(key), sfu, rec->room_name, rec->identity))
 		return NULL;
-	}
-	uint64_t until = mrtc_monotonic_ms() + (rec->expires_ms - wall);
-	if (!mrtc_cache_put(d->admitted, key, strlen(key), w, until))
-		return NULL;
-	return w;
+	return watch_put(d, key, sfu, rec->room_id, rec->user_id, rec->expires_ms);
 }
 
 /* A participant from the store: on the SFU of its url ("": the first), as jobs are, so a
@@ -364,15 +456,17 @@ static void watch_resume(struct mrtc_watch *d, const struct mrtc_watch_record *r
 		return;
 	}
 	const char *url = d->s->config->sfus[sfu].url;
-	if (!watch_add(d, (size_t)sfu, rec) || !d->store || !d->pending ||
-	    strcmp(rec->sfu_url, url) == 0)
+	char key[WATCH_KEY_MAX];
+	if (!watch_key(key, sizeof(key), (size_t)sfu, rec->room_name, rec->identity))
+		return;
+	struct watched *w =
+	    watch_put(d, key, (size_t)sfu, rec->room_id, rec->user_id, rec->expires_ms);
+	if (!w || !d->store || strcmp(rec->sfu_url, url) == 0)
 		return;
 	/* Stored under another spelling of the url ("", a trailing slash): from now on under the
 	 * configured one, which the removal names. */
 	mrtc_store_watch_del(d->store, rec->sfu_url, rec->room_name, rec->identity, NULL, NULL);
-	struct mrtc_watch_record again = *rec;
-	if (mrtc_copy(again.sfu_url, sizeof(again.sfu_url), url))
-		watch_queue(d, &again);
+	watch_queue(d, key, w);
 }
 
 static void on_watch_loaded(void *arg, enum mrtc_err err, const struct mrtc_watch_record *w,
@@ -396,25 +490,27 @@ void mrtc_watch_admitted(struct mrtc_watch *d, size_t sfu, const char *room_id,
 {
 	if (!d || !d->admitted || sfu >= d->s->config->n_sfus)
 		return;
-	struct mrtc_watch_record rec = { .expires_ms = mrtc_now_ms() + ttl_s * 1000 };
+	uint64_t wall = mrtc_now_ms(), now = mrtc_monotonic_ms();
+	uint64_t expires_ms = wall + ttl_s * 1000;
 	char key[WATCH_KEY_MAX];
-	if (!mrtc_copy(rec.sfu_url, sizeof(rec.sfu_url), d->s->config->sfus[sfu].url) ||
-	    !mrtc_copy(rec.room_id, sizeof(rec.room_id), room_id) ||
-	    !mrtc_copy(rec.room_name, sizeof(rec.room_name), room_name) ||
-	    !mrtc_copy(rec.identity, sizeof(rec.identity), identity) ||
-	    !mrtc_copy(rec.user_id, sizeof(rec.user_id), user_id) ||
-	    !watch_key(key, sizeof(key), sfu, room_name, identity))
+	if (!watch_key(key, sizeof(key), sfu, room_name, identity))
 		return; /* names longer than the watch holds: not watched */
-	struct watched *old = mrtc_cache_get(d->admitted, key, strlen(key), mrtc_monotonic_ms());
-	uint64_t stored = old ? old->stored_until_ms : 0;
-	struct watched *w = watch_add(d, sfu, &rec);
-	if (!w || !d->store || !d->pending)
-		return;
-	if (stored + WATCH_STORE_SLACK_MS >= rec.expires_ms) {
-		w->stored_until_ms = stored; /* the store holds nearly as long already */
-		return;
+	size_t len = strlen(key);
+	struct watched *w = mrtc_cache_get(d->admitted, key, len, now);
+	if (w && strcmp(watched_room_id(w), room_id) == 0 &&
+	    strcmp(watched_user_id(w), user_id) == 0) {
+		/* Watched already: only its lifetime moves (no allocation). */
+		mrtc_cache_refresh(d->admitted, key, len, now, now + ttl_s * 1000);
+	} else {
+		uint64_t stored = w ? w->stored_until_ms : 0;
+		if (!(w = watch_put(d, key, sfu, room_id, user_id, expires_ms)))
+			return;
+		w->stored_until_ms = stored;
 	}
-	watch_queue(d, &rec);
+	if (!d->store || w->stored_until_ms + WATCH_STORE_SLACK_MS >= expires_ms)
+		return; /* the store holds nearly as long already */
+	w->stored_until_ms = expires_ms;
+	watch_queue(d, key, w);
 }
 
 void mrtc_watch_joined(struct mrtc_watch *d, unsigned from, const char *room, const char *identity)
@@ -443,15 +539,14 @@ enum mrtc_err mrtc_watch_create(struct mrtc_services *s, struct mrtc_store_async
 	uint8_t rnd[16];
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(d->owner, sizeof(d->owner), rnd, sizeof(rnd));
-	d->admitted = mrtc_cache_create(WATCH_MAX, free);
+	d->admitted = mrtc_cache_create(WATCH_MAX, NULL);
 	d->watch = event_new(s->base, -1, EV_PERSIST, on_watch, d);
 	struct timeval tv = { .tv_sec = (time_t)s->config->membership_recheck_s };
 	if (!d->admitted || !d->watch || event_add(d->watch, &tv) != 0)
 		goto fail;
 	if (store) {
-		d->pending = calloc(WATCH_PENDING_MAX, sizeof(*d->pending));
 		d->flush = event_new(s->base, -1, 0, on_flush, d);
-		if (!d->pending || !d->flush)
+		if (!d->flush)
 			goto fail;
 		d->watch_load = mrtc_store_watch_each(store, mrtc_now_ms(), on_watch_loaded, d);
 	}
