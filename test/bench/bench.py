@@ -239,7 +239,8 @@ def main():
             row("local client get_token, warm caches, %d conn" % c, d, 100 * d[0] / b[0])
         checks += [("local get_token >= 75 % of bare evhttp (64 conn)",
                     100 * local64[0] / bare64[0], ">=", 75, "%"),
-                   ("local get_token p99 <= 2 ms (64 conn)", local64[2], "<=", 2, " ms"),
+                   ("local get_token p99 <= 2 ms (64 conn; bare evhttp's own p99 "
+                    f"{bare64[2]:.2f} ms)", local64[2], "<=", 2, " ms"),
                    ("local get_token >= 3x the Node peer (64 conn)", local64[0] / nd[0], ">=", 3,
                     "x")]
         # 2. the resident side of federation, one pre-signed request replayed
@@ -264,8 +265,15 @@ def main():
         assert f[3] == 0, f"{f[3]} non-2xx answers"
         print(f"{'raw Ed25519 verify (libsodium), one core':58} {raw_rate:9.0f}")
         row("resident federation get_token, 64 conn", f, 100 * f[0] / raw_rate)
-        checks.append(("resident federation >= 85 % of libsodium verify/s",
-                       100 * f[0] / raw_rate, ">=", 85, "%"))
+        # What one core can do at best: every request costs one verification plus at least what
+        # the bare evhttp handler costs per request, both measured in this run on that core.
+        ceiling = 1 / (1 / raw_rate + 1 / bare64[0])
+        print(f"{'one-core ceiling: 1 / (1/verify + 1/bare evhttp)':58} {ceiling:9.0f} "
+              f"{'':17} {100 * ceiling / raw_rate:6.1f}%")
+        print(f"{'resident federation as a share of that ceiling':58} {'':9} {'':17} "
+              f"{100 * f[0] / ceiling:6.1f}%")
+        checks.append((f"resident federation >= 85 % of libsodium verify/s (one-core ceiling "
+                        f"{100 * ceiling / raw_rate:.1f} %)", 100 * f[0] / raw_rate, ">=", 85, "%"))
         # 3. end to end: client -> hs1 daemon -> signed federation over TLS -> hs2 (nginx) -> daemon
         remote = dict(local, url="wss://sfu.hs2.test", room_id="!r:hs2.test",
                       server_name="hs2.test")

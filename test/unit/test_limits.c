@@ -8,21 +8,15 @@
  */
 #include <check.h>
 #include <event2/event.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mrtc/base/util.h"
 #include "mrtc/limits/limits.h"
 #include "vectors.h"
-
-extern char **environ;
 
 struct tally {
 	int allowed, refused, calls;
@@ -95,50 +89,12 @@ START_TEST(test_limits_local_never_inside_start)
 }
 END_TEST
 
-/* ---- a real redis-server ---- */
-
-static pid_t redis_pid;
-static int redis_port;
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
-	socklen_t len = sizeof(a);
-	ck_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-		  getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static void stop_redis(void)
-{
-	if (redis_pid <= 0)
-		return;
-	kill(redis_pid, SIGCONT);
-	kill(redis_pid, SIGTERM);
-	waitpid(redis_pid, NULL, 0);
-	redis_pid = 0;
-}
-
-static void start_redis(void)
-{
-	redis_port = free_port();
-	char port[16];
-	ck_assert(mrtc_format(port, sizeof(port), "%d", redis_port));
-	char *argv[] = { "redis-server", "--port",     port,	  "--bind",
-			 "127.0.0.1",	 "--save",     "",	  "--appendonly",
-			 "no",		 "--loglevel", "warning", NULL };
-	ck_assert_int_eq(posix_spawnp(&redis_pid, "redis-server", NULL, NULL, argv, environ), 0);
-	atexit(stop_redis); /* a failed check exits the test's process */
-}
-
 /* A limiter on the test's Redis with its own key prefix; waits until it decides there. */
 static struct mrtc_limits *shared(struct event_base *base, const char *prefix)
 {
 	struct mrtc_redis_spec spec;
 	char url[64];
-	ck_assert(mrtc_format(url, sizeof(url), "redis://127.0.0.1:%d", redis_port));
+	ck_assert(mrtc_format(url, sizeof(url), "redis://127.0.0.1:%d", vectors_redis_port()));
 	ck_assert(mrtc_redis_spec_parse(url, &spec));
 	struct mrtc_limits *l = NULL;
 	struct mrtc_limits_config c = { .base = base, .redis = &spec, .key_prefix = prefix };
@@ -156,7 +112,7 @@ static struct mrtc_limits *shared(struct event_base *base, const char *prefix)
 
 START_TEST(test_limits_shared_burst_refill_outage)
 {
-	start_redis();
+	ck_assert_msg(vectors_redis_start(), "redis-server is needed");
 	struct event_base *base = event_base_new();
 	char prefix[48];
 	ck_assert(mrtc_format(prefix, sizeof(prefix), "test:%d:", (int)getpid()));
@@ -204,7 +160,7 @@ START_TEST(test_limits_shared_burst_refill_outage)
 	struct mrtc_limits_stats st;
 	mrtc_limits_get_stats(ls[0], &st);
 	uint64_t outages = st.outages; /* one if it tried before redis-server listened */
-	kill(redis_pid, SIGSTOP);
+	kill(vectors_redis_pid(), SIGSTOP);
 	struct tally f = { 0 };
 	start = mrtc_monotonic_ms();
 	mrtc_limits_take(ls[0], rls[0], "user", "@b:x", count, &f);
@@ -222,7 +178,7 @@ START_TEST(test_limits_shared_burst_refill_outage)
 	ck_assert_uint_ge(st.fallbacks, 11);
 
 	/* Continued: shared again after at most the backoff cap. */
-	kill(redis_pid, SIGCONT);
+	kill(vectors_redis_pid(), SIGCONT);
 	for (uint64_t end = mrtc_monotonic_ms() + 10000; mrtc_monotonic_ms() < end && !st.up;) {
 		spin(base, 50);
 		mrtc_limits_get_stats(ls[0], &st);
@@ -248,7 +204,7 @@ START_TEST(test_limits_shared_burst_refill_outage)
 	for (int i = 0; i < 3; i++)
 		mrtc_ratelimit_destroy(rls[i]);
 	event_base_free(base);
-	stop_redis();
+	vectors_redis_stop();
 }
 END_TEST
 

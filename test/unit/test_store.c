@@ -167,12 +167,8 @@ START_TEST(test_store_status)
 	mrtc_store_get_status(NULL, &st);
 	ck_assert_str_eq(st.kind, "none");
 
-	char path[] = "/tmp/mrtc-test-store-XXXXXX";
-	int fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	close(fd);
-	char spec[64];
-	ck_assert_int_lt(snprintf(spec, sizeof(spec), "sqlite:%s", path), (int)sizeof(spec));
+	char path[] = "/tmp/mrtc-test-store-XXXXXX", spec[64];
+	vectors_temp_store(path, spec, sizeof(spec));
 	struct mrtc_store *store = NULL;
 	ck_assert_int_eq(mrtc_store_open(spec, NULL, &store), MRTC_OK);
 	mrtc_store_get_status(store, &st);
@@ -184,28 +180,27 @@ START_TEST(test_store_status)
 }
 END_TEST
 
+/* A store file as an older version left it: a new temporary file holding what @sql makes. */
+static void old_store(char *path, char *spec, size_t spec_size, const char *sql)
+{
+	vectors_temp_store(path, spec, spec_size);
+	sqlite3 *db = NULL;
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 /* A job keeps its SFU's URL; a store written before several SFUs gains the column, its jobs
  * reading "" (the first SFU). */
 START_TEST(test_sqlite_sfu_url_and_old_store)
 {
-	char path[] = "/tmp/mrtc-test-store-XXXXXX";
-	int fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	close(fd);
-	sqlite3 *db = NULL;
-	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-	ck_assert_int_eq(
-	    sqlite3_exec(db,
-			 "CREATE TABLE jobs (key TEXT PRIMARY KEY, user_id TEXT, room_id TEXT,"
-			 " room_name TEXT, identity TEXT, delay_id TEXT, cs_api_url TEXT,"
-			 " delay_ms INTEGER, created_ms INTEGER, state INTEGER, guarded INTEGER);"
-			 "INSERT INTO jobs VALUES ('old','@a:hs','!r:hs','room','id','d1',"
-			 "'https://hs',5000,1,0,1);",
-			 NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
-	char spec[64];
-	ck_assert_int_lt(snprintf(spec, sizeof(spec), "sqlite:%s", path), (int)sizeof(spec));
+	char path[] = "/tmp/mrtc-test-store-XXXXXX", spec[64];
+	old_store(path, spec, sizeof(spec),
+		  "CREATE TABLE jobs (key TEXT PRIMARY KEY, user_id TEXT, room_id TEXT,"
+		  " room_name TEXT, identity TEXT, delay_id TEXT, cs_api_url TEXT,"
+		  " delay_ms INTEGER, created_ms INTEGER, state INTEGER, guarded INTEGER);"
+		  "INSERT INTO jobs VALUES ('old','@a:hs','!r:hs','room','id','d1',"
+		  "'https://hs',5000,1,0,1);");
 	for (int round = 0; round < 2; round++) { /* the second open finds the column there */
 		struct mrtc_store *store = NULL;
 		ck_assert_int_eq(mrtc_store_open(spec, NULL, &store), MRTC_OK);
@@ -332,24 +327,13 @@ END_TEST
  * its rows on the first SFU (""), then the same participant on two SFUs is two rows. */
 START_TEST(test_sqlite_watch_old_table)
 {
-	char path[] = "/tmp/mrtc-test-store-XXXXXX";
-	int fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	close(fd);
-	sqlite3 *db = NULL;
-	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-	ck_assert_int_eq(
-	    sqlite3_exec(db,
-			 "CREATE TABLE watch (room_name TEXT, identity TEXT, room_id TEXT,"
-			 " user_id TEXT, expires_ms INTEGER, PRIMARY KEY (room_name, identity));"
-			 "CREATE INDEX watch_expiry ON watch (expires_ms);"
-			 "INSERT INTO watch VALUES ('ROOMHASH','a','!call:hs1.test',"
-			 "'@a:hs1.test',5000);",
-			 NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
-	char spec[64];
-	ck_assert_int_lt(snprintf(spec, sizeof(spec), "sqlite:%s", path), (int)sizeof(spec));
+	char path[] = "/tmp/mrtc-test-store-XXXXXX", spec[64];
+	old_store(path, spec, sizeof(spec),
+		  "CREATE TABLE watch (room_name TEXT, identity TEXT, room_id TEXT,"
+		  " user_id TEXT, expires_ms INTEGER, PRIMARY KEY (room_name, identity));"
+		  "CREATE INDEX watch_expiry ON watch (expires_ms);"
+		  "INSERT INTO watch VALUES ('ROOMHASH','a','!call:hs1.test',"
+		  "'@a:hs1.test',5000);");
 	for (int round = 0; round < 2; round++) { /* the second open finds the new table */
 		struct mrtc_store *store = NULL;
 		ck_assert_int_eq(mrtc_store_open(spec, NULL, &store), MRTC_OK);

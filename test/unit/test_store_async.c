@@ -8,16 +8,12 @@
  * one database see nothing of each other's, and the keys of a previous version are moved into
  * the namespace of the server whose users they are.
  */
-#include <arpa/inet.h>
 #include <check.h>
 #include <event2/event.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,72 +25,6 @@ static void sleep_ms(long ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
-}
-
-/* ---- a real redis-server ---- */
-
-static pid_t redis_pid;
-static int redis_port;
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static bool port_answers(int port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
-/* Starts redis-server; false (and a note) when it is not installed. */
-static bool redis_start(void)
-{
-	if (system("command -v redis-server >/dev/null 2>&1") != 0) {
-		fprintf(stderr, "note: redis-server not installed: the Redis half is skipped\n");
-		return false;
-	}
-	redis_port = free_port();
-	ck_assert_int_gt(redis_port, 0);
-	char port[16];
-	ck_assert_int_lt(snprintf(port, sizeof(port), "%d", redis_port), (int)sizeof(port));
-	redis_pid = fork();
-	ck_assert_int_ge(redis_pid, 0);
-	if (redis_pid == 0) {
-		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-		       "--save", "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 100 && !port_answers(redis_port); i++)
-		sleep_ms(50);
-	ck_assert(port_answers(redis_port));
-	return true;
-}
-
-static void redis_stop(void)
-{
-	if (redis_pid <= 0)
-		return;
-	kill(redis_pid, SIGCONT);
-	kill(redis_pid, SIGTERM);
-	waitpid(redis_pid, NULL, 0);
-	redis_pid = 0;
 }
 
 /* ---- running the loop until the answers came ---- */
@@ -292,12 +222,8 @@ static void contract(const char *spec, bool shared)
 
 START_TEST(test_contract_sqlite)
 {
-	char path[] = "/tmp/mrtc-test-async-XXXXXX";
-	int fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	close(fd);
-	char spec[64];
-	ck_assert_int_lt(snprintf(spec, sizeof(spec), "sqlite:%s", path), (int)sizeof(spec));
+	char path[] = "/tmp/mrtc-test-async-XXXXXX", spec[64];
+	vectors_temp_store(path, spec, sizeof(spec));
 	contract(spec, false);
 	static const char *const suffixes[] = { "", "-wal", "-shm" };
 	for (size_t i = 0; i < 3; i++) {
@@ -310,13 +236,14 @@ END_TEST
 
 START_TEST(test_contract_redis)
 {
-	if (!redis_start())
+	if (!vectors_redis_start())
 		return;
 	char spec[64];
-	ck_assert_int_lt(snprintf(spec, sizeof(spec), "redis://127.0.0.1:%d/0", redis_port),
-			 (int)sizeof(spec));
+	ck_assert_int_lt(
+	    snprintf(spec, sizeof(spec), "redis://127.0.0.1:%d/0", vectors_redis_port()),
+	    (int)sizeof(spec));
 	contract(spec, true);
-	redis_stop();
+	vectors_redis_stop();
 }
 END_TEST
 
@@ -325,7 +252,7 @@ static void redis_cli(const char *args)
 {
 	char cmd[1024];
 	ck_assert_int_lt(
-	    snprintf(cmd, sizeof(cmd), "redis-cli -p %d %s >/dev/null", redis_port, args),
+	    snprintf(cmd, sizeof(cmd), "redis-cli -p %d %s >/dev/null", vectors_redis_port(), args),
 	    (int)sizeof(cmd));
 	ck_assert_int_eq(system(cmd), 0);
 }
@@ -343,11 +270,12 @@ static struct mrtc_store_async *open_named(struct waiter *wt, const char *spec, 
  * homeserver of their user. */
 START_TEST(test_redis_namespaces)
 {
-	if (!redis_start())
+	if (!vectors_redis_start())
 		return;
 	char spec[64];
-	ck_assert_int_lt(snprintf(spec, sizeof(spec), "redis://127.0.0.1:%d/0", redis_port),
-			 (int)sizeof(spec));
+	ck_assert_int_lt(
+	    snprintf(spec, sizeof(spec), "redis://127.0.0.1:%d/0", vectors_redis_port()),
+	    (int)sizeof(spec));
 	/* written by a previous version: a job and an admitted participant of each server */
 	redis_cli("HSET mrtc:job:OLD1 user_id @o:hs1.test room_id '!r:hs1.test' delay_id syd_o "
 		  "state 1 guarded 1");
@@ -433,11 +361,11 @@ START_TEST(test_redis_namespaces)
 	ck_assert_int_lt(snprintf(cmd, sizeof(cmd),
 				  "test \"$(redis-cli -p %d SMEMBERS mrtc:jobs)\" = OLD2 && "
 				  "test \"$(redis-cli -p %d HLEN mrtc:watch)\" = 0",
-				  redis_port, redis_port),
+				  vectors_redis_port(), vectors_redis_port()),
 			 (int)sizeof(cmd));
 	ck_assert_int_eq(system(cmd), 0);
 	event_base_free(wt.base);
-	redis_stop();
+	vectors_redis_stop();
 }
 END_TEST
 
@@ -446,18 +374,19 @@ END_TEST
  * complete. */
 START_TEST(test_stalled_redis_never_blocks)
 {
-	if (!redis_start())
+	if (!vectors_redis_start())
 		return;
 	char spec[64];
-	ck_assert_int_lt(snprintf(spec, sizeof(spec), "redis://127.0.0.1:%d/0", redis_port),
-			 (int)sizeof(spec));
+	ck_assert_int_lt(
+	    snprintf(spec, sizeof(spec), "redis://127.0.0.1:%d/0", vectors_redis_port()),
+	    (int)sizeof(spec));
 	struct waiter wt = { .base = event_base_new() };
 	struct mrtc_store_async *st = NULL;
 	ck_assert_int_eq(mrtc_store_async_open(wt.base, spec, NULL, 16, &st), MRTC_OK);
 	struct mrtc_job_record a = job("KS", "@s:hs1.test");
 	START(&wt, mrtc_store_put(st, &a, on_done, &wt));
 	ck_assert_int_eq(wt.err, MRTC_OK);
-	ck_assert_int_eq(kill(redis_pid, SIGSTOP), 0);
+	ck_assert_int_eq(kill(vectors_redis_pid(), SIGSTOP), 0);
 	uint64_t t0 = mrtc_monotonic_ms();
 	size_t accepted = 0;
 	for (int i = 0; i < 100; i++) {
@@ -473,7 +402,7 @@ START_TEST(test_stalled_redis_never_blocks)
 	ck_assert_uint_eq(accepted, 16); /* the bound */
 	ck_assert_uint_le(mrtc_store_async_pending(st), 16);
 	sleep_ms(300);
-	ck_assert_int_eq(kill(redis_pid, SIGCONT), 0);
+	ck_assert_int_eq(kill(vectors_redis_pid(), SIGCONT), 0);
 	wait_all(&wt); /* every accepted call is answered (failed or not) */
 	/* Redis is back: after the connection's backoff the job reads again. */
 	bool read_back = false;
@@ -486,7 +415,7 @@ START_TEST(test_stalled_redis_never_blocks)
 	ck_assert(read_back);
 	mrtc_store_async_close(st);
 	event_base_free(wt.base);
-	redis_stop();
+	vectors_redis_stop();
 }
 END_TEST
 
