@@ -34,6 +34,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
 from testbed import Testbed, free_port  # noqa: E402
+import wrkrun  # noqa: E402
 
 from signedjson.key import read_signing_keys  # noqa: E402
 from signedjson.sign import sign_json  # noqa: E402
@@ -107,19 +108,9 @@ def pin(pid):
 
 
 def wrk(port, script, conns, seconds, host="127.0.0.1", timeout=2, script_args=()):
-    cmd = ["taskset", "-c", CLIENT_CPU] if PINNED else []
-    out = subprocess.run(cmd + ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
-                                f"--timeout={timeout}s", "-s", script,
-                          f"http://{host}:{port}", "--", *script_args],
-                         capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
-    lat = {}
-    for p in ("50", "99"):
-        m = re.search(rf"\s{p}%\s+([0-9.]+)(us|ms|s)", out)
-        v = float(m.group(1))
-        lat[p] = v / 1000 if m.group(2) == "us" else v if m.group(2) == "ms" else v * 1000
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, lat["50"], lat["99"], int(non2xx.group(1)) if non2xx else 0
+    r = wrkrun.run(host, port, script, conns, seconds, timeout, CLIENT_CPU if PINNED else None,
+                   script_args)
+    return r["rps"], r["p50"], r["p99"], r["non2xx"]
 
 
 def rss_mib(pid):

@@ -15,7 +15,6 @@ Usage: test_store_stall.py <mrtc-transportd>
 """
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
 sys.path.insert(0, HERE)
 from harness import Daemon, get_json as get  # noqa: E402
+import wrkrun  # noqa: E402
 from testbed import Testbed  # noqa: E402
 
 BINARY = None
@@ -66,19 +66,7 @@ def loadavg():
 
 
 def wrk(host, port, script, conns, seconds):
-    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
-                          "--timeout=5s", "-s", script, f"http://{host}:{port}"],
-                         capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
-    lat = {}
-    for p in ("50", "99"):
-        m = re.search(rf"\s{p}%\s+([0-9.]+)(us|ms|s)\b", out)
-        v = float(m.group(1))
-        lat[p] = v / 1000 if m.group(2) == "us" else v if m.group(2) == "ms" else v * 1000
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: .*", out)
-    return {"rps": rps, "p50": lat["50"], "p99": lat["99"], "non2xx": int(m.group(1)) if m else 0,
-            "socket_errors": errors.group(0) if errors else "", "out": out}
+    return wrkrun.run(host, port, script, conns, seconds, timeout=5)
 
 
 class StoreStall(unittest.TestCase):
