@@ -234,14 +234,21 @@ START_TEST(test_contract_sqlite)
 }
 END_TEST
 
-START_TEST(test_contract_redis)
+/* Starts the test's redis-server and writes its MRTC_STORE spec; false when not installed. */
+static bool redis_spec(char *spec, size_t size)
 {
 	if (!vectors_redis_start())
-		return;
+		return false;
+	ck_assert_int_lt(snprintf(spec, size, "redis://127.0.0.1:%d/0", vectors_redis_port()),
+			 (int)size);
+	return true;
+}
+
+START_TEST(test_contract_redis)
+{
 	char spec[64];
-	ck_assert_int_lt(
-	    snprintf(spec, sizeof(spec), "redis://127.0.0.1:%d/0", vectors_redis_port()),
-	    (int)sizeof(spec));
+	if (!redis_spec(spec, sizeof(spec)))
+		return;
 	contract(spec, true);
 	vectors_redis_stop();
 }
@@ -270,12 +277,9 @@ static struct mrtc_store_async *open_named(struct waiter *wt, const char *spec, 
  * homeserver of their user. */
 START_TEST(test_redis_namespaces)
 {
-	if (!vectors_redis_start())
-		return;
 	char spec[64];
-	ck_assert_int_lt(
-	    snprintf(spec, sizeof(spec), "redis://127.0.0.1:%d/0", vectors_redis_port()),
-	    (int)sizeof(spec));
+	if (!redis_spec(spec, sizeof(spec)))
+		return;
 	/* written by a previous version: a job and an admitted participant of each server */
 	redis_cli("HSET mrtc:job:OLD1 user_id @o:hs1.test room_id '!r:hs1.test' delay_id syd_o "
 		  "state 1 guarded 1");
@@ -374,12 +378,9 @@ END_TEST
  * complete. */
 START_TEST(test_stalled_redis_never_blocks)
 {
-	if (!vectors_redis_start())
-		return;
 	char spec[64];
-	ck_assert_int_lt(
-	    snprintf(spec, sizeof(spec), "redis://127.0.0.1:%d/0", vectors_redis_port()),
-	    (int)sizeof(spec));
+	if (!redis_spec(spec, sizeof(spec)))
+		return;
 	struct waiter wt = { .base = event_base_new() };
 	struct mrtc_store_async *st = NULL;
 	ck_assert_int_eq(mrtc_store_async_open(wt.base, spec, NULL, 16, &st), MRTC_OK);
