@@ -45,6 +45,22 @@ static bool held(struct mrtc_keyring *kr, const char *name)
 	return mrtc_keyring_lookup(kr, name, "ed25519:a", pk) == MRTC_OK;
 }
 
+/* Looks up each of the space-separated @names in that order (a lookup counts as a use): each must
+ * be held, or not held when it starts with '!'. */
+static void expect(struct mrtc_keyring *kr, const char *names)
+{
+	char name[64];
+	for (const char *p = names; *p;) {
+		size_t n = strcspn(p, " ");
+		ck_assert_uint_lt(n, sizeof(name));
+		memcpy(name, p, n);
+		name[n] = 0;
+		bool want = name[0] != '!';
+		ck_assert_msg(held(kr, want ? name : name + 1) == want, "%s", name);
+		p += n + (p[n] == ' ');
+	}
+}
+
 static size_t n_servers(struct mrtc_keyring *kr)
 {
 	struct mrtc_keyring_stats st;
@@ -106,13 +122,9 @@ START_TEST(test_keyring_full_evicts_least_recently_used)
 	ck_assert(held(kr, "a.example")); /* a is now used more recently than b */
 	add(kr, "d.example", true, 4);
 	ck_assert_uint_eq(n_servers(kr), 3);
-	ck_assert(!held(kr, "b.example"));
-	ck_assert(held(kr, "a.example"));
-	ck_assert(held(kr, "c.example"));
-	ck_assert(held(kr, "d.example"));
+	expect(kr, "!b.example a.example c.example d.example");
 	add(kr, "e.example", true, 5); /* a, c, d used in that order: a goes */
-	ck_assert(!held(kr, "a.example"));
-	ck_assert(held(kr, "e.example"));
+	expect(kr, "!a.example e.example");
 	keyring_free(kr);
 }
 END_TEST
@@ -126,9 +138,7 @@ START_TEST(test_keyring_full_evicts_server_without_keys_first)
 	ck_assert(!held(kr, "nokeys.example")); /* used last, but it has no keys */
 	add(kr, "d.example", true, 4);
 	ck_assert_uint_eq(n_servers(kr), 3);
-	ck_assert(held(kr, "a.example")); /* the least recently used one with keys stays */
-	ck_assert(held(kr, "c.example"));
-	ck_assert(held(kr, "d.example"));
+	expect(kr, "a.example c.example d.example"); /* a: least recently used, but has keys */
 	keyring_free(kr);
 }
 END_TEST
@@ -141,16 +151,11 @@ START_TEST(test_keyring_server_that_gets_keys_is_kept_over_one_without)
 	add(kr, "c.example", true, 3);
 	add(kr, "a.example", true, 1); /* a gets keys: b is now the only one without */
 	add(kr, "d.example", true, 4);
-	ck_assert(held(kr, "a.example"));
-	ck_assert(held(kr, "c.example"));
-	ck_assert(held(kr, "d.example"));
+	expect(kr, "a.example c.example d.example");
 	ck_assert_uint_eq(n_servers(kr), 3);
 	add(kr, "a.example", false, 0); /* and loses them: it goes first */
 	add(kr, "e.example", true, 5);
-	ck_assert(!held(kr, "a.example"));
-	ck_assert(held(kr, "c.example"));
-	ck_assert(held(kr, "d.example"));
-	ck_assert(held(kr, "e.example"));
+	expect(kr, "!a.example c.example d.example e.example");
 	keyring_free(kr);
 }
 END_TEST
