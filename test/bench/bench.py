@@ -33,11 +33,9 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
-from testbed import Testbed, free_port  # noqa: E402
+from testbed import Testbed, free_port, x_matrix  # noqa: E402
 import wrkrun  # noqa: E402
 
-from signedjson.key import read_signing_keys  # noqa: E402
-from signedjson.sign import sign_json  # noqa: E402
 
 SERVER_CPU, CLIENT_CPU = "0", "1"  # the measured server; wrk
 PINNED = (os.cpu_count() or 1) >= 2
@@ -58,7 +56,7 @@ STATE = {
 
 
 def lua(path, body, headers):
-    h = ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items())
+    h = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
     f = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     f.write(f'wrk.method = "POST"\nwrk.path = "{path}"\nwrk.body = {json.dumps(json.dumps(body))}\n'
             f'wrk.headers = {{ {h} }}\n')
@@ -235,16 +233,10 @@ def main():
                    ("local get_token >= 3x the Node peer (64 conn)", local64[0] / nd[0], ">=", 3,
                     "x")]
         # 2. the resident side of federation, one pre-signed request replayed
-        with open(hs1.signing_key_file) as f:
-            key = read_signing_keys(f)[0]
         fed_body = {"user_id": "@bench:hs1.test", "url": "wss://sfu.hs2.test",
                     "room_id": "!r:hs2.test", "slot_id": "m.call#ROOM", "member_id": "m",
                     "member": {"id": "m", "claimed_device_id": "BD"}}
-        sig = sign_json({"method": "POST", "uri": FED, "origin": "hs1.test",
-                         "destination": "hs2.test", "content": fed_body}, "hs1.test",
-                        key)["signatures"]["hs1.test"][f"ed25519:{key.version}"]
-        auth = (f'X-Matrix origin=\\"hs1.test\\",destination=\\"hs2.test\\",'
-                f'key=\\"ed25519:{key.version}\\",sig=\\"{sig}\\"')
+        auth = x_matrix(hs1.signing_key(), "hs1.test", "hs2.test", FED, fed_body)
         s_fed = lua(FED, fed_body, {"Authorization": auth, "Content-Type": "application/json"})
         scripts.append(s_fed)
         wrk(hs2.mrtc.port, s_fed, 1, 1, host=hs2.mrtc.host)

@@ -30,9 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
 from harness import HttpsTo  # noqa: E402
-from signedjson.key import read_signing_keys  # noqa: E402
-from signedjson.sign import sign_json  # noqa: E402
-from testbed import Testbed  # noqa: E402
+from testbed import Testbed, x_matrix  # noqa: E402
 
 BINARY = None
 
@@ -169,18 +167,13 @@ class FloodTest(unittest.TestCase):
             return int(re.search(rb"^mrtc_outbound_connections_open (\d+)", body,
                                  re.M).group(1))
 
-        with open(hs1.signing_key_file) as f:
-            key = read_signing_keys(f)[0]
+        key = hs1.signing_key()
         f2 = HttpsTo(tb.ca, "hs2.test", hs2.address, 8448)
 
         def genuine(i):
             origin = f"g{i}.fresh.test"
             body = fed_body(f"@alice:{origin}")
-            req = {"method": "POST", "uri": FED_PATH, "origin": origin,
-                   "destination": "hs2.test", "content": body}
-            sig = sign_json(req, origin, key)["signatures"][origin][f"ed25519:{key.version}"]
-            auth = (f'X-Matrix origin="{origin}",destination="hs2.test",'
-                    f'key="ed25519:{key.version}",sig="{sig}"')
+            auth = x_matrix(key, origin, "hs2.test", FED_PATH, body)
             # As a homeserver would, on a connection it has open (TLS handshake done): the
             # time measured is the request's.
             conn = http.client.HTTPSConnection("hs2.test", 8448, context=f2.ctx, timeout=10)

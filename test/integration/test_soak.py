@@ -15,12 +15,10 @@ import threading
 import time
 import unittest
 
-from signedjson.key import read_signing_keys
-from signedjson.sign import sign_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testbed"))
-from testbed import Testbed  # noqa: E402
+from testbed import Testbed, x_matrix  # noqa: E402
 
 BINARY = None
 N = int(os.environ.get("MRTC_SOAK_REQUESTS", "100000"))
@@ -56,15 +54,10 @@ class Soak(unittest.TestCase):
 
     def run_soak(self, tb, asan):
         hs1, hs2 = tb.hs("hs1.test"), tb.hs("hs2.test")
-        with open(hs1.signing_key_file) as f:
-            key = read_signing_keys(f)[0]
         fed_body = {"user_id": "@s1:hs1.test", "url": "wss://sfu.hs2.test",
                     "room_id": "!r:hs2.test", "slot_id": "m.call#ROOM", "member_id": "x",
                     "member": {"id": "x", "claimed_device_id": "D1"}}
-        sig = sign_json({"method": "POST", "uri": FED, "origin": "hs1.test",
-                         "destination": "hs2.test", "content": fed_body}, "hs1.test",
-                        key)["signatures"]["hs1.test"][f"ed25519:{key.version}"]
-        fed_auth = f'X-Matrix origin="hs1.test",destination="hs2.test",key="ed25519:{key.version}",sig="{sig}"'
+        fed_auth = x_matrix(hs1.signing_key(), "hs1.test", "hs2.test", FED, fed_body)
         local = {"url": "wss://sfu.hs1.test", "room_id": "!r:hs1.test", "slot_id": "m.call#ROOM",
                  "member_id": "m"}
         remote = dict(local, url="wss://sfu.hs2.test", room_id="!r:hs2.test",

@@ -26,15 +26,14 @@ import unittest
 import urllib.request
 
 import jwt
-from signedjson.key import generate_signing_key, read_signing_keys
-from signedjson.sign import sign_json
+from signedjson.key import generate_signing_key
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTBED = os.path.join(os.path.dirname(HERE), "testbed")
 sys.path.insert(0, TESTBED)
 sys.path.insert(0, HERE)
 from harness import HttpsTo, post_json, get_json  # noqa: E402
-from testbed import Testbed  # noqa: E402
+from testbed import Testbed, x_matrix  # noqa: E402
 
 BINARY = None
 UNSTABLE = "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/get_token"
@@ -445,15 +444,8 @@ class TokenFlow(unittest.TestCase):
 
     def signed(self, body, uri=FED_UNSTABLE, origin="hs1.test", destination="hs2.test",
                key=None, method="POST", header_destination=True):
-        if key is None:
-            with open(self.tb.hs("hs1.test").signing_key_file) as f:
-                key = read_signing_keys(f)[0]
-        req = {"method": method, "uri": uri, "origin": origin, "destination": destination,
-               "content": body}
-        sig = sign_json(req, origin, key)["signatures"][origin][f"{key.alg}:{key.version}"]
-        dest = f',destination="{destination}"' if header_destination else ""
-        return (f'X-Matrix origin="{origin}"{dest},key="{key.alg}:{key.version}",'
-                f'sig="{sig}"')
+        return x_matrix(key or self.tb.hs("hs1.test").signing_key(), origin, destination, uri,
+                        body, method, header_destination)
 
     def fed(self, body, auth, path=FED_UNSTABLE, raw=None):
         headers = {"Authorization": auth} if auth else {}
@@ -480,8 +472,7 @@ class TokenFlow(unittest.TestCase):
         hs1, hs2 = self.tb.hs("hs1.test"), self.tb.hs("hs2.test")
         with urllib.request.urlopen(hs1.hs_url + "/_matrix/key/v2/server") as r:
             genuine = json.load(r)
-        with open(hs2.signing_key_file) as f:
-            k2 = read_signing_keys(f)[0]
+        k2 = hs2.signing_key()
         pin = (f"hs2.test {k2.alg}:{k2.version} "
                f"{base64.b64encode(bytes(k2.verify_key)).decode().rstrip('=')}")
         body = self.fed_body()
@@ -524,8 +515,7 @@ class TokenFlow(unittest.TestCase):
         body = self.fed_body()
         good = self.signed(body)
         tampered = dict(body, room_id="!acl:hs2.test")
-        with open(self.tb.hs("hs2.test").signing_key_file) as f:
-            hs2_key = read_signing_keys(f)[0]
+        hs2_key = self.tb.hs("hs2.test").signing_key()
         hs2_key_as_hs1 = hs2_key
         hs2_key_as_hs1.version = self.signed(body).split('key="ed25519:')[1].split('"')[0]
         unknown = generate_signing_key("nope")

@@ -40,6 +40,9 @@ import time
 import urllib.error
 import urllib.request
 
+from signedjson.key import read_signing_keys
+from signedjson.sign import sign_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DEPLOY = os.path.join(ROOT, "module", "deploy")
@@ -80,6 +83,16 @@ def livekit_binary():
                           "mrtc-transport", "go", "bin", "livekit-server"),
              shutil.which("livekit-server") or ""]
     return next((f for f in found if f and os.access(f, os.X_OK)), None)
+
+
+def x_matrix(key, origin, destination, uri, content, method="POST", header_destination=True):
+    """The Authorization header a homeserver sends: X-Matrix with @origin's signature (signedjson)
+    over the request, with or without the destination parameter."""
+    req = {"method": method, "uri": uri, "origin": origin, "destination": destination,
+           "content": content}
+    sig = sign_json(req, origin, key)["signatures"][origin][f"{key.alg}:{key.version}"]
+    dest = f',destination="{destination}"' if header_destination else ""
+    return f'X-Matrix origin="{origin}"{dest},key="{key.alg}:{key.version}",sig="{sig}"'
 
 
 def wait_for(check, what, timeout=15.0):
@@ -193,6 +206,11 @@ class Server:
         self.proxy_timeout = 30  # Synapse's limit for the application service's answer
         # The real LiveKit servers beside it (Testbed(livekit=...)), SFU 1 first.
         self.livekits = []
+
+    def signing_key(self):
+        """This homeserver's Ed25519 signing key (signedjson's key object)."""
+        with open(self.signing_key_file) as f:
+            return read_signing_keys(f)[0]
 
     # SFU 1's real LiveKit server (None without one): signalling and RoomService on lk_port,
     # ICE over TCP on lk_tcp_port, ICE over UDP on lk_udp_port.
