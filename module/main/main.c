@@ -146,6 +146,24 @@ static int check_config(const char *argv0, const struct mrtc_config *config)
 	return 0;
 }
 
+/*
+ * The event loop. With epoll, libevent's changelist collects the read/write interest changes
+ * made while callbacks run and hands the kernel only the net change once per loop pass: evhttp
+ * turns reading off and on around every request it answers, and without the changelist each of
+ * those is an epoll_ctl call. libevent warns that the changelist is unsafe with descriptors
+ * duplicated by dup(); the daemon never duplicates one.
+ */
+static struct event_base *loop_new(void)
+{
+	struct event_config *cfg = event_config_new();
+	if (!cfg)
+		return NULL;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	struct event_base *base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}
+
 int main(int argc, char **argv)
 {
 	bool check_only = false;
@@ -208,7 +226,7 @@ int main(int argc, char **argv)
 			 nofile);
 
 	int rc = 1;
-	struct event_base *base = event_base_new();
+	struct event_base *base = loop_new();
 	struct mrtc_daemon *daemon = NULL;
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	if (!base)
