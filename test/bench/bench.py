@@ -64,10 +64,13 @@ def lua(path, body, headers):
     return f.name
 
 
-def lua_users(path, body, random_user):
-    """User wild_<i> in room !w<i mod ROOMS>: i in turn (filling the caches) or at random."""
+def lua_users(path, body, pick):
+    """User wild_<i> in room !w<i mod ROOMS>, i "in turn" (filling the caches), "at random" or
+    always 0 ("one"): the one-user row builds each request the same way as the many-users row,
+    so wrk spends the same per request on both."""
     pre, _, post = json.dumps(dict(body, room_id="!w@@@:hs1.test")).partition("@@@")
-    pick = f"math.random(0, {USERS - 1})" if random_user else f"counter % {USERS}"
+    pick = {"at random": f"math.random(0, {USERS - 1})", "in turn": f"counter % {USERS}",
+            "one": "0"}[pick]
     f = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     f.write(f'''counter = 0
 math.randomseed(os.time())
@@ -270,10 +273,9 @@ def main():
             row("end-to-end federated get_token, %d conn" % c, e)
         # 4. many users: fill the caches with USERS users over ROOMS rooms, then measure
         plain = local
-        s_fill = lua_users(CLIENT, plain, random_user=False)
-        s_many = lua_users(CLIENT, plain, random_user=True)
-        s_one = lua(CLIENT, dict(plain, room_id="!w0:hs1.test"),
-                    {"Authorization": "Bearer wild_0", "Content-Type": "application/json"})
+        s_fill = lua_users(CLIENT, plain, "in turn")
+        s_many = lua_users(CLIENT, plain, "at random")
+        s_one = lua_users(CLIENT, plain, "one")
         scripts += [s_fill, s_many, s_one]
         t0 = time.monotonic()
         auth_n, memb_n = fill(hs1.mrtc, s_fill, USERS,
