@@ -232,9 +232,12 @@ void *mrtc_request_state(struct mrtc_request *r, size_t size,
 			 const struct mrtc_request_state_ops *ops)
 {
 	assert(!r->state);
-	r->state = calloc(1, size);
-	if (r->state)
+	r->state = mrtc_server_block_alloc(r->server, size);
+	if (r->state) {
+		memset(r->state, 0, size);
+		r->state_size = size;
 		r->state_ops = ops;
+	}
 	return r->state;
 }
 
@@ -292,7 +295,7 @@ void mrtc_request_end(struct mrtc_request *r, int status)
 	}
 	if (r->state && r->state_ops && r->state_ops->dispose)
 		r->state_ops->dispose(r->state);
-	free(r->state);
+	mrtc_server_block_free(r->server, r->state, r->state_size);
 	r->state = NULL;
 }
 

@@ -3,6 +3,7 @@
  * delayed/'s delegation. */
 #include "mrtc/livekit/token_fields.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "mrtc/matrix/servername.h"
@@ -27,19 +28,9 @@ static enum mrtc_err opt_string(const struct json_object *obj, const char *key, 
 	return MRTC_OK;
 }
 
-static bool copy_field(char *dst, size_t size, const char *src)
-{
-	size_t n = strlen(src);
-	if (n >= size)
-		return false;
-	memcpy(dst, src, n + 1);
-	return true;
-}
-
 enum mrtc_err mrtc_token_fields_parse(const struct json_object *body, bool federation,
 				      struct mrtc_token_fields *ret, const char **msg)
 {
-	struct mrtc_token_fields f = { .url = "" };
 	if (!json_object_is_type(body, json_type_object)) {
 		*msg = "Body is not a JSON object";
 		return MRTC_ERR_NOT_JSON;
@@ -75,7 +66,7 @@ enum mrtc_err mrtc_token_fields_parse(const struct json_object *body, bool feder
 	}
 	const char *m = member_id ? member_id : mid;
 	*msg = "Invalid parameter";
-	if (!copy_field(f.url, sizeof(f.url), url)) {
+	if (strlen(url) > MRTC_TOKEN_URL_MAX) {
 		*msg = "'url' is too long";
 		return MRTC_ERR_INVALID_PARAM;
 	}
@@ -83,27 +74,60 @@ enum mrtc_err mrtc_token_fields_parse(const struct json_object *body, bool feder
 		*msg = "'room_id' is not a valid room id";
 		return MRTC_ERR_INVALID_PARAM;
 	}
-	if (!copy_field(f.room_id, sizeof(f.room_id), room) ||
-	    !copy_field(f.slot_id, sizeof(f.slot_id), slot) ||
-	    !copy_field(f.member_id, sizeof(f.member_id), m)) {
+	if (strlen(room) > MRTC_TOKEN_FIELD_MAX || strlen(slot) > MRTC_TOKEN_FIELD_MAX ||
+	    strlen(m) > MRTC_TOKEN_FIELD_MAX) {
 		*msg = "'slot_id' or member id is too long";
 		return MRTC_ERR_INVALID_PARAM;
 	}
-	if ((dev && !copy_field(f.claimed_device_id, sizeof(f.claimed_device_id), dev)) ||
-	    (cuser && !copy_field(f.claimed_user_id, sizeof(f.claimed_user_id), cuser))) {
+	if ((dev && strlen(dev) > MRTC_TOKEN_FIELD_MAX) ||
+	    (cuser && strlen(cuser) > MRTC_TOKEN_FIELD_MAX)) {
 		*msg = "A claimed id is too long";
 		return MRTC_ERR_INVALID_PARAM;
 	}
-	if (server && (!mrtc_server_name_is_valid(server) ||
-		       !copy_field(f.server_name, sizeof(f.server_name), server))) {
+	if (server &&
+	    (!mrtc_server_name_is_valid(server) || strlen(server) > MRTC_TOKEN_FIELD_MAX)) {
 		*msg = "'server_name' is not a valid server name";
 		return MRTC_ERR_INVALID_PARAM;
 	}
-	if (user &&
-	    (!mrtc_user_id_server(user) || !copy_field(f.user_id, sizeof(f.user_id), user))) {
+	if (user && (!mrtc_user_id_server(user) || strlen(user) > MRTC_TOKEN_FIELD_MAX)) {
 		*msg = "'user_id' is not a valid user id";
 		return MRTC_ERR_INVALID_PARAM;
 	}
-	*ret = f;
+	/* One allocation sized to the content, each string after the other. */
+	const char *src[] = { url, room, slot, m, dev, cuser, server, user };
+	size_t total = 0;
+	for (size_t i = 0; i < sizeof(src) / sizeof(src[0]); i++)
+		total += src[i] ? strlen(src[i]) + 1 : 0;
+	char *store = malloc(total);
+	if (!store) {
+		*msg = "Out of memory";
+		return MRTC_ERR_NOMEM;
+	}
+	const char *dst[sizeof(src) / sizeof(src[0])];
+	char *p = store;
+	for (size_t i = 0; i < sizeof(src) / sizeof(src[0]); i++) {
+		dst[i] = "";
+		if (src[i]) {
+			size_t n = strlen(src[i]) + 1;
+			memcpy(p, src[i], n);
+			dst[i] = p;
+			p += n;
+		}
+	}
+	*ret = (struct mrtc_token_fields){ .url = dst[0],
+					   .room_id = dst[1],
+					   .slot_id = dst[2],
+					   .member_id = dst[3],
+					   .claimed_device_id = dst[4],
+					   .claimed_user_id = dst[5],
+					   .server_name = dst[6],
+					   .user_id = dst[7],
+					   .store = store };
 	return MRTC_OK;
+}
+
+void mrtc_token_fields_finish(struct mrtc_token_fields *f)
+{
+	free(f->store);
+	*f = (struct mrtc_token_fields){ 0 };
 }

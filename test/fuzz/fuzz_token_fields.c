@@ -14,8 +14,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			const char *msg = NULL;
 			if (mrtc_token_fields_parse(v, fed, &f, &msg) == MRTC_OK) {
 				if (!f.room_id[0] || f.room_id[0] != '!' || !f.slot_id[0] ||
-				    !f.member_id[0] || !f.url[0] || (fed && !f.user_id[0]))
+				    !f.member_id[0] || !f.url[0] || (fed && !f.user_id[0]) ||
+				    strlen(f.url) > MRTC_TOKEN_URL_MAX ||
+				    strlen(f.room_id) > MRTC_TOKEN_FIELD_MAX)
 					abort();
+				mrtc_token_fields_finish(&f);
 			} else if (!msg) {
 				abort();
 			}

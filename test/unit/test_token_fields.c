@@ -22,7 +22,7 @@ static enum mrtc_err parse(const char *text, bool federation, struct mrtc_token_
 {
 	struct json_object *d = doc(text);
 	enum mrtc_err e = mrtc_token_fields_parse(d, federation, f, msg);
-	json_object_put(d);
+	json_object_put(d); /* the fields are copies: they outlive the document */
 	return e;
 }
 
@@ -45,6 +45,8 @@ START_TEST(test_client_body_fields)
 	ck_assert_str_eq(f.claimed_user_id, "");
 	ck_assert_str_eq(f.server_name, "hs2.test");
 	ck_assert_str_eq(f.user_id, "");
+	mrtc_token_fields_finish(&f);
+	ck_assert_ptr_null(f.store);
 	/* The older top-level member_id is the same field. */
 	ck_assert_int_eq(parse("{\"url\":\"u\",\"room_id\":\"!r:hs1.test\",\"slot_id\":\"s\","
 			       "\"member_id\":\"m2\"}",
@@ -52,11 +54,13 @@ START_TEST(test_client_body_fields)
 			 MRTC_OK);
 	ck_assert_str_eq(f.member_id, "m2");
 	ck_assert_str_eq(f.claimed_device_id, "");
+	mrtc_token_fields_finish(&f);
 	/* Both given: they must agree. */
 	ck_assert_int_eq(parse(CLIENT_OK ",\"member_id\":\"other\"}", false, &f, &msg),
 			 MRTC_ERR_BAD_JSON);
 	ck_assert_str_eq(msg, "'member_id' and 'member.id' differ");
 	ck_assert_int_eq(parse(CLIENT_OK ",\"member_id\":\"mem1\"}", false, &f, &msg), MRTC_OK);
+	mrtc_token_fields_finish(&f);
 }
 END_TEST
 
@@ -69,16 +73,19 @@ START_TEST(test_federation_body_fields)
 	ck_assert_str_eq(msg, "Missing url, room_id, slot_id, member id or user_id");
 	ck_assert_int_eq(parse(CLIENT_OK ",\"user_id\":\"@a:hs2.test\"}", true, &f, &msg), MRTC_OK);
 	ck_assert_str_eq(f.user_id, "@a:hs2.test");
+	mrtc_token_fields_finish(&f);
 	ck_assert_int_eq(parse(CLIENT_OK ",\"user_id\":\"not-a-user\"}", true, &f, &msg),
 			 MRTC_ERR_INVALID_PARAM);
 	/* A client body's user_id is not read; a federation body's server_name is not either. */
 	ck_assert_int_eq(parse(CLIENT_OK ",\"user_id\":42}", false, &f, &msg), MRTC_OK);
 	ck_assert_str_eq(f.user_id, "");
+	mrtc_token_fields_finish(&f);
 	ck_assert_int_eq(parse(CLIENT_OK
 			       ",\"user_id\":\"@a:hs2.test\",\"server_name\":\"bad name\"}",
 			       true, &f, &msg),
 			 MRTC_OK);
 	ck_assert_str_eq(f.server_name, "");
+	mrtc_token_fields_finish(&f);
 }
 END_TEST
 
@@ -137,6 +144,7 @@ START_TEST(test_field_bounds)
 			   slot) < (int)sizeof(body));
 	ck_assert_int_eq(parse(body, false, &f, &msg), MRTC_OK);
 	ck_assert_uint_eq(strlen(f.slot_id), 255);
+	mrtc_token_fields_finish(&f);
 	slot[255] = 's';
 	slot[256] = '\0';
 	ck_assert(snprintf(body, sizeof(body),

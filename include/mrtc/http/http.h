@@ -55,6 +55,7 @@ struct mrtc_request {
 	uint64_t start_ms;
 	bool cors;
 	void *state; /* mrtc_request_state(), owned by the request */
+	size_t state_size;
 	const struct mrtc_request_state_ops *state_ops;
 	/* For the access line of the finishing call: what the client was told and why (borrowed
 	 * from the caller of the finishing call; NULL when none). */
