@@ -205,17 +205,13 @@ void mrtc_http_reply_raw(struct mrtc_request *r, int status, struct evbuffer *bo
 
 void mrtc_http_reply_json_text(struct mrtc_request *r, int status, const char *text, size_t len)
 {
-	struct evbuffer *buf = NULL;
 	if (text && r->req) {
+		/* Straight into the reply's own buffer, which evhttp sends when given no other. */
 		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
 				  "application/json");
-		buf = evbuffer_new();
-		if (buf)
-			evbuffer_add(buf, text, len);
+		evbuffer_add(evhttp_request_get_output_buffer(r->req), text, len);
 	}
-	mrtc_http_reply_raw(r, status, buf);
-	if (buf)
-		evbuffer_free(buf);
+	mrtc_http_reply_raw(r, status, NULL);
 }
 
 void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_object *body)
@@ -343,10 +339,7 @@ void mrtc_http_reply_limited(struct mrtc_request *r, uint64_t retry_after_ms)
 
 const char *mrtc_http_bearer(const struct mrtc_request *r)
 {
-	if (!r->req)
-		return NULL;
-	const char *h =
-	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
+	const char *h = r->req ? r->authorization : NULL;
 	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
 		return NULL;
 	h += 7;

@@ -62,6 +62,9 @@ struct mrtc_request {
 	const char *message;
 	const char *detail;
 	void *conn; /* the server's per-connection state while the handler runs */
+	/* The first Authorization header, found by the server's one pass over the headers before
+	 * the handler runs (borrowed from the request's headers; NULL when none). */
+	const char *authorization;
 };
 
 /*
