@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mrtc/livekit/token_fields.h"
+#include "mrtc/matrix/json.h"
 #include "vectors.h"
 
 /* Parses the JSON text @text; the caller puts the result. */
@@ -163,14 +164,81 @@ START_TEST(test_field_bounds)
 }
 END_TEST
 
+/* The one-pass reading of a body's text gives what the document path gives: the usual bodies
+ * it reads itself, the others it leaves to the strict parser. */
+START_TEST(test_parse_text_as_document)
+{
+	static const struct {
+		const char *body;
+		enum mrtc_err err;
+	} cases[] = {
+		{ CLIENT_OK ",\"server_name\":\"hs2.test\"}", MRTC_OK },
+		{ " {\"url\":\"u\" , \"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member\":null,"
+		  "\"member_id\":\"m\",\"server_name\":null}\n",
+		  MRTC_OK },
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\\u0041\",\"member_id\":"
+		  "\"m\"}",
+		  MRTC_OK }, /* an escape: the strict parser's */
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member_id\":\"m\","
+		  "\"n\":[1,{}],\"user_id\":42}",
+		  MRTC_OK },
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"url\":\"v\",\"slot_id\":\"s\","
+		  "\"member_id\":\"m\"}",
+		  MRTC_ERR_NOT_JSON }, /* a duplicate key */
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member\":{\"id\":\"m\","
+		  "\"id\":\"n\"}}",
+		  MRTC_ERR_NOT_JSON },
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member_id\":\"m\"}x",
+		  MRTC_ERR_NOT_JSON },
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member\":\"m\"}",
+		  MRTC_ERR_BAD_JSON },
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member_id\":\"m\","
+		  "\"member\":{\"id\":\"n\"}}",
+		  MRTC_ERR_BAD_JSON },
+		{ "{\"url\":\"u\",\"room_id\":\"r:h\",\"slot_id\":\"s\",\"member_id\":\"m\"}",
+		  MRTC_ERR_INVALID_PARAM },
+		{ "{\"url\":\"\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member_id\":\"m\"}",
+		  MRTC_ERR_BAD_JSON },
+		{ "", MRTC_ERR_NOT_JSON },
+		{ "[]", MRTC_ERR_NOT_JSON },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mrtc_token_fields f = { 0 }, g = { 0 };
+		const char *msg = NULL, *msg_text = NULL;
+		struct json_object *d = NULL;
+		enum mrtc_err e = mrtc_json_parse(cases[i].body, strlen(cases[i].body),
+						  MRTC_JSON_MAX_DEPTH, &d) == MRTC_OK
+				      ? mrtc_token_fields_parse(d, false, &f, &msg)
+				      : MRTC_ERR_NOT_JSON;
+		json_object_put(d);
+		enum mrtc_err e_text = mrtc_token_fields_parse_text(
+		    cases[i].body, strlen(cases[i].body), false, &g, &msg_text);
+		ck_assert_msg(e_text == cases[i].err, "%s: %s instead of %s", cases[i].body,
+			      mrtc_err_str(e_text), mrtc_err_str(cases[i].err));
+		ck_assert_int_eq(e, e_text);
+		if (e == MRTC_ERR_NOT_JSON && !msg)
+			msg = "Body is not valid JSON";
+		ck_assert_str_eq(msg, msg_text);
+		if (e == MRTC_OK) {
+			ck_assert_str_eq(f.url, g.url);
+			ck_assert_str_eq(f.room_id, g.room_id);
+			ck_assert_str_eq(f.slot_id, g.slot_id);
+			ck_assert_str_eq(f.member_id, g.member_id);
+			ck_assert_str_eq(f.claimed_device_id, g.claimed_device_id);
+			ck_assert_str_eq(f.server_name, g.server_name);
+		}
+		mrtc_token_fields_finish(&f);
+		mrtc_token_fields_finish(&g);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("token_fields");
 	const TTest *tests[] = {
-		test_client_body_fields,
-		test_federation_body_fields,
-		test_refusals,
-		test_field_bounds,
+		test_client_body_fields, test_federation_body_fields, test_refusals,
+		test_field_bounds,	 test_parse_text_as_document,
 	};
 	vectors_add_tests(s, "token_fields", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);

@@ -39,6 +39,16 @@ enum mrtc_err mrtc_token_fields_parse(const struct json_object *body, bool feder
 				      struct mrtc_token_fields *ret_fields,
 				      const char **ret_message);
 
+/*
+ * mrtc_token_fields_parse() of the JSON text @text of @len bytes, as strict as
+ * mrtc_json_parse() (MRTC_JSON_MAX_DEPTH): MRTC_ERR_NOT_JSON with "Body is not valid JSON" when
+ * it is not JSON. The usual body (an object of plain strings) is read in one pass without
+ * building a document; any other goes through both functions.
+ */
+enum mrtc_err mrtc_token_fields_parse_text(const char *text, size_t len, bool federation,
+					   struct mrtc_token_fields *ret_fields,
+					   const char **ret_message);
+
 /* Frees what @fields owns and zeroes it; accepts a zeroed struct. */
 void mrtc_token_fields_finish(struct mrtc_token_fields *fields);
 
