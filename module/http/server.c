@@ -71,6 +71,24 @@ struct conn {
 #define BLOCK_SIZES 8
 #define BLOCK_KEEP 64
 
+/* Under AddressSanitizer a kept block is poisoned, so that a state used after its request
+ * finished is still reported. */
+#if defined(__SANITIZE_ADDRESS__)
+#define BLOCK_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BLOCK_ASAN 1
+#endif
+#endif
+#ifdef BLOCK_ASAN
+#include <sanitizer/asan_interface.h>
+#define BLOCK_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define BLOCK_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define BLOCK_POISON(p, n) ((void)(p), (void)(n))
+#define BLOCK_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 struct block_list {
 	size_t size; /* 0: unused */
 	size_t n;
@@ -99,6 +117,12 @@ struct mrtc_server {
 	struct block_list blocks[BLOCK_SIZES];
 };
 
+/* What a block of @size takes: room for the free list's link at least. */
+static size_t block_bytes(size_t size)
+{
+	return size < sizeof(void *) ? sizeof(void *) : size;
+}
+
 static struct block_list *block_list_of(struct mrtc_server *s, size_t size, bool add)
 {
 	for (size_t i = 0; i < BLOCK_SIZES; i++) {
@@ -118,8 +142,9 @@ void *mrtc_server_block_alloc(struct mrtc_server *s, size_t size)
 {
 	struct block_list *l = s ? block_list_of(s, size, false) : NULL;
 	if (!l || !l->head)
-		return malloc(size < sizeof(void *) ? sizeof(void *) : size);
+		return malloc(block_bytes(size));
 	void *b = l->head;
+	BLOCK_UNPOISON(b, block_bytes(size));
 	memcpy(&l->head, b, sizeof(void *));
 	l->n--;
 	return b;
@@ -135,6 +160,7 @@ void mrtc_server_block_free(struct mrtc_server *s, void *block, size_t size)
 		return;
 	}
 	memcpy(block, &l->head, sizeof(void *));
+	BLOCK_POISON(block, block_bytes(size));
 	l->head = block;
 	l->n++;
 }
@@ -144,6 +170,7 @@ static void blocks_free(struct mrtc_server *s)
 	for (size_t i = 0; i < BLOCK_SIZES; i++) {
 		while (s->blocks[i].head) {
 			void *b = s->blocks[i].head;
+			BLOCK_UNPOISON(b, block_bytes(s->blocks[i].size));
 			memcpy(&s->blocks[i].head, b, sizeof(void *));
 			free(b);
 		}
