@@ -17,6 +17,7 @@
 
 #include "mrtc/core/log.h"
 #include "mrtc/base/util.h"
+#include "blocks.h"
 
 #define HARD_BODY_MAX (256 * 1024)
 
@@ -61,40 +62,6 @@ struct conn {
 
 #define ID_POOL_IDS 64
 
-/*
- * Blocks of requests and their states kept for the next requests (reused rather than freed):
- * a handler asks for the same size every time, and after many requests and cache entries
- * glibc's malloc serves a state of a few KiB from consolidated free chunks, slower than the
- * work of a warm get_token. A free list per size, for the first BLOCK_SIZES sizes asked for,
- * at most BLOCK_KEEP blocks each (as many requests as are usually in flight at once).
- */
-#define BLOCK_SIZES 8
-#define BLOCK_KEEP 64
-
-/* Under AddressSanitizer a kept block is poisoned, so that a state used after its request
- * finished is still reported. */
-#if defined(__SANITIZE_ADDRESS__)
-#define BLOCK_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BLOCK_ASAN 1
-#endif
-#endif
-#ifdef BLOCK_ASAN
-#include <sanitizer/asan_interface.h>
-#define BLOCK_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define BLOCK_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define BLOCK_POISON(p, n) ((void)(p), (void)(n))
-#define BLOCK_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
-struct block_list {
-	size_t size; /* 0: unused */
-	size_t n;
-	void *head; /* each free block starts with the pointer to the next */
-};
-
 struct mrtc_server {
 	struct event_base *base;
 	const struct mrtc_config *config;
@@ -114,67 +81,20 @@ struct mrtc_server {
 	uint64_t conns_refused_logged_ms;
 	uint8_t id_pool[ID_POOL_IDS * MRTC_REQUEST_ID_LEN / 2]; /* random request ids to come */
 	size_t id_pool_used;
-	struct block_list blocks[BLOCK_SIZES];
+	struct mrtc_blocks blocks; /* of requests and their states */
 };
-
-/* What a block of @size takes: room for the free list's link at least. */
-static size_t block_bytes(size_t size)
-{
-	return size < sizeof(void *) ? sizeof(void *) : size;
-}
-
-static struct block_list *block_list_of(struct mrtc_server *s, size_t size, bool add)
-{
-	for (size_t i = 0; i < BLOCK_SIZES; i++) {
-		if (s->blocks[i].size == size)
-			return &s->blocks[i];
-		if (!s->blocks[i].size) {
-			if (!add)
-				return NULL;
-			s->blocks[i].size = size;
-			return &s->blocks[i];
-		}
-	}
-	return NULL;
-}
 
 void *mrtc_server_block_alloc(struct mrtc_server *s, size_t size)
 {
-	struct block_list *l = s ? block_list_of(s, size, false) : NULL;
-	if (!l || !l->head)
-		return malloc(block_bytes(size));
-	void *b = l->head;
-	BLOCK_UNPOISON(b, block_bytes(size));
-	memcpy(&l->head, b, sizeof(void *));
-	l->n--;
-	return b;
+	return s ? mrtc_blocks_alloc(&s->blocks, size) : malloc(size);
 }
 
 void mrtc_server_block_free(struct mrtc_server *s, void *block, size_t size)
 {
-	if (!block)
-		return;
-	struct block_list *l = s ? block_list_of(s, size, true) : NULL;
-	if (!l || l->n >= BLOCK_KEEP) {
+	if (s)
+		mrtc_blocks_free(&s->blocks, block, size);
+	else
 		free(block);
-		return;
-	}
-	memcpy(block, &l->head, sizeof(void *));
-	BLOCK_POISON(block, block_bytes(size));
-	l->head = block;
-	l->n++;
-}
-
-static void blocks_free(struct mrtc_server *s)
-{
-	for (size_t i = 0; i < BLOCK_SIZES; i++) {
-		while (s->blocks[i].head) {
-			void *b = s->blocks[i].head;
-			BLOCK_UNPOISON(b, block_bytes(s->blocks[i].size));
-			memcpy(&s->blocks[i].head, b, sizeof(void *));
-			free(b);
-		}
-	}
 }
 
 static void handle_healthz(struct mrtc_request *r)
@@ -700,6 +620,6 @@ void mrtc_server_destroy(struct mrtc_server *s)
 			accepting[i] = NULL;
 	}
 	free(s->conns);
-	blocks_free(s);
+	mrtc_blocks_finish(&s->blocks);
 	free(s);
 }
