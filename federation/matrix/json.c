@@ -137,6 +137,16 @@ static bool parse_string(struct parser *ps, struct mrtc_buf *out)
 		}
 		if (c < 0x20)
 			return fail(ps, MRTC_ERR_NOT_JSON);
+		/* A run of plain ASCII is copied at once: most strings are nothing else. */
+		const unsigned char *run = ps->p;
+		while (run < ps->end && *run >= 0x20 && *run < 0x80 && *run != '"' && *run != '\\')
+			run++;
+		if (run > ps->p) {
+			if (!mrtc_buf_append(out, ps->p, (size_t)(run - ps->p)))
+				return fail(ps, MRTC_ERR_NOMEM);
+			ps->p = run;
+			continue;
+		}
 		if (c != '\\') {
 			size_t n = utf8_seq_len(ps->p, (size_t)(ps->end - ps->p));
 			if (n == 0)
@@ -236,8 +246,9 @@ static bool parse_value(struct parser *ps, int depth, struct json_object **ret);
 static bool parse_object(struct parser *ps, int depth, struct json_object **ret)
 {
 	struct json_object *obj = json_object_new_object();
+	char stack[128]; /* most keys fit: no allocation */
 	struct mrtc_buf key;
-	mrtc_buf_init(&key);
+	mrtc_buf_init_with(&key, stack, sizeof(stack));
 	if (!obj)
 		return fail(ps, MRTC_ERR_NOMEM);
 	ps->p++;
@@ -269,7 +280,9 @@ static bool parse_object(struct parser *ps, int depth, struct json_object **ret)
 		struct json_object *member = NULL;
 		if (!parse_value(ps, depth + 1, &member))
 			goto out;
-		if (json_object_object_add(obj, key.data, member) != 0) {
+		/* Known to be new (duplicates were refused above): json-c need not look it up. */
+		if (json_object_object_add_ex(obj, key.data, member,
+					      JSON_C_OBJECT_ADD_KEY_IS_NEW) != 0) {
 			json_object_put(member);
 			fail(ps, MRTC_ERR_NOMEM);
 			goto out;
@@ -350,6 +363,22 @@ static bool match_literal(struct parser *ps, const char *lit)
 	return true;
 }
 
+/* A string value: a function of its own so that the recursion's frames do not carry its
+ * buffer. */
+static bool parse_string_value(struct parser *ps, struct json_object **ret)
+{
+	char stack[256]; /* most strings fit: no allocation besides json-c's copy */
+	struct mrtc_buf s;
+	mrtc_buf_init_with(&s, stack, sizeof(stack));
+	if (!parse_string(ps, &s)) {
+		mrtc_buf_finish(&s);
+		return false;
+	}
+	*ret = json_object_new_string_len(s.data ? s.data : "", (int)s.len);
+	mrtc_buf_finish(&s);
+	return *ret ? true : fail(ps, MRTC_ERR_NOMEM);
+}
+
 static bool parse_value(struct parser *ps, int depth, struct json_object **ret)
 {
 	if (depth > ps->max_depth)
@@ -362,17 +391,8 @@ static bool parse_value(struct parser *ps, int depth, struct json_object **ret)
 		return parse_object(ps, depth, ret);
 	case '[':
 		return parse_array(ps, depth, ret);
-	case '"': {
-		struct mrtc_buf s;
-		mrtc_buf_init(&s);
-		if (!parse_string(ps, &s)) {
-			mrtc_buf_finish(&s);
-			return false;
-		}
-		*ret = json_object_new_string_len(s.data ? s.data : "", (int)s.len);
-		mrtc_buf_finish(&s);
-		return *ret ? true : fail(ps, MRTC_ERR_NOMEM);
-	}
+	case '"':
+		return parse_string_value(ps, ret);
 	case 't':
 		if (!match_literal(ps, "true"))
 			return false;

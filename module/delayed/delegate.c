@@ -48,6 +48,7 @@ static void dl_dispose(void *state)
 	}
 	sodium_memzero(g->delay_id, sizeof(g->delay_id));
 	sodium_memzero(&g->rec, sizeof(g->rec));
+	mrtc_token_fields_finish(&g->f);
 }
 
 /* The client went away: the work stops. */

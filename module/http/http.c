@@ -205,17 +205,13 @@ void mrtc_http_reply_raw(struct mrtc_request *r, int status, struct evbuffer *bo
 
 void mrtc_http_reply_json_text(struct mrtc_request *r, int status, const char *text, size_t len)
 {
-	struct evbuffer *buf = NULL;
 	if (text && r->req) {
+		/* Straight into the reply's own buffer, which evhttp sends when given no other. */
 		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
 				  "application/json");
-		buf = evbuffer_new();
-		if (buf)
-			evbuffer_add(buf, text, len);
+		evbuffer_add(evhttp_request_get_output_buffer(r->req), text, len);
 	}
-	mrtc_http_reply_raw(r, status, buf);
-	if (buf)
-		evbuffer_free(buf);
+	mrtc_http_reply_raw(r, status, NULL);
 }
 
 void mrtc_http_reply_json(struct mrtc_request *r, int status, const struct json_object *body)
@@ -232,9 +228,12 @@ void *mrtc_request_state(struct mrtc_request *r, size_t size,
 			 const struct mrtc_request_state_ops *ops)
 {
 	assert(!r->state);
-	r->state = calloc(1, size);
-	if (r->state)
+	r->state = mrtc_server_block_alloc(r->server, size);
+	if (r->state) {
+		memset(r->state, 0, size);
+		r->state_size = size;
 		r->state_ops = ops;
+	}
 	return r->state;
 }
 
@@ -292,7 +291,7 @@ void mrtc_request_end(struct mrtc_request *r, int status)
 	}
 	if (r->state && r->state_ops && r->state_ops->dispose)
 		r->state_ops->dispose(r->state);
-	free(r->state);
+	mrtc_server_block_free(r->server, r->state, r->state_size);
 	r->state = NULL;
 }
 
@@ -340,10 +339,7 @@ void mrtc_http_reply_limited(struct mrtc_request *r, uint64_t retry_after_ms)
 
 const char *mrtc_http_bearer(const struct mrtc_request *r)
 {
-	if (!r->req)
-		return NULL;
-	const char *h =
-	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
+	const char *h = r->req ? r->authorization : NULL;
 	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
 		return NULL;
 	h += 7;

@@ -17,6 +17,7 @@
 
 #include "mrtc/core/log.h"
 #include "mrtc/base/util.h"
+#include "blocks.h"
 
 #define HARD_BODY_MAX (256 * 1024)
 
@@ -80,7 +81,21 @@ struct mrtc_server {
 	uint64_t conns_refused_logged_ms;
 	uint8_t id_pool[ID_POOL_IDS * MRTC_REQUEST_ID_LEN / 2]; /* random request ids to come */
 	size_t id_pool_used;
+	struct mrtc_blocks blocks; /* of requests and their states */
 };
+
+void *mrtc_server_block_alloc(struct mrtc_server *s, size_t size)
+{
+	return s ? mrtc_blocks_alloc(&s->blocks, size) : malloc(size);
+}
+
+void mrtc_server_block_free(struct mrtc_server *s, void *block, size_t size)
+{
+	if (s)
+		mrtc_blocks_free(&s->blocks, block, size);
+	else
+		free(block);
+}
 
 static void handle_healthz(struct mrtc_request *r)
 {
@@ -104,7 +119,7 @@ void mrtc_server_request_done(struct mrtc_request *r, int status)
 		((struct conn *)r->conn)->r = NULL;
 	mrtc_request_end(r, status);
 	s->inflight--;
-	free(r);
+	mrtc_server_block_free(s, r, sizeof(*r));
 }
 
 static struct conn *conn_find(struct mrtc_server *s, struct evhttp_connection *evcon)
@@ -293,22 +308,31 @@ void mrtc_server_request_replying(struct mrtc_request *r)
 	conn_arm(c);
 }
 
-/* Two different Content-Length headers, or Content-Length with Transfer-Encoding: the framing
- * is ambiguous (request smuggling), whichever one evhttp used. */
-static bool framing_conflict(struct evhttp_request *req)
+/*
+ * One pass over the request's headers: whether two different Content-Length headers, or
+ * Content-Length with Transfer-Encoding, make the framing ambiguous (request smuggling,
+ * whichever one evhttp used), and the first Authorization header (borrowed; NULL if none).
+ * The first letter is compared before the whole name: most headers are none of these.
+ */
+static bool scan_headers(struct evhttp_request *req, const char **ret_authorization)
 {
-	const char *length = NULL;
+	const char *length = NULL, *authorization = NULL;
 	bool te = false;
 	struct evkeyval *h;
 	for (h = evhttp_request_get_input_headers(req)->tqh_first; h; h = h->next.tqe_next) {
-		if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
+		char first = h->key[0] | 0x20; /* ASCII lower case for letters */
+		if (first == 't' && strcasecmp(h->key, "Transfer-Encoding") == 0) {
 			te = true;
-		} else if (strcasecmp(h->key, "Content-Length") == 0) {
+		} else if (first == 'c' && strcasecmp(h->key, "Content-Length") == 0) {
 			if (length && strcmp(length, h->value) != 0)
 				return true;
 			length = h->value;
+		} else if (first == 'a' && !authorization &&
+			   strcasecmp(h->key, "Authorization") == 0) {
+			authorization = h->value;
 		}
 	}
+	*ret_authorization = authorization;
 	return te && length;
 }
 
@@ -329,16 +353,16 @@ static void dispatch(struct evhttp_request *req, void *arg)
 {
 	struct listener *l = arg;
 	struct mrtc_server *s = l->server;
-	struct mrtc_request *r = calloc(1, sizeof(*r));
+	struct mrtc_request *r = mrtc_server_block_alloc(s, sizeof(*r));
 	if (!r) {
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
-	r->req = req;
-	r->server = s;
-	r->services = s->services;
-	r->cors = l->cors;
-	r->start_ms = mrtc_monotonic_ms();
+	*r = (struct mrtc_request){ .req = req,
+				    .server = s,
+				    .services = s->services,
+				    .cors = l->cors,
+				    .start_ms = mrtc_monotonic_ms() };
 	request_id(s, r->id, sizeof(r->id));
 	s->inflight++;
 	s->metrics->in_flight = s->inflight;
@@ -351,7 +375,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
 		c->r = r;
 		r->conn = c;
 	}
-	if (framing_conflict(req)) {
+	if (scan_headers(req, &r->authorization)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		struct json_object *body = json_object_new_object();
 		if (body) {
@@ -369,19 +393,31 @@ static void dispatch(struct evhttp_request *req, void *arg)
 
 	enum evhttp_cmd_type method = evhttp_request_get_command(req);
 	const char *uri = evhttp_request_get_uri(req);
-	char *path = uri ? mrtc_http_path_of(uri) : NULL;
+	/* The path on the stack when it fits (every route does), else on the heap. */
+	char stack[256], *heap = NULL;
+	const char *path = NULL;
+	if (uri) {
+		size_t n = strcspn(uri, "?#");
+		if (n < sizeof(stack)) {
+			memcpy(stack, uri, n);
+			stack[n] = '\0';
+			path = stack;
+		} else {
+			path = heap = mrtc_http_path_of(uri);
+		}
+	}
 	if (!path) {
 		mrtc_http_reply_error(r, MRTC_ERR_NOMEM, "Out of memory");
 		return;
 	}
 	if (method == EVHTTP_REQ_OPTIONS && l->cors) {
-		free(path);
+		free(heap);
 		mrtc_http_reply_json(r, 204, NULL);
 		return;
 	}
 	const struct mrtc_route *route = NULL;
 	enum mrtc_route_match m = mrtc_route_find(l->routes, l->n_routes, path, method, &route);
-	free(path);
+	free(heap);
 	switch (m) {
 	case MRTC_ROUTE_FOUND:
 		r->route = route;
@@ -584,5 +620,6 @@ void mrtc_server_destroy(struct mrtc_server *s)
 			accepting[i] = NULL;
 	}
 	free(s->conns);
+	mrtc_blocks_finish(&s->blocks);
 	free(s);
 }

@@ -147,11 +147,12 @@ static int check_config(const char *argv0, const struct mrtc_config *config)
 }
 
 /*
- * The event loop. With epoll, libevent's changelist collects the read/write interest changes
- * made while callbacks run and hands the kernel only the net change once per loop pass: evhttp
- * turns reading off and on around every request it answers, and without the changelist each of
- * those is an epoll_ctl call. libevent warns that the changelist is unsafe with descriptors
- * duplicated by dup(); the daemon never duplicates one.
+ * The event loop. With epoll, libevent's changelist gathers the changes to a descriptor's
+ * interest made during one loop turn and hands the kernel only the net change before
+ * epoll_wait: evhttp stops reading while a request is handled, the hang-up watch starts and
+ * stops, evhttp starts writing, then reading again; six epoll_ctl calls per request without it
+ * and two with it. libevent warns that the changelist is unsafe with descriptors duplicated by
+ * dup(); the daemon duplicates none.
  */
 static struct event_base *loop_new(void)
 {

@@ -13,7 +13,6 @@
 
 #include "mrtc/appservice/appservice.h"
 #include "mrtc/base/util.h"
-#include "mrtc/matrix/json.h"
 #include "mrtc/matrix/servername.h"
 #include "mrtc/services/services.h"
 
@@ -185,11 +184,7 @@ static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami
 		mrtc_rtc_fail(t, err, "Request body too large", NULL);
 		return;
 	}
-	if (mrtc_json_parse(body, len, MRTC_JSON_MAX_DEPTH, &t->body) != MRTC_OK) {
-		mrtc_rtc_fail(t, MRTC_ERR_NOT_JSON, "Body is not valid JSON", NULL);
-		return;
-	}
-	err = mrtc_token_fields_parse(t->body, false, &t->f, &msg);
+	err = mrtc_token_fields_parse_text(body, len, false, &t->f, &msg);
 	if (err != MRTC_OK) {
 		mrtc_rtc_fail(t, err, msg, NULL);
 		return;

@@ -31,6 +31,7 @@ static void tr_dispose(void *state)
 		free(t->token);
 	}
 	json_object_put(t->body);
+	mrtc_token_fields_finish(&t->f);
 }
 
 static void tr_cancel(void *state)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mrtc/livekit/token_fields.h"
+#include "mrtc/matrix/json.h"
 #include "vectors.h"
 
 /* Parses the JSON text @text; the caller puts the result. */
@@ -22,7 +23,7 @@ static enum mrtc_err parse(const char *text, bool federation, struct mrtc_token_
 {
 	struct json_object *d = doc(text);
 	enum mrtc_err e = mrtc_token_fields_parse(d, federation, f, msg);
-	json_object_put(d);
+	json_object_put(d); /* the fields are copies: they outlive the document */
 	return e;
 }
 
@@ -45,6 +46,8 @@ START_TEST(test_client_body_fields)
 	ck_assert_str_eq(f.claimed_user_id, "");
 	ck_assert_str_eq(f.server_name, "hs2.test");
 	ck_assert_str_eq(f.user_id, "");
+	mrtc_token_fields_finish(&f);
+	ck_assert_ptr_null(f.store);
 	/* The older top-level member_id is the same field. */
 	ck_assert_int_eq(parse("{\"url\":\"u\",\"room_id\":\"!r:hs1.test\",\"slot_id\":\"s\","
 			       "\"member_id\":\"m2\"}",
@@ -52,11 +55,13 @@ START_TEST(test_client_body_fields)
 			 MRTC_OK);
 	ck_assert_str_eq(f.member_id, "m2");
 	ck_assert_str_eq(f.claimed_device_id, "");
+	mrtc_token_fields_finish(&f);
 	/* Both given: they must agree. */
 	ck_assert_int_eq(parse(CLIENT_OK ",\"member_id\":\"other\"}", false, &f, &msg),
 			 MRTC_ERR_BAD_JSON);
 	ck_assert_str_eq(msg, "'member_id' and 'member.id' differ");
 	ck_assert_int_eq(parse(CLIENT_OK ",\"member_id\":\"mem1\"}", false, &f, &msg), MRTC_OK);
+	mrtc_token_fields_finish(&f);
 }
 END_TEST
 
@@ -69,16 +74,19 @@ START_TEST(test_federation_body_fields)
 	ck_assert_str_eq(msg, "Missing url, room_id, slot_id, member id or user_id");
 	ck_assert_int_eq(parse(CLIENT_OK ",\"user_id\":\"@a:hs2.test\"}", true, &f, &msg), MRTC_OK);
 	ck_assert_str_eq(f.user_id, "@a:hs2.test");
+	mrtc_token_fields_finish(&f);
 	ck_assert_int_eq(parse(CLIENT_OK ",\"user_id\":\"not-a-user\"}", true, &f, &msg),
 			 MRTC_ERR_INVALID_PARAM);
 	/* A client body's user_id is not read; a federation body's server_name is not either. */
 	ck_assert_int_eq(parse(CLIENT_OK ",\"user_id\":42}", false, &f, &msg), MRTC_OK);
 	ck_assert_str_eq(f.user_id, "");
+	mrtc_token_fields_finish(&f);
 	ck_assert_int_eq(parse(CLIENT_OK
 			       ",\"user_id\":\"@a:hs2.test\",\"server_name\":\"bad name\"}",
 			       true, &f, &msg),
 			 MRTC_OK);
 	ck_assert_str_eq(f.server_name, "");
+	mrtc_token_fields_finish(&f);
 }
 END_TEST
 
@@ -137,6 +145,7 @@ START_TEST(test_field_bounds)
 			   slot) < (int)sizeof(body));
 	ck_assert_int_eq(parse(body, false, &f, &msg), MRTC_OK);
 	ck_assert_uint_eq(strlen(f.slot_id), 255);
+	mrtc_token_fields_finish(&f);
 	slot[255] = 's';
 	slot[256] = '\0';
 	ck_assert(snprintf(body, sizeof(body),
@@ -155,14 +164,81 @@ START_TEST(test_field_bounds)
 }
 END_TEST
 
+/* The one-pass reading of a body's text gives what the document path gives: the usual bodies
+ * it reads itself, the others it leaves to the strict parser. */
+START_TEST(test_parse_text_as_document)
+{
+	static const struct {
+		const char *body;
+		enum mrtc_err err;
+	} cases[] = {
+		{ CLIENT_OK ",\"server_name\":\"hs2.test\"}", MRTC_OK },
+		{ " {\"url\":\"u\" , \"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member\":null,"
+		  "\"member_id\":\"m\",\"server_name\":null}\n",
+		  MRTC_OK },
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\\u0041\",\"member_id\":"
+		  "\"m\"}",
+		  MRTC_OK }, /* an escape: the strict parser's */
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member_id\":\"m\","
+		  "\"n\":[1,{}],\"user_id\":42}",
+		  MRTC_OK },
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"url\":\"v\",\"slot_id\":\"s\","
+		  "\"member_id\":\"m\"}",
+		  MRTC_ERR_NOT_JSON }, /* a duplicate key */
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member\":{\"id\":\"m\","
+		  "\"id\":\"n\"}}",
+		  MRTC_ERR_NOT_JSON },
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member_id\":\"m\"}x",
+		  MRTC_ERR_NOT_JSON },
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member\":\"m\"}",
+		  MRTC_ERR_BAD_JSON },
+		{ "{\"url\":\"u\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member_id\":\"m\","
+		  "\"member\":{\"id\":\"n\"}}",
+		  MRTC_ERR_BAD_JSON },
+		{ "{\"url\":\"u\",\"room_id\":\"r:h\",\"slot_id\":\"s\",\"member_id\":\"m\"}",
+		  MRTC_ERR_INVALID_PARAM },
+		{ "{\"url\":\"\",\"room_id\":\"!r:h\",\"slot_id\":\"s\",\"member_id\":\"m\"}",
+		  MRTC_ERR_BAD_JSON },
+		{ "", MRTC_ERR_NOT_JSON },
+		{ "[]", MRTC_ERR_NOT_JSON },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mrtc_token_fields f = { 0 }, g = { 0 };
+		const char *msg = NULL, *msg_text = NULL;
+		struct json_object *d = NULL;
+		enum mrtc_err e = mrtc_json_parse(cases[i].body, strlen(cases[i].body),
+						  MRTC_JSON_MAX_DEPTH, &d) == MRTC_OK
+				      ? mrtc_token_fields_parse(d, false, &f, &msg)
+				      : MRTC_ERR_NOT_JSON;
+		json_object_put(d);
+		enum mrtc_err e_text = mrtc_token_fields_parse_text(
+		    cases[i].body, strlen(cases[i].body), false, &g, &msg_text);
+		ck_assert_msg(e_text == cases[i].err, "%s: %s instead of %s", cases[i].body,
+			      mrtc_err_str(e_text), mrtc_err_str(cases[i].err));
+		ck_assert_int_eq(e, e_text);
+		if (e == MRTC_ERR_NOT_JSON && !msg)
+			msg = "Body is not valid JSON";
+		ck_assert_str_eq(msg, msg_text);
+		if (e == MRTC_OK) {
+			ck_assert_str_eq(f.url, g.url);
+			ck_assert_str_eq(f.room_id, g.room_id);
+			ck_assert_str_eq(f.slot_id, g.slot_id);
+			ck_assert_str_eq(f.member_id, g.member_id);
+			ck_assert_str_eq(f.claimed_device_id, g.claimed_device_id);
+			ck_assert_str_eq(f.server_name, g.server_name);
+		}
+		mrtc_token_fields_finish(&f);
+		mrtc_token_fields_finish(&g);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("token_fields");
 	const TTest *tests[] = {
-		test_client_body_fields,
-		test_federation_body_fields,
-		test_refusals,
-		test_field_bounds,
+		test_client_body_fields, test_federation_body_fields, test_refusals,
+		test_field_bounds,	 test_parse_text_as_document,
 	};
 	vectors_add_tests(s, "token_fields", tests, sizeof(tests) / sizeof(tests[0]));
 	return vectors_run_suite(s);

@@ -55,12 +55,16 @@ struct mrtc_request {
 	uint64_t start_ms;
 	bool cors;
 	void *state; /* mrtc_request_state(), owned by the request */
+	size_t state_size;
 	const struct mrtc_request_state_ops *state_ops;
 	/* For the access line of the finishing call: what the client was told and why (borrowed
 	 * from the caller of the finishing call; NULL when none). */
 	const char *message;
 	const char *detail;
 	void *conn; /* the server's per-connection state while the handler runs */
+	/* The first Authorization header, found by the server's one pass over the headers before
+	 * the handler runs (borrowed from the request's headers; NULL when none). */
+	const char *authorization;
 };
 
 /*

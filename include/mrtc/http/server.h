@@ -47,6 +47,16 @@ size_t mrtc_server_inflight(const struct mrtc_server *server);
 /* Closes every connection and frees @server; accepts NULL. */
 void mrtc_server_destroy(struct mrtc_server *server);
 
+/*
+ * @size bytes for a request's state or the request itself, not zeroed: a block of that size
+ * the server keeps from an earlier request, else a new one. NULL without memory. Give it back
+ * with mrtc_server_block_free(). A NULL @server (a request made by a test) allocates afresh.
+ */
+void *mrtc_server_block_alloc(struct mrtc_server *server, size_t size);
+/* Takes back @block (NULL accepted) of @size bytes from mrtc_server_block_alloc(): kept for a
+ * later request up to a bound per size, else freed. */
+void mrtc_server_block_free(struct mrtc_server *server, void *block, size_t size);
+
 /* Called by the reply functions once a reply is sent: logs it and frees @r. */
 void mrtc_server_request_done(struct mrtc_request *r, int status);
 
