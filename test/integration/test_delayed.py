@@ -497,7 +497,7 @@ class Delayed(unittest.TestCase):
         self.assertTrue(self.wait_for(lambda: "restart" in self.actions("de_def")[0]))
         self.assertEqual(d.stop(), 0)  # a graceful restart: the job stays in the store
         d.start()
-        self.assertIn("taking up the job", d.logs())
+        self.assertTrue(self.wait_for(lambda: "taking up the job" in d.logs()), d.logs())
         n = self.actions("de_def")[0].count("restart")
         self.assertTrue(self.wait_for(lambda: self.actions("de_def")[0].count("restart") > n))
         self.participant("bob", False, member="md")

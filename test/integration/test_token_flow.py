@@ -554,7 +554,10 @@ class TokenFlow(unittest.TestCase):
         # by the 150 local requests at once.
         self.assertEqual(self.get_token("tok_alice", self.remote(member="warm"))[0], 200)
         self.assertEqual(self.get_token("tok_alice", self.body(member="warm"))[0], 200)
-        self.set_mode("hs2.test", delay=2)
+        # 3 s: under ASan on a loaded machine a local request once took 2.2 s, so the delay is
+        # well above what a loaded machine needs; a loop waiting on the remote would hold local
+        # requests for at least the delay.
+        self.set_mode("hs2.test", delay=3)
 
         def one(i):
             remote = i % 4 == 0
@@ -576,9 +579,9 @@ class TokenFlow(unittest.TestCase):
         local = sorted(t for r, _, t, _, _ in results if not r)
         remote = sorted(t for r, _, t, _, _ in results if r)
         self.assertEqual((len(local), len(remote)), (150, 50))
-        self.assertGreaterEqual(remote[0], 2.0)
+        self.assertGreaterEqual(remote[0], 3.0)
         # The slow remote server does not hold the local requests up: every local one is
-        # answered in less than the remote's 2 s delay, as the daemon timed it (its access line);
+        # answered in less than the remote's 3 s delay, as the daemon timed it (its access line);
         # how fast 200 client threads get their requests out on a loaded machine does not count.
         took = {}
         for line in self.mrtc_log("hs1.test").splitlines():
@@ -587,7 +590,7 @@ class TokenFlow(unittest.TestCase):
                 took[m.group(1)] = int(m.group(2))
         served = sorted(took[rid] for r, _, _, _, rid in results if not r)
         self.assertEqual(len(served), 150, "an access line per local request")
-        self.assertLess(served[-1], 2000, f"daemon-side local p50 {served[75]} ms, "
+        self.assertLess(served[-1], 3000, f"daemon-side local p50 {served[75]} ms, "
                         f"client-side p50 {local[75]:.2f}s, max {local[-1]:.2f}s")
         for r, _, _, d, _ in results:
             self.assertIs(claims_of(d["jwt"])["video"]["canPublish"], not r)
