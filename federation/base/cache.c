@@ -11,11 +11,11 @@
 #include "mrtc/base/cache.h"
 
 #include <sodium.h>
-
-#include "mrtc/base/slab.h"
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "mrtc/base/slab.h"
 
 #define KEY_BITS 22
 #define KEY_MAX ((1u << KEY_BITS) - 1)

@@ -3,10 +3,10 @@
  * The slab allocator. Slabs are aligned to their size, so the slab of an object is its address
  * with the low bits cleared; its header there counts the objects handed out and links the freed
  * ones. A class lists the slabs that have room (never-used space at the end, or freed objects),
- * the most recently freed into first; a full slab is on no list until one of its objects is
- * freed. Memory comes from anonymous mappings: freed slabs go back to the system at once, and
- * malloc's heap, where requests allocate and free all the time, holds no long-lived entries
- * between its free chunks.
+ * the most recently freed into first; the full slabs of every class are on one list, left when
+ * one of their objects is freed. Memory comes from anonymous mappings: freed slabs go back to the
+ * system at once, and malloc's heap, where requests allocate and free all the time, holds no
+ * long-lived entries between its free chunks.
  */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS: POSIX.1-2024, not in 2008 */
 #include "mrtc/base/slab.h"
