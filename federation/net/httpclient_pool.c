@@ -10,6 +10,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,15 +20,67 @@
 
 /* ---- SSL context ---- */
 
+/* The system's CA file (SSL_CERT_FILE, else OpenSSL's default), read into the store the first
+ * time a chain needs an issuer the store does not hold yet, then answered from the store. The
+ * same certificates are trusted as with SSL_CTX_set_default_verify_paths, which reads the file
+ * when the context is made: about 150 certificates, near 1 MiB of heap and 1.5 MiB of RSS in a
+ * daemon that may never need them (a homeserver, SFU and peers under MRTC_CA_FILE's CA, which
+ * is read at once). The lookup's method data marks the file as read (or tried). */
+static int system_file_by_subject(X509_LOOKUP *lu, X509_LOOKUP_TYPE type, const X509_NAME *name,
+				  X509_OBJECT *ret)
+{
+	X509_STORE *store = X509_LOOKUP_get_store(lu);
+	if (!X509_LOOKUP_get_method_data(lu)) {
+		X509_LOOKUP_set_method_data(lu, store);
+		const char *file = getenv(X509_get_default_cert_file_env());
+		X509_load_cert_crl_file(lu, file ? file : X509_get_default_cert_file(),
+					X509_FILETYPE_PEM);
+		ERR_clear_error(); /* as SSL_CTX_set_default_verify_paths: a missing file is fine */
+	}
+	if (type != X509_LU_X509 || !X509_STORE_lock(store))
+		return 0;
+	X509_OBJECT *o =
+	    X509_OBJECT_retrieve_by_subject(X509_STORE_get0_objects(store), type, name);
+	X509 *x = o ? X509_OBJECT_get0_X509(o) : NULL;
+	/* Borrowed, as OpenSSL's own lookups answer (the caller takes a reference): set1 takes
+	 * one, given back at once, the store's keeping the certificate alive. */
+	int found = x && X509_OBJECT_set1_X509(ret, x);
+	if (found)
+		X509_free(x);
+	X509_STORE_unlock(store);
+	return found;
+}
+
+static X509_LOOKUP_METHOD *system_file_method;
+
 static SSL_CTX *make_ssl_ctx(const char *ca_file)
 {
+	/* Made once, by the loop's thread, and kept: contexts of reloads share it. */
+	if (!system_file_method) {
+		system_file_method = X509_LOOKUP_meth_new("mrtc system CA file, read when needed");
+		if (!system_file_method || !X509_LOOKUP_meth_set_get_by_subject(
+					       system_file_method, system_file_by_subject)) {
+			X509_LOOKUP_meth_free(system_file_method);
+			system_file_method = NULL;
+			return NULL;
+		}
+	}
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	if (!ctx)
 		return NULL;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (SSL_CTX_set_default_verify_paths(ctx) != 1 ||
-	    (ca_file && SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)) {
+	/* SSL_CTX_set_default_verify_paths's three lookups, the file one read when needed. */
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	X509_LOOKUP *dir = NULL, *uri = NULL;
+	bool ok = X509_STORE_add_lookup(store, system_file_method) &&
+		  (dir = X509_STORE_add_lookup(store, X509_LOOKUP_hash_dir())) &&
+		  X509_LOOKUP_add_dir(dir, NULL, X509_FILETYPE_DEFAULT) &&
+		  (uri = X509_STORE_add_lookup(store, X509_LOOKUP_store()));
+	if (ok)
+		X509_LOOKUP_add_store(uri, NULL); /* SSL_CERT_URI; nothing by default */
+	ERR_clear_error();
+	if (!ok || (ca_file && SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)) {
 		SSL_CTX_free(ctx);
 		return NULL;
 	}

@@ -46,6 +46,10 @@ bool mrtc_ratelimit_take(struct mrtc_ratelimit *rl, const char *key, uint64_t no
 {
 	size_t len = strlen(key);
 	const uint64_t full = rl->burst * 1000;
+	/* A bucket lives until it would be full again, the same as none: two of those gone per
+	 * call keep the cache to the keys seen within a refill time (more when the oldest was
+	 * left with less than its neighbours, until it is full again too). */
+	mrtc_cache_expire(rl->buckets, now_ms, 2);
 	struct bucket *b = mrtc_cache_get(rl->buckets, key, len, now_ms);
 	struct bucket cur = { .milli = full, .last_ms = now_ms };
 	if (b) {

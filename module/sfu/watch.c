@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include <event2/event.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,12 +36,14 @@
  * in place; the SFU, room name and identity are in the entry's key (watch_key). */
 struct watched {
 	uint64_t stored_until_ms; /* wall clock: the expiry the store holds (or will, pending) */
-	uint64_t sweep;		  /* the last sweep that took it */
-	uint32_t sfu; /* index in config->sfus: where it was admitted, whom to ask to remove it */
+	uint32_t sweep;		  /* the last sweep that took it */
+	uint8_t sfu; /* index in config->sfus: where it was admitted, whom to ask to remove it */
 	bool checking;
 	bool queued;	/* its key waits in the pending queue */
-	char strings[]; /* "room_id\0user_id\0" */
+	char strings[]; /* "room_id\0user_id\0", right after the fields (no padding) */
 };
+
+_Static_assert(MRTC_SFUS_MAX <= UINT8_MAX, "an SFU index fits the watched entry");
 
 /* The most a value takes (room_id and user_id of at most 255 bytes each). */
 #define WATCHED_MAX (sizeof(struct watched) + 2 * 256)
@@ -86,7 +89,7 @@ struct mrtc_watch {
 	/* The sweep over every admitted participant that each watch period starts (when the
 	 * last one has ended): batches of keys not yet taken by this sweep, checked with at most
 	 * WATCH_IN_FLIGHT in flight, the next check started as one ends. */
-	uint64_t sweep;
+	uint32_t sweep; /* wraps after 2^32 sweeps: one entry skipped in that one, at the most */
 	bool sweeping;
 	bool stopping;
 	char (*batch)[WATCH_KEY_MAX];
@@ -420,12 +423,13 @@ static struct watched *watch_put(struct mrtc_watch *d, const char *key, size_t s
 		return NULL;
 	_Alignas(MRTC_CACHE_VALUE_ALIGN) unsigned char buf[WATCHED_MAX];
 	struct watched *w = (struct watched *)buf;
-	*w = (struct watched){ .stored_until_ms = expires_ms, .sfu = (uint32_t)sfu };
+	*w = (struct watched){ .stored_until_ms = expires_ms, .sfu = (uint8_t)sfu };
 	memcpy(w->strings, room_id, a + 1);
 	memcpy(w->strings + a + 1, user_id, b + 1);
 	uint64_t until = mrtc_monotonic_ms() + (expires_ms - wall);
 	size_t len = strlen(key);
-	if (!mrtc_cache_put_copy(d->admitted, key, len, w, sizeof(*w) + a + b + 2, until))
+	size_t size = offsetof(struct watched, strings) + a + b + 2;
+	if (!mrtc_cache_put_copy(d->admitted, key, len, w, size, until))
 		return NULL;
 	return mrtc_cache_get(d->admitted, key, len, mrtc_monotonic_ms());
 }

@@ -394,6 +394,33 @@ class TokenFlow(unittest.TestCase):
         time.sleep(1.3)  # the resident's membership cache TTL is 1 s here
         self.assert_refused(403, "M_FORBIDDEN", "tok_kick", self.remote())
 
+    def test_system_ca_file_read_when_needed(self):
+        """Without MRTC_CA_FILE the daemon trusts the system's CA file (SSL_CERT_FILE here),
+        read when a chain first needs an issuer: holding the testbed's CA, a remote token comes
+        through TLS to hs2; the system's bundle (without it) read the same way, hs2 is refused."""
+        from harness import Daemon
+        hs1 = self.tb.hs("hs1.test")
+        for cafile, want in ((self.tb.ca, 200), ("/etc/ssl/certs/ca-certificates.crt", 502)):
+            env = self.tb.mrtc_env(hs1, SSL_CERT_FILE=cafile)
+            del env["MRTC_CA_FILE"]
+            d = Daemon(BINARY, env, name="mrtc-sysca", host=self.tb.svc).start()
+            try:
+                body = self.remote(room="!remotetok:hs2.test", member="mSys")
+                status, _, data = d.request("POST", UNSTABLE, body=json.dumps(body),
+                                            headers={"Authorization": "Bearer tok_alice"})
+                doc = json.loads(data)
+                with self.subTest(cafile=cafile):
+                    self.assertEqual(status, want, doc)
+                    if want == 200:
+                        self.assertEqual(self.tb.livekit_validate("hs2.test", doc["jwt"]),
+                                         (200, "success"))
+                    else:
+                        self.assertEqual(doc["errcode"], "M_UNKNOWN")
+                        self.assertIn("unable to get local issuer certificate", d.logs())
+            finally:
+                self.assertEqual(d.stop(), 0)
+                d.close()
+
     def test_remote_failures_are_502(self):
         for server in ("garbage.test", "nosuchname.test", "private.test", "wrongcert.test"):
             with self.subTest(server=server):

@@ -39,9 +39,17 @@ START_TEST(test_ratelimit_memory_bounded_100k_users)
 		ck_assert_uint_le(mrtc_ratelimit_size(rl), 10000);
 	}
 	ck_assert_uint_eq(mrtc_ratelimit_size(rl), 10000);
-	/* Idle buckets are dropped once they would be full again. */
-	snprintf(key, sizeof(key), "@late:example.org");
-	ck_assert(mrtc_ratelimit_take(rl, key, 5000 + 60000, &retry));
+	/* Idle buckets are dropped once they would be full again (one token taken at 5 per
+	 * second: after 200 ms), two for each new one, not only when the bound evicts them. */
+	for (int i = 0; i < 5000; i++) {
+		snprintf(key, sizeof(key), "@late%d:example.org", i);
+		ck_assert(mrtc_ratelimit_take(rl, key, 5000 + 4001, &retry));
+	}
+	ck_assert_uint_eq(mrtc_ratelimit_size(rl), 5000);
+	/* A dropped bucket was full: its key has the whole burst again. */
+	for (int i = 0; i < 20; i++)
+		ck_assert(mrtc_ratelimit_take(rl, "@user99999:example.org", 5000 + 4001, &retry));
+	ck_assert(!mrtc_ratelimit_take(rl, "@user99999:example.org", 5000 + 4001, &retry));
 	mrtc_ratelimit_destroy(rl);
 }
 END_TEST

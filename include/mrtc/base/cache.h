@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A bounded map from byte keys to owned values with a lifetime per entry. Keys are hashed with
- * SipHash under a random key (no hash flooding); when full, the oldest entry goes. Pure.
+ * SipHash under a random key (no hash flooding); when full, the oldest entry goes. Entries live
+ * in slabs of the cache's own (mrtc/base/slab.h), apart from malloc's heap. Pure.
  */
 #ifndef MRTC_CACHE_H
 #define MRTC_CACHE_H
@@ -19,7 +20,7 @@ struct mrtc_cache;
 typedef void (*mrtc_cache_free_fn)(void *value);
 
 struct mrtc_cache_stats {
-	uint64_t hits, misses, evictions;
+	uint64_t hits, misses, evictions, expirations;
 	size_t size, capacity;
 };
 
@@ -47,6 +48,12 @@ bool mrtc_cache_refresh(struct mrtc_cache *cache, const void *key, size_t key_le
 			uint64_t expires_ms);
 
 void mrtc_cache_remove(struct mrtc_cache *cache, const void *key, size_t key_len);
+
+/* Drops at most @max of the oldest entries (in insertion order, a refreshed one counting as
+ * new) as long as they are expired at @now_ms, so that expired entries do not wait for
+ * eviction: called with a small @max on each insertion, it keeps a cache whose entries live
+ * alike, or about alike, free of expired ones at a bounded cost. The answer is how many went. */
+size_t mrtc_cache_expire(struct mrtc_cache *cache, uint64_t now_ms, size_t max);
 
 /* Calls @fn for every unexpired entry, oldest first. @fn must not change the cache. */
 void mrtc_cache_foreach(struct mrtc_cache *cache, uint64_t now_ms,
