@@ -14,8 +14,8 @@ one core and wrk (one thread) to another:
      one of them alone;
   5. the acceptance ratios of issue 20, PASS or FAIL each.
 The rows compared at 64 connections are measured in alternation, several rounds: each row shows
-its median run, each ratio the median of the per-round ratios (the two runs of a pair back to
-back, since this machine's speed drifts over tens of seconds).
+its median req/s, p50 and p99 over the rounds, each ratio the median of the per-round ratios
+(the two runs of a pair back to back, since this machine's speed drifts over tens of seconds).
 Rate limits are lifted and logging is at warn for the daemons measured. Loopback only; every
 process it starts is stopped at the end.
 
@@ -95,12 +95,20 @@ ROUNDS = int(os.environ.get("MRTC_BENCH_ROUNDS", "5"))
 
 def alternate(targets, secs):
     """Runs wrk at 64 connections on each (port, script[, host]) in turn, ROUNDS times; the
-    median run (by req/s) of each, and all the runs (per target, by round)."""
+    median of each (median_run), and all the runs (per target, by round)."""
     runs = [[] for _ in targets]
     for _ in range(ROUNDS):
         for i, t in enumerate(targets):
             runs[i].append(wrk(t[0], t[1], 64, secs, *t[2:]))
-    return [sorted(r)[len(r) // 2] for r in runs], runs
+    return [median_run(r) for r in runs], runs
+
+
+def median_run(r):
+    """The run of median req/s, with the median p50 and p99 of all the runs (one run's p99 is
+    often a single hiccup of this virtual machine: 14.9 ms in a run whose neighbours had 2.5)."""
+    mid = len(r) // 2
+    return (sorted(x[0] for x in r)[mid], sorted(x[1] for x in r)[mid],
+            sorted(x[2] for x in r)[mid], sorted(r)[mid][3])
 
 
 def paired(a, b):
