@@ -29,14 +29,17 @@ static bool homeserver_failed(struct token_req *t, enum mrtc_err err, const char
 }
 
 /*
- * Answers a failed whoami and returns true; false if @err is OK. A refusal reaches the client as
- * the homeserver sent it: 401 and 403 with its errcode (and soft_logout), 429 with its retry
- * hint; anything else is 502 M_UNKNOWN.
+ * The end of a whoami call: a failure is answered (true); on success the user is kept in @t and
+ * the result is false. A refusal reaches the client as the homeserver sent it: 401 and 403 with
+ * its errcode (and soft_logout), 429 with its retry hint; anything else is 502 M_UNKNOWN.
  */
 static bool whoami_failed(struct token_req *t, enum mrtc_err err, const struct mrtc_whoami *who)
 {
-	if (err == MRTC_OK)
+	t->hs_op = NULL; /* the whoami call has ended */
+	if (err == MRTC_OK) {
+		t->who = *who;
 		return false;
+	}
 	int status;
 	uint64_t retry_ms;
 	struct json_object *body;
@@ -59,10 +62,8 @@ static bool whoami_failed(struct token_req *t, enum mrtc_err err, const struct m
 static void transports_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
 {
 	struct token_req *t = arg;
-	t->hs_op = NULL;
 	if (whoami_failed(t, err, who))
 		return;
-	t->who = *who;
 	const struct mrtc_config *c = t->s->config;
 	struct json_object *body = json_object_new_object();
 	struct json_object *list = json_object_new_array();
@@ -165,10 +166,8 @@ static void client_limited(void *arg, bool allowed, uint64_t retry);
 static void client_whoami(void *arg, enum mrtc_err err, const struct mrtc_whoami *who)
 {
 	struct token_req *t = arg;
-	t->hs_op = NULL;
 	if (whoami_failed(t, err, who))
 		return;
-	t->who = *who;
 	const struct mrtc_config *c = t->s->config;
 	const char *server = mrtc_user_id_server(who->user_id);
 	if (!server || strcmp(server, c->server_name) != 0) {
