@@ -12,16 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mrtc/base/asan.h"
+
 /* Under AddressSanitizer a kept block is poisoned, so that a state used after its request
  * finished is still reported. */
-#if defined(__SANITIZE_ADDRESS__)
-#define BLOCK_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BLOCK_ASAN 1
-#endif
-#endif
-#ifdef BLOCK_ASAN
+#if MRTC_ASAN
 #include <sanitizer/asan_interface.h>
 #define BLOCK_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define BLOCK_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))

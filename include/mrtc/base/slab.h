@@ -13,21 +13,14 @@
 
 #include <stddef.h>
 
+#include "mrtc/base/asan.h"
+
 #define MRTC_SLAB_STEP 16	   /* size classes and alignment of objects */
 #define MRTC_SLAB_MAX 1024	   /* larger objects come from malloc */
 #define MRTC_SLAB_SIZE (64 * 1024) /* one slab; a power of two */
 
 /* 1 in an AddressSanitizer build: every object comes from malloc. */
-#if defined(__SANITIZE_ADDRESS__)
-#define MRTC_SLAB_USES_MALLOC 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MRTC_SLAB_USES_MALLOC 1
-#endif
-#endif
-#ifndef MRTC_SLAB_USES_MALLOC
-#define MRTC_SLAB_USES_MALLOC 0
-#endif
+#define MRTC_SLAB_USES_MALLOC MRTC_ASAN
 
 struct mrtc_slab;
 
