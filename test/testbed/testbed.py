@@ -52,18 +52,26 @@ LIVEKIT_KEY = "APItestbed"
 
 # Ports handed out by this process: the kernel may give the same free port twice while the
 # first taker has not bound it yet (a LiveKit server once found its port taken by a homeserver of
-# its own testbed that way).
+# its own testbed that way). They are drawn below the kernel's ephemeral range (32768 and up on
+# Linux): a port from that range, free when drawn, can become the local end of any process's
+# outgoing connection before its server binds it (a LiveKit server in CI found its port "already
+# in use" that way).
 _handed_out = set()
+_PORTS = range(10000, 32768)
 
 
 def _fresh_port(kind, host):
-    for _ in range(64):
+    for _ in range(256):
+        port = random.choice(_PORTS)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, kind) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     raise RuntimeError("no fresh port")
 
 
